@@ -1,0 +1,390 @@
+//! Documents: the header derived from the `document` scope, and a hydrated document folded from its operations.
+
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::hash::OpHash;
+use crate::ids::{Branch, DocumentId, Scope};
+use crate::model::{ErasedModel, ModelRegistry, ModelState, Rejection};
+use crate::models::json::apply_json_action;
+use crate::operation::{Action, Operation};
+
+/// `document` scope: creates the document. Always index 0 of the document scope.
+pub const CREATE_DOCUMENT: &str = "CREATE_DOCUMENT";
+/// `document` scope: renames the document.
+pub const SET_NAME: &str = "SET_NAME";
+/// `document` scope: marks the document deleted (an operation, not an erasure).
+pub const DELETE_DOCUMENT: &str = "DELETE_DOCUMENT";
+
+/// Input of [`CREATE_DOCUMENT`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateDocumentInput {
+    /// The model.
+    pub document_type: String,
+    /// The display name.
+    #[serde(default)]
+    pub name: String,
+    /// A global state to start from instead of the model's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_state: Option<Value>,
+}
+
+/// Input of [`SET_NAME`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetNameInput {
+    /// The new name.
+    pub name: String,
+}
+
+/// The number of operations in each scope of a document (the next index of each).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Revisions {
+    /// Operations in the `global` scope.
+    pub global: u64,
+    /// Operations in the `local` scope.
+    pub local: u64,
+    /// Operations in the `document` scope.
+    pub document: u64,
+}
+
+impl Revisions {
+    /// The revision of `scope`.
+    pub fn get(&self, scope: Scope) -> u64 {
+        match scope {
+            Scope::Global => self.global,
+            Scope::Local => self.local,
+            Scope::Document => self.document,
+        }
+    }
+
+    /// Sets the revision of `scope`.
+    pub fn set(&mut self, scope: Scope, revision: u64) {
+        match scope {
+            Scope::Global => self.global = revision,
+            Scope::Local => self.local = revision,
+            Scope::Document => self.document = revision,
+        }
+    }
+}
+
+/// What identifies and describes a document. Derived from its `document` scope operations, never rewritten.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentHeader {
+    /// The document's id.
+    pub id: DocumentId,
+    /// Its model.
+    pub document_type: String,
+    /// Its display name.
+    pub name: String,
+    /// When it was created (RFC 3339, UTC).
+    pub created_at_utc_iso: String,
+    /// When its latest operation was made (RFC 3339, UTC).
+    pub last_modified_at_utc_iso: String,
+    /// The branch this header describes.
+    pub branch: Branch,
+    /// Operations per scope.
+    pub revision: Revisions,
+    /// Whether a `DELETE_DOCUMENT` was applied.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+/// Formats milliseconds since the epoch as RFC 3339 UTC with millisecond precision.
+pub fn iso_from_millis(ms: u64) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&format).unwrap_or_default()
+}
+
+/// Why an operation cannot be folded into a document.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApplyError {
+    /// The operation's index is not the next in its scope.
+    #[error("operation index {found} in scope {scope} does not follow revision {expected}")]
+    OutOfOrder {
+        /// The scope.
+        scope: Scope,
+        /// The revision the document is at.
+        expected: u64,
+        /// The index of the operation.
+        found: u64,
+    },
+    /// The first document-scope operation is not `CREATE_DOCUMENT`, or the document is not created yet.
+    #[error("document is not created: the first document operation must be CREATE_DOCUMENT")]
+    NotCreated,
+    /// The document's type has no model here.
+    #[error("no model for document type {0:?}")]
+    UnknownDocumentType(String),
+    /// The operation carries a `skip`; folding it needs the history before it (see the view's replay).
+    #[error("operation {index} skips {skip} operations and needs a replay from an earlier state")]
+    NeedsReplay {
+        /// Index of the operation.
+        index: u64,
+        /// Its skip.
+        skip: u64,
+    },
+    /// The reducer refused the action.
+    #[error("action rejected: {0}")]
+    Rejected(#[from] Rejection),
+}
+
+/// A document hydrated from its log: header, global state (typed, erased), local state (JSON).
+pub struct Document {
+    /// The header.
+    pub header: DocumentHeader,
+    /// The global state, owned by `model`.
+    pub state: ModelState,
+    /// The local state: a JSON object changed by the `folio/json` actions (`SET`, `MERGE`, …) in the local scope.
+    pub local: Value,
+    /// The hash of the last operation applied in each scope (global, local, document), which the next operation
+    /// of that scope chains over.
+    pub heads: [OpHash; 3],
+    model: Option<Arc<dyn ErasedModel>>,
+}
+
+impl std::fmt::Debug for Document {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Document")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clone for Document {
+    fn clone(&self) -> Self {
+        Self {
+            header: self.header.clone(),
+            state: match &self.model {
+                Some(m) => m.clone_state(&self.state),
+                None => Box::new(()),
+            },
+            local: self.local.clone(),
+            heads: self.heads,
+            model: self.model.clone(),
+        }
+    }
+}
+
+impl Document {
+    /// A document not yet created: apply its `CREATE_DOCUMENT` operation first.
+    pub fn empty(id: DocumentId, branch: Branch) -> Self {
+        Self {
+            header: DocumentHeader {
+                id,
+                document_type: String::new(),
+                name: String::new(),
+                created_at_utc_iso: String::new(),
+                last_modified_at_utc_iso: String::new(),
+                branch,
+                revision: Revisions::default(),
+                deleted: false,
+            },
+            state: Box::new(()),
+            local: Value::Object(Default::default()),
+            heads: [OpHash::ZERO; 3],
+            model: None,
+        }
+    }
+
+    /// The document's model, once created.
+    pub fn model(&self) -> Option<&Arc<dyn ErasedModel>> {
+        self.model.as_ref()
+    }
+
+    /// Whether `CREATE_DOCUMENT` has been applied.
+    pub fn is_created(&self) -> bool {
+        self.model.is_some()
+    }
+
+    /// Replaces the global state by a keyframe's: the state at global revision `revision`, whose last operation
+    /// has hash `last_hash`.
+    pub fn restore_global(&mut self, state: ModelState, revision: u64, last_hash: OpHash) {
+        self.state = state;
+        self.header.revision.global = revision;
+        self.heads[scope_slot(Scope::Global)] = last_hash;
+    }
+
+    /// The hash the next operation of `scope` chains over.
+    pub fn head(&self, scope: Scope) -> OpHash {
+        self.heads[scope_slot(scope)]
+    }
+
+    /// Folds one operation in: checks its index, then applies it to its scope. Operations marked with an `error`
+    /// (rejected during a merge) advance the revision and change nothing else.
+    pub fn apply(&mut self, op: &Operation, registry: &ModelRegistry) -> Result<(), ApplyError> {
+        let scope = op.action.scope;
+        let expected = self.header.revision.get(scope);
+        if op.index != expected {
+            return Err(ApplyError::OutOfOrder {
+                scope,
+                expected,
+                found: op.index,
+            });
+        }
+        if op.skip > 0 {
+            return Err(ApplyError::NeedsReplay {
+                index: op.index,
+                skip: op.skip,
+            });
+        }
+        if op.error.is_none() {
+            self.apply_action(&op.action, registry)?;
+        }
+        self.header.revision.set(scope, expected + 1);
+        self.heads[scope_slot(scope)] = op.hash;
+        let modified = iso_from_millis(op.timestamp_utc_ms);
+        if modified > self.header.last_modified_at_utc_iso {
+            self.header.last_modified_at_utc_iso = modified;
+        }
+        Ok(())
+    }
+
+    /// Applies an action's effect without touching revisions (used by [`Document::apply`] and by writers that
+    /// check an action before committing it).
+    pub fn apply_action(&mut self, action: &Action, registry: &ModelRegistry) -> Result<(), ApplyError> {
+        match action.scope {
+            Scope::Document => self.apply_document_action(action, registry),
+            Scope::Global => {
+                let model = self.model.as_ref().ok_or(ApplyError::NotCreated)?;
+                if self.header.deleted {
+                    return Err(Rejection::new("DOCUMENT_DELETED", "the document is deleted").into());
+                }
+                model.reduce(&mut self.state, &action.action_type, &action.input)?;
+                Ok(())
+            }
+            Scope::Local => {
+                if self.model.is_none() {
+                    return Err(ApplyError::NotCreated);
+                }
+                apply_json_action(&mut self.local, &action.action_type, &action.input)?;
+                Ok(())
+            }
+        }
+    }
+
+    fn apply_document_action(&mut self, action: &Action, registry: &ModelRegistry) -> Result<(), ApplyError> {
+        let input = &action.input;
+        match action.action_type.as_str() {
+            CREATE_DOCUMENT => {
+                if self.model.is_some() {
+                    return Err(Rejection::new("DOCUMENT_EXISTS", "the document is already created").into());
+                }
+                let create: CreateDocumentInput = serde_json::from_value(input.clone())
+                    .map_err(|e| Rejection::new("INVALID_INPUT", format!("CREATE_DOCUMENT input: {e}")))?;
+                let model = registry
+                    .get(&create.document_type)
+                    .ok_or_else(|| ApplyError::UnknownDocumentType(create.document_type.clone()))?
+                    .clone();
+                self.state = match &create.initial_state {
+                    Some(initial) => model.state_from_json(&initial.to_string())?,
+                    None => model.initial_state(),
+                };
+                self.header.document_type = create.document_type;
+                self.header.name = create.name;
+                self.header.created_at_utc_iso = iso_from_millis(action.timestamp_utc_ms);
+                self.model = Some(model);
+                Ok(())
+            }
+            _ if self.model.is_none() => Err(ApplyError::NotCreated),
+            SET_NAME => {
+                let SetNameInput { name } = serde_json::from_value(input.clone())
+                    .map_err(|e| Rejection::new("INVALID_INPUT", format!("SET_NAME input: {e}")))?;
+                self.header.name = name;
+                Ok(())
+            }
+            DELETE_DOCUMENT => {
+                self.header.deleted = true;
+                Ok(())
+            }
+            other => Err(Rejection::new(
+                "UNKNOWN_ACTION",
+                format!("the document scope has no action {other:?}"),
+            )
+            .into()),
+        }
+    }
+
+    /// blake3 of the global state: equal on every replica for equal histories (local state is left out: it is
+    /// per replica by definition).
+    pub fn state_hash(&self) -> OpHash {
+        match &self.model {
+            Some(m) => m.state_hash(&self.state),
+            None => OpHash::ZERO,
+        }
+    }
+
+    /// The global state as JSON.
+    pub fn global_json(&self) -> Value {
+        match &self.model {
+            Some(m) => m.state_to_json(&self.state),
+            None => Value::Null,
+        }
+    }
+
+    /// The approximate size of the document in memory, for byte-bounded caches.
+    pub fn approximate_size(&self) -> usize {
+        let global = self.model.as_ref().map_or(0, |m| m.state_size(&self.state));
+        global + self.local.to_string().len() + 256
+    }
+
+    /// The document in the wire shape: `{ header, state: { global, local }, stateHash }`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "header": self.header,
+            "state": { "global": self.global_json(), "local": self.local },
+            "stateHash": self.state_hash(),
+        })
+    }
+}
+
+fn scope_slot(scope: Scope) -> usize {
+    match scope {
+        Scope::Global => 0,
+        Scope::Local => 1,
+        Scope::Document => 2,
+    }
+}
+
+/// What a `document` scope operation changes in the header index that stores keep for listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderChange {
+    /// `CREATE_DOCUMENT`: the document exists, with this type and name.
+    Created {
+        /// The model.
+        document_type: String,
+        /// The name.
+        name: String,
+    },
+    /// `SET_NAME`.
+    Renamed(String),
+    /// `DELETE_DOCUMENT`.
+    Deleted,
+}
+
+/// The change `op` makes to its document's header, if it is a valid, non-rejected `document` scope operation.
+pub fn header_change(op: &Operation) -> Option<HeaderChange> {
+    if op.action.scope != Scope::Document || op.error.is_some() {
+        return None;
+    }
+    let input = &op.action.input;
+    let text = |key: &str| input.get(key).and_then(Value::as_str).map(str::to_owned);
+    match op.action.action_type.as_str() {
+        CREATE_DOCUMENT => Some(HeaderChange::Created {
+            document_type: text("documentType")?,
+            name: text("name").unwrap_or_default(),
+        }),
+        SET_NAME => text("name").map(HeaderChange::Renamed),
+        DELETE_DOCUMENT => Some(HeaderChange::Deleted),
+        _ => None,
+    }
+}

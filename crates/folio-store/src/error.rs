@@ -1,0 +1,50 @@
+//! The store crate's error.
+
+use folio_core::{ChainError, SyncUnit};
+
+/// What an [`crate::OperationStore`] can refuse or fail with.
+///
+/// Across the HTTP API: `RevisionMismatch` is 409 `REVISION_MISMATCH`, `InvalidOperations` is 400 `BAD_REQUEST`,
+/// everything else is 500 `INTERNAL` (and nothing stored is affected).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The caller's expected revision is stale (or ahead): nothing was written.
+    #[error("revision mismatch on {unit}: expected {expected}, the log is at {actual}")]
+    RevisionMismatch {
+        /// The unit written to.
+        unit: SyncUnit,
+        /// The revision the caller expected the unit to be at.
+        expected: u64,
+        /// The revision the unit is at.
+        actual: u64,
+    },
+    /// The operations do not continue the unit's log (indexes not dense from the expected revision, a hash that
+    /// does not chain, an id that differs from its action's): nothing was written.
+    #[error("operations for {unit} do not continue its log: {reason}")]
+    InvalidOperations {
+        /// The unit written to.
+        unit: SyncUnit,
+        /// What does not fit.
+        reason: ChainError,
+    },
+    /// A stored row cannot be decoded: the file was damaged or written by something else.
+    #[error("stored data of {unit} at index {index} is unreadable: {reason}")]
+    Corrupt {
+        /// The unit.
+        unit: String,
+        /// The index.
+        index: u64,
+        /// Why it cannot be read.
+        reason: String,
+    },
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The database's migrations failed.
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// The store was closed (its writer stopped).
+    #[error("the store is closed")]
+    Closed,
+}

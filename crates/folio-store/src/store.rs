@@ -1,0 +1,184 @@
+//! The `OperationStore` trait and the types it speaks.
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+use folio_core::{Branch, DocumentHeader, DocumentId, OpHash, Operation, Revisions, SyncUnit};
+
+use crate::StoreError;
+
+/// The outcome of a successful [`OperationStore::append`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The unit's revision after the append (the next index).
+    pub revision: u64,
+    /// The global commit ordinal of each operation, in order. Empty when `replayed`.
+    pub ordinals: Vec<u64>,
+    /// True when the operations were already stored at those indexes (a retried append): nothing was written.
+    pub replayed: bool,
+}
+
+/// One append of a batch: `operations` for `unit`, which must be at `expected_revision`.
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    /// The unit.
+    pub unit: SyncUnit,
+    /// The revision the caller read (the index of the first operation).
+    pub expected_revision: u64,
+    /// The operations, indexes dense from `expected_revision`, hashes chained over the unit's last hash.
+    pub operations: Vec<Operation>,
+}
+
+/// An operation with the unit it belongs to and its global commit ordinal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed {
+    /// Commit order over all units of the store: increasing, not necessarily dense.
+    pub ordinal: u64,
+    /// The unit.
+    pub unit: SyncUnit,
+    /// The operation.
+    pub operation: Operation,
+}
+
+/// A stored state of a unit at a revision, so rehydration folds only the tail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Keyframe {
+    /// The unit.
+    pub unit: SyncUnit,
+    /// The revision the state is at (the number of operations folded).
+    pub revision: u64,
+    /// The hash of the operation at `revision - 1`, which the next operation chains over.
+    pub last_hash: OpHash,
+    /// The model's state as JSON.
+    pub state: String,
+    /// blake3 of the state.
+    pub state_hash: OpHash,
+}
+
+/// How to list documents.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    /// Only documents of this type.
+    pub document_type: Option<String>,
+    /// Only documents whose id sorts after this one (paging).
+    pub after: Option<DocumentId>,
+    /// At most this many.
+    pub limit: usize,
+    /// The branch whose revisions the headers show.
+    pub branch: Branch,
+    /// Whether deleted documents are listed.
+    pub include_deleted: bool,
+}
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        Self {
+            document_type: None,
+            after: None,
+            limit: 100,
+            branch: Branch::default(),
+            include_deleted: false,
+        }
+    }
+}
+
+/// The append-only log of operations, keyed by sync unit. Backends: [`crate::MemoryStore`], [`crate::SqliteStore`].
+///
+/// Every backend passes the conformance suite in [`crate::conformance`]. The store keeps no document state: only
+/// the log, an index of headers derived from `document` scope operations in the same transaction, and keyframes.
+#[async_trait]
+pub trait OperationStore: Send + Sync + 'static {
+    /// Appends `operations` to `unit`, atomically.
+    ///
+    /// * `expected_revision` must equal the unit's revision; otherwise [`StoreError::RevisionMismatch`] and
+    ///   nothing is written. Exception: when the operations are exactly those already stored at those indexes (a
+    ///   client retrying after a lost reply), the append succeeds with `replayed: true` and writes nothing.
+    /// * The operations must have indexes dense from `expected_revision` and hashes chained over the unit's last
+    ///   hash; otherwise [`StoreError::InvalidOperations`].
+    async fn append(
+        &self,
+        unit: &SyncUnit,
+        expected_revision: u64,
+        operations: Vec<Operation>,
+    ) -> Result<Appended, StoreError> {
+        let mut results = self
+            .append_batch(vec![AppendRequest {
+                unit: unit.clone(),
+                expected_revision,
+                operations,
+            }])
+            .await;
+        results.pop().unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Appends to several units together (group commit); each request succeeds or fails on its own, with the
+    /// semantics of [`OperationStore::append`]. Results come in request order.
+    async fn append_batch(&self, requests: Vec<AppendRequest>) -> Vec<Result<Appended, StoreError>>;
+
+    /// The operations of `unit` with `from <= index < to` (to the end when `to` is `None`), in index order, as a
+    /// stream: the whole history is never loaded at once.
+    fn read(&self, unit: &SyncUnit, from: u64, to: Option<u64>) -> BoxStream<'static, Result<Operation, StoreError>>;
+
+    /// The revision (number of operations) of `unit`, and the hash of its last operation (`OpHash::ZERO` when
+    /// empty).
+    async fn head(&self, unit: &SyncUnit) -> Result<(u64, OpHash), StoreError>;
+
+    /// The revisions of every scope of a document on a branch.
+    async fn revisions(&self, document_id: DocumentId, branch: &Branch) -> Result<Revisions, StoreError>;
+
+    /// The header of a document on a branch, from the header index; `None` when it was never created.
+    async fn header(&self, document_id: DocumentId, branch: &Branch) -> Result<Option<DocumentHeader>, StoreError>;
+
+    /// Headers of documents, ordered by id.
+    async fn list_headers(&self, query: &ListQuery) -> Result<Vec<DocumentHeader>, StoreError>;
+
+    /// Up to `limit` operations committed after `after_ordinal`, in ordinal order (readers catch up with this).
+    async fn read_since(&self, after_ordinal: u64, limit: usize) -> Result<Vec<Committed>, StoreError>;
+
+    /// The highest ordinal committed so far (0 when empty).
+    async fn max_ordinal(&self) -> Result<u64, StoreError>;
+
+    /// Every unit that has at least one operation.
+    async fn units(&self) -> Result<Vec<SyncUnit>, StoreError>;
+
+    /// Stores a keyframe (replacing one of the same unit and revision).
+    async fn put_keyframe(&self, keyframe: &Keyframe) -> Result<(), StoreError>;
+
+    /// The keyframe of `unit` with the highest revision at or below `revision`.
+    async fn nearest_keyframe(&self, unit: &SyncUnit, revision: u64) -> Result<Option<Keyframe>, StoreError>;
+}
+
+/// Checks, before a request reaches the backend's writer, that its operations are dense from the expected
+/// revision and that each one's hash chains over its predecessor's within the request. The first operation's link
+/// to the stored log is checked by the backend, which alone knows the stored last hash.
+pub fn precheck(request: &AppendRequest) -> Result<(), StoreError> {
+    let invalid = |reason| StoreError::InvalidOperations {
+        unit: request.unit.clone(),
+        reason,
+    };
+    let ops = &request.operations;
+    for (i, op) in ops.iter().enumerate() {
+        let expected = request.expected_revision + i as u64;
+        if op.index != expected {
+            return Err(invalid(folio_core::ChainError::IndexGap {
+                expected,
+                found: op.index,
+            }));
+        }
+        if op.action.scope != request.unit.scope {
+            return Err(invalid(folio_core::ChainError::ScopeMismatch { index: op.index }));
+        }
+    }
+    if let Some(first) = ops.first() {
+        folio_core::check_chain(&first.hash, request.expected_revision + 1, &ops[1..]).map_err(invalid)?;
+        if first.id != first.action.id {
+            return Err(invalid(folio_core::ChainError::IdMismatch { index: first.index }));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `first` chains over `prev` (the stored last hash).
+pub fn links_to(prev: &OpHash, first: &Operation) -> bool {
+    folio_core::operation_hash(prev, first) == first.hash
+}
