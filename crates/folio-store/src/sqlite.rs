@@ -1,0 +1,968 @@
+//! The SQLite backend, through sqlx.
+//!
+//! * **Durability**: WAL journal with `synchronous = FULL`: a commit is fsynced before `append` returns, so an
+//!   acknowledged operation survives a kill -9 *and* a power loss. (`NORMAL` would survive a process crash but may
+//!   lose the last transactions on power loss; group commit makes `FULL` cheap: one fsync per batch.)
+//! * **One writer task per store** owns a dedicated connection and group-commits every append that is waiting when
+//!   it wakes: one `BEGIN IMMEDIATE` transaction, one batched read of the unit heads, multi-row `INSERT`s, one
+//!   multi-row upsert of the heads. Encoding and in-request hash checks happen in the caller's task, in parallel.
+//! * **Several processes** may open the same file: `BEGIN IMMEDIATE` takes the write lock before the revision check,
+//!   and a busy timeout waits for the other process; the result is `RevisionMismatch` or success, never a duplicate
+//!   index or a gap (the primary key `(unit_id, idx)` would refuse one anyway).
+//! * Reads go through a small pool of read connections and page through a unit's log in chunks, so a read of a long
+//!   history holds a bounded number of operations in memory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::{self, BoxStream, StreamExt};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use folio_core::{
+    Action, Branch, ChainError, DocumentHeader, DocumentId, HeaderChange, OpHash, Operation, Revisions, Scope,
+    SyncUnit, header_change, iso_from_millis,
+};
+
+use crate::store::{AppendRequest, Appended, Committed, Keyframe, ListQuery, OperationStore, links_to, precheck};
+use crate::StoreError;
+
+/// How many operations a read stream fetches per query.
+const READ_CHUNK: i64 = 1024;
+/// The most operations one group commit takes in.
+const MAX_BATCH_OPS: usize = 8192;
+/// The largest multi-row INSERT, in rows (8 parameters each; SQLite allows 32,766).
+const MAX_INSERT_ROWS: usize = 512;
+/// Requests waiting for the writer; callers wait when it is full.
+const WRITER_QUEUE: usize = 4096;
+
+/// How to open a [`SqliteStore`].
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// The database file (created when missing).
+    pub path: PathBuf,
+    /// How long a writer waits for another process's write lock before failing.
+    pub busy_timeout: Duration,
+    /// Read connections in the pool.
+    pub read_connections: u32,
+    /// `synchronous = FULL` (the default, durable against power loss) or `NORMAL` (durable against process
+    /// crashes only; for benchmarks and throwaway stores).
+    pub synchronous_full: bool,
+}
+
+impl SqliteOptions {
+    /// Defaults for the file at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            busy_timeout: Duration::from_secs(30),
+            read_connections: 4,
+            synchronous_full: true,
+        }
+    }
+}
+
+/// An `OperationStore` in one SQLite file. Cheap to clone; clones share the writer and the read pool.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    writer: mpsc::Sender<WriteCommand>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+/// An append request encoded for the writer: rows ready to bind.
+struct Prepared {
+    unit: SyncUnit,
+    expected_revision: u64,
+    first: Option<Operation>,
+    rows: Vec<Row8>,
+    last_hash: OpHash,
+    last_ts: u64,
+    header_changes: Vec<(HeaderChange, u64)>,
+}
+
+/// One operations row, minus its unit id and ordinal (assigned in the transaction).
+struct Row8 {
+    idx: i64,
+    skip: i64,
+    timestamp_ms: i64,
+    hash: Vec<u8>,
+    error: Option<String>,
+    action: String,
+}
+
+enum WriteCommand {
+    Append {
+        requests: Vec<Result<Prepared, StoreError>>,
+        reply: oneshot::Sender<Vec<Result<Appended, StoreError>>>,
+    },
+    Keyframe {
+        keyframe: Keyframe,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+impl WriteCommand {
+    fn ops(&self) -> usize {
+        match self {
+            WriteCommand::Append { requests, .. } => requests
+                .iter()
+                .map(|r| r.as_ref().map_or(0, |p| p.rows.len()))
+                .sum::<usize>()
+                .max(1),
+            WriteCommand::Keyframe { .. } => 1,
+        }
+    }
+}
+
+fn connect_options(options: &SqliteOptions) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(&options.path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(if options.synchronous_full {
+            SqliteSynchronous::Full
+        } else {
+            SqliteSynchronous::Normal
+        })
+        .busy_timeout(options.busy_timeout)
+        .foreign_keys(false)
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating when needed) the store in the file at `path`, with default options.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(SqliteOptions::new(path.as_ref())).await
+    }
+
+    /// Opens the store with `options`.
+    pub async fn open_with(options: SqliteOptions) -> Result<Self, StoreError> {
+        let connect = connect_options(&options);
+        let mut writer_conn = SqliteConnection::connect_with(&connect).await?;
+        // Several processes may open a new file at once: one of them wins the migration, the others retry and
+        // then find it applied.
+        let mut attempt = 0;
+        loop {
+            match sqlx::migrate!("./migrations/sqlite").run_direct(&mut writer_conn).await {
+                Ok(()) => break,
+                Err(e) if attempt < 20 => {
+                    attempt += 1;
+                    tracing::debug!("migration attempt {attempt} failed ({e}); retrying");
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.read_connections.max(1))
+            .connect_with(connect)
+            .await?;
+        let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+        tokio::spawn(writer_loop(writer_conn, rx));
+        Ok(Self {
+            pool,
+            writer: tx,
+            path: options.path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The read pool, for tools that query the file directly (benchmarks' baselines).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+fn prepare(request: AppendRequest) -> Result<Prepared, StoreError> {
+    precheck(&request)?;
+    let AppendRequest {
+        unit,
+        expected_revision,
+        operations,
+    } = request;
+    let mut rows = Vec::with_capacity(operations.len());
+    let mut header_changes = Vec::new();
+    let mut last_ts = 0;
+    for op in &operations {
+        if let Some(change) = header_change(op) {
+            header_changes.push((change, op.timestamp_utc_ms));
+        }
+        last_ts = last_ts.max(op.timestamp_utc_ms);
+        rows.push(Row8 {
+            idx: op.index as i64,
+            skip: op.skip as i64,
+            timestamp_ms: op.timestamp_utc_ms as i64,
+            hash: op.hash.0.to_vec(),
+            error: op.error.clone(),
+            action: serde_json::to_string(&op.action).map_err(|e| StoreError::Corrupt {
+                unit: unit.to_string(),
+                index: op.index,
+                reason: e.to_string(),
+            })?,
+        });
+    }
+    Ok(Prepared {
+        last_hash: operations.last().map_or(OpHash::ZERO, |op| op.hash),
+        first: operations.into_iter().next(),
+        unit,
+        expected_revision,
+        rows,
+        last_ts,
+        header_changes,
+    })
+}
+
+async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<WriteCommand>) {
+    let mut unit_ids: HashMap<SyncUnit, i64> = HashMap::new();
+    while let Some(first) = rx.recv().await {
+        let mut ops = first.ops();
+        let mut batch = vec![first];
+        while ops < MAX_BATCH_OPS {
+            match rx.try_recv() {
+                Ok(cmd) => {
+                    ops += cmd.ops();
+                    batch.push(cmd);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut appends = Vec::new();
+        let mut keyframes = Vec::new();
+        for cmd in batch {
+            match cmd {
+                WriteCommand::Append { requests, reply } => appends.push((requests, reply)),
+                WriteCommand::Keyframe { keyframe, reply } => keyframes.push((keyframe, reply)),
+            }
+        }
+        if !appends.is_empty() {
+            commit_appends(&mut conn, &mut unit_ids, appends).await;
+        }
+        for (keyframe, reply) in keyframes {
+            let result = write_keyframe(&mut conn, &mut unit_ids, &keyframe).await;
+            let _ = reply.send(result);
+        }
+    }
+}
+
+type AppendBatch = Vec<(
+    Vec<Result<Prepared, StoreError>>,
+    oneshot::Sender<Vec<Result<Appended, StoreError>>>,
+)>;
+
+async fn commit_appends(conn: &mut SqliteConnection, unit_ids: &mut HashMap<SyncUnit, i64>, batch: AppendBatch) {
+    let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+    let counts: Vec<usize> = requests.iter().map(Vec::len).collect();
+    let flat: Vec<Result<Prepared, StoreError>> = requests.into_iter().flatten().collect();
+    let results = match group_commit(conn, unit_ids, &flat).await {
+        Ok(results) => results,
+        Err(e) => {
+            // The whole transaction failed (rolled back). Retry each request alone, so one request's failure
+            // does not fail the others; a failure that repeats is returned to its own caller.
+            tracing::warn!("group commit of {} requests failed: {e}; retrying one by one", flat.len());
+            unit_ids.clear();
+            let mut results = Vec::with_capacity(flat.len());
+            for request in &flat {
+                let one = std::slice::from_ref(request);
+                match group_commit(conn, unit_ids, one).await {
+                    Ok(mut r) => results.push(r.pop().unwrap_or(Err(StoreError::Closed))),
+                    Err(e) => {
+                        unit_ids.clear();
+                        results.push(Err(e));
+                    }
+                }
+            }
+            results
+        }
+    };
+    let mut results = results.into_iter();
+    for (count, reply) in counts.into_iter().zip(replies) {
+        let _ = reply.send(results.by_ref().take(count).collect());
+    }
+}
+
+/// The head of a unit as the transaction sees it.
+#[derive(Clone)]
+struct Head {
+    unit_id: i64,
+    revision: u64,
+    last_hash: OpHash,
+    last_ts: u64,
+    touched: bool,
+    is_new: bool,
+}
+
+fn blob_hash(bytes: &[u8]) -> OpHash {
+    let mut h = [0u8; 32];
+    if bytes.len() == 32 {
+        h.copy_from_slice(bytes);
+    }
+    OpHash(h)
+}
+
+async fn group_commit(
+    conn: &mut SqliteConnection,
+    unit_ids: &mut HashMap<SyncUnit, i64>,
+    requests: &[Result<Prepared, StoreError>],
+) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    match group_commit_in_tx(conn, unit_ids, requests).await {
+        Ok(results) => {
+            sqlx::query("COMMIT").execute(&mut *conn).await?;
+            Ok(results)
+        }
+        Err(e) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            Err(e)
+        }
+    }
+}
+
+async fn load_heads(conn: &mut SqliteConnection, units: &[&SyncUnit]) -> Result<HashMap<SyncUnit, Head>, StoreError> {
+    let mut heads = HashMap::with_capacity(units.len());
+    for chunk in units.chunks(300) {
+        let mut sql = String::from(
+            "SELECT unit_id, document_id, scope, branch, revision, last_hash, last_ts_ms FROM units \
+             WHERE (document_id, scope, branch) IN (VALUES ",
+        );
+        for i in 0..chunk.len() {
+            sql.push_str(if i == 0 { "(?,?,?)" } else { ",(?,?,?)" });
+        }
+        sql.push(')');
+        let mut q = sqlx::query(&sql);
+        for unit in chunk {
+            q = q
+                .bind(unit.document_id.to_string())
+                .bind(unit.scope.as_str())
+                .bind(unit.branch.as_str());
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            let unit = unit_from_row(&row, 1)?;
+            heads.insert(
+                unit,
+                Head {
+                    unit_id: row.get(0),
+                    revision: row.get::<i64, _>(4) as u64,
+                    last_hash: blob_hash(row.get::<&[u8], _>(5)),
+                    last_ts: row.get::<i64, _>(6) as u64,
+                    touched: false,
+                    is_new: false,
+                },
+            );
+        }
+    }
+    Ok(heads)
+}
+
+fn unit_from_row(row: &sqlx::sqlite::SqliteRow, at: usize) -> Result<SyncUnit, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        unit: "units table".to_owned(),
+        index: 0,
+        reason,
+    };
+    let id: &str = row.get(at);
+    let scope: &str = row.get(at + 1);
+    let branch: &str = row.get(at + 2);
+    Ok(SyncUnit::new(
+        DocumentId::from_str(id).map_err(|e| corrupt(e.to_string()))?,
+        Scope::from_str(scope).map_err(|e| corrupt(e.to_string()))?,
+        Branch::new(branch).map_err(|e| corrupt(e.to_string()))?,
+    ))
+}
+
+fn insert_sql(rows: usize) -> &'static str {
+    static CACHE: OnceLock<Vec<String>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| {
+        (0..=MAX_INSERT_ROWS)
+            .map(|n| {
+                let mut sql = String::from(
+                    "INSERT INTO operations (unit_id, idx, ordinal, skip, timestamp_ms, hash, error, action) VALUES ",
+                );
+                for i in 0..n {
+                    sql.push_str(if i == 0 { "(?,?,?,?,?,?,?,?)" } else { ",(?,?,?,?,?,?,?,?)" });
+                }
+                sql
+            })
+            .collect()
+    });
+    &cache[rows]
+}
+
+/// Splits `n` rows into statement sizes that are powers of two up to [`MAX_INSERT_ROWS`], so a handful of
+/// statement shapes serve every batch (sqlx caches prepared statements by their text).
+fn insert_chunks(mut n: usize) -> Vec<usize> {
+    let mut chunks = Vec::new();
+    while n > 0 {
+        let size = if n >= MAX_INSERT_ROWS {
+            MAX_INSERT_ROWS
+        } else {
+            1 << (usize::BITS - 1 - n.leading_zeros())
+        };
+        chunks.push(size);
+        n -= size;
+    }
+    chunks
+}
+
+async fn group_commit_in_tx(
+    conn: &mut SqliteConnection,
+    unit_ids: &mut HashMap<SyncUnit, i64>,
+    requests: &[Result<Prepared, StoreError>],
+) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+    let units: Vec<&SyncUnit> = {
+        let mut seen = std::collections::HashSet::new();
+        requests
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|p| &p.unit)
+            .filter(|u| seen.insert(*u))
+            .collect()
+    };
+    let mut heads = load_heads(conn, &units).await?;
+    let mut next_ordinal: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(ordinal), 0) FROM operations")
+        .fetch_one(&mut *conn)
+        .await?;
+    let mut next_unit_id: Option<i64> = None;
+    // (unit_id, row, ordinal) of every operation to insert, in commit order.
+    let mut inserts: Vec<(i64, &Row8, i64)> = Vec::new();
+    let mut header_changes: Vec<(DocumentId, &HeaderChange, u64)> = Vec::new();
+    let mut results = Vec::with_capacity(requests.len());
+    for request in requests {
+        let p = match request {
+            Ok(p) => p,
+            Err(e) => {
+                results.push(Err(clone_error(e)));
+                continue;
+            }
+        };
+        let head = match heads.get(&p.unit) {
+            Some(h) => h.clone(),
+            None => {
+                let unit_id = match next_unit_id {
+                    Some(id) => id,
+                    None => sqlx::query_scalar("SELECT COALESCE(MAX(unit_id), 0) + 1 FROM units")
+                        .fetch_one(&mut *conn)
+                        .await?,
+                };
+                next_unit_id = Some(unit_id + 1);
+                Head {
+                    unit_id,
+                    revision: 0,
+                    last_hash: OpHash::ZERO,
+                    last_ts: 0,
+                    touched: false,
+                    is_new: true,
+                }
+            }
+        };
+        if p.expected_revision != head.revision {
+            results.push(replay_or_mismatch(conn, p, &head).await?);
+            continue;
+        }
+        if let Some(first) = &p.first
+            && !links_to(&head.last_hash, first)
+        {
+            results.push(Err(StoreError::InvalidOperations {
+                unit: p.unit.clone(),
+                reason: ChainError::HashMismatch { index: first.index },
+            }));
+            continue;
+        }
+        let mut ordinals = Vec::with_capacity(p.rows.len());
+        for row in &p.rows {
+            next_ordinal += 1;
+            inserts.push((head.unit_id, row, next_ordinal));
+            ordinals.push(next_ordinal as u64);
+        }
+        for (change, ts) in &p.header_changes {
+            header_changes.push((p.unit.document_id, change, *ts));
+        }
+        let revision = head.revision + p.rows.len() as u64;
+        heads.insert(
+            p.unit.clone(),
+            Head {
+                revision,
+                last_hash: if p.rows.is_empty() { head.last_hash } else { p.last_hash },
+                last_ts: head.last_ts.max(p.last_ts),
+                touched: !p.rows.is_empty() || head.touched,
+                ..head
+            },
+        );
+        results.push(Ok(Appended {
+            revision,
+            ordinals,
+            replayed: false,
+        }));
+    }
+
+    let mut rest = inserts.as_slice();
+    for size in insert_chunks(inserts.len()) {
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        let mut q = sqlx::query(insert_sql(size));
+        for (unit_id, row, ordinal) in chunk {
+            q = q
+                .bind(*unit_id)
+                .bind(row.idx)
+                .bind(*ordinal)
+                .bind(row.skip)
+                .bind(row.timestamp_ms)
+                .bind(row.hash.as_slice())
+                .bind(row.error.as_deref())
+                .bind(row.action.as_str());
+        }
+        q.execute(&mut *conn).await?;
+    }
+
+    let touched: Vec<(&SyncUnit, &Head)> = heads.iter().filter(|(_, h)| h.touched).collect();
+    for chunk in touched.chunks(200) {
+        let mut sql = String::from(
+            "INSERT INTO units (unit_id, document_id, scope, branch, revision, last_hash, last_ts_ms) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            sql.push_str(if i == 0 { "(?,?,?,?,?,?,?)" } else { ",(?,?,?,?,?,?,?)" });
+        }
+        sql.push_str(
+            " ON CONFLICT (unit_id) DO UPDATE SET revision = excluded.revision, last_hash = excluded.last_hash, \
+             last_ts_ms = excluded.last_ts_ms",
+        );
+        let mut q = sqlx::query(&sql);
+        for (unit, head) in chunk {
+            q = q
+                .bind(head.unit_id)
+                .bind(unit.document_id.to_string())
+                .bind(unit.scope.as_str())
+                .bind(unit.branch.as_str())
+                .bind(head.revision as i64)
+                .bind(head.last_hash.0.to_vec())
+                .bind(head.last_ts as i64);
+        }
+        q.execute(&mut *conn).await?;
+        for (unit, head) in chunk {
+            if head.is_new {
+                unit_ids.insert((*unit).clone(), head.unit_id);
+            }
+        }
+    }
+
+    for (id, change, ts) in header_changes {
+        let id = id.to_string();
+        let q = match change {
+            HeaderChange::Created { document_type, name } => sqlx::query(
+                "INSERT INTO documents (document_id, document_type, name, created_at_ms) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (document_id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(document_type.as_str())
+            .bind(name.as_str())
+            .bind(ts as i64),
+            HeaderChange::Renamed(name) => sqlx::query("UPDATE documents SET name = ? WHERE document_id = ?")
+                .bind(name.as_str())
+                .bind(id),
+            HeaderChange::Deleted => sqlx::query("UPDATE documents SET deleted = 1 WHERE document_id = ?").bind(id),
+        };
+        q.execute(&mut *conn).await?;
+    }
+    Ok(results)
+}
+
+async fn replay_or_mismatch(
+    conn: &mut SqliteConnection,
+    p: &Prepared,
+    head: &Head,
+) -> Result<Result<Appended, StoreError>, StoreError> {
+    let end = p.expected_revision + p.rows.len() as u64;
+    if p.expected_revision < head.revision && end <= head.revision && !head.is_new {
+        let stored: Vec<Vec<u8>> =
+            sqlx::query_scalar("SELECT hash FROM operations WHERE unit_id = ? AND idx >= ? AND idx < ? ORDER BY idx")
+                .bind(head.unit_id)
+                .bind(p.expected_revision as i64)
+                .bind(end as i64)
+                .fetch_all(&mut *conn)
+                .await?;
+        if stored.len() == p.rows.len() && stored.iter().zip(&p.rows).all(|(s, r)| *s == r.hash) {
+            return Ok(Ok(Appended {
+                revision: head.revision,
+                ordinals: Vec::new(),
+                replayed: true,
+            }));
+        }
+    }
+    Ok(Err(StoreError::RevisionMismatch {
+        unit: p.unit.clone(),
+        expected: p.expected_revision,
+        actual: head.revision,
+    }))
+}
+
+/// Prechecks fail in the caller's task; their errors travel through the writer to keep the results in order.
+fn clone_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::RevisionMismatch { unit, expected, actual } => StoreError::RevisionMismatch {
+            unit: unit.clone(),
+            expected: *expected,
+            actual: *actual,
+        },
+        StoreError::InvalidOperations { unit, reason } => StoreError::InvalidOperations {
+            unit: unit.clone(),
+            reason: reason.clone(),
+        },
+        StoreError::Corrupt { unit, index, reason } => StoreError::Corrupt {
+            unit: unit.clone(),
+            index: *index,
+            reason: reason.clone(),
+        },
+        _ => StoreError::Closed,
+    }
+}
+
+async fn write_keyframe(
+    conn: &mut SqliteConnection,
+    unit_ids: &mut HashMap<SyncUnit, i64>,
+    keyframe: &Keyframe,
+) -> Result<(), StoreError> {
+    let unit_id = match unit_ids.get(&keyframe.unit) {
+        Some(id) => Some(*id),
+        None => lookup_unit_id(&mut *conn, &keyframe.unit).await?,
+    };
+    let Some(unit_id) = unit_id else {
+        // A keyframe of a unit with no operations has nothing to speed up.
+        return Ok(());
+    };
+    unit_ids.insert(keyframe.unit.clone(), unit_id);
+    sqlx::query(
+        "INSERT OR REPLACE INTO keyframes (unit_id, revision, last_hash, state, state_hash) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(unit_id)
+    .bind(keyframe.revision as i64)
+    .bind(keyframe.last_hash.0.to_vec())
+    .bind(keyframe.state.as_str())
+    .bind(keyframe.state_hash.0.to_vec())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn lookup_unit_id<'c, E>(conn: E, unit: &SyncUnit) -> Result<Option<i64>, StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+{
+    Ok(
+        sqlx::query_scalar("SELECT unit_id FROM units WHERE document_id = ? AND scope = ? AND branch = ?")
+            .bind(unit.document_id.to_string())
+            .bind(unit.scope.as_str())
+            .bind(unit.branch.as_str())
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+fn decode_operation(
+    unit: &SyncUnit,
+    idx: i64,
+    skip: i64,
+    timestamp_ms: i64,
+    hash: &[u8],
+    error: Option<String>,
+    action: &str,
+) -> Result<Operation, StoreError> {
+    let action: Action = serde_json::from_str(action).map_err(|e| StoreError::Corrupt {
+        unit: unit.to_string(),
+        index: idx as u64,
+        reason: e.to_string(),
+    })?;
+    Ok(Operation {
+        id: action.id,
+        index: idx as u64,
+        skip: skip as u64,
+        timestamp_utc_ms: timestamp_ms as u64,
+        hash: blob_hash(hash),
+        error,
+        action,
+    })
+}
+
+async fn read_chunk(
+    pool: &SqlitePool,
+    unit: &SyncUnit,
+    from: u64,
+    to: Option<u64>,
+) -> Result<Vec<Operation>, StoreError> {
+    let to = to.map_or(i64::MAX, |t| t.min(i64::MAX as u64) as i64);
+    let rows = sqlx::query(
+        "SELECT o.idx, o.skip, o.timestamp_ms, o.hash, o.error, o.action FROM operations o \
+         WHERE o.unit_id = (SELECT unit_id FROM units WHERE document_id = ? AND scope = ? AND branch = ?) \
+         AND o.idx >= ? AND o.idx < ? ORDER BY o.idx LIMIT ?",
+    )
+    .bind(unit.document_id.to_string())
+    .bind(unit.scope.as_str())
+    .bind(unit.branch.as_str())
+    .bind(from.min(i64::MAX as u64) as i64)
+    .bind(to)
+    .bind(READ_CHUNK)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            decode_operation(
+                unit,
+                row.get(0),
+                row.get(1),
+                row.get(2),
+                row.get::<&[u8], _>(3),
+                row.get(4),
+                row.get::<&str, _>(5),
+            )
+        })
+        .collect()
+}
+
+#[async_trait]
+impl OperationStore for SqliteStore {
+    async fn append_batch(&self, requests: Vec<AppendRequest>) -> Vec<Result<Appended, StoreError>> {
+        let n = requests.len();
+        let prepared: Vec<Result<Prepared, StoreError>> = requests.into_iter().map(prepare).collect();
+        let (reply, rx) = oneshot::channel();
+        if self
+            .writer
+            .send(WriteCommand::Append {
+                requests: prepared,
+                reply,
+            })
+            .await
+            .is_err()
+        {
+            return (0..n).map(|_| Err(StoreError::Closed)).collect();
+        }
+        rx.await.unwrap_or_else(|_| (0..n).map(|_| Err(StoreError::Closed)).collect())
+    }
+
+    fn read(&self, unit: &SyncUnit, from: u64, to: Option<u64>) -> BoxStream<'static, Result<Operation, StoreError>> {
+        let pool = self.pool.clone();
+        let unit = unit.clone();
+        stream::unfold(Some(from), move |next| {
+            let pool = pool.clone();
+            let unit = unit.clone();
+            async move {
+                let next = next?;
+                if to.is_some_and(|t| next >= t) {
+                    return None;
+                }
+                match read_chunk(&pool, &unit, next, to).await {
+                    Ok(chunk) if chunk.is_empty() => None,
+                    Ok(chunk) => {
+                        let after = (chunk.len() as i64 == READ_CHUNK).then(|| next + chunk.len() as u64);
+                        Some((stream::iter(chunk.into_iter().map(Ok)).boxed(), after))
+                    }
+                    Err(e) => Some((stream::iter(vec![Err(e)]).boxed(), None)),
+                }
+            }
+        })
+        .flatten()
+        .boxed()
+    }
+
+    async fn head(&self, unit: &SyncUnit) -> Result<(u64, OpHash), StoreError> {
+        let row = sqlx::query("SELECT revision, last_hash FROM units WHERE document_id = ? AND scope = ? AND branch = ?")
+            .bind(unit.document_id.to_string())
+            .bind(unit.scope.as_str())
+            .bind(unit.branch.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map_or((0, OpHash::ZERO), |r| {
+            (r.get::<i64, _>(0) as u64, blob_hash(r.get::<&[u8], _>(1)))
+        }))
+    }
+
+    async fn revisions(&self, document_id: DocumentId, branch: &Branch) -> Result<Revisions, StoreError> {
+        Ok(doc_revisions(&self.pool, document_id, branch).await?.0)
+    }
+
+    async fn header(&self, document_id: DocumentId, branch: &Branch) -> Result<Option<DocumentHeader>, StoreError> {
+        let row = sqlx::query(
+            "SELECT document_type, name, created_at_ms, deleted FROM documents WHERE document_id = ?",
+        )
+        .bind(document_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let (revision, last_ts) = doc_revisions(&self.pool, document_id, branch).await?;
+        Ok(Some(header_from_row(&row, 0, document_id, branch, revision, last_ts)))
+    }
+
+    async fn list_headers(&self, query: &ListQuery) -> Result<Vec<DocumentHeader>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.document_id, d.document_type, d.name, d.created_at_ms, d.deleted, \
+               COALESCE(MAX(CASE WHEN u.scope = 'global' THEN u.revision END), 0), \
+               COALESCE(MAX(CASE WHEN u.scope = 'local' THEN u.revision END), 0), \
+               COALESCE(MAX(CASE WHEN u.scope = 'document' THEN u.revision END), 0), \
+               COALESCE(MAX(u.last_ts_ms), d.created_at_ms) \
+             FROM documents d LEFT JOIN units u ON u.document_id = d.document_id AND u.branch = ? \
+             WHERE (? IS NULL OR d.document_type = ?) AND (? IS NULL OR d.document_id > ?) AND (? OR d.deleted = 0) \
+             GROUP BY d.document_id ORDER BY d.document_id LIMIT ?",
+        )
+        .bind(query.branch.as_str())
+        .bind(query.document_type.as_deref())
+        .bind(query.document_type.as_deref())
+        .bind(query.after.map(|a| a.to_string()))
+        .bind(query.after.map(|a| a.to_string()))
+        .bind(query.include_deleted)
+        .bind(query.limit.min(i64::MAX as usize) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id: &str = row.get(0);
+                let id = DocumentId::from_str(id).map_err(|e| StoreError::Corrupt {
+                    unit: "documents table".to_owned(),
+                    index: 0,
+                    reason: e.to_string(),
+                })?;
+                let revision = Revisions {
+                    global: row.get::<i64, _>(5) as u64,
+                    local: row.get::<i64, _>(6) as u64,
+                    document: row.get::<i64, _>(7) as u64,
+                };
+                let last_ts = row.get::<i64, _>(8) as u64;
+                Ok(header_from_row(row, 1, id, &query.branch, revision, last_ts))
+            })
+            .collect()
+    }
+
+    async fn read_since(&self, after_ordinal: u64, limit: usize) -> Result<Vec<Committed>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT o.ordinal, u.document_id, u.scope, u.branch, o.idx, o.skip, o.timestamp_ms, o.hash, o.error, \
+               o.action FROM operations o JOIN units u ON u.unit_id = o.unit_id \
+             WHERE o.ordinal > ? ORDER BY o.ordinal LIMIT ?",
+        )
+        .bind(after_ordinal.min(i64::MAX as u64) as i64)
+        .bind(limit.min(i64::MAX as usize) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let unit = unit_from_row(row, 1)?;
+                let operation = decode_operation(
+                    &unit,
+                    row.get(4),
+                    row.get(5),
+                    row.get(6),
+                    row.get::<&[u8], _>(7),
+                    row.get(8),
+                    row.get::<&str, _>(9),
+                )?;
+                Ok(Committed {
+                    ordinal: row.get::<i64, _>(0) as u64,
+                    unit,
+                    operation,
+                })
+            })
+            .collect()
+    }
+
+    async fn max_ordinal(&self) -> Result<u64, StoreError> {
+        let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(ordinal), 0) FROM operations")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(max as u64)
+    }
+
+    async fn units(&self) -> Result<Vec<SyncUnit>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT unit_id, document_id, scope, branch FROM units WHERE revision > 0 \
+             ORDER BY document_id, scope, branch",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| unit_from_row(row, 1)).collect()
+    }
+
+    async fn put_keyframe(&self, keyframe: &Keyframe) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(WriteCommand::Keyframe {
+                keyframe: keyframe.clone(),
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    async fn nearest_keyframe(&self, unit: &SyncUnit, revision: u64) -> Result<Option<Keyframe>, StoreError> {
+        let row = sqlx::query(
+            "SELECT k.revision, k.last_hash, k.state, k.state_hash FROM keyframes k \
+             WHERE k.unit_id = (SELECT unit_id FROM units WHERE document_id = ? AND scope = ? AND branch = ?) \
+             AND k.revision <= ? ORDER BY k.revision DESC LIMIT 1",
+        )
+        .bind(unit.document_id.to_string())
+        .bind(unit.scope.as_str())
+        .bind(unit.branch.as_str())
+        .bind(revision.min(i64::MAX as u64) as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| Keyframe {
+            unit: unit.clone(),
+            revision: r.get::<i64, _>(0) as u64,
+            last_hash: blob_hash(r.get::<&[u8], _>(1)),
+            state: r.get(2),
+            state_hash: blob_hash(r.get::<&[u8], _>(3)),
+        }))
+    }
+}
+
+async fn doc_revisions(
+    pool: &SqlitePool,
+    document_id: DocumentId,
+    branch: &Branch,
+) -> Result<(Revisions, u64), StoreError> {
+    let rows = sqlx::query("SELECT scope, revision, last_ts_ms FROM units WHERE document_id = ? AND branch = ?")
+        .bind(document_id.to_string())
+        .bind(branch.as_str())
+        .fetch_all(pool)
+        .await?;
+    let mut r = Revisions::default();
+    let mut last_ts = 0u64;
+    for row in rows {
+        if let Ok(scope) = Scope::from_str(row.get::<&str, _>(0)) {
+            r.set(scope, row.get::<i64, _>(1) as u64);
+        }
+        last_ts = last_ts.max(row.get::<i64, _>(2) as u64);
+    }
+    Ok((r, last_ts))
+}
+
+fn header_from_row(
+    row: &sqlx::sqlite::SqliteRow,
+    at: usize,
+    id: DocumentId,
+    branch: &Branch,
+    revision: Revisions,
+    last_ts: u64,
+) -> DocumentHeader {
+    let created: i64 = row.get(at + 2);
+    DocumentHeader {
+        id,
+        document_type: row.get(at),
+        name: row.get(at + 1),
+        created_at_utc_iso: iso_from_millis(created as u64),
+        last_modified_at_utc_iso: iso_from_millis(last_ts.max(created as u64)),
+        branch: branch.clone(),
+        revision,
+        deleted: row.get::<i64, _>(at + 3) != 0,
+    }
+}
