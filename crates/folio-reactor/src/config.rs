@@ -1,0 +1,48 @@
+//! The reactor's settings.
+
+use std::time::Duration;
+
+/// How a [`crate::Reactor`] runs. `Default` suits a server; tests shrink the bounds.
+#[derive(Debug, Clone)]
+pub struct ReactorConfig {
+    /// Jobs that may wait in the queue, over all executors; a submit beyond it fails with `Overloaded`.
+    pub queue_capacity: usize,
+    /// Executors: documents are spread over them by id; each runs its documents' jobs one at a time, in order.
+    pub executors: usize,
+    /// The most jobs one executor takes in per group commit.
+    pub max_batch_jobs: usize,
+    /// Times a job is re-run on a new head after `RevisionMismatch` from the store, before it fails.
+    pub max_retries: u32,
+    /// Pause before a retry, times the attempt number (bounded at 50 ms).
+    pub retry_backoff: Duration,
+    /// Bytes of hydrated documents the view keeps cached (LRU).
+    pub cache_bytes: usize,
+    /// A keyframe is stored each time a document's global revision crosses a multiple of this (0: never).
+    pub keyframe_every: u64,
+    /// Events buffered per subscriber before the slowest ones are told they lagged.
+    pub event_capacity: usize,
+    /// Finished jobs whose status is remembered for `job_status`.
+    pub job_history: usize,
+    /// Documents each executor keeps in its working set.
+    pub working_set: usize,
+    /// This replica's id, stamped on the actions it authors.
+    pub replica_id: String,
+}
+
+impl Default for ReactorConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 10_000,
+            executors: 8,
+            max_batch_jobs: 1024,
+            max_retries: 16,
+            retry_backoff: Duration::from_millis(2),
+            cache_bytes: 256 * 1024 * 1024,
+            keyframe_every: 1000,
+            event_capacity: 4096,
+            job_history: 100_000,
+            working_set: 1024,
+            replica_id: uuid::Uuid::now_v7().simple().to_string(),
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The event bus: what was committed, on async-broadcast. Writers never wait for subscribers: a subscriber that
+//! falls behind by more than the bus's capacity loses the oldest events and is told how many it missed
+//! ([`Received::Lagged`]); it then catches up from the store by ordinal ([`folio_store::OperationStore::read_since`]).
+
+use std::sync::Arc;
+
+use async_broadcast::{InactiveReceiver, Receiver, RecvError, Sender};
+
+use folio_core::{DocumentId, Operation, SyncUnit};
+
+/// Something that happened in the reactor.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Operations were committed to a unit, in index order.
+    OperationsCommitted {
+        /// The unit.
+        unit: SyncUnit,
+        /// The document's type.
+        document_type: Arc<str>,
+        /// The operations.
+        operations: Arc<[Operation]>,
+        /// Their global ordinals.
+        ordinals: Arc<[u64]>,
+    },
+    /// A job failed and wrote nothing.
+    JobFailed {
+        /// The job.
+        job_id: uuid::Uuid,
+        /// Its document.
+        document_id: DocumentId,
+        /// Why (the error's code).
+        code: &'static str,
+        /// Why, as a sentence.
+        message: String,
+    },
+    /// A document was marked deleted.
+    DocumentDeleted {
+        /// The document.
+        document_id: DocumentId,
+    },
+}
+
+/// What a subscriber receives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Received {
+    /// The next event.
+    Event(Event),
+    /// The subscriber fell behind and `missed` events were dropped for it: re-read from the store.
+    Lagged {
+        /// How many events it missed.
+        missed: u64,
+    },
+}
+
+/// The bus. Cheap to clone.
+#[derive(Clone)]
+pub struct EventBus {
+    sender: Sender<Event>,
+    /// Keeps the channel open while nobody subscribes, without holding events.
+    _keep_open: InactiveReceiver<Event>,
+}
+
+impl EventBus {
+    /// A bus keeping at most `capacity` events per subscriber.
+    pub fn new(capacity: usize) -> Self {
+        let (mut sender, receiver) = async_broadcast::broadcast(capacity.max(1));
+        sender.set_overflow(true);
+        sender.set_await_active(false);
+        Self {
+            sender,
+            _keep_open: receiver.deactivate(),
+        }
+    }
+
+    /// Publishes an event; never waits.
+    pub fn publish(&self, event: Event) {
+        // With overflow on, a full channel drops its oldest event; an error here only means nobody listens.
+        let _ = self.sender.try_broadcast(event);
+    }
+
+    /// A new subscription, receiving events published from now on.
+    pub fn subscribe(&self) -> Subscription {
+        Subscription {
+            receiver: self.sender.new_receiver(),
+        }
+    }
+}
+
+/// One subscriber's end of the bus.
+pub struct Subscription {
+    receiver: Receiver<Event>,
+}
+
+impl Subscription {
+    /// The next event or lag signal; `None` once the reactor is gone.
+    pub async fn next(&mut self) -> Option<Received> {
+        match self.receiver.recv_direct().await {
+            Ok(event) => Some(Received::Event(event)),
+            Err(RecvError::Overflowed(missed)) => Some(Received::Lagged { missed }),
+            Err(RecvError::Closed) => None,
+        }
+    }
+
+    /// The next event if one is ready, without waiting.
+    pub fn try_next(&mut self) -> Option<Received> {
+        match self.receiver.try_recv() {
+            Ok(event) => Some(Received::Event(event)),
+            Err(async_broadcast::TryRecvError::Overflowed(missed)) => Some(Received::Lagged { missed }),
+            Err(_) => None,
+        }
+    }
+}

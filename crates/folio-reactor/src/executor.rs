@@ -1,0 +1,314 @@
+//! The executor: one task per shard of documents. It takes every job that is waiting, runs the reducers on its
+//! working copy of each document, and commits all the resulting appends in one `append_batch` (group commit). On
+//! `RevisionMismatch` (another process wrote first) it reloads and re-runs the job, a bounded number of times.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use folio_core::{ApplyError, Document, Operation, Scope};
+use folio_store::{AppendRequest, StoreError};
+
+use crate::event::Event;
+use crate::job::{Job, JobOutcome, JobStatus};
+use crate::reactor::Shared;
+use crate::view::DocKey;
+use crate::ReactorError;
+
+/// A document's working copy: the committed state plus nothing else between batches.
+struct Working {
+    doc: Option<Document>,
+    tick: u64,
+}
+
+pub(crate) struct Executor {
+    shared: Arc<Shared>,
+    working: HashMap<DocKey, Working>,
+    tick: u64,
+    retry: VecDeque<Job>,
+}
+
+/// Jobs of one document in one batch, and the appends they make.
+struct Group {
+    key: DocKey,
+    jobs: Vec<Job>,
+}
+
+/// An append of the batch and the jobs whose operations it carries (each with its range in `operations`).
+struct Pending {
+    key: DocKey,
+    request: AppendRequest,
+    jobs: Vec<(Job, std::ops::Range<usize>)>,
+    previous_global: u64,
+}
+
+impl Executor {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            working: HashMap::new(),
+            tick: 0,
+            retry: VecDeque::new(),
+        }
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        loop {
+            let mut batch: Vec<Job> = Vec::new();
+            if self.retry.is_empty() {
+                match rx.recv().await {
+                    Some(job) => batch.push(job),
+                    None => break,
+                }
+            } else {
+                let attempt = self.retry.iter().map(|j| j.attempts.len()).max().unwrap_or(1) as u32;
+                let pause = (self.shared.config.retry_backoff * attempt).min(Duration::from_millis(50));
+                tokio::time::sleep(pause).await;
+                batch.extend(self.retry.drain(..));
+            }
+            while batch.len() < self.shared.config.max_batch_jobs {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.run_batch(batch).await;
+        }
+        // The channel is closed and drained: finish the retries still owed.
+        while !self.retry.is_empty() {
+            let batch: Vec<Job> = self.retry.drain(..).collect();
+            self.run_batch(batch).await;
+        }
+    }
+
+    async fn working_doc(&mut self, key: &DocKey) -> Result<&mut Working, ReactorError> {
+        self.tick += 1;
+        if !self.working.contains_key(key) {
+            let doc = self.shared.view.get(key).await?.map(|d| Document::clone(&d));
+            if self.working.len() >= self.shared.config.working_set.max(1)
+                && let Some(oldest) = self.working.iter().min_by_key(|(_, w)| w.tick).map(|(k, _)| k.clone())
+            {
+                self.working.remove(&oldest);
+            }
+            self.working.insert(key.clone(), Working { doc, tick: 0 });
+        }
+        let w = self.working.get_mut(key).ok_or(ReactorError::Store("working set".into()))?;
+        w.tick = self.tick;
+        Ok(w)
+    }
+
+    async fn run_batch(&mut self, batch: Vec<Job>) {
+        let mut groups: Vec<Group> = Vec::new();
+        let mut index: HashMap<DocKey, usize> = HashMap::new();
+        for job in batch {
+            self.shared.jobs.set(job.id, JobStatus::Running);
+            match index.get(&job.key) {
+                Some(&i) => groups[i].jobs.push(job),
+                None => {
+                    index.insert(job.key.clone(), groups.len());
+                    groups.push(Group {
+                        key: job.key.clone(),
+                        jobs: vec![job],
+                    });
+                }
+            }
+        }
+        let mut pending: Vec<Pending> = Vec::new();
+        for group in groups {
+            self.prepare_group(group, &mut pending).await;
+        }
+        if pending.is_empty() {
+            return;
+        }
+        let requests = pending.iter().map(|p| p.request.clone()).collect();
+        let results = self.shared.store.append_batch(requests).await;
+        for (p, result) in pending.into_iter().zip(results) {
+            self.settle(p, result).await;
+        }
+    }
+
+    /// Runs a document's jobs on its working copy and adds their appends to `pending`.
+    async fn prepare_group(&mut self, group: Group, pending: &mut Vec<Pending>) {
+        let key = group.key;
+        let mut slot = match self.working_doc(&key).await {
+            Ok(w) => w.doc.take(),
+            Err(e) => {
+                for job in group.jobs {
+                    fail(&self.shared, job, e.clone());
+                }
+                return;
+            }
+        };
+        let previous_global = slot.as_ref().map_or(0, |d| d.header.revision.global);
+        // Operations accepted so far in this group, in order: replayed onto a fresh copy after a rejection.
+        let mut accepted: Vec<Operation> = Vec::new();
+        let mut by_scope: Vec<Pending> = Vec::new();
+        for job in group.jobs {
+            let doc = slot.get_or_insert_with(|| Document::empty(key.id, key.branch.clone()));
+            match run_job(doc, &job, &self.shared) {
+                Ok(ops) => {
+                    accepted.extend(ops.iter().cloned());
+                    let slot = match by_scope.iter().position(|p| p.request.unit.scope == job.scope) {
+                        Some(i) => i,
+                        None => {
+                            by_scope.push(Pending {
+                                key: key.clone(),
+                                request: AppendRequest {
+                                    unit: key.unit(job.scope),
+                                    expected_revision: ops.first().map_or(0, |op| op.index),
+                                    operations: Vec::new(),
+                                },
+                                jobs: Vec::new(),
+                                previous_global,
+                            });
+                            by_scope.len() - 1
+                        }
+                    };
+                    let p = &mut by_scope[slot];
+                    let start = p.request.operations.len();
+                    p.request.operations.extend(ops);
+                    let end = p.request.operations.len();
+                    p.jobs.push((job, start..end));
+                }
+                Err(e) => {
+                    fail(&self.shared, job, e);
+                    // The reducer may have changed the copy before refusing: rebuild it from the committed
+                    // document and the operations accepted before this job.
+                    let mut fresh = match self.shared.view.get(&key).await {
+                        Ok(d) => d.map(|d| Document::clone(&d)),
+                        Err(_) => None,
+                    };
+                    let mut rebuilt = true;
+                    for op in &accepted {
+                        let doc = fresh.get_or_insert_with(|| Document::empty(key.id, key.branch.clone()));
+                        if doc.apply(op, &self.shared.registry).is_err() {
+                            rebuilt = false;
+                            break;
+                        }
+                    }
+                    // A copy that cannot be rebuilt (the view moved under us) is dropped; the commit decides.
+                    slot = if rebuilt { fresh } else { None };
+                }
+            }
+        }
+        if let Some(w) = self.working.get_mut(&key) {
+            w.doc = slot;
+        }
+        pending.extend(by_scope);
+    }
+
+    async fn settle(&mut self, p: Pending, result: Result<folio_store::Appended, StoreError>) {
+        let shared = self.shared.clone();
+        match result {
+            Ok(appended) => {
+                let ops = p.request.operations;
+                shared.view.apply_committed(&p.key, &ops);
+                let document_type = match self.working.get(&p.key).and_then(|w| w.doc.as_ref()) {
+                    Some(doc) => {
+                        if p.request.unit.scope == Scope::Global {
+                            shared.view.maybe_keyframe(&p.key, doc, p.previous_global).await;
+                        }
+                        doc.header.document_type.clone()
+                    }
+                    None => String::new(),
+                };
+                let ordinals = appended.ordinals.clone();
+                for (job, range) in p.jobs {
+                    let job_ops = ops[range.clone()].to_vec();
+                    let revision = job_ops.last().map_or(appended.revision, |op| op.index + 1);
+                    let outcome = JobOutcome {
+                        job_id: job.id,
+                        revision,
+                        operations: job_ops,
+                        ordinals: ordinals.get(range).map(<[u64]>::to_vec).unwrap_or_default(),
+                    };
+                    shared.jobs.set(job.id, JobStatus::Completed { revision });
+                    let _ = job.reply.send(Ok(outcome));
+                }
+                if p.request.unit.scope == Scope::Document
+                    && ops.iter().any(|op| op.action.action_type == folio_core::document::DELETE_DOCUMENT)
+                {
+                    shared.bus.publish(Event::DocumentDeleted {
+                        document_id: p.key.id,
+                    });
+                }
+                shared.bus.publish(Event::OperationsCommitted {
+                    unit: p.request.unit,
+                    document_type: document_type.into(),
+                    operations: ops.into(),
+                    ordinals: ordinals.into(),
+                });
+            }
+            Err(StoreError::RevisionMismatch { expected, actual, .. }) => {
+                // Another writer moved the head: reload and re-run every job of this append.
+                self.working.remove(&p.key);
+                shared.view.invalidate(&p.key);
+                for (mut job, _) in p.jobs {
+                    job.attempts
+                        .push(format!("attempt {}: expected revision {expected}, store at {actual}", job.attempts.len() + 1));
+                    if job.attempts.len() > shared.config.max_retries as usize {
+                        let attempts = std::mem::take(&mut job.attempts);
+                        fail(&shared, job, ReactorError::RetriesExhausted { attempts });
+                    } else {
+                        shared.jobs.set(job.id, JobStatus::Queued);
+                        self.retry.push_back(job);
+                    }
+                }
+            }
+            Err(e) => {
+                self.working.remove(&p.key);
+                shared.view.invalidate(&p.key);
+                let error = ReactorError::from(e);
+                for (job, _) in p.jobs {
+                    fail(&shared, job, error.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Runs one job's actions on `doc`, returning its operations; on a refusal `doc` may be partly changed.
+fn run_job(doc: &mut Document, job: &Job, shared: &Shared) -> Result<Vec<Operation>, ReactorError> {
+    let scope = job.scope;
+    let start = doc.header.revision.get(scope);
+    if let Some(expected) = job.expected_revision
+        && expected != start
+    {
+        return Err(ReactorError::RevisionMismatch {
+            expected,
+            actual: start,
+        });
+    }
+    let mut ops = Vec::with_capacity(job.actions.len());
+    for (i, action) in job.actions.iter().enumerate() {
+        let op = Operation::new(action.clone(), start + i as u64, 0, None, &doc.head(scope));
+        match doc.apply(&op, &shared.registry) {
+            Ok(()) => ops.push(op),
+            Err(e) => return Err(apply_error(e, job, i)),
+        }
+    }
+    Ok(ops)
+}
+
+fn apply_error(e: ApplyError, job: &Job, action_index: usize) -> ReactorError {
+    match e {
+        ApplyError::NotCreated => ReactorError::DocumentNotFound(job.key.id),
+        ApplyError::UnknownDocumentType(t) => ReactorError::UnknownDocumentType(t),
+        ApplyError::Rejected(reason) if reason.code == "DOCUMENT_EXISTS" => ReactorError::DocumentExists(job.key.id),
+        ApplyError::Rejected(reason) => ReactorError::ActionRejected { action_index, reason },
+        other => ReactorError::Corrupt(other.to_string()),
+    }
+}
+
+fn fail(shared: &Shared, job: Job, error: ReactorError) {
+    shared.bus.publish(Event::JobFailed {
+        job_id: job.id,
+        document_id: job.key.id,
+        code: error.code(),
+        message: error.to_string(),
+    });
+    shared.jobs.set(job.id, JobStatus::Failed { error: error.clone() });
+    let _ = job.reply.send(Err(error));
+}

@@ -1,0 +1,302 @@
+//! The `Reactor` handle: submit actions, read documents, subscribe to events.
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use folio_core::document::{CREATE_DOCUMENT, CreateDocumentInput, DELETE_DOCUMENT, SET_NAME};
+use folio_core::{Action, Branch, Document, DocumentHeader, DocumentId, HybridClock, ModelRegistry, Scope};
+use folio_store::{ListQuery, OperationStore};
+
+use crate::config::ReactorConfig;
+use crate::event::{EventBus, Subscription};
+use crate::executor::Executor;
+use crate::job::{Job, JobHandle, JobId, JobOutcome, JobStatus, JobTable};
+use crate::view::{DocKey, DocumentView};
+use crate::ReactorError;
+
+/// What the executors and the handle share.
+pub(crate) struct Shared {
+    pub store: Arc<dyn OperationStore>,
+    pub registry: Arc<ModelRegistry>,
+    pub view: DocumentView,
+    pub bus: EventBus,
+    pub jobs: JobTable,
+    pub config: ReactorConfig,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    clock: HybridClock,
+    /// One bounded queue per executor; `None` once shutdown began.
+    queues: RwLock<Option<Vec<mpsc::Sender<Job>>>>,
+    executors: Mutex<Vec<JoinHandle<()>>>,
+    accepting: AtomicBool,
+}
+
+/// The engine: actions in, documents out. Cheap to clone, `Send + Sync`; works over any [`OperationStore`].
+///
+/// Must be created inside a tokio runtime (it spawns its executors).
+#[derive(Clone)]
+pub struct Reactor {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Reactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reactor")
+            .field("replica_id", &self.inner.shared.config.replica_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request to change a document: actions of one scope, optionally compare-and-set on that scope's revision.
+#[derive(Debug, Clone)]
+pub struct Submit {
+    /// The document.
+    pub document_id: DocumentId,
+    /// The branch (`main` by default).
+    pub branch: Branch,
+    /// The actions, all of one scope. Missing timestamps and replica ids are filled in by the reactor.
+    pub actions: Vec<Action>,
+    /// When set, the job fails with `RevisionMismatch` unless the scope is at this revision when it runs.
+    pub expected_revision: Option<u64>,
+}
+
+impl Submit {
+    /// Actions for `document_id` on `main`.
+    pub fn new(document_id: DocumentId, actions: Vec<Action>) -> Self {
+        Self {
+            document_id,
+            branch: Branch::default(),
+            actions,
+            expected_revision: None,
+        }
+    }
+}
+
+impl Reactor {
+    /// A reactor over `store`, running the models of `registry`.
+    pub fn new(store: Arc<dyn OperationStore>, registry: Arc<ModelRegistry>, config: ReactorConfig) -> Self {
+        let executors = config.executors.max(1);
+        let per_queue = (config.queue_capacity / executors).max(1);
+        let shared = Arc::new(Shared {
+            view: DocumentView::new(store.clone(), registry.clone(), config.cache_bytes, config.keyframe_every),
+            bus: EventBus::new(config.event_capacity),
+            jobs: JobTable::new(config.job_history),
+            store,
+            registry,
+            config,
+        });
+        let mut queues = Vec::with_capacity(executors);
+        let mut handles = Vec::with_capacity(executors);
+        for _ in 0..executors {
+            let (tx, rx) = mpsc::channel(per_queue);
+            queues.push(tx);
+            handles.push(tokio::spawn(Executor::new(shared.clone()).run(rx)));
+        }
+        Self {
+            inner: Arc::new(Inner {
+                shared,
+                clock: HybridClock::new(),
+                queues: RwLock::new(Some(queues)),
+                executors: Mutex::new(handles),
+                accepting: AtomicBool::new(true),
+            }),
+        }
+    }
+
+    /// A reactor with folio's built-in models and default settings.
+    pub fn with_defaults(store: Arc<dyn OperationStore>) -> Self {
+        Self::new(store, Arc::new(ModelRegistry::with_builtin()), ReactorConfig::default())
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn OperationStore> {
+        &self.inner.shared.store
+    }
+
+    /// The models.
+    pub fn registry(&self) -> &Arc<ModelRegistry> {
+        &self.inner.shared.registry
+    }
+
+    /// The read model.
+    pub fn view(&self) -> &DocumentView {
+        &self.inner.shared.view
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ReactorConfig {
+        &self.inner.shared.config
+    }
+
+    /// A new action of this replica, stamped by its clock.
+    pub fn action(&self, action_type: impl Into<String>, input: Value, scope: Scope) -> Action {
+        let mut action = Action::new(action_type, input, scope, self.inner.clock.now());
+        action.replica = Some(self.inner.shared.config.replica_id.clone());
+        action
+    }
+
+    /// Queues a job. Fails at once with `Overloaded` when the queue is full, `ShuttingDown` after shutdown began,
+    /// `InvalidRequest` for an empty job or actions of several scopes.
+    pub fn submit(&self, submit: Submit) -> Result<JobHandle, ReactorError> {
+        let Submit {
+            document_id,
+            branch,
+            actions,
+            expected_revision,
+        } = submit;
+        let Some(first) = actions.first() else {
+            return Err(ReactorError::InvalidRequest("a job needs at least one action".into()));
+        };
+        let scope = first.scope;
+        if actions.iter().any(|a| a.scope != scope) {
+            return Err(ReactorError::InvalidRequest(
+                "all actions of one request must be of the same scope".into(),
+            ));
+        }
+        for action in &actions {
+            self.inner.clock.observe(action.timestamp());
+        }
+        let key = DocKey::new(document_id, branch);
+        let (reply, done) = oneshot::channel();
+        let id = uuid::Uuid::now_v7();
+        let job = Job {
+            id,
+            key,
+            scope,
+            actions,
+            expected_revision,
+            attempts: Vec::new(),
+            reply,
+        };
+        self.enqueue(job)?;
+        Ok(JobHandle { id, done })
+    }
+
+    fn enqueue(&self, job: Job) -> Result<(), ReactorError> {
+        if !self.inner.accepting.load(Ordering::Acquire) {
+            return Err(ReactorError::ShuttingDown);
+        }
+        let queues = self.inner.queues.read().unwrap_or_else(|e| e.into_inner());
+        let Some(queues) = queues.as_ref() else {
+            return Err(ReactorError::ShuttingDown);
+        };
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        job.key.id.hash(&mut hasher);
+        let queue = &queues[(hasher.finish() % queues.len() as u64) as usize];
+        let id = job.id;
+        self.inner.shared.jobs.set(id, JobStatus::Queued);
+        queue.try_send(job).map_err(|e| {
+            self.inner.shared.jobs.remove(&id);
+            match e {
+                mpsc::error::TrySendError::Full(_) => ReactorError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => ReactorError::ShuttingDown,
+            }
+        })
+    }
+
+    /// Submits actions and waits for the job.
+    pub async fn apply(&self, submit: Submit) -> Result<JobOutcome, ReactorError> {
+        self.submit(submit)?.wait().await
+    }
+
+    /// Creates a document of `document_type` (with `id`, or a new one) and waits for it.
+    pub async fn create_document(
+        &self,
+        document_type: &str,
+        name: &str,
+        id: Option<DocumentId>,
+    ) -> Result<Arc<Document>, ReactorError> {
+        if self.registry().get(document_type).is_none() {
+            return Err(ReactorError::UnknownDocumentType(document_type.to_owned()));
+        }
+        let id = id.unwrap_or_default();
+        let input = CreateDocumentInput {
+            document_type: document_type.to_owned(),
+            name: name.to_owned(),
+            initial_state: None,
+        };
+        let action = self.action(
+            CREATE_DOCUMENT,
+            serde_json::to_value(input).unwrap_or(Value::Null),
+            Scope::Document,
+        );
+        self.apply(Submit::new(id, vec![action])).await?;
+        self.get(id, &Branch::default())
+            .await?
+            .ok_or(ReactorError::DocumentNotFound(id))
+    }
+
+    /// Renames a document.
+    pub async fn set_name(&self, id: DocumentId, name: &str) -> Result<JobOutcome, ReactorError> {
+        let action = self.action(SET_NAME, serde_json::json!({ "name": name }), Scope::Document);
+        self.apply(Submit::new(id, vec![action])).await
+    }
+
+    /// Marks a document deleted (an operation; its history stays).
+    pub async fn delete_document(&self, id: DocumentId) -> Result<JobOutcome, ReactorError> {
+        let action = self.action(DELETE_DOCUMENT, serde_json::json!({}), Scope::Document);
+        self.apply(Submit::new(id, vec![action])).await
+    }
+
+    /// The status of a job.
+    pub fn job_status(&self, id: JobId) -> Result<JobStatus, ReactorError> {
+        self.inner.shared.jobs.get(&id).ok_or(ReactorError::JobNotFound(id))
+    }
+
+    /// The document at its head; `None` when it was never created.
+    pub async fn get(&self, id: DocumentId, branch: &Branch) -> Result<Option<Arc<Document>>, ReactorError> {
+        self.inner.shared.view.get(&DocKey::new(id, branch.clone())).await
+    }
+
+    /// The document as it was at global revision `revision`.
+    pub async fn get_at(&self, id: DocumentId, branch: &Branch, revision: u64) -> Result<Option<Document>, ReactorError> {
+        self.inner.shared.view.get_at(&DocKey::new(id, branch.clone()), revision).await
+    }
+
+    /// The document once its global revision reaches `min_revision` (a job's consistency token), waiting up to
+    /// `timeout`.
+    pub async fn get_min(
+        &self,
+        id: DocumentId,
+        branch: &Branch,
+        min_revision: u64,
+        timeout: Duration,
+    ) -> Result<Arc<Document>, ReactorError> {
+        self.inner
+            .shared
+            .view
+            .wait_for(&DocKey::new(id, branch.clone()), min_revision, timeout)
+            .await
+    }
+
+    /// Headers of documents, by type, paged by id.
+    pub async fn list(&self, query: &ListQuery) -> Result<Vec<DocumentHeader>, ReactorError> {
+        Ok(self.inner.shared.store.list_headers(query).await?)
+    }
+
+    /// Events from now on.
+    pub fn subscribe(&self) -> Subscription {
+        self.inner.shared.bus.subscribe()
+    }
+
+    /// Stops taking jobs, lets the executors finish every queued job (completed or visibly failed), and waits
+    /// for them. Everything acknowledged is in the store when this returns.
+    pub async fn shutdown(&self) {
+        self.inner.accepting.store(false, Ordering::Release);
+        let queues = self.inner.queues.write().unwrap_or_else(|e| e.into_inner()).take();
+        drop(queues);
+        let handles: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *self.inner.executors.lock().unwrap_or_else(|e| e.into_inner()));
+        for handle in handles {
+            let _ = handle.await;
+        }
+    }
+}

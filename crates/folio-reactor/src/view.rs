@@ -1,0 +1,288 @@
+//! `DocumentView`: hydrated documents, cached by bytes (LRU), rehydrated from the nearest keyframe and the streamed
+//! tail of the log.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::Notify;
+
+use folio_core::{Branch, Document, DocumentId, ModelRegistry, Operation, Scope, SyncUnit};
+use folio_store::{Keyframe, OperationStore};
+
+use crate::ReactorError;
+
+/// A document on a branch: what the cache and the executors key by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DocKey {
+    /// The document.
+    pub id: DocumentId,
+    /// The branch.
+    pub branch: Branch,
+}
+
+impl DocKey {
+    /// The key of `id` on `branch`.
+    pub fn new(id: DocumentId, branch: Branch) -> Self {
+        Self { id, branch }
+    }
+
+    /// The unit of this document in `scope`.
+    pub fn unit(&self, scope: Scope) -> SyncUnit {
+        SyncUnit::new(self.id, scope, self.branch.clone())
+    }
+}
+
+struct Entry {
+    doc: Arc<Document>,
+    size: usize,
+    tick: u64,
+}
+
+#[derive(Default)]
+struct Lru {
+    entries: HashMap<DocKey, Entry>,
+    order: BTreeMap<u64, DocKey>,
+    bytes: usize,
+    tick: u64,
+}
+
+impl Lru {
+    fn touch(&mut self, key: &DocKey) -> Option<Arc<Document>> {
+        let tick = self.tick + 1;
+        let entry = self.entries.get_mut(key)?;
+        self.order.remove(&entry.tick);
+        entry.tick = tick;
+        self.tick = tick;
+        self.order.insert(tick, key.clone());
+        Some(entry.doc.clone())
+    }
+
+    fn remove(&mut self, key: &DocKey) {
+        if let Some(entry) = self.entries.remove(key) {
+            self.order.remove(&entry.tick);
+            self.bytes -= entry.size;
+        }
+    }
+
+    fn insert(&mut self, key: DocKey, doc: Arc<Document>, size: usize, limit: usize) {
+        self.remove(&key);
+        self.tick += 1;
+        self.order.insert(self.tick, key.clone());
+        self.entries.insert(
+            key,
+            Entry {
+                doc,
+                size,
+                tick: self.tick,
+            },
+        );
+        self.bytes += size;
+        while self.bytes > limit && self.entries.len() > 1 {
+            let Some((_, oldest)) = self.order.pop_first() else { break };
+            if let Some(entry) = self.entries.remove(&oldest) {
+                self.bytes -= entry.size;
+            }
+        }
+    }
+}
+
+/// Bytes counted per applied operation between two measurements of a document's size.
+const BYTES_PER_OP: usize = 128;
+
+/// Read model of documents over an [`OperationStore`]. Cheap to share behind an `Arc`.
+pub struct DocumentView {
+    store: Arc<dyn OperationStore>,
+    registry: Arc<ModelRegistry>,
+    cache: Mutex<Lru>,
+    cache_bytes: usize,
+    keyframe_every: u64,
+    committed: Notify,
+}
+
+impl DocumentView {
+    /// A view over `store`, caching up to `cache_bytes`, storing keyframes every `keyframe_every` global
+    /// operations (0: never).
+    pub fn new(
+        store: Arc<dyn OperationStore>,
+        registry: Arc<ModelRegistry>,
+        cache_bytes: usize,
+        keyframe_every: u64,
+    ) -> Self {
+        Self {
+            store,
+            registry,
+            cache: Mutex::new(Lru::default()),
+            cache_bytes,
+            keyframe_every,
+            committed: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lru> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The cached document, without touching the store.
+    pub fn cached(&self, key: &DocKey) -> Option<Arc<Document>> {
+        self.lock().touch(key)
+    }
+
+    /// Bytes the cache holds now (approximate).
+    pub fn cached_bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// The document at its head: from the cache, or rehydrated (and cached). `None` when it was never created.
+    pub async fn get(&self, key: &DocKey) -> Result<Option<Arc<Document>>, ReactorError> {
+        if let Some(doc) = self.cached(key) {
+            return Ok(Some(doc));
+        }
+        let Some(doc) = self.hydrate(key, None).await? else {
+            return Ok(None);
+        };
+        let size = doc.approximate_size();
+        let doc = Arc::new(doc);
+        self.lock().insert(key.clone(), doc.clone(), size, self.cache_bytes);
+        Ok(Some(doc))
+    }
+
+    /// The document as it was at global revision `revision` (time travel; not cached).
+    pub async fn get_at(&self, key: &DocKey, revision: u64) -> Result<Option<Document>, ReactorError> {
+        self.hydrate(key, Some(revision)).await
+    }
+
+    /// The document once its global revision is at least `min_revision`, waiting up to `timeout` for commits
+    /// (of this process, or of others: the store is polled while waiting).
+    pub async fn wait_for(
+        &self,
+        key: &DocKey,
+        min_revision: u64,
+        timeout: Duration,
+    ) -> Result<Arc<Document>, ReactorError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.committed.notified();
+            let doc = self.get(key).await?.ok_or(ReactorError::DocumentNotFound(key.id))?;
+            if doc.header.revision.global >= min_revision {
+                return Ok(doc);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(ReactorError::RevisionNotReached {
+                    wanted: min_revision,
+                    reached: doc.header.revision.global,
+                });
+            }
+            let poll = (deadline - now).min(Duration::from_millis(50));
+            if tokio::time::timeout(poll, notified).await.is_err() {
+                // Nothing committed here: another process may have written. Re-read from the store.
+                self.invalidate(key);
+            }
+        }
+    }
+
+    /// Forgets the cached document (the next read rehydrates it).
+    pub fn invalidate(&self, key: &DocKey) {
+        self.lock().remove(key);
+    }
+
+    /// Folds operations just committed by this process into the cached document, if cached. An operation that does
+    /// not follow the cached revision (another process wrote in between) drops the entry instead.
+    pub fn apply_committed(&self, key: &DocKey, operations: &[Operation]) {
+        {
+            let mut cache = self.lock();
+            let applied = cache.entries.get_mut(key).map(|entry| {
+                let doc = Arc::make_mut(&mut entry.doc);
+                let ok = operations.iter().all(|op| doc.apply(op, &self.registry).is_ok());
+                if ok {
+                    entry.size += operations.len() * BYTES_PER_OP;
+                }
+                ok
+            });
+            match applied {
+                Some(true) => cache.bytes += operations.len() * BYTES_PER_OP,
+                Some(false) => cache.remove(key),
+                None => {}
+            }
+        }
+        self.committed.notify_waiters();
+    }
+
+    /// Stores a keyframe of `doc`'s global state when its revision crossed a multiple of the keyframe interval
+    /// since `previous_revision`.
+    pub async fn maybe_keyframe(&self, key: &DocKey, doc: &Document, previous_revision: u64) {
+        let k = self.keyframe_every;
+        let revision = doc.header.revision.global;
+        if k == 0 || revision / k == previous_revision / k {
+            return;
+        }
+        self.put_keyframe(key, doc).await;
+    }
+
+    async fn put_keyframe(&self, key: &DocKey, doc: &Document) {
+        let Some(model) = doc.model() else { return };
+        let keyframe = Keyframe {
+            unit: key.unit(Scope::Global),
+            revision: doc.header.revision.global,
+            last_hash: doc.head(Scope::Global),
+            state: model.state_to_string(&doc.state),
+            state_hash: doc.state_hash(),
+        };
+        if let Err(e) = self.store.put_keyframe(&keyframe).await {
+            tracing::warn!("keyframe of {} at {} not stored: {e}", keyframe.unit, keyframe.revision);
+        }
+    }
+
+    /// Rehydrates a document from the store: the `document` scope (creation, name), the nearest keyframe at or
+    /// below the target global revision and the streamed tail, then the `local` scope. Nothing is cached.
+    pub async fn hydrate(&self, key: &DocKey, global_revision: Option<u64>) -> Result<Option<Document>, ReactorError> {
+        let mut doc = Document::empty(key.id, key.branch.clone());
+        self.fold(&mut doc, key.unit(Scope::Document), 0, None).await?;
+        if !doc.is_created() {
+            return Ok(None);
+        }
+        let global = key.unit(Scope::Global);
+        let target = match global_revision {
+            Some(r) => r,
+            None => self.store.head(&global).await?.0,
+        };
+        let mut from = 0;
+        if self.keyframe_every > 0
+            && let Some(keyframe) = self.store.nearest_keyframe(&global, target).await?
+            && let Some(model) = doc.model().cloned()
+        {
+            match model.state_from_json(&keyframe.state) {
+                Ok(state) => {
+                    doc.restore_global(state, keyframe.revision, keyframe.last_hash);
+                    from = keyframe.revision;
+                }
+                Err(e) => tracing::warn!("keyframe of {global} at {} unreadable: {e}", keyframe.revision),
+            }
+        }
+        self.fold(&mut doc, global, from, Some(target)).await?;
+        if doc.header.revision.global < target {
+            return Err(ReactorError::RevisionNotReached {
+                wanted: target,
+                reached: doc.header.revision.global,
+            });
+        }
+        self.fold(&mut doc, key.unit(Scope::Local), 0, None).await?;
+        if global_revision.is_none() && self.keyframe_every > 0 && target - from >= self.keyframe_every {
+            self.put_keyframe(key, &doc).await;
+        }
+        Ok(Some(doc))
+    }
+
+    async fn fold(&self, doc: &mut Document, unit: SyncUnit, from: u64, to: Option<u64>) -> Result<(), ReactorError> {
+        let mut ops = self.store.read(&unit, from, to);
+        while let Some(op) = ops.next().await {
+            let op = op?;
+            doc.apply(&op, &self.registry)
+                .map_err(|e| ReactorError::Corrupt(format!("{unit} at {}: {e}", op.index)))?;
+        }
+        Ok(())
+    }
+}
+
