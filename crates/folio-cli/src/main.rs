@@ -1,1 +1,79 @@
-fn main() {}
+//! The `folio` command. See `spec/cli.md` for the contract.
+#![forbid(unsafe_code)]
+
+mod cmd;
+mod context;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cmd::Command;
+use crate::context::Global;
+
+/// folio: an event-sourced document engine.
+#[derive(Debug, Parser)]
+#[command(name = "folio", version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// An error for the user: one sentence on stderr, and the process's exit code.
+#[derive(Debug)]
+pub struct CliError {
+    /// The sentence.
+    pub message: String,
+    /// The exit code (1 for failures, 2 for misuse).
+    pub code: u8,
+}
+
+impl CliError {
+    /// A failure (exit 1).
+    pub fn fail(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: 1,
+        }
+    }
+
+    /// A misuse (exit 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: 2,
+        }
+    }
+}
+
+impl<E: std::fmt::Display> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError::fail(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FOLIO_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("folio: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(cmd::run(cli.command, cli.global)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("folio: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}

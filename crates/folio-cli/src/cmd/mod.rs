@@ -1,0 +1,27 @@
+//! The subcommands; one file each.
+
+mod doc;
+mod verify;
+
+use clap::Subcommand;
+
+use crate::CliError;
+use crate::context::Global;
+
+/// What `folio` can do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, change and read documents.
+    #[command(subcommand)]
+    Doc(doc::Doc),
+    /// Check every hash chain and index sequence of the store; exit 1 on the first broken unit.
+    Verify(verify::Verify),
+}
+
+/// Runs a command.
+pub async fn run(command: Command, global: Global) -> Result<(), CliError> {
+    match command {
+        Command::Doc(doc) => doc.run(&global).await,
+        Command::Verify(verify) => verify.run(&global).await,
+    }
+}
