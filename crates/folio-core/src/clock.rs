@@ -100,7 +100,9 @@ impl HybridClock {
 fn bump(t: HlcTimestamp) -> HlcTimestamp {
     match t.counter.checked_add(1) {
         Some(counter) => HlcTimestamp::new(t.millis, counter),
-        None => HlcTimestamp::new(t.millis + 1, 0),
+        // At the very end of time (only reachable by observing an absurd remote timestamp) stay there rather than
+        // wrap around to 1970 (release) or panic (debug).
+        None => t.millis.checked_add(1).map_or(t, |millis| HlcTimestamp::new(millis, 0)),
     }
 }
 
@@ -145,6 +147,13 @@ mod tests {
         assert_eq!(clock.now(), HlcTimestamp::new(9000, 8));
         clock.observe(HlcTimestamp::new(10, 0));
         assert_eq!(clock.now(), HlcTimestamp::new(9000, 9));
+    }
+
+    #[test]
+    fn the_largest_timestamp_does_not_wrap() {
+        let (_, clock) = stepped(1);
+        clock.observe(HlcTimestamp::new(u64::MAX, u32::MAX));
+        assert_eq!(clock.now(), HlcTimestamp::new(u64::MAX, u32::MAX));
     }
 
     #[test]

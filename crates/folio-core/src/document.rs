@@ -221,6 +221,10 @@ impl Document {
 
     /// Folds one operation in: checks its index, then applies it to its scope. Operations marked with an `error`
     /// (rejected during a merge) advance the revision and change nothing else.
+    ///
+    /// On an error the revision and heads are unchanged. The state is unchanged too with the built-in models and
+    /// the document scope, whose refusals are all-or-nothing; a third-party reducer may fail after a partial change
+    /// (see [`crate::DocumentModel`]), so a caller that keeps the document after an error should apply to a clone.
     pub fn apply(&mut self, op: &Operation, registry: &ModelRegistry) -> Result<(), ApplyError> {
         let scope = op.action.scope;
         let expected = self.header.revision.get(scope);
@@ -279,7 +283,7 @@ impl Document {
                 if self.model.is_some() {
                     return Err(Rejection::new("DOCUMENT_EXISTS", "the document is already created").into());
                 }
-                let create: CreateDocumentInput = serde_json::from_value(input.clone())
+                let create: CreateDocumentInput = read_input(input)
                     .map_err(|e| Rejection::new("INVALID_INPUT", format!("CREATE_DOCUMENT input: {e}")))?;
                 let model = registry
                     .get(&create.document_type)
@@ -297,7 +301,7 @@ impl Document {
             }
             _ if self.model.is_none() => Err(ApplyError::NotCreated),
             SET_NAME => {
-                let SetNameInput { name } = serde_json::from_value(input.clone())
+                let SetNameInput { name } = read_input(input)
                     .map_err(|e| Rejection::new("INVALID_INPUT", format!("SET_NAME input: {e}")))?;
                 self.header.name = name;
                 Ok(())
@@ -347,6 +351,27 @@ impl Document {
     }
 }
 
+/// Reads a `document` scope input, which is always a JSON object (serde's derive alone would also take an array of
+/// the fields in order).
+fn read_input<'a, T: Deserialize<'a>>(input: &'a Value) -> Result<T, serde_json::Error> {
+    if !input.is_object() {
+        return Err(serde::de::Error::invalid_type(unexpected(input), &"an object"));
+    }
+    T::deserialize(input)
+}
+
+fn unexpected(v: &Value) -> serde::de::Unexpected<'_> {
+    use serde::de::Unexpected;
+    match v {
+        Value::Null => Unexpected::Unit,
+        Value::Bool(b) => Unexpected::Bool(*b),
+        Value::Number(_) => Unexpected::Other("a number"),
+        Value::String(s) => Unexpected::Str(s),
+        Value::Array(_) => Unexpected::Seq,
+        Value::Object(_) => Unexpected::Map,
+    }
+}
+
 fn scope_slot(scope: Scope) -> usize {
     match scope {
         Scope::Global => 0,
@@ -372,18 +397,23 @@ pub enum HeaderChange {
 }
 
 /// The change `op` makes to its document's header, if it is a valid, non-rejected `document` scope operation.
+///
+/// Inputs are read exactly as [`Document::apply`] reads them, so an input it refuses (a missing, mistyped or unknown
+/// field) changes no header index either.
 pub fn header_change(op: &Operation) -> Option<HeaderChange> {
     if op.action.scope != Scope::Document || op.error.is_some() {
         return None;
     }
     let input = &op.action.input;
-    let text = |key: &str| input.get(key).and_then(Value::as_str).map(str::to_owned);
     match op.action.action_type.as_str() {
-        CREATE_DOCUMENT => Some(HeaderChange::Created {
-            document_type: text("documentType")?,
-            name: text("name").unwrap_or_default(),
-        }),
-        SET_NAME => text("name").map(HeaderChange::Renamed),
+        CREATE_DOCUMENT => {
+            let create: CreateDocumentInput = read_input(input).ok()?;
+            Some(HeaderChange::Created {
+                document_type: create.document_type,
+                name: create.name,
+            })
+        }
+        SET_NAME => read_input(input).ok().map(|SetNameInput { name }| HeaderChange::Renamed(name)),
         DELETE_DOCUMENT => Some(HeaderChange::Deleted),
         _ => None,
     }

@@ -19,11 +19,7 @@ use crate::{CoreError, Scope};
 /// A blake3 hash, written as 64 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
 #[schemars(transparent)]
-pub struct OpHash(#[schemars(with = "HexString")] pub [u8; 32]);
-
-#[derive(JsonSchema)]
-#[allow(dead_code)]
-struct HexString(#[schemars(regex(pattern = r"^[0-9a-f]{64}$"))] String);
+pub struct OpHash(#[schemars(with = "String", regex(pattern = r"^[0-9a-f]{64}$"))] pub [u8; 32]);
 
 impl OpHash {
     /// The hash a unit's first operation chains over.

@@ -43,9 +43,7 @@ impl FromStr for DocumentId {
 }
 
 /// Which part of a document an operation belongs to; each scope has its own dense index sequence.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// The document's shared state: replicated.
@@ -75,6 +73,23 @@ impl Scope {
     }
 }
 
+/// A plain string `enum` of the scope names (the derive would make a `oneOf` of documented constants, which code
+/// generators turn into less useful types).
+impl JsonSchema for Scope {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Scope".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Which part of a document an operation belongs to: `global` (the shared state, \
+                replicated), `local` (per replica, never leaves it) or `document` (header changes, replicated).",
+            "type": "string",
+            "enum": Scope::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        })
+    }
+}
+
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -98,7 +113,7 @@ impl FromStr for Scope {
 /// A branch name is 1 to 64 characters of ASCII letters, digits, `.`, `_`, `-` and `/`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
 #[serde(transparent)]
-pub struct Branch(String);
+pub struct Branch(#[schemars(regex(pattern = r"^[A-Za-z0-9._/-]{1,64}$"))] String);
 
 impl Branch {
     /// The default branch.

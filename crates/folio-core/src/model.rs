@@ -47,7 +47,8 @@ impl Rejection {
 ///   `{ type, input }` decodes into it without copying.
 /// * `reduce` must not do I/O, read clocks or randomness: every replica must reach the same state from the same
 ///   operations. When it returns an error the caller discards the state it was working on, so a reducer may fail
-///   after a partial change.
+///   after a partial change. Leaving the state untouched on an error is still better ([`crate::Document::apply`]
+///   changes the document in place); the built-in models do.
 pub trait DocumentModel: Send + Sync + 'static {
     /// The model's name, `namespace/name` (`folio/todo-list`).
     const DOCUMENT_TYPE: &'static str;
@@ -115,8 +116,69 @@ impl<'de> MapAccess<'de> for TaggedAccess<'de> {
         if self.step == 1 {
             seed.deserialize(self.action.action_type.into_deserializer())
         } else {
-            seed.deserialize(self.action.input)
+            seed.deserialize(StrictInput(self.action.input))
         }
+    }
+}
+
+/// The action's input as a deserializer that reads a struct only from a JSON object: serde's derive would also take
+/// an array of the fields' values in order (`["milk", "Buy milk"]` for `{id, title}`), which no action's wire format
+/// allows. Everything else reads the input as it is.
+struct StrictInput<'a>(&'a Value);
+
+macro_rules! forward_to_value {
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {
+        $(
+            fn $method<V: serde::de::Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, Self::Error> {
+                self.0.$method($($arg,)* visitor)
+            }
+        )*
+    };
+}
+
+impl<'de> serde::Deserializer<'de> for StrictInput<'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0.deserialize_map(visitor)
+    }
+
+    forward_to_value! {
+        deserialize_any();
+        deserialize_bool();
+        deserialize_i8();
+        deserialize_i16();
+        deserialize_i32();
+        deserialize_i64();
+        deserialize_i128();
+        deserialize_u8();
+        deserialize_u16();
+        deserialize_u32();
+        deserialize_u64();
+        deserialize_u128();
+        deserialize_f32();
+        deserialize_f64();
+        deserialize_char();
+        deserialize_str();
+        deserialize_string();
+        deserialize_bytes();
+        deserialize_byte_buf();
+        deserialize_option();
+        deserialize_unit();
+        deserialize_unit_struct(name: &'static str);
+        deserialize_newtype_struct(name: &'static str);
+        deserialize_seq();
+        deserialize_tuple(len: usize);
+        deserialize_tuple_struct(name: &'static str, len: usize);
+        deserialize_map();
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]);
+        deserialize_identifier();
+        deserialize_ignored_any();
     }
 }
 

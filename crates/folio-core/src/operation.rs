@@ -24,7 +24,7 @@ pub struct Action {
     pub scope: Scope,
     /// Physical part of the author's hybrid logical clock, milliseconds since the epoch, as a decimal string.
     #[serde(with = "ms_string")]
-    #[schemars(with = "MsString")]
+    #[schemars(with = "String", regex(pattern = r"^[0-9]{1,20}$"))]
     pub timestamp_utc_ms: u64,
     /// Logical part of the author's hybrid logical clock; omitted when zero.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -71,7 +71,7 @@ pub struct Operation {
     pub skip: u64,
     /// When the action was made (the action's timestamp), milliseconds since the epoch as a decimal string.
     #[serde(with = "ms_string")]
-    #[schemars(with = "MsString")]
+    #[schemars(with = "String", regex(pattern = r"^[0-9]{1,20}$"))]
     pub timestamp_utc_ms: u64,
     /// blake3 over the previous operation's hash and this operation's canonical encoding, hex.
     pub hash: OpHash,
@@ -101,12 +101,6 @@ impl Operation {
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
-
-/// A decimal string of milliseconds since the epoch.
-#[derive(JsonSchema)]
-#[schemars(transparent)]
-#[allow(dead_code)]
-struct MsString(#[schemars(regex(pattern = r"^[0-9]{1,20}$"))] String);
 
 /// Serde for `u64` milliseconds carried as a decimal string (the Powerhouse wire format); numbers are accepted on input.
 pub mod ms_string {

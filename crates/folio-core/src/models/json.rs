@@ -21,9 +21,19 @@ use crate::model::{DocumentModel, Rejection, decode_action};
 pub struct JsonDocument;
 
 /// The state: any JSON value, an empty object at first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// It serializes with every object's keys sorted (as [`crate::hash::Canonical`]), so its JSON and its state hash do
+/// not depend on how `serde_json` was built: with its `preserve_order` feature (which any crate in a build can turn
+/// on) objects would keep insertion order instead, and replicas built differently would disagree.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(transparent)]
 pub struct JsonState(pub Value);
+
+impl Serialize for JsonState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::hash::Canonical(&self.0).serialize(s)
+    }
+}
 
 impl Default for JsonState {
     fn default() -> Self {
@@ -201,11 +211,15 @@ fn pointer_of(tokens: &[String]) -> String {
         .collect()
 }
 
-fn array_index(token: &str, len: usize, tokens: &[String]) -> Result<usize, JsonError> {
+/// An RFC 6901 array index: `0`, or digits without a leading zero (no sign, no `-`); `None` for anything else,
+/// including an index too large for `usize`.
+fn parse_index(token: &str) -> Option<usize> {
     let valid = !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit()) && (token == "0" || !token.starts_with('0'));
-    let index: usize = if valid {
-        token.parse().map_err(|_| JsonError::BadPointer(pointer_of(tokens)))?
-    } else {
+    if valid { token.parse().ok() } else { None }
+}
+
+fn array_index(token: &str, len: usize, tokens: &[String]) -> Result<usize, JsonError> {
+    let Some(index) = parse_index(token) else {
         return Err(JsonError::TypeClash {
             path: pointer_of(tokens),
             expected: "an array index",
@@ -254,14 +268,34 @@ fn walk<'a>(root: &'a mut Value, tokens: &[String]) -> Option<&'a mut Value> {
     for token in tokens {
         current = match current {
             Value::Object(map) => map.get_mut(token)?,
-            Value::Array(items) => {
-                let i: usize = token.parse().ok()?;
-                items.get_mut(i)?
-            }
+            Value::Array(items) => items.get_mut(parse_index(token)?)?,
             _ => return None,
         };
     }
     Some(current)
+}
+
+/// Whether `tokens` name an existing value, changing nothing: `Ok(true)` when they do, `Ok(false)` when
+/// [`walk_create`] would create it, and the error [`walk_create`] would return otherwise.
+fn exists(root: &Value, tokens: &[String]) -> Result<bool, JsonError> {
+    let mut current = root;
+    for (depth, token) in tokens.iter().enumerate() {
+        current = match current {
+            Value::Object(map) => match map.get(token) {
+                Some(v) => v,
+                None => return Ok(false),
+            },
+            Value::Array(items) => &items[array_index(token, items.len(), &tokens[..=depth])?],
+            other => {
+                return Err(JsonError::TypeClash {
+                    path: pointer_of(&tokens[..depth]),
+                    expected: "an object or an array",
+                    found: kind(other),
+                });
+            }
+        };
+    }
+    Ok(true)
 }
 
 fn apply(root: &mut Value, action: JsonAction) -> Result<(), JsonError> {
@@ -306,7 +340,7 @@ fn apply(root: &mut Value, action: JsonAction) -> Result<(), JsonError> {
                     map.remove(last);
                 }
                 Some(Value::Array(items)) => {
-                    if let Ok(i) = last.parse::<usize>()
+                    if let Some(i) = parse_index(last)
                         && i < items.len()
                     {
                         items.remove(i);
@@ -339,6 +373,10 @@ fn apply(root: &mut Value, action: JsonAction) -> Result<(), JsonError> {
         }
         JsonAction::Insert(PathIndexValue { path, index, value }) => {
             let tokens = parse_pointer(&path)?;
+            // Refuse before creating anything: a rejected action leaves the state as it was.
+            if index > 0 && !exists(root, &tokens)? {
+                return Err(JsonError::IndexOutOfBounds { path, index, len: 0 });
+            }
             match walk_create(root, &tokens, || Value::Array(Vec::new()))? {
                 Value::Array(items) if index <= items.len() => {
                     items.insert(index, value);
