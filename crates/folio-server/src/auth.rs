@@ -1,0 +1,179 @@
+//! Tokens: random secrets given to clients once, stored hashed (blake3) in `DIR/tokens`, compared in constant time.
+//!
+//! The file holds one token a line: `<blake3 hex> <role> <created ms>`. `folio token create` appends to it; the
+//! server re-reads it when it changes, so tokens made while it runs work at once.
+
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::time::SystemTime;
+
+use axum::http::Method;
+
+use crate::ApiError;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Read documents, history, jobs; subscribe.
+    Read,
+    /// Also create, change and delete documents.
+    Write,
+    /// Everything.
+    Admin,
+}
+
+impl Role {
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Write => "write",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses `read`, `write` or `admin`.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "read" => Some(Role::Read),
+            "write" => Some(Role::Write),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    /// The role a request of `method` needs.
+    pub fn needed_for(method: &Method) -> Role {
+        if method == Method::GET || method == Method::HEAD || method == Method::OPTIONS {
+            Role::Read
+        } else {
+            Role::Write
+        }
+    }
+}
+
+struct Loaded {
+    modified: Option<SystemTime>,
+    tokens: Vec<(blake3::Hash, Role)>,
+}
+
+/// The tokens of a data directory.
+pub struct Tokens {
+    path: PathBuf,
+    loaded: RwLock<Loaded>,
+}
+
+/// A new random token (244 random bits).
+pub fn new_secret() -> String {
+    format!("folio_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+fn read_file(path: &Path) -> std::io::Result<Vec<(blake3::Hash, Role)>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            let hash = blake3::Hash::from_hex(parts.next()?).ok()?;
+            let role = Role::parse(parts.next()?)?;
+            Some((hash, role))
+        })
+        .collect())
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+impl Tokens {
+    /// The tokens of `data_dir`.
+    pub fn open(data_dir: &Path) -> std::io::Result<Self> {
+        let path = data_dir.join("tokens");
+        let tokens = read_file(&path)?;
+        Ok(Self {
+            loaded: RwLock::new(Loaded {
+                modified: modified(&path),
+                tokens,
+            }),
+            path,
+        })
+    }
+
+    /// Adds a token of `role` to the file and returns its secret (shown once, never stored).
+    pub fn create(data_dir: &Path, role: Role) -> std::io::Result<String> {
+        use std::io::Write;
+        std::fs::create_dir_all(data_dir)?;
+        let secret = new_secret();
+        let hash = blake3::hash(secret.as_bytes());
+        let created = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("tokens"))?;
+        writeln!(file, "{} {} {created}", hash.to_hex(), role.as_str())?;
+        file.sync_all()?;
+        Ok(secret)
+    }
+
+    /// On first start: creates an admin token and writes its secret to `DIR/admin.token` (mode 0600). Returns the
+    /// file's path when it was created.
+    pub fn ensure_admin(data_dir: &Path) -> std::io::Result<Option<PathBuf>> {
+        let path = data_dir.join("admin.token");
+        if path.exists() {
+            return Ok(None);
+        }
+        let secret = Self::create(data_dir, Role::Admin)?;
+        std::fs::write(&path, format!("{secret}\n"))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(Some(path))
+    }
+
+    fn refresh(&self) {
+        let now = modified(&self.path);
+        let stale = self.loaded.read().map(|l| l.modified != now).unwrap_or(true);
+        if stale && let Ok(tokens) = read_file(&self.path) {
+            let mut loaded = self.loaded.write().unwrap_or_else(|e| e.into_inner());
+            *loaded = Loaded { modified: now, tokens };
+        }
+    }
+
+    /// The role of `secret`, comparing its hash with every stored hash in constant time.
+    pub fn role_of(&self, secret: &str) -> Option<Role> {
+        self.refresh();
+        let hash = blake3::hash(secret.as_bytes());
+        let loaded = self.loaded.read().unwrap_or_else(|e| e.into_inner());
+        let mut found = None;
+        for (stored, role) in &loaded.tokens {
+            // blake3::Hash's equality is constant-time.
+            if *stored == hash {
+                found = Some(found.map_or(*role, |r: Role| r.max(*role)));
+            }
+        }
+        found
+    }
+
+    /// Checks that `secret` may make a request needing `needed`.
+    pub fn authorize(&self, secret: Option<&str>, needed: Role) -> Result<Role, ApiError> {
+        let secret = secret.ok_or_else(|| ApiError::unauthorized("a token is needed: Authorization: Bearer <token>"))?;
+        let role = self.role_of(secret).ok_or_else(|| ApiError::unauthorized("unknown token"))?;
+        if role < needed {
+            return Err(ApiError::forbidden(format!(
+                "a {} token may not do this; it needs {}",
+                role.as_str(),
+                needed.as_str()
+            )));
+        }
+        Ok(role)
+    }
+}

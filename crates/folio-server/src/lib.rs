@@ -1,0 +1,109 @@
+//! # folio-server
+//!
+//! The HTTP + WebSocket API of `folio serve` (spec/http.md, version 1) on axum: every endpoint, the JSON error
+//! shape with stable codes, bearer tokens stored hashed, body and nesting limits, and live events over WebSocket.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod auth;
+mod body;
+mod error;
+mod routes;
+mod state;
+mod wire;
+mod ws;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+pub use auth::{Role, Tokens};
+pub use error::ApiError;
+pub use state::{AppState, ServerConfig};
+
+use routes::{documents, jobs, meta};
+
+/// The token a request carries: `Authorization: Bearer <token>`, or the `token` query parameter (WebSockets).
+fn presented_token(req: &Request) -> Option<String> {
+    if let Some(value) = req.headers().get(AUTHORIZATION) {
+        let value = value.to_str().ok()?;
+        let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
+        return Some(token.trim().to_owned());
+    }
+    req.uri().query().and_then(|q| {
+        q.split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == "token")
+            .map(|(_, v)| v.to_owned())
+    })
+}
+
+async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let token = presented_token(&req);
+    state.tokens.authorize(token.as_deref(), Role::needed_for(req.method()))?;
+    Ok(next.run(req).await)
+}
+
+/// The API's routes over `state`.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/v1/document-types", get(meta::document_types))
+        .route("/v1/documents", post(documents::create).get(documents::list))
+        .route("/v1/documents/{id}", get(documents::get).delete(documents::delete))
+        .route("/v1/documents/{id}/actions", post(documents::actions))
+        .route("/v1/documents/{id}/operations", get(documents::operations))
+        .route("/v1/jobs/{job_id}", get(jobs::get))
+        .route("/v1/subscribe", get(ws::subscribe))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .route("/v1/health", get(meta::health))
+        .merge(api)
+        .fallback(meta::not_found)
+        .method_not_allowed_fallback(meta::method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(
+                    DefaultOnResponse::new()
+                        .level(Level::INFO)
+                        .latency_unit(tower_http::LatencyUnit::Micros),
+                ),
+        )
+        .with_state(state)
+}
+
+/// Builds the state: the tokens of the data directory (creating the admin token on first start).
+pub fn app_state(reactor: folio_reactor::Reactor, config: ServerConfig) -> std::io::Result<AppState> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    if let Some(path) = Tokens::ensure_admin(&config.data_dir)? {
+        tracing::info!("created the admin token in {}", path.display());
+    }
+    Ok(AppState {
+        reactor,
+        tokens: Arc::new(Tokens::open(&config.data_dir)?),
+        config: Arc::new(config),
+    })
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then lets in-flight requests finish and shuts the
+/// reactor down (queued jobs complete or fail visibly; nothing acknowledged is lost).
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let reactor = state.reactor.clone();
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
+    reactor.shutdown().await;
+    Ok(())
+}

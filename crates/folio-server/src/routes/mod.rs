@@ -1,0 +1,5 @@
+//! The HTTP endpoints; one file per resource.
+
+pub mod documents;
+pub mod jobs;
+pub mod meta;

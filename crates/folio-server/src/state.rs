@@ -1,0 +1,48 @@
+//! What every handler shares.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use folio_reactor::Reactor;
+
+use crate::auth::Tokens;
+
+/// The server's limits and places.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The data directory (tokens live there).
+    pub data_dir: PathBuf,
+    /// The largest request body, in bytes.
+    pub body_limit: usize,
+    /// The most actions one request may carry.
+    pub max_actions: usize,
+    /// The longest a read waits for `minRevision`.
+    pub max_wait: Duration,
+    /// The most items a page of a listing holds.
+    pub max_page: usize,
+}
+
+impl ServerConfig {
+    /// Defaults for `data_dir`: 1 MiB bodies, 1,000 actions a request, 10 s waits, pages of up to 1,000.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            body_limit: 1024 * 1024,
+            max_actions: 1000,
+            max_wait: Duration::from_secs(10),
+            max_page: 1000,
+        }
+    }
+}
+
+/// The handlers' state. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The engine.
+    pub reactor: Reactor,
+    /// The tokens.
+    pub tokens: Arc<Tokens>,
+    /// The limits.
+    pub config: Arc<ServerConfig>,
+}

@@ -1,0 +1,140 @@
+//! `GET /v1/subscribe`: live events over WebSocket.
+//!
+//! The client sends `{ "subscribe": { "documentIds"?: [...], "documentTypes"?: [...] } }` (again, to change the
+//! filter) and receives `{ "event": "subscribed" }`, then `operations`, `deleted` and `lagged` events. Each
+//! connection reads the reactor's bus through its own bounded subscription: a client that does not read stalls only
+//! itself, loses the oldest events, and is told so with `lagged` (it re-reads over HTTP). A send that cannot make
+//! progress for 30 s closes the connection.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use folio_core::DocumentId;
+use folio_core::document::DELETE_DOCUMENT;
+use folio_reactor::{Event, Received};
+
+use crate::state::AppState;
+
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Filter {
+    #[serde(default)]
+    document_ids: Option<HashSet<DocumentId>>,
+    #[serde(default)]
+    document_types: Option<HashSet<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientMessage {
+    subscribe: Filter,
+}
+
+impl Filter {
+    fn matches(&self, id: &DocumentId, document_type: &str) -> bool {
+        self.document_ids.as_ref().is_none_or(|ids| ids.contains(id))
+            && self.document_types.as_ref().is_none_or(|types| types.contains(document_type))
+    }
+}
+
+/// Upgrades to a WebSocket.
+pub async fn subscribe(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+    ws.max_message_size(64 * 1024).on_upgrade(move |socket| run(socket, state))
+}
+
+async fn send(socket: &mut WebSocket, value: Value) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(value.to_string().into()))).await,
+        Ok(Ok(()))
+    )
+}
+
+fn parse(text: &str) -> Result<Filter, String> {
+    serde_json::from_str::<ClientMessage>(text)
+        .map(|m| m.subscribe)
+        .map_err(|e| format!("expected {{\"subscribe\": {{\"documentIds\"?, \"documentTypes\"?}}}}: {e}"))
+}
+
+async fn run(mut socket: WebSocket, state: AppState) {
+    // Subscribe before answering, so nothing committed after `subscribed` is missed.
+    let mut events = state.reactor.subscribe();
+    let mut filter = match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, socket.recv()).await {
+        Ok(Some(Ok(Message::Text(text)))) => match parse(&text) {
+            Ok(f) => f,
+            Err(e) => {
+                send(&mut socket, json!({ "event": "error", "code": "BAD_REQUEST", "message": e })).await;
+                return;
+            }
+        },
+        _ => return,
+    };
+    if !send(&mut socket, json!({ "event": "subscribed" })).await {
+        return;
+    }
+    loop {
+        tokio::select! {
+            received = events.next() => {
+                let Some(received) = received else { return };
+                for message in messages(received, &filter) {
+                    if !send(&mut socket, message).await {
+                        return;
+                    }
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(text))) => match parse(&text) {
+                    Ok(f) => {
+                        filter = f;
+                        if !send(&mut socket, json!({ "event": "subscribed" })).await {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        if !send(&mut socket, json!({ "event": "error", "code": "BAD_REQUEST", "message": e })).await {
+                            return;
+                        }
+                    }
+                },
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+fn messages(received: Received, filter: &Filter) -> Vec<Value> {
+    match received {
+        Received::Lagged { missed } => vec![json!({ "event": "lagged", "missed": missed })],
+        Received::Event(Event::OperationsCommitted {
+            unit,
+            document_type,
+            operations,
+            ..
+        }) => {
+            if !filter.matches(&unit.document_id, &document_type) {
+                return Vec::new();
+            }
+            let mut out = vec![json!({
+                "event": "operations",
+                "documentId": unit.document_id,
+                "scope": unit.scope,
+                "branch": unit.branch,
+                "operations": &*operations,
+            })];
+            if operations.iter().any(|op| op.action.action_type == DELETE_DOCUMENT && op.error.is_none()) {
+                out.push(json!({ "event": "deleted", "documentId": unit.document_id }));
+            }
+            out
+        }
+        Received::Event(_) => Vec::new(),
+    }
+}
