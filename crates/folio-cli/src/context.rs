@@ -31,15 +31,30 @@ pub struct Global {
     pub token: Option<String>,
 }
 
+/// Whether a command may create the store it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Open {
+    /// Commands that write: a missing data directory and database file are created.
+    Create,
+    /// Commands that only read: a missing store is an error, and nothing is created (a mistyped `--data-dir`
+    /// must not leave an empty store behind, nor make `verify` pass).
+    Existing,
+}
+
 impl Global {
     /// Opens the local store the options name.
-    pub async fn open_store(&self) -> Result<Arc<dyn OperationStore>, CliError> {
+    pub async fn open_store(&self, open: Open) -> Result<Arc<dyn OperationStore>, CliError> {
         if self.server.is_some() {
             return Err(CliError::usage(
                 "--server is not supported by this build yet: run the command on the server's data directory",
             ));
         }
         let path = match &self.database_url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                return Err(CliError::usage(
+                    "PostgreSQL is not supported by this build yet: use --data-dir DIR or --database-url sqlite://PATH",
+                ));
+            }
             Some(url) => match url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
                 Some(path) => PathBuf::from(path),
                 None => {
@@ -49,12 +64,20 @@ impl Global {
                 }
             },
             None => {
-                std::fs::create_dir_all(&self.data_dir).map_err(|e| {
-                    CliError::fail(format!("cannot create data directory {}: {e}", self.data_dir.display()))
-                })?;
+                if open == Open::Create {
+                    std::fs::create_dir_all(&self.data_dir).map_err(|e| {
+                        CliError::fail(format!("cannot create data directory {}: {e}", self.data_dir.display()))
+                    })?;
+                }
                 self.data_dir.join("folio.db")
             }
         };
+        if open == Open::Existing && !path.is_file() {
+            return Err(CliError::fail(format!(
+                "there is no folio store at {} (check --data-dir or --database-url)",
+                path.display()
+            )));
+        }
         let store = SqliteStore::open(&path)
             .await
             .map_err(|e| CliError::fail(format!("cannot open the store at {}: {e}", path.display())))?;
@@ -62,8 +85,8 @@ impl Global {
     }
 
     /// A reactor on the local store, for one command.
-    pub async fn reactor(&self) -> Result<Reactor, CliError> {
-        let store = self.open_store().await?;
+    pub async fn reactor(&self, open: Open) -> Result<Reactor, CliError> {
+        let store = self.open_store(open).await?;
         let config = ReactorConfig {
             executors: 1,
             ..ReactorConfig::default()

@@ -3,6 +3,7 @@
 
 mod cmd;
 mod context;
+mod output;
 
 use std::process::ExitCode;
 
@@ -46,6 +47,15 @@ impl CliError {
             code: 2,
         }
     }
+
+    /// Standard output was closed by its reader (`folio doc log ID | head`): stop quietly, exit 0, as other
+    /// command-line tools do.
+    pub fn stdout_closed() -> Self {
+        Self {
+            message: String::new(),
+            code: 0,
+        }
+    }
 }
 
 impl<E: std::fmt::Display> From<E> for CliError {
@@ -57,9 +67,7 @@ impl<E: std::fmt::Display> From<E> for CliError {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FOLIO_LOG").unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FOLIO_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -72,7 +80,9 @@ fn main() -> ExitCode {
     match runtime.block_on(cmd::run(cli.command, cli.global)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("folio: {}", e.message);
+            if !e.message.is_empty() {
+                eprintln!("folio: {}", e.message);
+            }
             ExitCode::from(e.code)
         }
     }

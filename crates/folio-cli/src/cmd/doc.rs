@@ -8,7 +8,8 @@ use folio_core::{Branch, DocumentId, Operation, Scope, SyncUnit};
 use folio_reactor::{ReactorError, Submit};
 
 use crate::CliError;
-use crate::context::Global;
+use crate::context::{Global, Open};
+use crate::output::Out;
 
 /// Document commands.
 #[derive(Debug, Subcommand)]
@@ -76,7 +77,8 @@ pub struct Log {
 }
 
 fn parse_id(s: &str) -> Result<DocumentId, CliError> {
-    s.parse().map_err(|_| CliError::usage(format!("{s:?} is not a document id (a UUID)")))
+    s.parse()
+        .map_err(|_| CliError::usage(format!("{s:?} is not a document id (a UUID)")))
 }
 
 fn parse_branch(s: &str) -> Result<Branch, CliError> {
@@ -84,7 +86,8 @@ fn parse_branch(s: &str) -> Result<Branch, CliError> {
 }
 
 fn parse_scope(s: &str) -> Result<Scope, CliError> {
-    s.parse().map_err(|e: folio_core::CoreError| CliError::usage(e.to_string()))
+    s.parse()
+        .map_err(|e: folio_core::CoreError| CliError::usage(e.to_string()))
 }
 
 fn reactor_error(e: ReactorError) -> CliError {
@@ -110,16 +113,17 @@ impl Doc {
 impl Create {
     async fn run(&self, global: &Global) -> Result<(), CliError> {
         let id = self.id.as_deref().map(parse_id).transpose()?;
-        let reactor = global.reactor().await?;
+        let reactor = global.reactor(Open::Create).await?;
         let result = reactor.create_document(&self.document_type, &self.name, id).await;
         reactor.shutdown().await;
         let doc = result.map_err(reactor_error)?;
+        let mut out = Out::new();
         if global.json {
-            println!("{}", doc.to_json());
+            out.line(doc.to_json())?;
         } else {
-            println!("{}", doc.header.id);
+            out.line(doc.header.id)?;
         }
-        Ok(())
+        out.finish()
     }
 }
 
@@ -130,7 +134,7 @@ impl Apply {
         let branch = parse_branch(&self.branch)?;
         let input: Value = serde_json::from_str(&self.input)
             .map_err(|e| CliError::usage(format!("the input is not valid JSON: {e}")))?;
-        let reactor = global.reactor().await?;
+        let reactor = global.reactor(Open::Create).await?;
         let action = reactor.action(&self.action_type, input, scope);
         let submit = Submit {
             document_id: id,
@@ -141,15 +145,18 @@ impl Apply {
         let result = reactor.apply(submit).await;
         reactor.shutdown().await;
         let outcome = result.map_err(reactor_error)?;
+        let mut out = Out::new();
         if global.json {
-            println!(
-                "{}",
-                json!({ "jobId": outcome.job_id, "status": "completed", "revision": outcome.revision, "operations": outcome.operations })
-            );
+            out.line(json!({
+                "jobId": outcome.job_id,
+                "status": "completed",
+                "revision": outcome.revision,
+                "operations": outcome.operations,
+            }))?;
         } else {
-            println!("{}", outcome.revision);
+            out.line(outcome.revision)?;
         }
-        Ok(())
+        out.finish()
     }
 }
 
@@ -157,37 +164,50 @@ impl Get {
     async fn run(&self, global: &Global) -> Result<(), CliError> {
         let id = parse_id(&self.id)?;
         let branch = parse_branch(&self.branch)?;
-        let reactor = global.reactor().await?;
+        let reactor = global.reactor(Open::Existing).await?;
         let doc = match self.revision {
             Some(r) => reactor.get_at(id, &branch, r).await.map(|d| d.map(std::sync::Arc::new)),
             None => reactor.get(id, &branch).await,
         };
         reactor.shutdown().await;
-        let doc = doc.map_err(reactor_error)?.ok_or_else(|| CliError::fail(format!("document {id} not found")))?;
+        let doc = doc
+            .map_err(|e| match e {
+                ReactorError::RevisionNotReached { wanted, reached } => CliError::fail(format!(
+                    "document {id} has no global revision {wanted}: it is at revision {reached}"
+                )),
+                e => reactor_error(e),
+            })?
+            .ok_or_else(|| CliError::fail(format!("document {id} not found")))?;
+        let mut out = Out::new();
         if global.json {
-            println!("{}", doc.to_json());
-        } else {
-            let h = &doc.header;
-            println!("{} ({})", if h.name.is_empty() { "(unnamed)" } else { &h.name }, h.document_type);
-            println!("id:        {}", h.id);
-            println!("branch:    {}", h.branch);
-            println!(
-                "revision:  global {}, local {}, document {}",
-                h.revision.global, h.revision.local, h.revision.document
-            );
-            println!("created:   {}", h.created_at_utc_iso);
-            println!("modified:  {}", h.last_modified_at_utc_iso);
-            if h.deleted {
-                println!("deleted:   yes");
-            }
-            println!("hash:      {}", doc.state_hash());
-            println!(
-                "state:\n{}",
-                serde_json::to_string_pretty(&doc.global_json()).unwrap_or_default()
-            );
+            out.line(doc.to_json())?;
+            return out.finish();
         }
-        Ok(())
+        let h = &doc.header;
+        let name = if h.name.is_empty() { "(unnamed)" } else { &h.name };
+        out.line(format_args!("{name} ({})", h.document_type))?;
+        out.line(format_args!("id:          {}", h.id))?;
+        out.line(format_args!("branch:      {}", h.branch))?;
+        out.line(format_args!(
+            "revision:    global {}, local {}, document {}",
+            h.revision.global, h.revision.local, h.revision.document
+        ))?;
+        out.line(format_args!("created:     {}", h.created_at_utc_iso))?;
+        out.line(format_args!("modified:    {}", h.last_modified_at_utc_iso))?;
+        if h.deleted {
+            out.line("deleted:     yes")?;
+        }
+        out.line(format_args!("state hash:  {}", doc.state_hash()))?;
+        out.line(format_args!("state:\n{}", pretty(&doc.global_json())))?;
+        if doc.local.as_object().is_none_or(|o| !o.is_empty()) {
+            out.line(format_args!("local state:\n{}", pretty(&doc.local)))?;
+        }
+        out.finish()
     }
+}
+
+fn pretty(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
 }
 
 impl Log {
@@ -195,31 +215,48 @@ impl Log {
         let id = parse_id(&self.id)?;
         let scope = parse_scope(&self.scope)?;
         let branch = parse_branch(&self.branch)?;
-        let store = global.open_store().await?;
+        let store = global.open_store(Open::Existing).await?;
         if store.header(id, &branch).await?.is_none() {
             return Err(CliError::fail(format!("document {id} not found")));
         }
         let unit = SyncUnit::new(id, scope, branch);
         let mut ops = store.read(&unit, 0, None);
+        let mut out = Out::new();
         let mut all: Vec<Operation> = Vec::new();
+        let mut count = 0u64;
         while let Some(op) = ops.next().await {
             let op = op?;
+            count += 1;
             if global.json {
                 all.push(op);
-            } else {
-                println!(
-                    "{:>6}  {}  {}  {}{}",
-                    op.index,
-                    folio_core::iso_from_millis(op.timestamp_utc_ms),
-                    op.action.action_type,
-                    op.action.input,
-                    op.error.as_deref().map(|e| format!("  REJECTED: {e}")).unwrap_or_default()
-                );
+                continue;
             }
+            if count == 1 {
+                out.line(format_args!(
+                    "{:>6}  {:<24}  {:<20}  INPUT",
+                    "INDEX", "TIME (UTC)", "ACTION"
+                ))?;
+            }
+            out.line(format_args!(
+                "{:>6}  {:<24}  {:<20}  {}{}",
+                op.index,
+                folio_core::iso_from_millis(op.timestamp_utc_ms),
+                op.action.action_type,
+                op.action.input,
+                op.error
+                    .as_deref()
+                    .map(|e| format!("  REJECTED: {e}"))
+                    .unwrap_or_default()
+            ))?;
         }
         if global.json {
-            println!("{}", json!({ "operations": all }));
+            out.line(json!({ "operations": all }))?;
+        } else if count == 0 {
+            out.line(format_args!(
+                "no operations in the {scope} scope of {id} ({})",
+                unit.branch
+            ))?;
         }
-        Ok(())
+        out.finish()
     }
 }
