@@ -82,10 +82,10 @@ pub struct DocumentHeader {
     pub document_type: String,
     /// Its display name.
     pub name: String,
-    /// When it was created (RFC 3339, UTC).
-    pub created_at_utc_iso: String,
-    /// When its latest operation was made (RFC 3339, UTC).
-    pub last_modified_at_utc_iso: String,
+    /// When it was created (RFC 3339, UTC, on the wire).
+    pub created_at_utc_iso: UtcIso,
+    /// When its latest operation was made (RFC 3339, UTC, on the wire).
+    pub last_modified_at_utc_iso: UtcIso,
     /// The branch this header describes.
     pub branch: Branch,
     /// Operations per scope.
@@ -93,6 +93,80 @@ pub struct DocumentHeader {
     /// Whether a `DELETE_DOCUMENT` was applied.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
+}
+
+/// A time kept as milliseconds since the epoch and written as RFC 3339 UTC with millisecond precision
+/// (`2026-11-22T03:06:02.180Z`). Folding an operation only compares numbers; the text is made when it is shown.
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UtcIso(pub u64);
+
+impl UtcIso {
+    /// The RFC 3339 text.
+    pub fn to_iso(self) -> String {
+        iso_from_millis(self.0)
+    }
+}
+
+impl std::fmt::Display for UtcIso {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_iso())
+    }
+}
+
+impl std::fmt::Debug for UtcIso {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.to_iso())
+    }
+}
+
+impl PartialEq<str> for UtcIso {
+    fn eq(&self, other: &str) -> bool {
+        self.to_iso() == other
+    }
+}
+
+impl PartialEq<&str> for UtcIso {
+    fn eq(&self, other: &&str) -> bool {
+        self.to_iso() == *other
+    }
+}
+
+impl PartialEq<String> for UtcIso {
+    fn eq(&self, other: &String) -> bool {
+        self.to_iso() == *other
+    }
+}
+
+impl Serialize for UtcIso {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_iso())
+    }
+}
+
+impl<'de> Deserialize<'de> for UtcIso {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let t = time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time: {e}")))?;
+        let ms = t.unix_timestamp_nanos() / 1_000_000;
+        u64::try_from(ms)
+            .map(UtcIso)
+            .map_err(|_| serde::de::Error::custom(format!("{text:?} is before 1970")))
+    }
+}
+
+impl JsonSchema for UtcIso {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "UtcIso".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "format": "date-time" })
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
 }
 
 /// Formats milliseconds since the epoch as RFC 3339 UTC with millisecond precision.
@@ -183,8 +257,8 @@ impl Document {
                 id,
                 document_type: String::new(),
                 name: String::new(),
-                created_at_utc_iso: String::new(),
-                last_modified_at_utc_iso: String::new(),
+                created_at_utc_iso: UtcIso::default(),
+                last_modified_at_utc_iso: UtcIso::default(),
                 branch,
                 revision: Revisions::default(),
                 deleted: false,
@@ -246,7 +320,7 @@ impl Document {
         }
         self.header.revision.set(scope, expected + 1);
         self.heads[scope_slot(scope)] = op.hash;
-        let modified = iso_from_millis(op.timestamp_utc_ms);
+        let modified = UtcIso(op.timestamp_utc_ms);
         if modified > self.header.last_modified_at_utc_iso {
             self.header.last_modified_at_utc_iso = modified;
         }
@@ -295,7 +369,7 @@ impl Document {
                 };
                 self.header.document_type = create.document_type;
                 self.header.name = create.name;
-                self.header.created_at_utc_iso = iso_from_millis(action.timestamp_utc_ms);
+                self.header.created_at_utc_iso = UtcIso(action.timestamp_utc_ms);
                 self.model = Some(model);
                 Ok(())
             }

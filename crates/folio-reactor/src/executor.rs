@@ -204,6 +204,7 @@ impl Executor {
         match result {
             Ok(appended) => {
                 let ops = p.request.operations;
+                let mut completions = Vec::with_capacity(p.jobs.len());
                 shared.view.apply_committed(&p.key, &ops);
                 let document_type = match self.working.get(&p.key).and_then(|w| w.doc.as_ref()) {
                     Some(doc) => {
@@ -214,7 +215,11 @@ impl Executor {
                     }
                     None => String::new(),
                 };
-                let ordinals = appended.ordinals.clone();
+                // Events go out before the jobs complete: whoever sees a completed job and subscribes afterwards
+                // does not receive its operations again.
+                let deleted = p.request.unit.scope == Scope::Document
+                    && ops.iter().any(|op| op.action.action_type == folio_core::document::DELETE_DOCUMENT);
+                let ordinals = appended.ordinals;
                 for (job, range) in p.jobs {
                     let job_ops = ops[range.clone()].to_vec();
                     let revision = job_ops.last().map_or(appended.revision, |op| op.index + 1);
@@ -224,15 +229,7 @@ impl Executor {
                         operations: job_ops,
                         ordinals: ordinals.get(range).map(<[u64]>::to_vec).unwrap_or_default(),
                     };
-                    shared.jobs.set(job.id, JobStatus::Completed { revision });
-                    let _ = job.reply.send(Ok(outcome));
-                }
-                if p.request.unit.scope == Scope::Document
-                    && ops.iter().any(|op| op.action.action_type == folio_core::document::DELETE_DOCUMENT)
-                {
-                    shared.bus.publish(Event::DocumentDeleted {
-                        document_id: p.key.id,
-                    });
+                    completions.push((job, outcome));
                 }
                 shared.bus.publish(Event::OperationsCommitted {
                     unit: p.request.unit,
@@ -240,6 +237,15 @@ impl Executor {
                     operations: ops.into(),
                     ordinals: ordinals.into(),
                 });
+                if deleted {
+                    shared.bus.publish(Event::DocumentDeleted {
+                        document_id: p.key.id,
+                    });
+                }
+                for (job, outcome) in completions {
+                    shared.jobs.set(job.id, JobStatus::Completed { revision: outcome.revision });
+                    let _ = job.reply.send(Ok(outcome));
+                }
             }
             Err(StoreError::RevisionMismatch { expected, actual, .. }) => {
                 // Another writer moved the head: reload and re-run every job of this append.

@@ -1,7 +1,7 @@
 //! The header index every backend keeps beside the log, updated in the same transaction as the `document` scope
 //! operations it is derived from.
 
-use folio_core::{Branch, DocumentHeader, DocumentId, Revisions, iso_from_millis};
+use folio_core::{Branch, DocumentHeader, DocumentId, Revisions, UtcIso};
 
 /// One document's row of the header index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,8 +25,8 @@ impl HeaderRecord {
             id,
             document_type: self.document_type.clone(),
             name: self.name.clone(),
-            created_at_utc_iso: iso_from_millis(self.created_at_ms),
-            last_modified_at_utc_iso: iso_from_millis(self.last_modified_ms),
+            created_at_utc_iso: UtcIso(self.created_at_ms),
+            last_modified_at_utc_iso: UtcIso(self.last_modified_ms),
             branch,
             revision,
             deleted: self.deleted,

@@ -20,6 +20,8 @@ const READ_CHUNK: usize = 512;
 #[derive(Default)]
 struct UnitLog {
     operations: Vec<Arc<Operation>>,
+    /// The latest timestamp of its operations: the last modification its branch's header shows.
+    last_ts: u64,
 }
 
 #[derive(Default)]
@@ -91,6 +93,14 @@ impl Inner {
                 });
             }
         }
+        if operations.is_empty() {
+            // Nothing to write; an empty append does not create the unit.
+            return Ok(Appended {
+                revision: actual,
+                ordinals: Vec::new(),
+                replayed: false,
+            });
+        }
         let mut ordinals = Vec::with_capacity(operations.len());
         for op in &operations {
             apply_header_change(&mut self.headers, unit.document_id, op);
@@ -98,6 +108,7 @@ impl Inner {
             ordinals.push(self.ordinals.len() as u64);
         }
         let log = self.units.entry(unit).or_default();
+        log.last_ts = operations.iter().fold(log.last_ts, |ts, op| ts.max(op.timestamp_utc_ms));
         log.operations.extend(operations.into_iter().map(Arc::new));
         Ok(Appended {
             revision: log.operations.len() as u64,
@@ -113,6 +124,23 @@ impl Inner {
             r.set(scope, self.units.get(&unit).map_or(0, |l| l.operations.len() as u64));
         }
         r
+    }
+
+    /// The header of `id` on `branch`: revisions and last modification are those of the branch's units.
+    fn header(&self, id: DocumentId, record: &HeaderRecord, branch: &Branch) -> DocumentHeader {
+        let mut revision = Revisions::default();
+        let mut last_modified_ms = record.created_at_ms;
+        for scope in Scope::ALL {
+            if let Some(log) = self.units.get(&SyncUnit::new(id, scope, branch.clone())) {
+                revision.set(scope, log.operations.len() as u64);
+                last_modified_ms = last_modified_ms.max(log.last_ts);
+            }
+        }
+        HeaderRecord {
+            last_modified_ms,
+            ..record.clone()
+        }
+        .to_header(id, branch.clone(), revision)
     }
 }
 
@@ -139,9 +167,6 @@ pub(crate) fn apply_header_change(headers: &mut BTreeMap<DocumentId, HeaderRecor
             }
         }
         None => {}
-    }
-    if let Some(h) = headers.get_mut(&id) {
-        h.last_modified_ms = h.last_modified_ms.max(ts);
     }
 }
 
@@ -193,7 +218,7 @@ impl OperationStore for MemoryStore {
         Ok(inner
             .headers
             .get(&document_id)
-            .map(|rec| rec.to_header(document_id, branch.clone(), inner.revisions(document_id, branch))))
+            .map(|rec| inner.header(document_id, rec, branch)))
     }
 
     async fn list_headers(&self, query: &ListQuery) -> Result<Vec<DocumentHeader>, StoreError> {
@@ -208,7 +233,7 @@ impl OperationStore for MemoryStore {
             .filter(|(_, rec)| query.include_deleted || !rec.deleted)
             .filter(|(_, rec)| query.document_type.as_deref().is_none_or(|t| t == rec.document_type))
             .take(query.limit)
-            .map(|(id, rec)| rec.to_header(*id, query.branch.clone(), inner.revisions(*id, &query.branch)))
+            .map(|(id, rec)| inner.header(*id, rec, &query.branch))
             .collect())
     }
 

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use folio_core::{
     Action, Branch, ChainError, DocumentHeader, DocumentId, HeaderChange, OpHash, Operation, Revisions, Scope,
-    SyncUnit, header_change, iso_from_millis,
+    SyncUnit, UtcIso, header_change,
 };
 
 use crate::store::{AppendRequest, Appended, Committed, Keyframe, ListQuery, OperationStore, links_to, precheck};
@@ -149,7 +149,11 @@ impl SqliteStore {
     /// Opens the store with `options`.
     pub async fn open_with(options: SqliteOptions) -> Result<Self, StoreError> {
         let connect = connect_options(&options);
-        let mut writer_conn = SqliteConnection::connect_with(&connect).await?;
+        // Opening a new file sets WAL mode, which takes locks that another process opening the same file at the
+        // same moment can hold: SQLite then reports "database is locked" without waiting. Retry until the busy
+        // timeout.
+        let deadline = std::time::Instant::now() + options.busy_timeout;
+        let mut writer_conn = retry_busy(deadline, || SqliteConnection::connect_with(&connect)).await?;
         // Several processes may open a new file at once: one of them wins the migration, the others retry and
         // then find it applied.
         let mut attempt = 0;
@@ -164,10 +168,8 @@ impl SqliteStore {
                 Err(e) => return Err(e.into()),
             }
         }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(options.read_connections.max(1))
-            .connect_with(connect)
-            .await?;
+        let pool_options = SqlitePoolOptions::new().max_connections(options.read_connections.max(1));
+        let pool = retry_busy(deadline, || pool_options.clone().connect_with(connect.clone())).await?;
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         tokio::spawn(writer_loop(writer_conn, rx));
         Ok(Self {
@@ -185,6 +187,36 @@ impl SqliteStore {
     /// The read pool, for tools that query the file directly (benchmarks' baselines).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+}
+
+/// Whether `e` is SQLite's `SQLITE_BUSY` or `SQLITE_LOCKED` (any extended code of them).
+fn is_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 5 | 6)),
+        _ => false,
+    }
+}
+
+/// Runs `attempt` until it does not fail with a busy database, or `deadline` passes.
+async fn retry_busy<T, F, Fut>(deadline: std::time::Instant, mut attempt: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut attempts = 0u64;
+    loop {
+        match attempt().await {
+            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                attempts += 1;
+                tracing::debug!("opening the database: {e} (attempt {attempts}); retrying");
+                tokio::time::sleep(Duration::from_millis(5 * attempts.min(20))).await;
+            }
+            outcome => return outcome,
+        }
     }
 }
 
@@ -320,16 +352,20 @@ async fn group_commit(
     requests: &[Result<Prepared, StoreError>],
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
     sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-    match group_commit_in_tx(conn, unit_ids, requests).await {
-        Ok(results) => {
-            sqlx::query("COMMIT").execute(&mut *conn).await?;
-            Ok(results)
-        }
-        Err(e) => {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            Err(e)
-        }
+    let outcome = match group_commit_in_tx(conn, unit_ids, requests).await {
+        Ok(results) => sqlx::query("COMMIT")
+            .execute(&mut *conn)
+            .await
+            .map(|_| results)
+            .map_err(StoreError::from),
+        Err(e) => Err(e),
+    };
+    if outcome.is_err() {
+        // A failed statement or a failed COMMIT (busy, I/O error) leaves the transaction open: close it, or every
+        // later `BEGIN` on this connection would fail. (When SQLite already rolled back, this fails harmlessly.)
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
     }
+    outcome
 }
 
 async fn load_heads(conn: &mut SqliteConnection, units: &[&SyncUnit]) -> Result<HashMap<SyncUnit, Head>, StoreError> {
@@ -470,7 +506,7 @@ async fn group_commit_in_tx(
             }
         };
         if p.expected_revision != head.revision {
-            results.push(replay_or_mismatch(conn, p, &head).await?);
+            results.push(replay_or_mismatch(conn, p, &head, &inserts).await?);
             continue;
         }
         if let Some(first) = &p.first
@@ -580,21 +616,39 @@ async fn group_commit_in_tx(
     Ok(results)
 }
 
+/// A request at another revision than the head: a replay when its operations are exactly those stored at its
+/// indexes (committed earlier, or appended earlier in this same batch: `pending`), otherwise a mismatch.
 async fn replay_or_mismatch(
     conn: &mut SqliteConnection,
     p: &Prepared,
     head: &Head,
+    pending: &[(i64, &Row8, i64)],
 ) -> Result<Result<Appended, StoreError>, StoreError> {
     let end = p.expected_revision + p.rows.len() as u64;
-    if p.expected_revision < head.revision && end <= head.revision && !head.is_new {
-        let stored: Vec<Vec<u8>> =
-            sqlx::query_scalar("SELECT hash FROM operations WHERE unit_id = ? AND idx >= ? AND idx < ? ORDER BY idx")
+    if p.expected_revision < head.revision && end <= head.revision {
+        let (from, to) = (p.expected_revision as i64, end as i64);
+        let mut stored: Vec<(i64, Vec<u8>)> = if head.is_new {
+            Vec::new()
+        } else {
+            sqlx::query_as("SELECT idx, hash FROM operations WHERE unit_id = ? AND idx >= ? AND idx < ? ORDER BY idx")
                 .bind(head.unit_id)
-                .bind(p.expected_revision as i64)
-                .bind(end as i64)
+                .bind(from)
+                .bind(to)
                 .fetch_all(&mut *conn)
-                .await?;
-        if stored.len() == p.rows.len() && stored.iter().zip(&p.rows).all(|(s, r)| *s == r.hash) {
+                .await?
+        };
+        stored.extend(
+            pending
+                .iter()
+                .filter(|(unit_id, row, _)| *unit_id == head.unit_id && (from..to).contains(&row.idx))
+                .map(|(_, row, _)| (row.idx, row.hash.clone())),
+        );
+        if stored.len() == p.rows.len()
+            && stored
+                .iter()
+                .zip(&p.rows)
+                .all(|((idx, hash), r)| *idx == r.idx && *hash == r.hash)
+        {
             return Ok(Ok(Appended {
                 revision: head.revision,
                 ordinals: Vec::new(),
@@ -752,28 +806,40 @@ impl OperationStore for SqliteStore {
     }
 
     fn read(&self, unit: &SyncUnit, from: u64, to: Option<u64>) -> BoxStream<'static, Result<Operation, StoreError>> {
+        // A producer task pages through the log while the consumer folds: reading and decoding the next chunk
+        // overlaps with the work on the previous one. The channel holds two chunks, so memory stays bounded and a
+        // dropped stream stops the producer.
         let pool = self.pool.clone();
         let unit = unit.clone();
-        stream::unfold(Some(from), move |next| {
-            let pool = pool.clone();
-            let unit = unit.clone();
-            async move {
-                let next = next?;
+        let (tx, rx) = mpsc::channel::<Result<Vec<Operation>, StoreError>>(2);
+        tokio::spawn(async move {
+            let mut next = from;
+            loop {
                 if to.is_some_and(|t| next >= t) {
-                    return None;
+                    break;
                 }
                 match read_chunk(&pool, &unit, next, to).await {
-                    Ok(chunk) if chunk.is_empty() => None,
+                    Ok(chunk) if chunk.is_empty() => break,
                     Ok(chunk) => {
-                        let after = (chunk.len() as i64 == READ_CHUNK).then(|| next + chunk.len() as u64);
-                        Some((stream::iter(chunk.into_iter().map(Ok)).boxed(), after))
+                        let full = chunk.len() as i64 == READ_CHUNK;
+                        next += chunk.len() as u64;
+                        if tx.send(Ok(chunk)).await.is_err() || !full {
+                            break;
+                        }
                     }
-                    Err(e) => Some((stream::iter(vec![Err(e)]).boxed(), None)),
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        break;
+                    }
                 }
             }
-        })
-        .flatten()
-        .boxed()
+        });
+        stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+            .flat_map(|chunk| match chunk {
+                Ok(ops) => stream::iter(ops.into_iter().map(Ok)).left_stream(),
+                Err(e) => stream::iter([Err(e)]).right_stream(),
+            })
+            .boxed()
     }
 
     async fn head(&self, unit: &SyncUnit) -> Result<(u64, OpHash), StoreError> {
@@ -959,8 +1025,8 @@ fn header_from_row(
         id,
         document_type: row.get(at),
         name: row.get(at + 1),
-        created_at_utc_iso: iso_from_millis(created as u64),
-        last_modified_at_utc_iso: iso_from_millis(last_ts.max(created as u64)),
+        created_at_utc_iso: UtcIso(created as u64),
+        last_modified_at_utc_iso: UtcIso(last_ts.max(created as u64)),
         branch: branch.clone(),
         revision,
         deleted: row.get::<i64, _>(at + 3) != 0,
