@@ -66,8 +66,12 @@ impl<E: std::fmt::Display> From<E> for CliError {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A server logs each request by default; one-shot commands only warnings. FOLIO_LOG overrides both.
+    let default_level = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FOLIO_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FOLIO_LOG").unwrap_or_else(|_| default_level.into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

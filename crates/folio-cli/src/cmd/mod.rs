@@ -1,6 +1,8 @@
 //! The subcommands; one file each.
 
 mod doc;
+mod serve;
+mod token;
 mod verify;
 
 use clap::Subcommand;
@@ -14,6 +16,11 @@ pub enum Command {
     /// Create, change and read documents.
     #[command(subcommand)]
     Doc(doc::Doc),
+    /// Run the HTTP + WebSocket API.
+    Serve(serve::Serve),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(token::Token),
     /// Check every hash chain and index sequence of the store; exit 1 on the first broken unit.
     Verify(verify::Verify),
 }
@@ -22,6 +29,8 @@ pub enum Command {
 pub async fn run(command: Command, global: Global) -> Result<(), CliError> {
     match command {
         Command::Doc(doc) => doc.run(&global).await,
+        Command::Serve(serve) => serve.run(&global).await,
+        Command::Token(token) => token.run(&global),
         Command::Verify(verify) => verify.run(&global).await,
     }
 }

@@ -1,0 +1,101 @@
+//! `folio serve`: the HTTP + WebSocket API on the local store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clap::Args;
+
+use folio_core::ModelRegistry;
+use folio_reactor::{Reactor, ReactorConfig};
+use folio_server::ServerConfig;
+
+use crate::CliError;
+use crate::context::{Global, Open};
+
+/// Runs the API until SIGINT or SIGTERM; queued jobs then finish and nothing acknowledged is lost.
+#[derive(Debug, Args)]
+pub struct Serve {
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:4780", env = "FOLIO_LISTEN")]
+    listen: SocketAddr,
+    /// The largest request body, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    body_limit: usize,
+    /// The most actions one request may carry.
+    #[arg(long, default_value_t = 1000)]
+    max_actions: usize,
+    /// Jobs that may wait in the queue before requests get 429 OVERLOADED.
+    #[arg(long, default_value_t = 10_000)]
+    queue_capacity: usize,
+    /// Executors (documents are spread over them).
+    #[arg(long, default_value_t = 8)]
+    executors: usize,
+    /// MiB of hydrated documents kept in memory.
+    #[arg(long, default_value_t = 256)]
+    cache_mb: usize,
+    /// Store a keyframe every this many global operations of a document (0: never).
+    #[arg(long, default_value_t = 1000)]
+    keyframe_every: u64,
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!("stopping: finishing queued jobs");
+}
+
+impl Serve {
+    pub async fn run(&self, global: &Global) -> Result<(), CliError> {
+        let store = global.open_store(Open::Create).await?;
+        let reactor = Reactor::new(
+            store,
+            Arc::new(ModelRegistry::with_builtin()),
+            ReactorConfig {
+                queue_capacity: self.queue_capacity,
+                executors: self.executors,
+                cache_bytes: self.cache_mb * 1024 * 1024,
+                keyframe_every: self.keyframe_every,
+                ..ReactorConfig::default()
+            },
+        );
+        let config = ServerConfig {
+            body_limit: self.body_limit,
+            max_actions: self.max_actions,
+            ..ServerConfig::new(&global.data_dir)
+        };
+        let state = folio_server::app_state(reactor, config)
+            .map_err(|e| CliError::fail(format!("cannot prepare {}: {e}", global.data_dir.display())))?;
+        let listener = tokio::net::TcpListener::bind(self.listen)
+            .await
+            .map_err(|e| CliError::fail(format!("cannot listen on {}: {e}", self.listen)))?;
+        let addr = listener.local_addr().map_err(CliError::from)?;
+        tracing::info!(
+            "folio {} listening on http://{addr} (data in {}, admin token in {})",
+            env!("CARGO_PKG_VERSION"),
+            global.data_dir.display(),
+            global.data_dir.join("admin.token").display()
+        );
+        folio_server::serve(listener, state, shutdown_signal())
+            .await
+            .map_err(|e| CliError::fail(format!("the server failed: {e}")))?;
+        tracing::info!("stopped cleanly");
+        Ok(())
+    }
+}
