@@ -100,14 +100,14 @@ fn rehydrate(c: &mut Criterion) {
     group.bench_function("raw sqlx stream + decode + fold", |b| {
         b.to_async(&rt).iter(|| async {
             let mut state = <TodoList as DocumentModel>::State::default();
-            let mut rows = sqlx::query("SELECT action FROM operations WHERE unit_id = ? ORDER BY idx")
+            let mut rows = sqlx::query("SELECT operation FROM operations WHERE unit_id = ? ORDER BY idx")
                 .bind(unit_id)
                 .fetch(&pool);
             let mut n = 0u64;
             while let Some(row) = rows.next().await {
                 let row = row.unwrap();
-                let action: Action = serde_json::from_str(row.get::<&str, _>(0)).unwrap();
-                let typed = decode_action(&action.action_type, &action.input).unwrap();
+                let op: Operation = serde_json::from_str(row.get::<&str, _>(0)).unwrap();
+                let typed = decode_action(&op.action.action_type, &op.action.input).unwrap();
                 TodoList::reduce(&mut state, typed).unwrap();
                 n += 1;
             }
@@ -180,7 +180,7 @@ async fn e2e_raw(dir: &std::path::Path, run: usize) -> Duration {
         .unwrap();
     sqlx::query(
         "CREATE TABLE ops (unit_id INTEGER NOT NULL, idx INTEGER NOT NULL, ordinal INTEGER NOT NULL, skip INTEGER NOT NULL, \
-         timestamp_ms INTEGER NOT NULL, hash BLOB NOT NULL, error TEXT, action TEXT NOT NULL, PRIMARY KEY (unit_id, idx)) WITHOUT ROWID",
+         timestamp_ms INTEGER NOT NULL, hash BLOB NOT NULL, error TEXT, operation TEXT NOT NULL, size INTEGER NOT NULL, PRIMARY KEY (unit_id, idx)) WITHOUT ROWID",
     )
     .execute(&pool)
     .await
@@ -191,18 +191,18 @@ async fn e2e_raw(dir: &std::path::Path, run: usize) -> Duration {
         .map(|i| {
             let a = Action::new("ADD_TODO", json!({"id": format!("i{i}"), "title": "a title"}), Scope::Global, clock.now());
             let op = Operation::new(a, i as u64, 0, None, &OpHash::ZERO);
-            (serde_json::to_string(&op.action).unwrap(), op.hash.0.to_vec())
+            (serde_json::to_string(&op).unwrap(), op.hash.0.to_vec())
         })
         .collect();
     let start = std::time::Instant::now();
     for (t, chunk) in rows.chunks(1000).enumerate() {
         let mut tx = pool.begin().await.unwrap();
         for (c, sub) in chunk.chunks(500).enumerate() {
-            let mut qb = sqlx::QueryBuilder::new("INSERT INTO ops (unit_id, idx, ordinal, skip, timestamp_ms, hash, error, action) ");
+            let mut qb = sqlx::QueryBuilder::new("INSERT INTO ops (unit_id, idx, ordinal, skip, timestamp_ms, hash, error, operation, size) ");
             qb.push_values(sub.iter().enumerate(), |mut b, (i, (action, hash))| {
                 let n = (t * 1000 + c * 500 + i) as i64;
                 b.push_bind(1i64).push_bind(n).push_bind(n + 1).push_bind(0i64).push_bind(n).push_bind(hash.clone())
-                    .push_bind(None::<String>).push_bind(action.clone());
+                    .push_bind(None::<String>).push_bind(action.clone()).push_bind(action.len() as i64);
             });
             qb.build().execute(&mut *tx).await.unwrap();
         }

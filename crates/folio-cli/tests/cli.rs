@@ -664,15 +664,15 @@ fn a_corrupted_store_is_detected() {
     store.assert_verifies();
 
     // Change the stored input of the global operation at index 1 (the only unit with an index 1).
-    let before = sql_text(&store.db(), "SELECT action FROM operations WHERE idx = 1");
+    let before = sql_text(&store.db(), "SELECT operation FROM operations WHERE idx = 1");
     assert_eq!(
         sql(
             &store.db(),
-            "UPDATE operations SET action = replace(action, 'A', 'B') WHERE idx = 1"
+            "UPDATE operations SET operation = replace(operation, 'A', 'B') WHERE idx = 1"
         ),
         1
     );
-    let after = sql_text(&store.db(), "SELECT action FROM operations WHERE idx = 1");
+    let after = sql_text(&store.db(), "SELECT operation FROM operations WHERE idx = 1");
     assert_ne!(before, after, "the update must change the stored action");
 
     let run = store.run(&["verify"]);

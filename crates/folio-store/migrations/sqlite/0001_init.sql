@@ -12,7 +12,8 @@ CREATE TABLE IF NOT EXISTS units (
 );
 
 -- The log. Clustered by (unit, index) so that rehydrating a unit reads contiguous pages; `ordinal` is the global
--- commit order, assigned by the single writer inside its transaction.
+-- commit order, assigned by the single writer inside its transaction. `operation` is the whole operation as JSON
+-- (the wire format); the other columns repeat what queries filter and check on.
 CREATE TABLE IF NOT EXISTS operations (
     unit_id      INTEGER NOT NULL,
     idx          INTEGER NOT NULL,
@@ -21,7 +22,8 @@ CREATE TABLE IF NOT EXISTS operations (
     timestamp_ms INTEGER NOT NULL,
     hash         BLOB    NOT NULL,
     error        TEXT,
-    action       TEXT    NOT NULL,
+    operation    TEXT    NOT NULL,
+    size         INTEGER NOT NULL, -- bytes of `operation`, so reads can cut chunks by size without loading it
     PRIMARY KEY (unit_id, idx)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS operations_by_ordinal ON operations (ordinal);
