@@ -377,16 +377,11 @@ async fn group_commit(
 
 async fn load_heads(conn: &mut SqliteConnection, units: &[&SyncUnit]) -> Result<HashMap<SyncUnit, Head>, StoreError> {
     let mut heads = HashMap::with_capacity(units.len());
-    for chunk in units.chunks(300) {
-        let mut sql = String::from(
-            "SELECT unit_id, document_id, scope, branch, revision, last_hash, last_ts_ms FROM units \
-             WHERE (document_id, scope, branch) IN (VALUES ",
-        );
-        for i in 0..chunk.len() {
-            sql.push_str(if i == 0 { "(?,?,?)" } else { ",(?,?,?)" });
-        }
-        sql.push(')');
-        let mut q = sqlx::query(&sql);
+    let mut rest = units;
+    for size in pow2_chunks(units.len(), MAX_UNITS_PER_STATEMENT) {
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        let mut q = sqlx::query(heads_sql(size));
         for unit in chunk {
             q = q
                 .bind(unit.document_id.to_string())
@@ -429,36 +424,77 @@ fn unit_from_row(row: &sqlx::sqlite::SqliteRow, at: usize) -> Result<SyncUnit, S
 
 fn insert_sql(rows: usize) -> &'static str {
     static CACHE: OnceLock<Vec<String>> = OnceLock::new();
-    let cache = CACHE.get_or_init(|| {
-        (0..=MAX_INSERT_ROWS)
-            .map(|n| {
-                let mut sql = String::from(
-                    "INSERT INTO operations (unit_id, idx, ordinal, skip, timestamp_ms, hash, error, operation, size) VALUES ",
-                );
-                for i in 0..n {
-                    sql.push_str(if i == 0 { "(?,?,?,?,?,?,?,?,?)" } else { ",(?,?,?,?,?,?,?,?,?)" });
-                }
-                sql
-            })
-            .collect()
-    });
-    &cache[rows]
+    pow2_sql(&CACHE, rows, MAX_INSERT_ROWS, |n| {
+        repeated_sql(
+            "INSERT INTO operations (unit_id, idx, ordinal, skip, timestamp_ms, hash, error, operation, size) VALUES ",
+            "(?,?,?,?,?,?,?,?,?)",
+            n,
+            "",
+        )
+    })
 }
 
-/// Splits `n` rows into statement sizes that are powers of two up to [`MAX_INSERT_ROWS`], so a handful of
-/// statement shapes serve every batch (sqlx caches prepared statements by their text).
-fn insert_chunks(mut n: usize) -> Vec<usize> {
+/// Splits `n` rows into statement sizes that are powers of two up to `max` (a power of two), so a handful of
+/// statement shapes serve every batch: sqlx caches prepared statements by their text, and preparing a statement of
+/// hundreds of rows costs more than running it.
+fn pow2_chunks(mut n: usize, max: usize) -> Vec<usize> {
     let mut chunks = Vec::new();
     while n > 0 {
-        let size = if n >= MAX_INSERT_ROWS {
-            MAX_INSERT_ROWS
-        } else {
-            1 << (usize::BITS - 1 - n.leading_zeros())
-        };
+        let size = if n >= max { max } else { 1 << (usize::BITS - 1 - n.leading_zeros()) };
         chunks.push(size);
         n -= size;
     }
     chunks
+}
+
+/// The most units one head query or head upsert names.
+const MAX_UNITS_PER_STATEMENT: usize = 256;
+
+/// `n` rows of `row` after `head`, then `tail`; built once per shape.
+fn repeated_sql(head: &str, row: &str, n: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + n * (row.len() + 1) + tail.len());
+    sql.push_str(head);
+    for i in 0..n {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(row);
+    }
+    sql.push_str(tail);
+    sql
+}
+
+/// The statement for `n` rows (a power of two up to `max`), from a cache of one statement per power of two.
+fn pow2_sql(cache: &'static OnceLock<Vec<String>>, n: usize, max: usize, build: fn(usize) -> String) -> &'static str {
+    debug_assert!(n.is_power_of_two() && n <= max);
+    let shapes = cache.get_or_init(|| (0..=max.trailing_zeros()).map(|k| build(1 << k)).collect());
+    &shapes[n.trailing_zeros() as usize]
+}
+
+fn heads_sql(n: usize) -> &'static str {
+    static CACHE: OnceLock<Vec<String>> = OnceLock::new();
+    pow2_sql(&CACHE, n, MAX_UNITS_PER_STATEMENT, |n| {
+        repeated_sql(
+            "SELECT unit_id, document_id, scope, branch, revision, last_hash, last_ts_ms FROM units \
+             WHERE (document_id, scope, branch) IN (VALUES ",
+            "(?,?,?)",
+            n,
+            ")",
+        )
+    })
+}
+
+fn upsert_heads_sql(n: usize) -> &'static str {
+    static CACHE: OnceLock<Vec<String>> = OnceLock::new();
+    pow2_sql(&CACHE, n, MAX_UNITS_PER_STATEMENT, |n| {
+        repeated_sql(
+            "INSERT INTO units (unit_id, document_id, scope, branch, revision, last_hash, last_ts_ms) VALUES ",
+            "(?,?,?,?,?,?,?)",
+            n,
+            " ON CONFLICT (unit_id) DO UPDATE SET revision = excluded.revision, \
+             last_hash = excluded.last_hash, last_ts_ms = excluded.last_ts_ms",
+        )
+    })
 }
 
 async fn group_commit_in_tx(
@@ -553,7 +589,7 @@ async fn group_commit_in_tx(
     }
 
     let mut rest = inserts.as_slice();
-    for size in insert_chunks(inserts.len()) {
+    for size in pow2_chunks(inserts.len(), MAX_INSERT_ROWS) {
         let (chunk, tail) = rest.split_at(size);
         rest = tail;
         let mut q = sqlx::query(insert_sql(size));
@@ -573,18 +609,11 @@ async fn group_commit_in_tx(
     }
 
     let touched: Vec<(&SyncUnit, &Head)> = heads.iter().filter(|(_, h)| h.touched).collect();
-    for chunk in touched.chunks(200) {
-        let mut sql = String::from(
-            "INSERT INTO units (unit_id, document_id, scope, branch, revision, last_hash, last_ts_ms) VALUES ",
-        );
-        for i in 0..chunk.len() {
-            sql.push_str(if i == 0 { "(?,?,?,?,?,?,?)" } else { ",(?,?,?,?,?,?,?)" });
-        }
-        sql.push_str(
-            " ON CONFLICT (unit_id) DO UPDATE SET revision = excluded.revision, last_hash = excluded.last_hash, \
-             last_ts_ms = excluded.last_ts_ms",
-        );
-        let mut q = sqlx::query(&sql);
+    let mut rest = touched.as_slice();
+    for size in pow2_chunks(touched.len(), MAX_UNITS_PER_STATEMENT) {
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        let mut q = sqlx::query(upsert_heads_sql(size));
         for (unit, head) in chunk {
             q = q
                 .bind(head.unit_id)
