@@ -66,6 +66,8 @@ fn rehydrate(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let (store, id) = rt.block_on(build_history(dir.path(), 1000));
+    let dir_250 = tempfile::tempdir().unwrap();
+    let (store_250, id_250) = rt.block_on(build_history(dir_250.path(), 250));
     let registry = Arc::new(ModelRegistry::with_builtin());
     let key = DocKey::new(id, Branch::default());
     let sqlite = SqliteStore::open(dir.path().join("history.db"));
@@ -83,6 +85,17 @@ fn rehydrate(c: &mut Criterion) {
             assert_eq!(doc.header.revision.global, HISTORY);
         })
     });
+    // The worst case: the newest keyframe is K-1 operations behind the revision read.
+    for (k, store, id) in [(1000u64, &store, id), (250, &store_250, id_250)] {
+        let key = DocKey::new(id, Branch::default());
+        group.bench_function(format!("folio keyframed (K={k}), worst case: tail of {} ops", k - 1), |b| {
+            b.to_async(&rt).iter(|| async {
+                let view = folio::DocumentView::new(store.clone(), registry.clone(), 1 << 30, k);
+                let doc = view.get_at(&key, HISTORY - 1).await.unwrap().unwrap();
+                assert_eq!(doc.header.revision.global, HISTORY - 1);
+            })
+        });
+    }
     group.bench_function("folio full replay", |b| {
         b.to_async(&rt).iter(|| async {
             let view = folio::DocumentView::new(store.clone(), registry.clone(), 1 << 30, 0);
