@@ -1,6 +1,7 @@
 //! The `folio` command. See `spec/cli.md` for the contract.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod cmd;
 mod context;
 mod output;

@@ -1,5 +1,6 @@
 //! The subcommands; one file each.
 
+mod bench;
 mod doc;
 mod serve;
 mod token;
@@ -16,6 +17,9 @@ pub enum Command {
     /// Create, change and read documents.
     #[command(subcommand)]
     Doc(doc::Doc),
+    /// Benchmark rehydration and appends.
+    #[command(subcommand)]
+    Bench(bench::Bench),
     /// Run the HTTP + WebSocket API.
     Serve(serve::Serve),
     /// Manage API tokens.
@@ -29,6 +33,7 @@ pub enum Command {
 pub async fn run(command: Command, global: Global) -> Result<(), CliError> {
     match command {
         Command::Doc(doc) => doc.run(&global).await,
+        Command::Bench(bench) => bench.run(&global).await,
         Command::Serve(serve) => serve.run(&global).await,
         Command::Token(token) => token.run(&global),
         Command::Verify(verify) => verify.run(&global).await,

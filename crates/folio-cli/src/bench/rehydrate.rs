@@ -1,0 +1,223 @@
+//! `folio bench rehydrate`: cold (keyframed), full replay, warm, and the raw sqlx baseline, over history lengths.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use sqlx::Row;
+
+use folio_core::{Branch, DocumentId, ModelRegistry, Operation, Scope};
+use folio_reactor::{DocKey, DocumentView, Reactor, ReactorConfig, Submit};
+use folio_store::{OperationStore, SqliteStore};
+
+use super::workload::Workload;
+use super::{CaseResult, Progress, Stats, note, peak_rss, reset_peak_rss};
+use crate::CliError;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Params {
+    /// History lengths (one run each: a sweep when several).
+    pub ops: Vec<u64>,
+    /// Documents per store.
+    pub docs: u64,
+    /// Keyframe interval.
+    pub keyframe_every: u64,
+    /// The workload.
+    pub workload: Workload,
+    /// Rounds per measurement.
+    pub rounds: u32,
+    /// Where to build the store (a temporary directory when `None`).
+    pub database: Option<PathBuf>,
+}
+
+const JOB_SIZE: u64 = 1000;
+
+/// Builds a store with `docs` documents of `ops` operations each; returns the store's path and the documents.
+async fn build(params: &Params, ops: u64, path: &std::path::Path) -> Result<Vec<DocumentId>, CliError> {
+    let store = SqliteStore::open(path).await?;
+    let config = ReactorConfig {
+        keyframe_every: params.keyframe_every,
+        ..ReactorConfig::default()
+    };
+    let reactor = Reactor::new(Arc::new(store), Arc::new(ModelRegistry::with_builtin()), config);
+    let mut progress = Progress::new(&format!("building {ops} ops x {} docs", params.docs), ops * params.docs);
+    let mut ids = Vec::new();
+    for d in 0..params.docs {
+        let id = reactor
+            .create_document(params.workload.document_type(), &format!("bench {d}"), None)
+            .await
+            .map_err(|e| CliError::fail(e.to_string()))?
+            .header
+            .id;
+        let mut i = 0;
+        while i < ops {
+            let n = JOB_SIZE.min(ops - i);
+            let actions = (i..i + n)
+                .map(|k| {
+                    let (t, input) = params.workload.action(k);
+                    reactor.action(t, input, Scope::Global)
+                })
+                .collect();
+            reactor
+                .apply(Submit::new(id, actions))
+                .await
+                .map_err(|e| CliError::fail(e.to_string()))?;
+            i += n;
+            progress.advance(n);
+        }
+        ids.push(id);
+    }
+    progress.finish();
+    reactor.shutdown().await;
+    Ok(ids)
+}
+
+/// Times `rounds` runs of `f` (after one warm-up run), each over every document.
+async fn rounds<F, Fut>(n: u32, mut f: F) -> Result<Vec<Duration>, CliError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), CliError>>,
+{
+    f().await?;
+    let mut samples = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let start = Instant::now();
+        f().await?;
+        samples.push(start.elapsed());
+    }
+    Ok(samples)
+}
+
+fn per_doc(samples: &[Duration], docs: u64) -> Vec<Duration> {
+    samples.iter().map(|d| *d / docs.max(1) as u32).collect()
+}
+
+/// Runs the whole sweep.
+pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
+    let mut results = Vec::new();
+    for &ops in &params.ops {
+        let temp = tempfile::tempdir().map_err(CliError::from)?;
+        let path = match &params.database {
+            Some(p) => p.clone(),
+            None => temp.path().join(format!("bench-{ops}.db")),
+        };
+        let ids = build(params, ops, &path).await?;
+        // Fewer rounds for very long histories, so a sweep to 1M stays within minutes.
+        let rounds_here = if ops >= 1_000_000 { params.rounds.min(3) } else { params.rounds };
+        note(format!("measuring {ops} ops ({rounds_here} rounds per case)"));
+        let registry = Arc::new(ModelRegistry::with_builtin());
+        let store: Arc<dyn OperationStore> = Arc::new(SqliteStore::open(&path).await?);
+        let keys: Vec<DocKey> = ids.iter().map(|id| DocKey::new(*id, Branch::default())).collect();
+
+        // Cold, keyframed: a new view each round, nothing cached.
+        reset_peak_rss();
+        let cold = rounds(rounds_here, || {
+            let view = DocumentView::new(store.clone(), registry.clone(), 1 << 40, params.keyframe_every);
+            let keys = &keys;
+            async move {
+                for key in keys {
+                    let doc = view.hydrate(key, None).await.map_err(|e| CliError::fail(e.to_string()))?;
+                    doc.ok_or_else(|| CliError::fail("a benchmark document is missing"))?;
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        let cold_rss = peak_rss();
+        let state_bytes = {
+            let view = DocumentView::new(store.clone(), registry.clone(), 1 << 40, params.keyframe_every);
+            let doc = view.hydrate(&keys[0], None).await.map_err(|e| CliError::fail(e.to_string()))?;
+            doc.and_then(|d| d.model().map(|m| m.state_size(&d.state) as u64)).unwrap_or(0)
+        };
+
+        // Full replay: no keyframes.
+        reset_peak_rss();
+        let full = rounds(rounds_here, || {
+            let view = DocumentView::new(store.clone(), registry.clone(), 1 << 40, 0);
+            let keys = &keys;
+            async move {
+                for key in keys {
+                    view.hydrate(key, None).await.map_err(|e| CliError::fail(e.to_string()))?;
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        let full_rss = peak_rss();
+
+        // Raw baseline: the same rows straight through sqlx, decoded and folded by the same model.
+        let raw_pool = SqliteStore::open(&path).await?.pool().clone();
+        let model = registry
+            .get(params.workload.document_type())
+            .cloned()
+            .ok_or_else(|| CliError::fail("the workload's model is not registered"))?;
+        let raw = rounds(rounds_here, || {
+            let pool = raw_pool.clone();
+            let model = model.clone();
+            let ids = &ids;
+            async move {
+                for id in ids {
+                    let mut state = model.initial_state();
+                    let mut rows = sqlx::query(
+                        "SELECT o.operation FROM operations o JOIN units u ON u.unit_id = o.unit_id \
+                         WHERE u.document_id = ? AND u.scope = 'global' AND u.branch = 'main' ORDER BY o.idx",
+                    )
+                    .bind(id.to_string())
+                    .fetch(&pool);
+                    while let Some(row) = rows.next().await {
+                        let row = row.map_err(CliError::from)?;
+                        let op: Operation = serde_json::from_str(row.get::<&str, _>(0)).map_err(CliError::from)?;
+                        model
+                            .reduce(&mut state, &op.action.action_type, &op.action.input)
+                            .map_err(CliError::from)?;
+                    }
+                }
+                Ok(())
+            }
+        })
+        .await?;
+
+        // Warm: reads of cached documents.
+        let view = DocumentView::new(store.clone(), registry.clone(), 1 << 40, params.keyframe_every);
+        for key in &keys {
+            view.get(key).await.map_err(|e| CliError::fail(e.to_string()))?;
+        }
+        const WARM_READS: u32 = 100_000;
+        let mut warm = Vec::new();
+        for _ in 0..rounds_here.max(3) {
+            let start = Instant::now();
+            for i in 0..WARM_READS {
+                let key = &keys[i as usize % keys.len()];
+                std::hint::black_box(view.get(key).await.map_err(|e| CliError::fail(e.to_string()))?);
+            }
+            warm.push(start.elapsed() / WARM_READS);
+        }
+
+        let docs = params.docs;
+        let raw_stats = Stats::of(&per_doc(&raw, docs));
+        let case = |name: &str, samples: Vec<Duration>, rss: Option<u64>| {
+            let time = Stats::of(&samples);
+            CaseResult {
+                case: name.to_owned(),
+                ops,
+                ops_per_sec: (name != "warm" && time.median_ns > 0)
+                    .then(|| ops as f64 * 1e9 / time.median_ns as f64),
+                ratio_to_baseline: (name != "warm" && raw_stats.median_ns > 0)
+                    .then(|| time.median_ns as f64 / raw_stats.median_ns as f64),
+                time,
+                latency_p50_ns: None,
+                latency_p99_ns: None,
+                peak_rss_bytes: rss,
+                state_bytes: Some(state_bytes),
+            }
+        };
+        results.push(case("cold-keyframed", per_doc(&cold, docs), cold_rss));
+        results.push(case("full-replay", per_doc(&full, docs), full_rss));
+        results.push(case("raw-sqlx", per_doc(&raw, docs), None));
+        results.push(case("warm", warm, None));
+        drop(temp);
+    }
+    Ok(results)
+}

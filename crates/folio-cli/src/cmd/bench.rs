@@ -1,0 +1,229 @@
+//! `folio bench rehydrate | append | compare`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use crate::CliError;
+use crate::bench::workload::Workload;
+use crate::bench::{self, BenchReport, CaseResult, Machine, REPORT_VERSION, human_bytes, human_ns};
+use crate::context::Global;
+use crate::output::Out;
+
+/// The benchmark harness.
+#[derive(Debug, Subcommand)]
+pub enum Bench {
+    /// Times cold (keyframed), full-replay and warm loads of documents beside a raw sqlx baseline.
+    Rehydrate(Rehydrate),
+    /// Times writers appending through the reactor beside raw sqlx multi-row inserts of the same rows.
+    Append(Append),
+    /// Compares two reports written with --json.
+    Compare(Compare),
+}
+
+#[derive(Debug, Args)]
+pub struct Rehydrate {
+    /// Operations in each document's history; repeat or separate with commas for a sweep (1000,10000,100000).
+    #[arg(long, value_delimiter = ',', default_value = "100000")]
+    ops: Vec<u64>,
+    /// Documents in the store.
+    #[arg(long, default_value_t = 1)]
+    docs: u64,
+    /// Store a keyframe every this many operations.
+    #[arg(long, default_value_t = folio_reactor::ReactorConfig::default().keyframe_every)]
+    keyframe_every: u64,
+    /// The workload.
+    #[arg(long, value_enum, default_value = "todo")]
+    workload: Workload,
+    /// Rounds per measurement (after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
+    /// Also write an SVG chart of load time against history length.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct Append {
+    /// Concurrent writers.
+    #[arg(long, default_value_t = 100)]
+    writers: u64,
+    /// Documents written to.
+    #[arg(long, default_value_t = 100)]
+    docs: u64,
+    /// Operations in all.
+    #[arg(long, default_value_t = 20_000)]
+    ops: u64,
+    /// Actions per job.
+    #[arg(long, default_value_t = 1)]
+    batch: u64,
+    /// Rounds, each on a fresh store.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct Compare {
+    /// The earlier report.
+    a: PathBuf,
+    /// The later report.
+    b: PathBuf,
+}
+
+fn usage_if(cond: bool, message: &str) -> Result<(), CliError> {
+    if cond { Err(CliError::usage(message)) } else { Ok(()) }
+}
+
+fn report(benchmark: &str, parameters: serde_json::Value, results: Vec<CaseResult>) -> BenchReport {
+    BenchReport {
+        version: REPORT_VERSION,
+        benchmark: benchmark.to_owned(),
+        folio_version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at: folio_core::iso_from_millis(folio_core::clock::system_millis()),
+        machine: Machine::here(),
+        parameters: parameters.as_object().cloned().unwrap_or_default(),
+        results,
+    }
+}
+
+fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    v.map(f).unwrap_or_else(|| "-".into())
+}
+
+fn print_report(out: &mut Out, title: &str, r: &BenchReport) -> Result<(), CliError> {
+    out.line(title)?;
+    out.line(format_args!(
+        "{:<15} {:>9} {:>11} {:>11} {:>11} {:>12} {:>8} {:>10} {:>10}",
+        "case", "ops", "median", "min", "max", "ops/s", "vs raw", "peak RSS", "p99"
+    ))?;
+    for c in &r.results {
+        out.line(format_args!(
+            "{:<15} {:>9} {:>11} {:>11} {:>11} {:>12} {:>8} {:>10} {:>10}",
+            c.case,
+            c.ops,
+            human_ns(c.time.median_ns),
+            human_ns(c.time.min_ns),
+            human_ns(c.time.max_ns),
+            opt(c.ops_per_sec, |v| format!("{v:.0}")),
+            opt(c.ratio_to_baseline, |v| format!("{v:.2}x")),
+            c.peak_rss_bytes.map(human_bytes).unwrap_or_else(|| "-".into()),
+            c.latency_p99_ns.map(human_ns).unwrap_or_else(|| "-".into()),
+        ))?;
+    }
+    Ok(())
+}
+
+impl Bench {
+    pub async fn run(&self, global: &Global) -> Result<(), CliError> {
+        if global.database_url.is_some() {
+            return Err(CliError::usage(
+                "folio bench builds its own store in a temporary directory; --database-url is not supported yet",
+            ));
+        }
+        match self {
+            Bench::Rehydrate(a) => {
+                usage_if(a.ops.is_empty() || a.ops.contains(&0), "--ops must be at least 1")?;
+                usage_if(a.docs == 0, "--docs must be at least 1")?;
+                usage_if(a.rounds == 0, "--rounds must be at least 1")?;
+                let params = bench::rehydrate::Params {
+                    ops: a.ops.clone(),
+                    docs: a.docs,
+                    keyframe_every: a.keyframe_every,
+                    workload: a.workload,
+                    rounds: a.rounds,
+                    database: None,
+                };
+                let results = bench::rehydrate::run(&params).await?;
+                let r = report(
+                    "rehydrate",
+                    serde_json::json!({
+                        "ops": a.ops, "docs": a.docs, "keyframeEvery": a.keyframe_every,
+                        "workload": a.workload.name(), "rounds": a.rounds,
+                    }),
+                    results,
+                );
+                if let Some(svg) = &a.svg {
+                    bench::chart::write_svg(
+                        svg,
+                        &format!("folio rehydration, {} workload, keyframe every {}", a.workload.name(), a.keyframe_every),
+                        &r.results,
+                    )?;
+                }
+                let mut out = Out::new();
+                if global.json {
+                    out.line(serde_json::to_string(&r)?)?;
+                } else {
+                    let title = format!(
+                        "folio bench rehydrate: {} workload, {} doc(s), keyframe every {}, time per document",
+                        a.workload.name(),
+                        a.docs,
+                        a.keyframe_every
+                    );
+                    print_report(&mut out, &title, &r)?;
+                    for c in r.results.iter().filter(|c| c.case == "full-replay") {
+                        if let (Some(rss), Some(state)) = (c.peak_rss_bytes, c.state_bytes) {
+                            let bound = 2 * state + 64 * 1024 * 1024;
+                            out.line(format_args!(
+                                "memory at {} ops: full replay peak RSS {} (final state {}; bound 2 x state + 64 MiB = {}: {})",
+                                c.ops,
+                                human_bytes(rss),
+                                human_bytes(state),
+                                human_bytes(bound),
+                                if rss <= bound { "within" } else { "OVER" }
+                            ))?;
+                        }
+                    }
+                }
+                out.finish()
+            }
+            Bench::Append(a) => {
+                usage_if(a.writers == 0 || a.docs == 0 || a.ops == 0 || a.batch == 0 || a.rounds == 0,
+                    "--writers, --docs, --ops, --batch and --rounds must be at least 1")?;
+                let params = bench::append::Params {
+                    writers: a.writers,
+                    docs: a.docs,
+                    ops: a.ops,
+                    batch: a.batch,
+                    rounds: a.rounds,
+                };
+                let results = bench::append::run(&params).await?;
+                let r = report(
+                    "append",
+                    serde_json::json!({
+                        "writers": a.writers, "docs": a.docs, "ops": a.ops, "batch": a.batch, "rounds": a.rounds,
+                    }),
+                    results,
+                );
+                let mut out = Out::new();
+                if global.json {
+                    out.line(serde_json::to_string(&r)?)?;
+                } else {
+                    let title = format!(
+                        "folio bench append: {} writers, {} documents, {} operations, {} action(s) per job",
+                        a.writers, a.docs, a.ops, a.batch
+                    );
+                    print_report(&mut out, &title, &r)?;
+                    if let Some(p50) = r.results[0].latency_p50_ns {
+                        out.line(format_args!("commit latency per job: p50 {}", human_ns(p50)))?;
+                    }
+                }
+                out.finish()
+            }
+            Bench::Compare(c) => {
+                let a = bench::compare::load(&c.a)?;
+                let b = bench::compare::load(&c.b)?;
+                let changes = bench::compare::changes(&a, &b);
+                let mut out = Out::new();
+                if global.json {
+                    out.line(serde_json::to_string(&changes)?)?;
+                } else {
+                    out.line(format_args!("{} vs {} ({})", c.a.display(), c.b.display(), a.benchmark))?;
+                    for line in bench::compare::render(&changes).lines() {
+                        out.line(line)?;
+                    }
+                }
+                out.finish()
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! `folio bench`: argument errors, the JSON report and its schema, compare.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn folio(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_folio")).args(args).output().expect("run folio")
+}
+
+#[test]
+fn argument_errors_are_usage_errors() {
+    for args in [
+        &["bench", "rehydrate", "--ops", "0"][..],
+        &["bench", "rehydrate", "--ops", "many"],
+        &["bench", "rehydrate", "--rounds", "0"],
+        &["bench", "rehydrate", "--docs", "0"],
+        &["bench", "rehydrate", "--workload", "chess"],
+        &["bench", "append", "--writers", "0"],
+        &["bench", "append", "--batch", "0"],
+        &["bench", "rehydrate", "--database-url", "postgres://x"],
+        &["bench", "compare", "only-one.json"],
+    ] {
+        let out = folio(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}");
+    }
+}
+
+fn schema_check(report: &Value) {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/bench-report.schema.json"))
+            .expect("the checked-in schema"),
+    )
+    .unwrap();
+    // The report has every required top-level field of the schema, and nothing the schema does not name.
+    let props = schema["properties"].as_object().unwrap();
+    for required in schema["required"].as_array().unwrap() {
+        assert!(report.get(required.as_str().unwrap()).is_some(), "missing {required}");
+    }
+    for key in report.as_object().unwrap().keys() {
+        assert!(props.contains_key(key), "{key} is not in the schema");
+    }
+}
+
+#[test]
+fn rehydrate_json_report_follows_the_schema_and_compares() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = folio(&["bench", "rehydrate", "--ops", "200,400", "--rounds", "1", "--keyframe-every", "100", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON report on stdout");
+    schema_check(&report);
+    assert_eq!(report["benchmark"], "rehydrate");
+    assert_eq!(report["version"], 1);
+    let results = report["results"].as_array().unwrap();
+    for case in ["cold-keyframed", "full-replay", "raw-sqlx", "warm"] {
+        for ops in [200, 400] {
+            let r = results.iter().find(|r| r["case"] == case && r["ops"] == ops).unwrap_or_else(|| panic!("{case} {ops}"));
+            assert!(r["time"]["medianNs"].as_u64().unwrap() > 0);
+            assert!(r["time"]["minNs"].as_u64() <= r["time"]["maxNs"].as_u64());
+        }
+    }
+    let raw = results.iter().find(|r| r["case"] == "raw-sqlx").unwrap();
+    assert_eq!(raw["ratioToBaseline"], 1.0);
+    // Progress went to stderr, not stdout.
+    assert!(!out.stderr.is_empty());
+
+    let a = dir.path().join("a.json");
+    std::fs::write(&a, &out.stdout).unwrap();
+    let cmp = folio(&["bench", "compare", a.to_str().unwrap(), a.to_str().unwrap(), "--json"]);
+    assert!(cmp.status.success(), "{cmp:?}");
+    let changes: Value = serde_json::from_slice(&cmp.stdout).unwrap();
+    assert_eq!(changes.as_array().unwrap().len(), results.len());
+    assert!(changes.as_array().unwrap().iter().all(|c| c["changePercent"] == 0.0));
+    let human = folio(&["bench", "compare", a.to_str().unwrap(), a.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&human.stdout).contains("+0.0%"));
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"not\": \"a report\"}").unwrap();
+    let out = folio(&["bench", "compare", a.to_str().unwrap(), bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a folio bench report"));
+}
+
+#[test]
+fn append_reports_throughput_latency_and_the_baseline() {
+    let out = folio(&["bench", "append", "--writers", "4", "--docs", "2", "--ops", "200", "--rounds", "1", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    schema_check(&report);
+    let folio_case = &report["results"][0];
+    assert_eq!(folio_case["case"], "folio");
+    assert!(folio_case["opsPerSec"].as_f64().unwrap() > 0.0);
+    assert!(folio_case["latencyP50Ns"].as_u64().unwrap() <= folio_case["latencyP99Ns"].as_u64().unwrap());
+    assert_eq!(report["results"][1]["case"], "raw-sqlx");
+    // The human output has the table.
+    let human = folio(&["bench", "append", "--writers", "2", "--docs", "1", "--ops", "50", "--rounds", "1"]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("raw-sqlx") && text.contains("vs raw"), "{text}");
+}
+
+#[test]
+fn the_sweep_writes_an_svg_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("chart.svg");
+    let out = folio(&["bench", "rehydrate", "--ops", "100,300", "--rounds", "1", "--svg", svg.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") && text.contains("full-replay") && text.contains("cold-keyframed"));
+}
