@@ -224,6 +224,15 @@ pub struct Document {
     /// of that scope chains over.
     pub heads: [OpHash; 3],
     model: Option<Arc<dyn ErasedModel>>,
+    /// The wire JSON, made on first use and dropped by every change (readers of a cached document share it).
+    rendered: std::sync::OnceLock<Rendered>,
+}
+
+/// A document's wire JSON and the hash of its global state, made together (the hash is over the same bytes).
+#[derive(Clone)]
+struct Rendered {
+    json: Arc<str>,
+    state_hash: OpHash,
 }
 
 impl std::fmt::Debug for Document {
@@ -245,6 +254,7 @@ impl Clone for Document {
             local: self.local.clone(),
             heads: self.heads,
             model: self.model.clone(),
+            rendered: self.rendered.clone(),
         }
     }
 }
@@ -267,6 +277,7 @@ impl Document {
             local: Value::Object(Default::default()),
             heads: [OpHash::ZERO; 3],
             model: None,
+            rendered: std::sync::OnceLock::new(),
         }
     }
 
@@ -283,6 +294,7 @@ impl Document {
     /// Replaces the global state by a keyframe's: the state at global revision `revision`, whose last operation
     /// has hash `last_hash`.
     pub fn restore_global(&mut self, state: ModelState, revision: u64, last_hash: OpHash) {
+        self.touch();
         self.state = state;
         self.header.revision.global = revision;
         self.heads[scope_slot(Scope::Global)] = last_hash;
@@ -300,6 +312,7 @@ impl Document {
     /// the document scope, whose refusals are all-or-nothing; a third-party reducer may fail after a partial change
     /// (see [`crate::DocumentModel`]), so a caller that keeps the document after an error should apply to a clone.
     pub fn apply(&mut self, op: &Operation, registry: &ModelRegistry) -> Result<(), ApplyError> {
+        self.touch();
         let scope = op.action.scope;
         let expected = self.header.revision.get(scope);
         if op.index != expected {
@@ -330,6 +343,7 @@ impl Document {
     /// Applies an action's effect without touching revisions (used by [`Document::apply`] and by writers that
     /// check an action before committing it).
     pub fn apply_action(&mut self, action: &Action, registry: &ModelRegistry) -> Result<(), ApplyError> {
+        self.touch();
         match action.scope {
             Scope::Document => self.apply_document_action(action, registry),
             Scope::Global => {
@@ -395,10 +409,50 @@ impl Document {
     /// blake3 of the global state: equal on every replica for equal histories (local state is left out: it is
     /// per replica by definition).
     pub fn state_hash(&self) -> OpHash {
-        match &self.model {
-            Some(m) => m.state_hash(&self.state),
-            None => OpHash::ZERO,
+        self.rendered().state_hash
+    }
+
+    /// Drops what was derived from the document (its rendered JSON). `apply` and `restore_global` call it; code that
+    /// changes the public fields directly must call it too.
+    pub fn touch(&mut self) {
+        if self.rendered.get().is_some() {
+            self.rendered = std::sync::OnceLock::new();
         }
+    }
+
+    fn rendered(&self) -> &Rendered {
+        self.rendered.get_or_init(|| {
+            let (global, state_hash) = match &self.model {
+                Some(m) => {
+                    let text = m.state_to_string(&self.state);
+                    // Equal to `state_hash` of the typed state: blake3 over the same serialization.
+                    let hash = OpHash(*blake3::hash(text.as_bytes()).as_bytes());
+                    (text, hash)
+                }
+                None => ("null".to_owned(), OpHash::ZERO),
+            };
+            let header = serde_json::to_string(&self.header).unwrap_or_else(|_| "null".to_owned());
+            let local = self.local.to_string();
+            let mut json = String::with_capacity(header.len() + global.len() + local.len() + 128);
+            json.push_str("{\"header\":");
+            json.push_str(&header);
+            json.push_str(",\"state\":{\"global\":");
+            json.push_str(&global);
+            json.push_str(",\"local\":");
+            json.push_str(&local);
+            json.push_str("},\"stateHash\":\"");
+            json.push_str(&state_hash.to_hex());
+            json.push_str("\"}");
+            Rendered {
+                json: json.into(),
+                state_hash,
+            }
+        })
+    }
+
+    /// The document in the wire shape as JSON text, made once per revision and shared by every reader.
+    pub fn to_json_string(&self) -> Arc<str> {
+        self.rendered().json.clone()
     }
 
     /// The global state as JSON.

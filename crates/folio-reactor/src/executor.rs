@@ -228,6 +228,7 @@ impl Executor {
                         revision,
                         operations: job_ops,
                         ordinals: ordinals.get(range).map(<[u64]>::to_vec).unwrap_or_default(),
+                        retries: job.attempts.len() as u32,
                     };
                     completions.push((job, outcome));
                 }

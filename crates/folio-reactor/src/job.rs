@@ -47,6 +47,8 @@ pub struct JobOutcome {
     pub operations: Vec<Operation>,
     /// Their global ordinals.
     pub ordinals: Vec<u64>,
+    /// Times the job was re-run because another writer moved the head first (0: committed at the first try).
+    pub retries: u32,
 }
 
 /// A submitted job: await it for its outcome.

@@ -2,7 +2,8 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -36,13 +37,18 @@ fn page_limit(state: &AppState, limit: Option<usize>) -> Result<usize, ApiError>
 pub async fn create(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<CreateDocument>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Response), ApiError> {
     let name = req.name.unwrap_or_default();
     if name.chars().count() > 1000 {
         return Err(ApiError::bad_request("the name is over 1000 characters"));
     }
     let doc = state.reactor.create_document(&req.document_type, &name, req.id).await?;
-    Ok((StatusCode::CREATED, Json(doc.to_json())))
+    Ok((StatusCode::CREATED, document_body(&doc)))
+}
+
+/// A document's wire JSON, rendered once per revision and shared by every reader of the cached document.
+fn document_body(doc: &folio_core::Document) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], doc.to_json_string().to_string()).into_response()
 }
 
 /// `GET /v1/documents?type=&limit=&after=`.
@@ -76,7 +82,7 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
     QueryParams(params): QueryParams<GetParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let branch = params.branch.unwrap_or_default();
     let doc = match (params.revision, params.min_revision) {
@@ -92,7 +98,7 @@ pub async fn get(
     if doc.header.deleted {
         return Err(not_found(id).with_details(json!({ "documentId": id, "deleted": true })));
     }
-    Ok(Json(doc.to_json()))
+    Ok(document_body(&doc))
 }
 
 /// `POST /v1/documents/{id}/actions`.
