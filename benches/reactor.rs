@@ -17,28 +17,37 @@ use futures::StreamExt;
 use serde_json::json;
 use sqlx::Row;
 
-use folio::core::models::TodoList;
 use folio::core::model::decode_action;
+use folio::core::models::TodoList;
 use folio::reactor::DocKey;
 use folio::store::{OperationStore, SqliteStore};
-use folio::{Action, Branch, DocumentModel, HybridClock, ModelRegistry, OpHash, Operation, Reactor, ReactorConfig,
-    Scope, Submit};
+use folio::{
+    Action, Branch, DocumentModel, HybridClock, ModelRegistry, OpHash, Operation, Reactor, ReactorConfig, Scope, Submit,
+};
 
 const HISTORY: u64 = 100_000;
 const E2E_OPS: usize = 2_000;
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn todo_action(clock: &HybridClock, i: u64) -> Action {
     let key = format!("item-{}", i % 1000);
     if i < 1000 {
-        Action::new("ADD_TODO", json!({"id": key, "title": format!("title {i}")}), Scope::Global, clock.now())
+        Action::new(
+            "ADD_TODO",
+            json!({"id": key, "title": format!("title {i}")}),
+            Scope::Global,
+            clock.now(),
+        )
     } else {
         Action::new(
             "UPDATE_TODO",
-            json!({"id": key, "title": format!("title {i}"), "done": i % 2 == 0}),
+            json!({"id": key, "title": format!("title {i}"), "done": i.is_multiple_of(2)}),
             Scope::Global,
             clock.now(),
         )
@@ -48,9 +57,17 @@ fn todo_action(clock: &HybridClock, i: u64) -> Action {
 /// A SQLite store holding one todo list with `HISTORY` global operations, and keyframes every `keyframe_every`.
 async fn build_history(dir: &std::path::Path, keyframe_every: u64) -> (Arc<dyn OperationStore>, folio::DocumentId) {
     let store: Arc<dyn OperationStore> = Arc::new(SqliteStore::open(dir.join("history.db")).await.unwrap());
-    let config = ReactorConfig { keyframe_every, ..ReactorConfig::default() };
+    let config = ReactorConfig {
+        keyframe_every,
+        ..ReactorConfig::default()
+    };
     let reactor = Reactor::new(store.clone(), Arc::new(ModelRegistry::with_builtin()), config);
-    let id = reactor.create_document("folio/todo-list", "history", None).await.unwrap().header.id;
+    let id = reactor
+        .create_document("folio/todo-list", "history", None)
+        .await
+        .unwrap()
+        .header
+        .id;
     let clock = HybridClock::new();
     let mut i = 0;
     while i < HISTORY {
@@ -88,13 +105,16 @@ fn rehydrate(c: &mut Criterion) {
     // The worst case: the newest keyframe is K-1 operations behind the revision read.
     for (k, store, id) in [(1000u64, &store, id), (250, &store_250, id_250)] {
         let key = DocKey::new(id, Branch::default());
-        group.bench_function(format!("folio keyframed (K={k}), worst case: tail of {} ops", k - 1), |b| {
-            b.to_async(&rt).iter(|| async {
-                let view = folio::DocumentView::new(store.clone(), registry.clone(), 1 << 30, k);
-                let doc = view.get_at(&key, HISTORY - 1).await.unwrap().unwrap();
-                assert_eq!(doc.header.revision.global, HISTORY - 1);
-            })
-        });
+        group.bench_function(
+            format!("folio keyframed (K={k}), worst case: tail of {} ops", k - 1),
+            |b| {
+                b.to_async(&rt).iter(|| async {
+                    let view = folio::DocumentView::new(store.clone(), registry.clone(), 1 << 30, k);
+                    let doc = view.get_at(&key, HISTORY - 1).await.unwrap().unwrap();
+                    assert_eq!(doc.header.revision.global, HISTORY - 1);
+                })
+            },
+        );
     }
     group.bench_function("folio full replay", |b| {
         b.to_async(&rt).iter(|| async {
@@ -148,11 +168,22 @@ fn rehydrate(c: &mut Criterion) {
 }
 
 async fn e2e_folio(dir: &std::path::Path, writers: usize, run: usize) -> Duration {
-    let store: Arc<dyn OperationStore> = Arc::new(SqliteStore::open(dir.join(format!("e2e-{writers}-{run}.db"))).await.unwrap());
+    let store: Arc<dyn OperationStore> = Arc::new(
+        SqliteStore::open(dir.join(format!("e2e-{writers}-{run}.db")))
+            .await
+            .unwrap(),
+    );
     let reactor = Reactor::new(store, Arc::new(ModelRegistry::with_builtin()), ReactorConfig::default());
     let mut ids = Vec::new();
     for w in 0..writers {
-        ids.push(reactor.create_document("folio/todo-list", &format!("w{w}"), None).await.unwrap().header.id);
+        ids.push(
+            reactor
+                .create_document("folio/todo-list", &format!("w{w}"), None)
+                .await
+                .unwrap()
+                .header
+                .id,
+        );
     }
     let per_writer = E2E_OPS / writers;
     let start = std::time::Instant::now();
@@ -162,7 +193,11 @@ async fn e2e_folio(dir: &std::path::Path, writers: usize, run: usize) -> Duratio
             let reactor = reactor.clone();
             tokio::spawn(async move {
                 for i in 0..per_writer {
-                    let a = reactor.action("ADD_TODO", json!({"id": format!("i{i}"), "title": "a title"}), Scope::Global);
+                    let a = reactor.action(
+                        "ADD_TODO",
+                        json!({"id": format!("i{i}"), "title": "a title"}),
+                        Scope::Global,
+                    );
                     let outcome = reactor.apply(Submit::new(id, vec![a])).await.unwrap();
                     // Visible in the view once the job completes (read-your-writes).
                     let doc = reactor.view().cached(&DocKey::new(id, Branch::default()));
@@ -198,11 +233,19 @@ async fn e2e_raw(dir: &std::path::Path, run: usize) -> Duration {
     .execute(&pool)
     .await
     .unwrap();
-    sqlx::query("CREATE UNIQUE INDEX ops_ordinal ON ops (ordinal)").execute(&pool).await.unwrap();
+    sqlx::query("CREATE UNIQUE INDEX ops_ordinal ON ops (ordinal)")
+        .execute(&pool)
+        .await
+        .unwrap();
     let clock = HybridClock::new();
     let rows: Vec<(String, Vec<u8>)> = (0..E2E_OPS)
         .map(|i| {
-            let a = Action::new("ADD_TODO", json!({"id": format!("i{i}"), "title": "a title"}), Scope::Global, clock.now());
+            let a = Action::new(
+                "ADD_TODO",
+                json!({"id": format!("i{i}"), "title": "a title"}),
+                Scope::Global,
+                clock.now(),
+            );
             let op = Operation::new(a, i as u64, 0, None, &OpHash::ZERO);
             (serde_json::to_string(&op).unwrap(), op.hash.0.to_vec())
         })
@@ -211,11 +254,20 @@ async fn e2e_raw(dir: &std::path::Path, run: usize) -> Duration {
     for (t, chunk) in rows.chunks(1000).enumerate() {
         let mut tx = pool.begin().await.unwrap();
         for (c, sub) in chunk.chunks(500).enumerate() {
-            let mut qb = sqlx::QueryBuilder::new("INSERT INTO ops (unit_id, idx, ordinal, skip, timestamp_ms, hash, error, operation, size) ");
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO ops (unit_id, idx, ordinal, skip, timestamp_ms, hash, error, operation, size) ",
+            );
             qb.push_values(sub.iter().enumerate(), |mut b, (i, (action, hash))| {
                 let n = (t * 1000 + c * 500 + i) as i64;
-                b.push_bind(1i64).push_bind(n).push_bind(n + 1).push_bind(0i64).push_bind(n).push_bind(hash.clone())
-                    .push_bind(None::<String>).push_bind(action.clone()).push_bind(action.len() as i64);
+                b.push_bind(1i64)
+                    .push_bind(n)
+                    .push_bind(n + 1)
+                    .push_bind(0i64)
+                    .push_bind(n)
+                    .push_bind(hash.clone())
+                    .push_bind(None::<String>)
+                    .push_bind(action.clone())
+                    .push_bind(action.len() as i64);
             });
             qb.build().execute(&mut *tx).await.unwrap();
         }
@@ -233,16 +285,20 @@ fn e2e(c: &mut Criterion) {
     group.throughput(Throughput::Elements(E2E_OPS as u64));
     let mut run = 0;
     for writers in [1usize, 100] {
-        group.bench_with_input(BenchmarkId::new("folio", format!("{writers} writers")), &writers, |b, &w| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    run += 1;
-                    total += rt.block_on(e2e_folio(dir.path(), w, run));
-                }
-                total
-            })
-        });
+        group.bench_with_input(
+            BenchmarkId::new("folio", format!("{writers} writers")),
+            &writers,
+            |b, &w| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        run += 1;
+                        total += rt.block_on(e2e_folio(dir.path(), w, run));
+                    }
+                    total
+                })
+            },
+        );
     }
     group.bench_function("raw sqlx multi-row (1000-row transactions)", |b| {
         b.iter_custom(|iters| {

@@ -5,7 +5,10 @@ use std::process::Command;
 use serde_json::Value;
 
 fn folio(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_folio")).args(args).output().expect("run folio")
+    Command::new(env!("CARGO_BIN_EXE_folio"))
+        .args(args)
+        .output()
+        .expect("run folio")
 }
 
 #[test]
@@ -30,8 +33,11 @@ fn argument_errors_are_usage_errors() {
 
 fn schema_check(report: &Value) {
     let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/bench-report.schema.json"))
-            .expect("the checked-in schema"),
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../schemas/bench-report.schema.json"
+        ))
+        .expect("the checked-in schema"),
     )
     .unwrap();
     // The report has every required top-level field of the schema, and nothing the schema does not name.
@@ -47,7 +53,17 @@ fn schema_check(report: &Value) {
 #[test]
 fn rehydrate_json_report_follows_the_schema_and_compares() {
     let dir = tempfile::tempdir().unwrap();
-    let out = folio(&["bench", "rehydrate", "--ops", "200,400", "--rounds", "1", "--keyframe-every", "100", "--json"]);
+    let out = folio(&[
+        "bench",
+        "rehydrate",
+        "--ops",
+        "200,400",
+        "--rounds",
+        "1",
+        "--keyframe-every",
+        "100",
+        "--json",
+    ]);
     assert!(out.status.success(), "{out:?}");
     let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON report on stdout");
     schema_check(&report);
@@ -56,7 +72,10 @@ fn rehydrate_json_report_follows_the_schema_and_compares() {
     let results = report["results"].as_array().unwrap();
     for case in ["cold-keyframed", "full-replay", "raw-sqlx", "warm"] {
         for ops in [200, 400] {
-            let r = results.iter().find(|r| r["case"] == case && r["ops"] == ops).unwrap_or_else(|| panic!("{case} {ops}"));
+            let r = results
+                .iter()
+                .find(|r| r["case"] == case && r["ops"] == ops)
+                .unwrap_or_else(|| panic!("{case} {ops}"));
             assert!(r["time"]["medianNs"].as_u64().unwrap() > 0);
             assert!(r["time"]["minNs"].as_u64() <= r["time"]["maxNs"].as_u64());
         }
@@ -85,7 +104,19 @@ fn rehydrate_json_report_follows_the_schema_and_compares() {
 
 #[test]
 fn append_reports_throughput_latency_and_the_baseline() {
-    let out = folio(&["bench", "append", "--writers", "4", "--docs", "2", "--ops", "200", "--rounds", "1", "--json"]);
+    let out = folio(&[
+        "bench",
+        "append",
+        "--writers",
+        "4",
+        "--docs",
+        "2",
+        "--ops",
+        "200",
+        "--rounds",
+        "1",
+        "--json",
+    ]);
     assert!(out.status.success(), "{out:?}");
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     schema_check(&report);
@@ -95,7 +126,18 @@ fn append_reports_throughput_latency_and_the_baseline() {
     assert!(folio_case["latencyP50Ns"].as_u64().unwrap() <= folio_case["latencyP99Ns"].as_u64().unwrap());
     assert_eq!(report["results"][1]["case"], "raw-sqlx");
     // The human output has the table.
-    let human = folio(&["bench", "append", "--writers", "2", "--docs", "1", "--ops", "50", "--rounds", "1"]);
+    let human = folio(&[
+        "bench",
+        "append",
+        "--writers",
+        "2",
+        "--docs",
+        "1",
+        "--ops",
+        "50",
+        "--rounds",
+        "1",
+    ]);
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(text.contains("raw-sqlx") && text.contains("vs raw"), "{text}");
 }
@@ -104,7 +146,16 @@ fn append_reports_throughput_latency_and_the_baseline() {
 fn the_sweep_writes_an_svg_chart() {
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("chart.svg");
-    let out = folio(&["bench", "rehydrate", "--ops", "100,300", "--rounds", "1", "--svg", svg.to_str().unwrap()]);
+    let out = folio(&[
+        "bench",
+        "rehydrate",
+        "--ops",
+        "100,300",
+        "--rounds",
+        "1",
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{out:?}");
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg") && text.contains("full-replay") && text.contains("cold-keyframed"));

@@ -13,5 +13,8 @@ fn bench_report_schema_is_up_to_date() {
         std::fs::write(path, &generated).unwrap();
     }
     let stored = std::fs::read_to_string(path).unwrap_or_default();
-    assert_eq!(stored, generated, "{path} differs from the BenchReport type; regenerate with FOLIO_UPDATE_SCHEMAS=1");
+    assert_eq!(
+        stored, generated,
+        "{path} differs from the BenchReport type; regenerate with FOLIO_UPDATE_SCHEMAS=1"
+    );
 }

@@ -173,9 +173,8 @@ impl JsonSchema for UtcIso {
 pub fn iso_from_millis(ms: u64) -> String {
     let nanos = i128::from(ms) * 1_000_000;
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
     t.format(&format).unwrap_or_default()
 }
 
@@ -389,8 +388,8 @@ impl Document {
             }
             _ if self.model.is_none() => Err(ApplyError::NotCreated),
             SET_NAME => {
-                let SetNameInput { name } = read_input(input)
-                    .map_err(|e| Rejection::new("INVALID_INPUT", format!("SET_NAME input: {e}")))?;
+                let SetNameInput { name } =
+                    read_input(input).map_err(|e| Rejection::new("INVALID_INPUT", format!("SET_NAME input: {e}")))?;
                 self.header.name = name;
                 Ok(())
             }
@@ -398,11 +397,9 @@ impl Document {
                 self.header.deleted = true;
                 Ok(())
             }
-            other => Err(Rejection::new(
-                "UNKNOWN_ACTION",
-                format!("the document scope has no action {other:?}"),
-            )
-            .into()),
+            other => {
+                Err(Rejection::new("UNKNOWN_ACTION", format!("the document scope has no action {other:?}")).into())
+            }
         }
     }
 
@@ -541,7 +538,9 @@ pub fn header_change(op: &Operation) -> Option<HeaderChange> {
                 name: create.name,
             })
         }
-        SET_NAME => read_input(input).ok().map(|SetNameInput { name }| HeaderChange::Renamed(name)),
+        SET_NAME => read_input(input)
+            .ok()
+            .map(|SetNameInput { name }| HeaderChange::Renamed(name)),
         DELETE_DOCUMENT => Some(HeaderChange::Deleted),
         _ => None,
     }

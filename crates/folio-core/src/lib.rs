@@ -32,7 +32,8 @@ pub mod operation;
 
 pub use clock::{HlcTimestamp, HybridClock};
 pub use document::{
-    ApplyError, CreateDocumentInput, Document, DocumentHeader, HeaderChange, Revisions, UtcIso, header_change, iso_from_millis,
+    ApplyError, CreateDocumentInput, Document, DocumentHeader, HeaderChange, Revisions, UtcIso, header_change,
+    iso_from_millis,
 };
 pub use error::CoreError;
 pub use hash::{ChainError, OpHash, check_chain, operation_hash};

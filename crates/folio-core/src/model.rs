@@ -66,10 +66,7 @@ pub trait DocumentModel: Send + Sync + 'static {
 /// Decodes a folio action (`type` plus `input`) into a model's adjacently tagged action enum without copying the
 /// input.
 pub fn decode_action<A: DeserializeOwned>(action_type: &str, input: &Value) -> Result<A, serde_json::Error> {
-    A::deserialize(TaggedAction {
-        action_type,
-        input,
-    })
+    A::deserialize(TaggedAction { action_type, input })
 }
 
 struct TaggedAction<'a> {
@@ -81,10 +78,7 @@ impl<'de> serde::Deserializer<'de> for TaggedAction<'de> {
     type Error = serde_json::Error;
 
     fn deserialize_any<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-        visitor.visit_map(TaggedAccess {
-            action: self,
-            step: 0,
-        })
+        visitor.visit_map(TaggedAccess { action: self, step: 0 })
     }
 
     serde::forward_to_deserialize_any! {
@@ -253,12 +247,8 @@ impl<M: DocumentModel> ErasedModel for ModelAdapter<M> {
         if !M::ACTION_TYPES.contains(&action_type) {
             return Err(Rejection::unknown_action(M::DOCUMENT_TYPE, action_type));
         }
-        let action: M::Action = decode_action(action_type, input).map_err(|e| {
-            Rejection::new(
-                "INVALID_INPUT",
-                format!("input of {action_type} does not fit: {e}"),
-            )
-        })?;
+        let action: M::Action = decode_action(action_type, input)
+            .map_err(|e| Rejection::new("INVALID_INPUT", format!("input of {action_type} does not fit: {e}")))?;
         let state = state
             .downcast_mut::<M::State>()
             .unwrap_or_else(|| panic!("state handed to {} was made by another model", M::DOCUMENT_TYPE));
@@ -276,12 +266,7 @@ impl<M: DocumentModel> ErasedModel for ModelAdapter<M> {
     fn state_from_json(&self, json: &str) -> Result<ModelState, Rejection> {
         serde_json::from_str::<M::State>(json)
             .map(|s| Box::new(s) as ModelState)
-            .map_err(|e| {
-                Rejection::new(
-                    "INVALID_STATE",
-                    format!("not a state of {}: {e}", M::DOCUMENT_TYPE),
-                )
-            })
+            .map_err(|e| Rejection::new("INVALID_STATE", format!("not a state of {}: {e}", M::DOCUMENT_TYPE)))
     }
 
     fn clone_state(&self, state: &ModelState) -> ModelState {

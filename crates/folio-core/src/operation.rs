@@ -36,12 +36,7 @@ pub struct Action {
 
 impl Action {
     /// A new action of `action_type` with `input` in `scope`, stamped at `timestamp`.
-    pub fn new(
-        action_type: impl Into<String>,
-        input: Value,
-        scope: Scope,
-        timestamp: HlcTimestamp,
-    ) -> Self {
+    pub fn new(action_type: impl Into<String>, input: Value, scope: Scope, timestamp: HlcTimestamp) -> Self {
         Self {
             id: Uuid::now_v7(),
             action_type: action_type.into(),

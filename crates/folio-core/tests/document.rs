@@ -5,8 +5,8 @@ mod common;
 
 use common::{JSON, TODO, Writer, fixed_action, rejection_code};
 use folio_core::{
-    ApplyError, Document, HeaderChange, ModelRegistry, OpHash, Operation, Revisions, Scope,
-    header_change, iso_from_millis,
+    ApplyError, Document, HeaderChange, ModelRegistry, OpHash, Operation, Revisions, Scope, header_change,
+    iso_from_millis,
 };
 use serde_json::json;
 
@@ -54,12 +54,8 @@ fn create_document_derives_the_header() {
 #[test]
 fn create_document_name_defaults_to_empty() {
     let mut w = Writer::new();
-    w.write(
-        Scope::Document,
-        "CREATE_DOCUMENT",
-        json!({"documentType": JSON}),
-    )
-    .unwrap();
+    w.write(Scope::Document, "CREATE_DOCUMENT", json!({"documentType": JSON}))
+        .unwrap();
     assert_eq!(w.doc.header.name, "");
     assert_eq!(w.doc.global_json(), json!({}));
 }
@@ -97,11 +93,7 @@ fn create_document_refuses_an_initial_state_of_another_shape() {
 fn create_document_of_an_unknown_type() {
     let mut w = Writer::new();
     let err = w
-        .write(
-            Scope::Document,
-            "CREATE_DOCUMENT",
-            json!({"documentType": "acme/nope"}),
-        )
+        .write(Scope::Document, "CREATE_DOCUMENT", json!({"documentType": "acme/nope"}))
         .unwrap_err();
     assert_eq!(err, ApplyError::UnknownDocumentType("acme/nope".into()));
     assert!(!w.doc.is_created());
@@ -119,9 +111,7 @@ fn create_document_with_malformed_input() {
         json!(null),
     ] {
         let mut w = Writer::new();
-        let err = w
-            .write(Scope::Document, "CREATE_DOCUMENT", input.clone())
-            .unwrap_err();
+        let err = w.write(Scope::Document, "CREATE_DOCUMENT", input.clone()).unwrap_err();
         assert_eq!(rejection_code(&err), "INVALID_INPUT", "{input}");
         assert!(!w.doc.is_created());
     }
@@ -131,11 +121,7 @@ fn create_document_with_malformed_input() {
 fn create_document_twice_is_refused() {
     let mut w = Writer::created(TODO);
     let err = w
-        .write(
-            Scope::Document,
-            "CREATE_DOCUMENT",
-            json!({"documentType": JSON}),
-        )
+        .write(Scope::Document, "CREATE_DOCUMENT", json!({"documentType": JSON}))
         .unwrap_err();
     assert_eq!(rejection_code(&err), "DOCUMENT_EXISTS");
     assert_eq!(w.doc.header.document_type, TODO);
@@ -177,9 +163,7 @@ fn set_name_with_malformed_input() {
         json!("name"),
     ] {
         let mut w = Writer::created(TODO);
-        let err = w
-            .write(Scope::Document, "SET_NAME", input.clone())
-            .unwrap_err();
+        let err = w.write(Scope::Document, "SET_NAME", input.clone()).unwrap_err();
         assert_eq!(rejection_code(&err), "INVALID_INPUT", "{input}");
         assert_eq!(w.doc.header.name, "test");
     }
@@ -189,11 +173,7 @@ fn set_name_with_malformed_input() {
 fn unknown_document_actions_are_refused() {
     let mut w = Writer::created(TODO);
     let err = w
-        .write(
-            Scope::Document,
-            "ADD_TODO",
-            json!({"id": "a", "title": "A"}),
-        )
+        .write(Scope::Document, "ADD_TODO", json!({"id": "a", "title": "A"}))
         .unwrap_err();
     assert_eq!(rejection_code(&err), "UNKNOWN_ACTION");
 }
@@ -207,15 +187,13 @@ fn delete_document_marks_the_header_deleted() {
         "omitted while false"
     );
 
-    w.write(Scope::Document, "DELETE_DOCUMENT", json!({}))
-        .unwrap();
+    w.write(Scope::Document, "DELETE_DOCUMENT", json!({})).unwrap();
     assert!(w.doc.header.deleted);
     assert_eq!(w.doc.to_json()["header"]["deleted"], json!(true));
     // The state is kept: deletion is an operation, not an erasure.
     assert_eq!(w.doc.global_json()["items"]["a"]["title"], "A");
     // Deleting again is harmless.
-    w.write(Scope::Document, "DELETE_DOCUMENT", json!({}))
-        .unwrap();
+    w.write(Scope::Document, "DELETE_DOCUMENT", json!({})).unwrap();
     assert!(w.doc.header.deleted);
 }
 
@@ -223,8 +201,7 @@ fn delete_document_marks_the_header_deleted() {
 fn global_actions_on_a_deleted_document_are_refused() {
     let mut w = Writer::created(TODO);
     add(&mut w, "a", "A");
-    w.write(Scope::Document, "DELETE_DOCUMENT", json!({}))
-        .unwrap();
+    w.write(Scope::Document, "DELETE_DOCUMENT", json!({})).unwrap();
     let before = w.doc.global_json();
     let err = w
         .write(Scope::Global, "ADD_TODO", json!({"id": "b", "title": "B"}))
@@ -237,10 +214,8 @@ fn global_actions_on_a_deleted_document_are_refused() {
 #[test]
 fn a_deleted_document_still_takes_header_and_local_changes() {
     let mut w = Writer::created(TODO);
-    w.write(Scope::Document, "DELETE_DOCUMENT", json!({}))
-        .unwrap();
-    w.write(Scope::Document, "SET_NAME", json!({"name": "gone"}))
-        .unwrap();
+    w.write(Scope::Document, "DELETE_DOCUMENT", json!({})).unwrap();
+    w.write(Scope::Document, "SET_NAME", json!({"name": "gone"})).unwrap();
     w.write(Scope::Local, "SET", json!({"path": "/seen", "value": true}))
         .unwrap();
     assert_eq!(w.doc.header.name, "gone");
@@ -328,11 +303,7 @@ fn a_refused_operation_changes_nothing() {
     let mut w = Writer::created(JSON);
     w.write(Scope::Global, "SET", json!({"path": "/a", "value": 1}))
         .unwrap();
-    let (head, revision, hash) = (
-        w.doc.head(Scope::Global),
-        w.doc.header.revision,
-        w.doc.state_hash(),
-    );
+    let (head, revision, hash) = (w.doc.head(Scope::Global), w.doc.header.revision, w.doc.state_hash());
     let err = w
         .write(
             Scope::Global,
@@ -352,29 +323,15 @@ fn last_modified_follows_the_latest_operation_and_never_goes_back() {
     let mut w = Writer::created(TODO);
     add(&mut w, "a", "A");
     let latest = w.log.last().unwrap().timestamp_utc_ms;
-    assert_eq!(
-        w.doc.header.last_modified_at_utc_iso,
-        iso_from_millis(latest)
-    );
-    assert_ne!(
-        w.doc.header.last_modified_at_utc_iso,
-        w.doc.header.created_at_utc_iso
-    );
+    assert_eq!(w.doc.header.last_modified_at_utc_iso, iso_from_millis(latest));
+    assert_ne!(w.doc.header.last_modified_at_utc_iso, w.doc.header.created_at_utc_iso);
 
     // An operation stamped earlier (another replica's clock) does not move it back.
-    let mut action = fixed_action(
-        0,
-        Scope::Global,
-        "ADD_TODO",
-        json!({"id": "b", "title": "B"}),
-    );
+    let mut action = fixed_action(0, Scope::Global, "ADD_TODO", json!({"id": "b", "title": "B"}));
     action.timestamp_utc_ms = 1_000;
     let op = Operation::new(action, 1, 0, None, &w.doc.head(Scope::Global));
     w.doc.apply(&op, &w.registry).unwrap();
-    assert_eq!(
-        w.doc.header.last_modified_at_utc_iso,
-        iso_from_millis(latest)
-    );
+    assert_eq!(w.doc.header.last_modified_at_utc_iso, iso_from_millis(latest));
 }
 
 // ---- scopes, heads, hashes ----
@@ -382,12 +339,8 @@ fn last_modified_follows_the_latest_operation_and_never_goes_back() {
 #[test]
 fn local_scope_uses_json_semantics_whatever_the_model() {
     let mut w = Writer::created(TODO);
-    w.write(
-        Scope::Local,
-        "SET",
-        json!({"path": "/draft/title", "value": "half"}),
-    )
-    .unwrap();
+    w.write(Scope::Local, "SET", json!({"path": "/draft/title", "value": "half"}))
+        .unwrap();
     w.write(
         Scope::Local,
         "MERGE",
@@ -406,46 +359,18 @@ fn local_scope_uses_json_semantics_whatever_the_model() {
         json!({"path": "/recent", "index": 1, "value": "b"}),
     )
     .unwrap();
-    w.write(
-        Scope::Local,
-        "REMOVE",
-        json!({"path": "/recent", "index": 0}),
-    )
-    .unwrap();
-    w.write(Scope::Local, "DELETE", json!({"path": "/draft"}))
+    w.write(Scope::Local, "REMOVE", json!({"path": "/recent", "index": 0}))
         .unwrap();
-    assert_eq!(
-        w.doc.local,
-        json!({"prefs": {"sort": "title"}, "recent": ["b"]})
-    );
+    w.write(Scope::Local, "DELETE", json!({"path": "/draft"})).unwrap();
+    assert_eq!(w.doc.local, json!({"prefs": {"sort": "title"}, "recent": ["b"]}));
     assert_eq!(w.doc.header.revision.local, 6);
-    assert_eq!(
-        w.doc.global_json(),
-        json!({"items": {}}),
-        "global untouched"
-    );
+    assert_eq!(w.doc.global_json(), json!({"items": {}}), "global untouched");
 
     for (action_type, input, code) in [
-        (
-            "ADD_TODO",
-            json!({"id": "a", "title": "A"}),
-            "UNKNOWN_ACTION",
-        ),
-        (
-            "SET",
-            json!({"path": "no-slash", "value": 1}),
-            "BAD_POINTER",
-        ),
-        (
-            "MERGE",
-            json!({"path": "/recent", "value": {}}),
-            "TYPE_CLASH",
-        ),
-        (
-            "REMOVE",
-            json!({"path": "/nothing", "index": 0}),
-            "PATH_NOT_FOUND",
-        ),
+        ("ADD_TODO", json!({"id": "a", "title": "A"}), "UNKNOWN_ACTION"),
+        ("SET", json!({"path": "no-slash", "value": 1}), "BAD_POINTER"),
+        ("MERGE", json!({"path": "/recent", "value": {}}), "TYPE_CLASH"),
+        ("REMOVE", json!({"path": "/nothing", "index": 0}), "PATH_NOT_FOUND"),
         (
             "INSERT",
             json!({"path": "/recent", "index": 9, "value": 0}),
@@ -457,10 +382,7 @@ fn local_scope_uses_json_semantics_whatever_the_model() {
         assert_eq!(rejection_code(&err), code, "{action_type}");
     }
     assert_eq!(w.doc.header.revision.local, 6);
-    assert_eq!(
-        w.doc.local,
-        json!({"prefs": {"sort": "title"}, "recent": ["b"]})
-    );
+    assert_eq!(w.doc.local, json!({"prefs": {"sort": "title"}, "recent": ["b"]}));
 }
 
 #[test]
@@ -483,15 +405,10 @@ fn state_hash_covers_the_global_state_and_not_the_local_one() {
     a.write(Scope::Local, "SET", json!({"path": "/mine", "value": 1}))
         .unwrap();
     assert_ne!(a.doc.local, b.doc.local);
-    assert_eq!(
-        a.doc.state_hash(),
-        b.doc.state_hash(),
-        "local state is left out"
-    );
+    assert_eq!(a.doc.state_hash(), b.doc.state_hash(), "local state is left out");
 
     // A header change (another name) is not part of the state hash either.
-    b.write(Scope::Document, "SET_NAME", json!({"name": "other"}))
-        .unwrap();
+    b.write(Scope::Document, "SET_NAME", json!({"name": "other"})).unwrap();
     assert_eq!(a.doc.state_hash(), b.doc.state_hash());
 
     add(&mut b, "y", "Y");
@@ -512,22 +429,16 @@ fn state_hash_covers_the_global_state_and_not_the_local_one() {
 fn heads_track_the_last_operation_of_each_scope() {
     let mut w = Writer::new();
     assert_eq!(w.doc.heads, [OpHash::ZERO; 3]);
-    w.write(
-        Scope::Document,
-        "CREATE_DOCUMENT",
-        json!({"documentType": TODO}),
-    )
-    .unwrap();
+    w.write(Scope::Document, "CREATE_DOCUMENT", json!({"documentType": TODO}))
+        .unwrap();
     assert_eq!(w.doc.head(Scope::Document), w.last_hash(Scope::Document));
     assert_eq!(w.doc.head(Scope::Global), OpHash::ZERO);
     assert_eq!(w.doc.head(Scope::Local), OpHash::ZERO);
 
     add(&mut w, "a", "A");
     add(&mut w, "b", "B");
-    w.write(Scope::Local, "SET", json!({"path": "/x", "value": 1}))
-        .unwrap();
-    w.write(Scope::Document, "SET_NAME", json!({"name": "n"}))
-        .unwrap();
+    w.write(Scope::Local, "SET", json!({"path": "/x", "value": 1})).unwrap();
+    w.write(Scope::Document, "SET_NAME", json!({"name": "n"})).unwrap();
     for scope in Scope::ALL {
         assert_eq!(w.doc.head(scope), w.last_hash(scope), "{scope}");
         assert_ne!(w.doc.head(scope), OpHash::ZERO, "{scope}");
@@ -562,16 +473,10 @@ fn heads_track_the_last_operation_of_each_scope() {
 fn refolding_the_log_reaches_the_same_document() {
     let mut w = Writer::created(TODO);
     add(&mut w, "a", "A");
-    w.write(Scope::Local, "SET", json!({"path": "/x", "value": 1}))
+    w.write(Scope::Local, "SET", json!({"path": "/x", "value": 1})).unwrap();
+    w.write(Scope::Global, "UPDATE_TODO", json!({"id": "a", "done": true}))
         .unwrap();
-    w.write(
-        Scope::Global,
-        "UPDATE_TODO",
-        json!({"id": "a", "done": true}),
-    )
-    .unwrap();
-    w.write(Scope::Document, "SET_NAME", json!({"name": "n"}))
-        .unwrap();
+    w.write(Scope::Document, "SET_NAME", json!({"name": "n"})).unwrap();
 
     let registry = ModelRegistry::with_builtin();
     let mut again = Document::empty(w.doc.header.id, w.doc.header.branch.clone());
@@ -589,10 +494,7 @@ fn a_clone_is_independent() {
     let snapshot = w.doc.clone();
     add(&mut w, "b", "B");
     assert_eq!(snapshot.header.revision.global, 1);
-    assert_eq!(
-        snapshot.global_json()["items"].as_object().unwrap().len(),
-        1
-    );
+    assert_eq!(snapshot.global_json()["items"].as_object().unwrap().len(), 1);
     assert_ne!(snapshot.state_hash(), w.doc.state_hash());
 }
 
@@ -613,9 +515,7 @@ fn restore_global_continues_from_a_keyframe() {
     );
     assert_eq!(cold.state_hash(), w.doc.state_hash());
 
-    let next = w
-        .write(Scope::Global, "DELETE_TODO", json!({"id": "a"}))
-        .unwrap();
+    let next = w.write(Scope::Global, "DELETE_TODO", json!({"id": "a"})).unwrap();
     cold.apply(&next, &w.registry).unwrap();
     assert_eq!(cold.state_hash(), w.doc.state_hash());
     assert_eq!(cold.head(Scope::Global), w.doc.head(Scope::Global));
@@ -640,23 +540,12 @@ fn header_change_of_document_operations() {
             name: "G".into()
         })
     );
-    let rename = w
-        .write(Scope::Document, "SET_NAME", json!({"name": "H"}))
-        .unwrap();
-    assert_eq!(
-        header_change(&rename),
-        Some(HeaderChange::Renamed("H".into()))
-    );
-    let delete = w
-        .write(Scope::Document, "DELETE_DOCUMENT", json!({}))
-        .unwrap();
+    let rename = w.write(Scope::Document, "SET_NAME", json!({"name": "H"})).unwrap();
+    assert_eq!(header_change(&rename), Some(HeaderChange::Renamed("H".into())));
+    let delete = w.write(Scope::Document, "DELETE_DOCUMENT", json!({})).unwrap();
     assert_eq!(header_change(&delete), Some(HeaderChange::Deleted));
 
-    let unnamed = w.next_op(
-        Scope::Document,
-        "CREATE_DOCUMENT",
-        json!({"documentType": JSON}),
-    );
+    let unnamed = w.next_op(Scope::Document, "CREATE_DOCUMENT", json!({"documentType": JSON}));
     assert_eq!(
         header_change(&unnamed),
         Some(HeaderChange::Created {
@@ -673,9 +562,7 @@ fn header_change_ignores_other_operations() {
         .write(Scope::Global, "ADD_TODO", json!({"id": "a", "title": "A"}))
         .unwrap();
     assert_eq!(header_change(&global), None);
-    let local = w
-        .write(Scope::Local, "SET", json!({"path": "/x", "value": 1}))
-        .unwrap();
+    let local = w.write(Scope::Local, "SET", json!({"path": "/x", "value": 1})).unwrap();
     assert_eq!(header_change(&local), None);
 
     // A header action in another scope is not a header change.
@@ -696,10 +583,7 @@ fn header_change_agrees_with_apply_on_malformed_inputs() {
     for (action_type, input) in [
         ("CREATE_DOCUMENT", json!({})),
         ("CREATE_DOCUMENT", json!({"documentType": TODO, "name": 7})),
-        (
-            "CREATE_DOCUMENT",
-            json!({"documentType": TODO, "extra": true}),
-        ),
+        ("CREATE_DOCUMENT", json!({"documentType": TODO, "extra": true})),
         ("SET_NAME", json!({})),
         ("SET_NAME", json!({"name": null})),
         ("SET_NAME", json!({"name": "x", "extra": true})),
@@ -710,10 +594,7 @@ fn header_change_agrees_with_apply_on_malformed_inputs() {
             Writer::new()
         };
         let op = w.next_op(Scope::Document, action_type, input.clone());
-        assert!(
-            w.doc.apply(&op, &w.registry).is_err(),
-            "{action_type} {input}"
-        );
+        assert!(w.doc.apply(&op, &w.registry).is_err(), "{action_type} {input}");
         assert_eq!(header_change(&op), None, "{action_type} {input}");
     }
 }

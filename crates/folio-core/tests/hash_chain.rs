@@ -5,9 +5,7 @@ mod common;
 
 use common::{JSON, TODO, Writer};
 use folio_core::hash::{canonical_json, value_hash};
-use folio_core::{
-    Action, ChainError, HlcTimestamp, ModelRegistry, OpHash, Operation, Scope, check_chain,
-};
+use folio_core::{Action, ChainError, HlcTimestamp, ModelRegistry, OpHash, Operation, Scope, check_chain};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
@@ -41,16 +39,10 @@ fn every_hash_is_distinct_and_chained() {
     let ops = history();
     for pair in ops.windows(2) {
         assert_ne!(pair[0].hash, pair[1].hash);
-        assert_eq!(
-            folio_core::operation_hash(&pair[0].hash, &pair[1]),
-            pair[1].hash
-        );
+        assert_eq!(folio_core::operation_hash(&pair[0].hash, &pair[1]), pair[1].hash);
     }
     // The same operation over another predecessor has another hash.
-    assert_ne!(
-        folio_core::operation_hash(&OpHash::ZERO, &ops[1]),
-        ops[1].hash
-    );
+    assert_ne!(folio_core::operation_hash(&OpHash::ZERO, &ops[1]), ops[1].hash);
 }
 
 #[test]
@@ -120,10 +112,7 @@ fn a_changed_index_is_detected() {
     ops[2].index = 7;
     assert_eq!(
         check_chain(&OpHash::ZERO, 0, &ops),
-        Err(ChainError::IndexGap {
-            expected: 2,
-            found: 7
-        })
+        Err(ChainError::IndexGap { expected: 2, found: 7 })
     );
 
     // Renumbered and rehashed in place: its successor's link breaks.
@@ -139,10 +128,7 @@ fn a_lost_operation_is_detected() {
     ops.remove(2);
     assert_eq!(
         check_chain(&OpHash::ZERO, 0, &ops),
-        Err(ChainError::IndexGap {
-            expected: 2,
-            found: 3
-        })
+        Err(ChainError::IndexGap { expected: 2, found: 3 })
     );
     // Renumbering the rest does not hide it: the index is part of the hash.
     for (i, op) in ops.iter_mut().enumerate() {
@@ -160,10 +146,7 @@ fn a_swapped_pair_is_detected() {
     ops.swap(1, 2);
     assert_eq!(
         check_chain(&OpHash::ZERO, 0, &ops),
-        Err(ChainError::IndexGap {
-            expected: 1,
-            found: 2
-        })
+        Err(ChainError::IndexGap { expected: 1, found: 2 })
     );
     // Swapped with their indexes swapped back: the hashes no longer chain.
     ops[1].index = 1;
@@ -183,10 +166,7 @@ fn a_wrong_start_is_detected() {
     );
     assert_eq!(
         check_chain(&OpHash::ZERO, 1, &ops),
-        Err(ChainError::IndexGap {
-            expected: 1,
-            found: 0
-        })
+        Err(ChainError::IndexGap { expected: 1, found: 0 })
     );
 }
 
@@ -247,18 +227,8 @@ fn canonical_json_sorts_keys_whatever_the_insertion_order() {
 
     // In an operation's input.
     let at = HlcTimestamp::new(1_763_769_600_000, 0);
-    let mut a = Action::new(
-        "SET",
-        json!({"path": "/x", "value": one}),
-        Scope::Global,
-        at,
-    );
-    let mut b = Action::new(
-        "SET",
-        json!({"value": two, "path": "/x"}),
-        Scope::Global,
-        at,
-    );
+    let mut a = Action::new("SET", json!({"path": "/x", "value": one}), Scope::Global, at);
+    let mut b = Action::new("SET", json!({"value": two, "path": "/x"}), Scope::Global, at);
     a.id = Uuid::nil();
     b.id = Uuid::nil();
     let op_a = Operation::new(a, 0, 0, None, &OpHash::ZERO);
@@ -283,10 +253,7 @@ fn json_state_hash_is_independent_of_insertion_order() {
             .unwrap();
     }
     assert_eq!(model.state_hash(&one), model.state_hash(&two));
-    assert_eq!(
-        model.state_to_string(&one),
-        r#"{"a":2,"b":1,"c":{"x":4,"y":3}}"#
-    );
+    assert_eq!(model.state_to_string(&one), r#"{"a":2,"b":1,"c":{"x":4,"y":3}}"#);
     assert_eq!(model.state_to_string(&one), model.state_to_string(&two));
 }
 
@@ -332,21 +299,12 @@ fn golden_operation_hashes() {
     );
     action.id = Uuid::parse_str("0193a5e2-6c00-7000-8000-000000000002").unwrap();
     action.replica = Some("replica-a".into());
-    let second = Operation::new(
-        action,
-        1,
-        0,
-        Some("TODO_NOT_FOUND: no item".into()),
-        &first.hash,
-    );
+    let second = Operation::new(action, 1, 0, Some("TODO_NOT_FOUND: no item".into()), &first.hash);
     assert_eq!(
         second.hash.to_hex(),
         "dc6e850d966e8580fc5066e9ca8958866e6201433ad90f1ab3a123c2b06b342b"
     );
-    assert_eq!(
-        check_chain(&OpHash::ZERO, 0, &[first, second.clone()]),
-        Ok(second.hash)
-    );
+    assert_eq!(check_chain(&OpHash::ZERO, 0, &[first, second.clone()]), Ok(second.hash));
 }
 
 #[test]
@@ -354,10 +312,7 @@ fn hashes_parse_from_their_hex() {
     let op = &history()[0];
     let hex = op.hash.to_hex();
     assert_eq!(hex.len(), 64);
-    assert!(
-        hex.bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    );
+    assert!(hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
     assert_eq!(hex.parse::<OpHash>().unwrap(), op.hash);
     assert_eq!(op.hash.to_string(), hex);
     assert!(hex.to_uppercase().parse::<OpHash>().is_err());

@@ -129,9 +129,7 @@ fn set_past_the_end_of_an_array_is_out_of_bounds() {
 
 #[test]
 fn set_with_a_key_into_an_array_is_a_type_clash() {
-    for path in [
-        "/arr/x", "/arr/01", "/arr/+1", "/arr/-1", "/arr/", "/arr/-/x",
-    ] {
+    for path in ["/arr/x", "/arr/01", "/arr/+1", "/arr/-1", "/arr/", "/arr/-/x"] {
         doc()
             .given(sample())
             .when("SET", json!({"path": path, "value": 0}))
@@ -265,10 +263,7 @@ fn delete_at_the_root_empties_the_document() {
 fn merge_shallow_merges_into_an_object() {
     doc()
         .given([set("/o", json!({"a": 1, "b": {"x": 1}}))])
-        .when(
-            "MERGE",
-            json!({"path": "/o", "value": {"b": {"y": 2}, "c": 3}}),
-        )
+        .when("MERGE", json!({"path": "/o", "value": {"b": {"y": 2}, "c": 3}}))
         .then_state(json!({"o": {"a": 1, "b": {"y": 2}, "c": 3}}));
 }
 
@@ -333,17 +328,10 @@ fn merge_past_the_end_of_an_array_is_out_of_bounds() {
 
 #[test]
 fn insert_at_the_start_middle_and_end() {
-    for (index, expected) in [
-        (0, json!([0, 1, 2])),
-        (1, json!([1, 0, 2])),
-        (2, json!([1, 2, 0])),
-    ] {
+    for (index, expected) in [(0, json!([0, 1, 2])), (1, json!([1, 0, 2])), (2, json!([1, 2, 0]))] {
         doc()
             .given(sample())
-            .when(
-                "INSERT",
-                json!({"path": "/arr", "index": index, "value": 0}),
-            )
+            .when("INSERT", json!({"path": "/arr", "index": index, "value": 0}))
             .then_state(json!({"arr": expected, "obj": {"k": "v"}, "n": 5}));
     }
 }
@@ -356,10 +344,7 @@ fn insert_creates_a_missing_array() {
         .then_state(json!({"list": ["a"]}));
     doc()
         .given_no_previous_actions()
-        .when(
-            "INSERT",
-            json!({"path": "/a/b/list", "index": 0, "value": "a"}),
-        )
+        .when("INSERT", json!({"path": "/a/b/list", "index": 0, "value": "a"}))
         .then_state(json!({"a": {"b": {"list": ["a"]}}}));
 }
 
@@ -380,10 +365,7 @@ fn insert_past_the_end_of_a_missing_array_is_out_of_bounds_and_creates_nothing()
         .then_rejected("INDEX_OUT_OF_BOUNDS");
     doc()
         .given(sample())
-        .when(
-            "INSERT",
-            json!({"path": "/a/b/list", "index": 2, "value": 0}),
-        )
+        .when("INSERT", json!({"path": "/a/b/list", "index": 2, "value": 0}))
         .then_rejected("INDEX_OUT_OF_BOUNDS");
 }
 
@@ -435,13 +417,7 @@ fn remove_past_the_end_is_out_of_bounds() {
 
 #[test]
 fn remove_at_a_missing_path_is_not_found() {
-    for path in [
-        "/missing",
-        "/missing/deeper",
-        "/obj/missing",
-        "/arr/5",
-        "/n/x",
-    ] {
+    for path in ["/missing", "/missing/deeper", "/obj/missing", "/arr/5", "/n/x"] {
         doc()
             .given(sample())
             .when("REMOVE", json!({"path": path, "index": 0}))

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use folio_core::{
-    Action, Branch, Document, DocumentId, HlcTimestamp, HybridClock, ModelRegistry, OpHash,
-    Operation, Scope, check_chain,
+    Action, Branch, Document, DocumentId, HlcTimestamp, HybridClock, ModelRegistry, OpHash, Operation, Scope,
+    check_chain,
 };
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
@@ -94,9 +94,7 @@ fn json_value() -> impl Strategy<Value = Value> {
 }
 
 fn pointer() -> impl Strategy<Value = String> {
-    let token = prop::sample::select(vec![
-        "a", "b", "c", "0", "1", "2", "-", "01", "x~1y", "m~0", "",
-    ]);
+    let token = prop::sample::select(vec!["a", "b", "c", "0", "1", "2", "-", "01", "x~1y", "m~0", ""]);
     prop_oneof![
         10 => prop::collection::vec(token, 0..4).prop_map(|ts| ts.iter().map(|t| format!("/{t}")).collect()),
         1 => Just("a/b".to_owned()),
@@ -165,13 +163,7 @@ fn write(document_type: &str, acts: &[Act]) -> Written {
     for (n, a) in std::iter::once(&create).chain(acts).enumerate() {
         let mut action = Action::new(a.action_type.clone(), a.input.clone(), a.scope, clock.now());
         action.id = Uuid::from_u128(1000 + n as u128);
-        let op = Operation::new(
-            action,
-            doc.header.revision.get(a.scope),
-            0,
-            None,
-            &doc.head(a.scope),
-        );
+        let op = Operation::new(action, doc.header.revision.get(a.scope), 0, None, &doc.head(a.scope));
         let before = (doc.to_json(), doc.heads);
         match doc.apply(&op, &registry) {
             Ok(()) => ops.push(op),
@@ -198,10 +190,7 @@ fn fold(ops: &[Operation]) -> Document {
 }
 
 fn of_scope(ops: &[Operation], scope: Scope) -> Vec<Operation> {
-    ops.iter()
-        .filter(|op| op.action.scope == scope)
-        .cloned()
-        .collect()
+    ops.iter().filter(|op| op.action.scope == scope).cloned().collect()
 }
 
 fn check_determinism(written: &Written) -> Result<(), TestCaseError> {
@@ -216,9 +205,7 @@ fn check_determinism(written: &Written) -> Result<(), TestCaseError> {
     prop_assert_eq!(one.to_json(), written.doc.to_json());
     // The state hash is the hash of the global state's JSON, which reloads (keyframes) to the same hash.
     let model = one.model().unwrap();
-    let reloaded = model
-        .state_from_json(&model.state_to_string(&one.state))
-        .unwrap();
+    let reloaded = model.state_from_json(&model.state_to_string(&one.state)).unwrap();
     prop_assert_eq!(model.state_hash(&reloaded), one.state_hash());
     Ok(())
 }
@@ -229,10 +216,7 @@ fn check_round_trip(written: &Written) -> Result<(), TestCaseError> {
         .iter()
         .map(|op| serde_json::to_string(op).unwrap())
         .collect();
-    let back: Vec<Operation> = text
-        .iter()
-        .map(|t| serde_json::from_str(t).unwrap())
-        .collect();
+    let back: Vec<Operation> = text.iter().map(|t| serde_json::from_str(t).unwrap()).collect();
     for (original, back) in written.ops.iter().zip(&back) {
         prop_assert_eq!(
             folio_core::operation_hash(&OpHash::ZERO, back),
@@ -250,14 +234,8 @@ fn check_round_trip(written: &Written) -> Result<(), TestCaseError> {
         let original = of_scope(&written.ops, scope);
         let head = original.last().map_or(OpHash::ZERO, |op| op.hash);
         prop_assert_eq!(check_chain(&OpHash::ZERO, 0, &original), Ok(head));
-        prop_assert_eq!(
-            check_chain(&OpHash::ZERO, 0, &of_scope(&back, scope)),
-            Ok(head)
-        );
-        prop_assert_eq!(
-            check_chain(&OpHash::ZERO, 0, &of_scope(&via_value, scope)),
-            Ok(head)
-        );
+        prop_assert_eq!(check_chain(&OpHash::ZERO, 0, &of_scope(&back, scope)), Ok(head));
+        prop_assert_eq!(check_chain(&OpHash::ZERO, 0, &of_scope(&via_value, scope)), Ok(head));
     }
     prop_assert_eq!(fold(&back).state_hash(), written.doc.state_hash());
     Ok(())

@@ -4,9 +4,7 @@
 
 use std::path::PathBuf;
 
-use folio_core::{
-    Action, Branch, DocumentHeader, DocumentId, HlcTimestamp, OpHash, Operation, Revisions, Scope,
-};
+use folio_core::{Action, Branch, DocumentHeader, DocumentId, HlcTimestamp, OpHash, Operation, Revisions, Scope};
 use schemars::{JsonSchema, schema_for};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -29,12 +27,8 @@ fn check(file: &str, generated: String) {
         std::fs::write(&path, &generated).expect("write schema");
         return;
     }
-    let checked_in = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {}: {e}; run with FOLIO_UPDATE_SCHEMAS=1",
-            path.display()
-        )
-    });
+    let checked_in = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}; run with FOLIO_UPDATE_SCHEMAS=1", path.display()));
     assert!(
         checked_in == generated,
         "{} differs from the schema generated from the Rust types; if the change is intended, regenerate with \
@@ -61,12 +55,7 @@ fn document_header_schema_is_up_to_date() {
 /// The property names a schema declares, and those it requires.
 fn declared<T: JsonSchema>() -> (Vec<String>, Vec<String>) {
     let schema = serde_json::to_value(schema_for!(T)).unwrap();
-    let mut props: Vec<String> = schema["properties"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect();
+    let mut props: Vec<String> = schema["properties"].as_object().unwrap().keys().cloned().collect();
     props.sort();
     let required = schema["required"]
         .as_array()
@@ -144,15 +133,9 @@ fn wire_values_match_the_schema_patterns() {
     };
     assert!(is_digits(&wire["timestampUtcMs"]));
     assert_eq!(schema["properties"]["timestampUtcMs"]["type"], "string");
-    assert_eq!(
-        schema["properties"]["timestampUtcMs"]["pattern"],
-        "^[0-9]{1,20}$"
-    );
+    assert_eq!(schema["properties"]["timestampUtcMs"]["pattern"], "^[0-9]{1,20}$");
     assert_eq!(schema["$defs"]["OpHash"]["pattern"], "^[0-9a-f]{64}$");
-    assert_eq!(
-        schema["$defs"]["Scope"]["enum"],
-        json!(["global", "local", "document"])
-    );
+    assert_eq!(schema["$defs"]["Scope"]["enum"], json!(["global", "local", "document"]));
     for scope in Scope::ALL {
         assert!(
             schema["$defs"]["Scope"]["enum"]

@@ -152,10 +152,7 @@ fn an_empty_id_is_reported_before_an_empty_title() {
 fn update_sets_the_title() {
     todo()
         .given([add("milk", "Buy milk")])
-        .when(
-            "UPDATE_TODO",
-            json!({"id": "milk", "title": "Buy oat milk"}),
-        )
+        .when("UPDATE_TODO", json!({"id": "milk", "title": "Buy oat milk"}))
         .then_state(json!({"items": {"milk": {"title": "Buy oat milk", "done": false}}}));
 }
 
@@ -175,10 +172,7 @@ fn update_sets_done_and_back() {
 fn update_sets_title_and_done_together() {
     todo()
         .given([add("milk", "Buy milk")])
-        .when(
-            "UPDATE_TODO",
-            json!({"id": "milk", "title": "Milk", "done": true}),
-        )
+        .when("UPDATE_TODO", json!({"id": "milk", "title": "Milk", "done": true}))
         .then_state(json!({"items": {"milk": {"title": "Milk", "done": true}}}));
 }
 
@@ -190,10 +184,7 @@ fn update_with_nothing_to_change_changes_nothing() {
         .then_unchanged();
     todo()
         .given([add("milk", "Buy milk")])
-        .when(
-            "UPDATE_TODO",
-            json!({"id": "milk", "title": null, "done": null}),
-        )
+        .when("UPDATE_TODO", json!({"id": "milk", "title": null, "done": null}))
         .then_unchanged();
 }
 
@@ -210,10 +201,7 @@ fn update_of_a_deleted_item_recreates_it_from_its_tombstone() {
 fn update_of_a_deleted_item_keeps_the_tombstone_done_flag() {
     todo()
         .given([add("milk", "Buy milk"), done("milk"), delete("milk")])
-        .when(
-            "UPDATE_TODO",
-            json!({"id": "milk", "title": "Buy milk twice"}),
-        )
+        .when("UPDATE_TODO", json!({"id": "milk", "title": "Buy milk twice"}))
         .then_state(json!({"items": {"milk": {"title": "Buy milk twice", "done": true}}}));
 }
 
@@ -221,10 +209,7 @@ fn update_of_a_deleted_item_keeps_the_tombstone_done_flag() {
 fn update_of_an_unknown_id_with_a_title_creates_it() {
     todo()
         .given_no_previous_actions()
-        .when(
-            "UPDATE_TODO",
-            json!({"id": "new", "title": "Fresh", "done": true}),
-        )
+        .when("UPDATE_TODO", json!({"id": "new", "title": "Fresh", "done": true}))
         .then_state(json!({"items": {"new": {"title": "Fresh", "done": true}}}));
 }
 
@@ -255,10 +240,7 @@ fn update_rejects_empty_blank_and_long_titles() {
         // Checked before the upsert: a bad title does not recreate a deleted item either.
         todo()
             .given([add("milk", "Buy milk"), delete("milk")])
-            .when(
-                "UPDATE_TODO",
-                json!({"id": "milk", "title": title, "done": true}),
-            )
+            .when("UPDATE_TODO", json!({"id": "milk", "title": title, "done": true}))
             .then_rejected(code);
     }
 }
@@ -298,9 +280,7 @@ fn delete_is_idempotent() {
     todo()
         .given([add("milk", "Buy milk"), delete("milk")])
         .when("DELETE_TODO", json!({"id": "milk"}))
-        .then_state(
-            json!({"items": {}, "deleted": {"milk": {"title": "Buy milk", "done": false}}}),
-        );
+        .then_state(json!({"items": {}, "deleted": {"milk": {"title": "Buy milk", "done": false}}}));
 }
 
 #[test]
@@ -336,13 +316,7 @@ fn delete_after_readd_tombstones_the_new_version() {
 #[test]
 fn clear_done_tombstones_done_items_only() {
     todo()
-        .given([
-            add("a", "A"),
-            add("b", "B"),
-            add("c", "C"),
-            done("a"),
-            done("c"),
-        ])
+        .given([add("a", "A"), add("b", "B"), add("c", "C"), done("a"), done("c")])
         .when("CLEAR_DONE", json!({}))
         .then_state(json!({
             "items": {"b": {"title": "B", "done": false}},
@@ -374,14 +348,7 @@ fn cleared_items_come_back_on_update() {
 
 #[test]
 fn unknown_action_types_are_refused() {
-    for action_type in [
-        "ADD_TODOS",
-        "add_todo",
-        "AddTodo",
-        "",
-        "SET",
-        "CREATE_DOCUMENT",
-    ] {
+    for action_type in ["ADD_TODOS", "add_todo", "AddTodo", "", "SET", "CREATE_DOCUMENT"] {
         todo()
             .given([add("a", "A")])
             .when(action_type, json!({"id": "a", "title": "B"}))
@@ -430,10 +397,7 @@ fn mistyped_fields_are_invalid_input() {
 fn extra_fields_are_invalid_input() {
     for (action_type, input) in [
         ("ADD_TODO", json!({"id": "a", "title": "A", "priority": 1})),
-        (
-            "UPDATE_TODO",
-            json!({"id": "a", "done": true, "Done": true}),
-        ),
+        ("UPDATE_TODO", json!({"id": "a", "done": true, "Done": true})),
         ("DELETE_TODO", json!({"id": "a", "hard": true})),
         ("CLEAR_DONE", json!({"all": true})),
     ] {

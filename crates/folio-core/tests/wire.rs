@@ -50,10 +50,7 @@ fn action_fields_are_as_specified() {
         })
     );
     // counter (0) and replica (None) are omitted.
-    assert_eq!(
-        keys(&wire),
-        ["id", "input", "scope", "timestampUtcMs", "type"]
-    );
+    assert_eq!(keys(&wire), ["id", "input", "scope", "timestampUtcMs", "type"]);
 }
 
 #[test]
@@ -84,10 +81,7 @@ fn scopes_are_lowercase_names() {
         assert_eq!(serde_json::to_value(&a).unwrap()["scope"], json!(name));
     }
     for bad in ["Global", "GLOBAL", "shared", ""] {
-        assert!(
-            serde_json::from_value::<Scope>(json!(bad)).is_err(),
-            "{bad}"
-        );
+        assert!(serde_json::from_value::<Scope>(json!(bad)).is_err(), "{bad}");
         assert!(bad.parse::<Scope>().is_err(), "{bad}");
     }
 }
@@ -119,11 +113,7 @@ fn action_denies_unknown_fields() {
     assert!(err.contains("unknown field"), "{err}");
     // Field names are case-sensitive camelCase.
     let mut wire = serde_json::to_value(action()).unwrap();
-    let ts = wire
-        .as_object_mut()
-        .unwrap()
-        .remove("timestampUtcMs")
-        .unwrap();
+    let ts = wire.as_object_mut().unwrap().remove("timestampUtcMs").unwrap();
     wire["timestamp_utc_ms"] = ts;
     assert!(parse_action(wire).is_err());
 }
@@ -154,12 +144,7 @@ fn timestamp_accepts_a_decimal_string_or_a_number() {
         1_763_769_600_000
     );
     assert_eq!(with(json!("0")).unwrap().timestamp_utc_ms, 0);
-    assert_eq!(
-        with(json!("18446744073709551615"))
-            .unwrap()
-            .timestamp_utc_ms,
-        u64::MAX
-    );
+    assert_eq!(with(json!("18446744073709551615")).unwrap().timestamp_utc_ms, u64::MAX);
     // Leading zeros read, and are written back canonically.
     let a = with(json!("0001763769600000")).unwrap();
     assert_eq!(
@@ -210,15 +195,7 @@ fn operation_fields_are_as_specified() {
     let wire = serde_json::to_value(&op).unwrap();
     assert_eq!(
         keys(&wire),
-        [
-            "action",
-            "error",
-            "hash",
-            "id",
-            "index",
-            "skip",
-            "timestampUtcMs"
-        ]
+        ["action", "error", "hash", "id", "index", "skip", "timestampUtcMs"]
     );
     assert_eq!(wire["id"], json!(ID));
     assert_eq!(wire["index"], json!(0));
@@ -262,10 +239,7 @@ fn operation_round_trips_and_keeps_its_hash() {
     let mut ops = w.ops(Scope::Global);
     ops.push(op);
     let back: Vec<Operation> = serde_json::from_str(&serde_json::to_string(&ops).unwrap()).unwrap();
-    assert_eq!(
-        folio_core::check_chain(&OpHash::ZERO, 0, &back),
-        Ok(ops[1].hash)
-    );
+    assert_eq!(folio_core::check_chain(&OpHash::ZERO, 0, &back), Ok(ops[1].hash));
 }
 
 #[test]
@@ -285,20 +259,10 @@ fn operation_error_is_optional_on_input() {
 fn operation_denies_unknown_fields_at_every_level() {
     let mut wire = serde_json::to_value(operation()).unwrap();
     wire["revision"] = json!(1);
-    assert!(
-        parse_operation(wire)
-            .unwrap_err()
-            .to_string()
-            .contains("unknown field")
-    );
+    assert!(parse_operation(wire).unwrap_err().to_string().contains("unknown field"));
     let mut wire = serde_json::to_value(operation()).unwrap();
     wire["action"]["extra"] = json!(1);
-    assert!(
-        parse_operation(wire)
-            .unwrap_err()
-            .to_string()
-            .contains("unknown field")
-    );
+    assert!(parse_operation(wire).unwrap_err().to_string().contains("unknown field"));
 }
 
 #[test]
@@ -337,10 +301,7 @@ fn operation_requires_its_fields() {
     for field in ["id", "index", "skip", "timestampUtcMs", "hash", "action"] {
         let mut wire = serde_json::to_value(operation()).unwrap();
         wire.as_object_mut().unwrap().remove(field);
-        assert!(
-            parse_operation(wire).is_err(),
-            "{field} missing but accepted"
-        );
+        assert!(parse_operation(wire).is_err(), "{field} missing but accepted");
     }
 }
 
@@ -363,10 +324,7 @@ fn document_header_fields_are_camel_case() {
         ]
     );
     assert_eq!(wire["branch"], json!("main"));
-    assert_eq!(
-        wire["revision"],
-        json!({"global": 0, "local": 0, "document": 1})
-    );
+    assert_eq!(wire["revision"], json!({"global": 0, "local": 0, "document": 1}));
     assert_eq!(wire["createdAtUtcIso"], json!("2025-11-22T00:00:00.001Z"));
     let back: DocumentHeader = serde_json::from_value(wire).unwrap();
     assert_eq!(back, w.doc.header);
@@ -385,10 +343,7 @@ fn branch_names_are_validated_on_input() {
         "feature/x-1.2_b"
     );
     for bad in ["", "has space", "ünï", &"b".repeat(65)] {
-        assert!(
-            serde_json::from_value::<Branch>(json!(bad)).is_err(),
-            "{bad:?}"
-        );
+        assert!(serde_json::from_value::<Branch>(json!(bad)).is_err(), "{bad:?}");
     }
     assert!(serde_json::from_value::<Branch>(json!("b".repeat(64))).is_ok());
 }

@@ -18,6 +18,9 @@ pub struct ReactorConfig {
     /// Bytes of hydrated documents the view keeps cached (LRU).
     pub cache_bytes: usize,
     /// A keyframe is stored each time a document's global revision crosses a multiple of this (0: never).
+    /// The default, 250, comes from `folio bench rehydrate`: on a 100,000-operation todo list a cold load takes
+    /// about 1.1 ms from a keyframe at the head and about 2.5 ms with the longest tail (249 operations); at 1,000
+    /// the longest tail costs about 8 ms. The price is storage: one copy of the state every 250 operations.
     pub keyframe_every: u64,
     /// Events buffered per subscriber before the slowest ones are told they lagged.
     pub event_capacity: usize,
@@ -38,7 +41,7 @@ impl Default for ReactorConfig {
             max_retries: 16,
             retry_backoff: Duration::from_millis(2),
             cache_bytes: 256 * 1024 * 1024,
-            keyframe_every: 1000,
+            keyframe_every: 250,
             event_capacity: 4096,
             job_history: 100_000,
             working_set: 1024,

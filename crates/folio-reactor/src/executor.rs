@@ -11,11 +11,11 @@ use tokio::sync::mpsc;
 use folio_core::{ApplyError, Document, Operation, Scope};
 use folio_store::{AppendRequest, StoreError};
 
+use crate::ReactorError;
 use crate::event::Event;
 use crate::job::{Job, JobOutcome, JobStatus};
 use crate::reactor::Shared;
 use crate::view::DocKey;
-use crate::ReactorError;
 
 /// A document's working copy: the committed state plus nothing else between batches.
 struct Working {
@@ -94,7 +94,10 @@ impl Executor {
             }
             self.working.insert(key.clone(), Working { doc, tick: 0 });
         }
-        let w = self.working.get_mut(key).ok_or(ReactorError::Store("working set".into()))?;
+        let w = self
+            .working
+            .get_mut(key)
+            .ok_or(ReactorError::Store("working set".into()))?;
         w.tick = self.tick;
         Ok(w)
     }
@@ -218,7 +221,9 @@ impl Executor {
                 // Events go out before the jobs complete: whoever sees a completed job and subscribes afterwards
                 // does not receive its operations again.
                 let deleted = p.request.unit.scope == Scope::Document
-                    && ops.iter().any(|op| op.action.action_type == folio_core::document::DELETE_DOCUMENT);
+                    && ops
+                        .iter()
+                        .any(|op| op.action.action_type == folio_core::document::DELETE_DOCUMENT);
                 let ordinals = appended.ordinals;
                 for (job, range) in p.jobs {
                     let job_ops = ops[range.clone()].to_vec();
@@ -239,12 +244,15 @@ impl Executor {
                     ordinals: ordinals.into(),
                 });
                 if deleted {
-                    shared.bus.publish(Event::DocumentDeleted {
-                        document_id: p.key.id,
-                    });
+                    shared.bus.publish(Event::DocumentDeleted { document_id: p.key.id });
                 }
                 for (job, outcome) in completions {
-                    shared.jobs.set(job.id, JobStatus::Completed { revision: outcome.revision });
+                    shared.jobs.set(
+                        job.id,
+                        JobStatus::Completed {
+                            revision: outcome.revision,
+                        },
+                    );
                     let _ = job.reply.send(Ok(outcome));
                 }
             }
@@ -253,8 +261,10 @@ impl Executor {
                 self.working.remove(&p.key);
                 shared.view.invalidate(&p.key);
                 for (mut job, _) in p.jobs {
-                    job.attempts
-                        .push(format!("attempt {}: expected revision {expected}, store at {actual}", job.attempts.len() + 1));
+                    job.attempts.push(format!(
+                        "attempt {}: expected revision {expected}, store at {actual}",
+                        job.attempts.len() + 1
+                    ));
                     if job.attempts.len() > shared.config.max_retries as usize {
                         let attempts = std::mem::take(&mut job.attempts);
                         fail(&shared, job, ReactorError::RetriesExhausted { attempts });

@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use folio_core::{Action, Operation, Scope};
 
-use crate::view::DocKey;
 use crate::ReactorError;
+use crate::view::DocKey;
 
 /// A job's id.
 pub type JobId = Uuid;
@@ -119,6 +119,11 @@ impl JobTable {
     }
 
     pub fn get(&self, id: &JobId) -> Option<JobStatus> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).statuses.get(id).cloned()
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .statuses
+            .get(id)
+            .cloned()
     }
 }

@@ -13,12 +13,12 @@ use folio_core::document::{CREATE_DOCUMENT, CreateDocumentInput, DELETE_DOCUMENT
 use folio_core::{Action, Branch, Document, DocumentHeader, DocumentId, HybridClock, ModelRegistry, Scope};
 use folio_store::{ListQuery, OperationStore};
 
+use crate::ReactorError;
 use crate::config::ReactorConfig;
 use crate::event::{EventBus, Subscription};
 use crate::executor::Executor;
 use crate::job::{Job, JobHandle, JobId, JobOutcome, JobStatus, JobTable};
 use crate::view::{DocKey, DocumentView};
-use crate::ReactorError;
 
 /// What the executors and the handle share.
 pub(crate) struct Shared {
@@ -86,7 +86,12 @@ impl Reactor {
         let executors = config.executors.max(1);
         let per_queue = (config.queue_capacity / executors).max(1);
         let shared = Arc::new(Shared {
-            view: DocumentView::new(store.clone(), registry.clone(), config.cache_bytes, config.keyframe_every),
+            view: DocumentView::new(
+                store.clone(),
+                registry.clone(),
+                config.cache_bytes,
+                config.keyframe_every,
+            ),
             bus: EventBus::new(config.event_capacity),
             jobs: JobTable::new(config.job_history),
             store,
@@ -257,8 +262,17 @@ impl Reactor {
     }
 
     /// The document as it was at global revision `revision`.
-    pub async fn get_at(&self, id: DocumentId, branch: &Branch, revision: u64) -> Result<Option<Document>, ReactorError> {
-        self.inner.shared.view.get_at(&DocKey::new(id, branch.clone()), revision).await
+    pub async fn get_at(
+        &self,
+        id: DocumentId,
+        branch: &Branch,
+        revision: u64,
+    ) -> Result<Option<Document>, ReactorError> {
+        self.inner
+            .shared
+            .view
+            .get_at(&DocKey::new(id, branch.clone()), revision)
+            .await
     }
 
     /// The document once its global revision reaches `min_revision` (a job's consistency token), waiting up to

@@ -80,7 +80,9 @@ impl Lru {
         );
         self.bytes += size;
         while self.bytes > limit && self.entries.len() > 1 {
-            let Some((_, oldest)) = self.order.pop_first() else { break };
+            let Some((_, oldest)) = self.order.pop_first() else {
+                break;
+            };
             if let Some(entry) = self.entries.remove(&oldest) {
                 self.bytes -= entry.size;
             }
@@ -285,4 +287,3 @@ impl DocumentView {
         Ok(())
     }
 }
-

@@ -26,7 +26,12 @@ async fn a_full_queue_refuses_with_overloaded_and_recovers() {
         ..common::config()
     };
     let reactor = Reactor::new(store, Arc::new(ModelRegistry::with_builtin()), config);
-    let id = reactor.create_document("folio/todo-list", "q", None).await.unwrap().header.id;
+    let id = reactor
+        .create_document("folio/todo-list", "q", None)
+        .await
+        .unwrap()
+        .header
+        .id;
     let mut accepted = Vec::new();
     let mut refused = 0;
     for i in 0..50 {
@@ -59,8 +64,11 @@ fn interfering(inner: Arc<dyn OperationStore>, interfere: usize) -> (Arc<dyn Ope
         inner: inner.clone(),
         appends: AtomicUsize::new(0),
         before_append: move |requests: &[AppendRequest]| -> futures::future::BoxFuture<'static, ()> {
-            let units: Vec<SyncUnit> =
-                requests.iter().filter(|r| r.unit.scope == Scope::Global).map(|r| r.unit.clone()).collect();
+            let units: Vec<SyncUnit> = requests
+                .iter()
+                .filter(|r| r.unit.scope == Scope::Global)
+                .map(|r| r.unit.clone())
+                .collect();
             let inner = inner.clone();
             let c = c.clone();
             Box::pin(async move {
@@ -81,9 +89,17 @@ async fn a_moving_head_is_reloaded_and_the_job_rerun() {
     let memory: Arc<dyn OperationStore> = Arc::new(MemoryStore::new());
     let (store, interfered) = interfering(memory.clone(), 3);
     let reactor = Reactor::new(store, Arc::new(ModelRegistry::with_builtin()), common::config());
-    let id = reactor.create_document("folio/todo-list", "r", None).await.unwrap().header.id;
+    let id = reactor
+        .create_document("folio/todo-list", "r", None)
+        .await
+        .unwrap()
+        .header
+        .id;
     let a = reactor.action("ADD_TODO", json!({"id": "mine", "title": "t"}), Scope::Global);
-    let outcome = reactor.apply(Submit::new(id, vec![a])).await.expect("succeeds after retries");
+    let outcome = reactor
+        .apply(Submit::new(id, vec![a]))
+        .await
+        .expect("succeeds after retries");
     // Three foreign writes came first; the job landed on top of them.
     assert_eq!(outcome.revision, 4);
     assert_eq!(interfered.load(Ordering::SeqCst), 4);
@@ -102,7 +118,12 @@ async fn a_job_gives_up_after_its_retries_with_the_history_of_its_attempts() {
         ..common::config()
     };
     let reactor = Reactor::new(store, Arc::new(ModelRegistry::with_builtin()), config);
-    let id = reactor.create_document("folio/todo-list", "r", None).await.unwrap().header.id;
+    let id = reactor
+        .create_document("folio/todo-list", "r", None)
+        .await
+        .unwrap()
+        .header
+        .id;
     let a = reactor.action("ADD_TODO", json!({"id": "mine", "title": "t"}), Scope::Global);
     let started = tokio::time::Instant::now();
     match reactor.apply(Submit::new(id, vec![a])).await {

@@ -19,7 +19,14 @@ async fn a_thousand_submitters_on_ten_documents_lose_and_reorder_nothing() {
     let reactor = Reactor::new(store.clone(), Arc::new(ModelRegistry::with_builtin()), common::config());
     let mut docs = Vec::new();
     for d in 0..10 {
-        docs.push(reactor.create_document("folio/json", &format!("d{d}"), None).await.unwrap().header.id);
+        docs.push(
+            reactor
+                .create_document("folio/json", &format!("d{d}"), None)
+                .await
+                .unwrap()
+                .header
+                .id,
+        );
     }
     const SUBMITTERS: usize = 1000;
     const JOBS: usize = 3;
@@ -88,7 +95,12 @@ async fn a_stalled_subscriber_does_not_hold_writers_and_catches_up_from_the_stor
         ..common::config()
     };
     let reactor = Reactor::new(store.clone(), Arc::new(ModelRegistry::with_builtin()), config);
-    let id = reactor.create_document("folio/todo-list", "s", None).await.unwrap().header.id;
+    let id = reactor
+        .create_document("folio/todo-list", "s", None)
+        .await
+        .unwrap()
+        .header
+        .id;
     let start_ordinal = store.max_ordinal().await.unwrap();
     let mut stalled = reactor.subscribe();
     // 500 jobs complete although the subscriber reads nothing (it holds at most 16 events).

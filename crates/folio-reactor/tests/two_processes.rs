@@ -45,7 +45,11 @@ fn child_entry() {
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
         for i in 0..PER_CHILD {
-            let a = reactor.action("ADD_TODO", json!({"id": format!("{tag}-{i}"), "title": "t"}), Scope::Global);
+            let a = reactor.action(
+                "ADD_TODO",
+                json!({"id": format!("{tag}-{i}"), "title": "t"}),
+                Scope::Global,
+            );
             let action_id = a.id;
             let outcome = reactor.apply(Submit::new(id, vec![a])).await.unwrap();
             println!("ACK {action_id} {} {}", outcome.revision, outcome.retries);
@@ -59,8 +63,17 @@ async fn two_reactors_in_two_processes_share_one_document() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("shared.db");
     let store = Arc::new(SqliteStore::open(&db).await.unwrap());
-    let reactor = Reactor::new(store.clone(), Arc::new(ModelRegistry::with_builtin()), ReactorConfig::default());
-    let id = reactor.create_document("folio/todo-list", "shared", None).await.unwrap().header.id;
+    let reactor = Reactor::new(
+        store.clone(),
+        Arc::new(ModelRegistry::with_builtin()),
+        ReactorConfig::default(),
+    );
+    let id = reactor
+        .create_document("folio/todo-list", "shared", None)
+        .await
+        .unwrap()
+        .header
+        .id;
     reactor.shutdown().await;
 
     let exe = std::env::current_exe().unwrap();
@@ -115,8 +128,12 @@ async fn two_reactors_in_two_processes_share_one_document() {
     }
     // Both processes interleaved (each one's items are not all in one block), which means both saw mismatches
     // and retried on the other's head.
-    let first_of_b = stored.iter().position(|op| op.action.input["id"].as_str().unwrap().starts_with("b-"));
-    let last_of_a = stored.iter().rposition(|op| op.action.input["id"].as_str().unwrap().starts_with("a-"));
+    let first_of_b = stored
+        .iter()
+        .position(|op| op.action.input["id"].as_str().unwrap().starts_with("b-"));
+    let last_of_a = stored
+        .iter()
+        .rposition(|op| op.action.input["id"].as_str().unwrap().starts_with("a-"));
     println!("first b at {first_of_b:?}, last a at {last_of_a:?}, {retries} retries");
     // Both wrote while the other did: some jobs met a head the other process had moved, and were re-run.
     assert!(retries > 0, "no job was retried: the processes never contended");

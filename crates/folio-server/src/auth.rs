@@ -65,7 +65,11 @@ pub struct Tokens {
 
 /// A new random token (244 random bits).
 pub fn new_secret() -> String {
-    format!("folio_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+    format!(
+        "folio_{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 fn read_file(path: &Path) -> std::io::Result<Vec<(blake3::Hash, Role)>> {
@@ -165,8 +169,11 @@ impl Tokens {
 
     /// Checks that `secret` may make a request needing `needed`.
     pub fn authorize(&self, secret: Option<&str>, needed: Role) -> Result<Role, ApiError> {
-        let secret = secret.ok_or_else(|| ApiError::unauthorized("a token is needed: Authorization: Bearer <token>"))?;
-        let role = self.role_of(secret).ok_or_else(|| ApiError::unauthorized("unknown token"))?;
+        let secret =
+            secret.ok_or_else(|| ApiError::unauthorized("a token is needed: Authorization: Bearer <token>"))?;
+        let role = self
+            .role_of(secret)
+            .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
         if role < needed {
             return Err(ApiError::forbidden(format!(
                 "a {} token may not do this; it needs {}",

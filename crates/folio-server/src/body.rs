@@ -52,7 +52,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::too_large(format!("the body is over the limit of {} bytes", state.config.body_limit))
+                ApiError::too_large(format!(
+                    "the body is over the limit of {} bytes",
+                    state.config.body_limit
+                ))
             } else {
                 ApiError::bad_request(format!("the body could not be read: {rejection}"))
             }
@@ -61,7 +64,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             return Err(ApiError::bad_request("the body is empty; a JSON object is expected"));
         }
         if too_deep(&bytes, MAX_DEPTH) {
-            return Err(ApiError::bad_request(format!("the body nests deeper than {MAX_DEPTH} levels")));
+            return Err(ApiError::bad_request(format!(
+                "the body nests deeper than {MAX_DEPTH} levels"
+            )));
         }
         serde_json::from_slice(&bytes)
             .map(JsonBody)

@@ -36,7 +36,9 @@ use routes::{documents, jobs, meta};
 fn presented_token(req: &Request) -> Option<String> {
     if let Some(value) = req.headers().get(AUTHORIZATION) {
         let value = value.to_str().ok()?;
-        let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))?;
         return Some(token.trim().to_owned());
     }
     req.uri().query().and_then(|q| {
@@ -49,7 +51,9 @@ fn presented_token(req: &Request) -> Option<String> {
 
 async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
     let token = presented_token(&req);
-    state.tokens.authorize(token.as_deref(), Role::needed_for(req.method()))?;
+    state
+        .tokens
+        .authorize(token.as_deref(), Role::needed_for(req.method()))?;
     Ok(next.run(req).await)
 }
 
@@ -103,7 +107,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let reactor = state.reactor.clone();
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
     reactor.shutdown().await;
     Ok(())
 }

@@ -42,13 +42,17 @@ struct ClientMessage {
 impl Filter {
     fn matches(&self, id: &DocumentId, document_type: &str) -> bool {
         self.document_ids.as_ref().is_none_or(|ids| ids.contains(id))
-            && self.document_types.as_ref().is_none_or(|types| types.contains(document_type))
+            && self
+                .document_types
+                .as_ref()
+                .is_none_or(|types| types.contains(document_type))
     }
 }
 
 /// Upgrades to a WebSocket.
 pub async fn subscribe(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
-    ws.max_message_size(64 * 1024).on_upgrade(move |socket| run(socket, state))
+    ws.max_message_size(64 * 1024)
+        .on_upgrade(move |socket| run(socket, state))
 }
 
 async fn send(socket: &mut WebSocket, value: Value) -> bool {
@@ -71,7 +75,11 @@ async fn run(mut socket: WebSocket, state: AppState) {
         Ok(Some(Ok(Message::Text(text)))) => match parse(&text) {
             Ok(f) => f,
             Err(e) => {
-                send(&mut socket, json!({ "event": "error", "code": "BAD_REQUEST", "message": e })).await;
+                send(
+                    &mut socket,
+                    json!({ "event": "error", "code": "BAD_REQUEST", "message": e }),
+                )
+                .await;
                 return;
             }
         },
@@ -130,7 +138,10 @@ fn messages(received: Received, filter: &Filter) -> Vec<Value> {
                 "branch": unit.branch,
                 "operations": &*operations,
             })];
-            if operations.iter().any(|op| op.action.action_type == DELETE_DOCUMENT && op.error.is_none()) {
+            if operations
+                .iter()
+                .any(|op| op.action.action_type == DELETE_DOCUMENT && op.error.is_none())
+            {
                 out.push(json!({ "event": "deleted", "documentId": unit.document_id }));
             }
             out

@@ -27,7 +27,13 @@ async fn health_needs_no_token_and_everything_else_does() {
         assert_eq!(resp.status(), 401, "{method} {path}");
         let body: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(body["error"]["code"], "UNAUTHORIZED");
-        let resp = s.client.request(method.clone(), s.url(path)).bearer_auth("folio_wrong").send().await.unwrap();
+        let resp = s
+            .client
+            .request(method.clone(), s.url(path))
+            .bearer_auth("folio_wrong")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 401, "{method} {path} with a wrong token");
     }
     s.stop().await;
@@ -50,7 +56,12 @@ async fn document_types_lists_the_models_and_their_actions() {
 async fn create_get_act_history_delete() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path()).await;
-    let (status, doc) = s.post("/v1/documents", json!({"documentType": "folio/todo-list", "name": "Groceries"})).await;
+    let (status, doc) = s
+        .post(
+            "/v1/documents",
+            json!({"documentType": "folio/todo-list", "name": "Groceries"}),
+        )
+        .await;
     assert_eq!(status, 201);
     assert_eq!(doc["header"]["documentType"], "folio/todo-list");
     assert_eq!(doc["header"]["name"], "Groceries");
@@ -87,7 +98,10 @@ async fn create_get_act_history_delete() {
 
     let (status, doc) = s.get(&format!("/v1/documents/{id}")).await;
     assert_eq!(status, 200);
-    assert_eq!(doc["state"]["global"]["items"]["milk"], json!({"title": "Buy milk", "done": true}));
+    assert_eq!(
+        doc["state"]["global"]["items"]["milk"],
+        json!({"title": "Buy milk", "done": true})
+    );
     assert_eq!(doc["header"]["revision"]["global"], 2);
     // Time travel.
     let (_, past) = s.get(&format!("/v1/documents/{id}?revision=1")).await;
@@ -109,10 +123,17 @@ async fn create_get_act_history_delete() {
 
     // Listing by type, paged.
     let (_, other) = s.post("/v1/documents", json!({"documentType": "folio/json"})).await;
-    let (_, third) = s.post("/v1/documents", json!({"documentType": "folio/todo-list"})).await;
+    let (_, third) = s
+        .post("/v1/documents", json!({"documentType": "folio/todo-list"}))
+        .await;
     let (status, list) = s.get("/v1/documents?type=folio/todo-list").await;
     assert_eq!(status, 200);
-    let ids: Vec<&str> = list["documents"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = list["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids.len(), 2);
     assert!(!ids.contains(&other["header"]["id"].as_str().unwrap()));
     let (_, first_page) = s.get("/v1/documents?limit=1").await;
@@ -143,18 +164,43 @@ async fn errors_of_the_document_endpoints() {
     let id = s.create_todo().await;
     let missing = "0193a5e2-6c00-7000-8000-00000000dead";
     assert_error(
-        &s.post("/v1/documents", json!({"documentType": "folio/todo-list", "id": id})).await,
+        &s.post("/v1/documents", json!({"documentType": "folio/todo-list", "id": id}))
+            .await,
         409,
         "DOCUMENT_EXISTS",
     );
-    assert_error(&s.post("/v1/documents", json!({"documentType": "nope/nope"})).await, 422, "UNKNOWN_DOCUMENT_TYPE");
-    assert_error(&s.get(&format!("/v1/documents/{missing}")).await, 404, "DOCUMENT_NOT_FOUND");
+    assert_error(
+        &s.post("/v1/documents", json!({"documentType": "nope/nope"})).await,
+        422,
+        "UNKNOWN_DOCUMENT_TYPE",
+    );
+    assert_error(
+        &s.get(&format!("/v1/documents/{missing}")).await,
+        404,
+        "DOCUMENT_NOT_FOUND",
+    );
     assert_error(&s.get("/v1/documents/not-a-uuid").await, 400, "BAD_REQUEST");
     assert_error(&s.add(missing, "x").await, 404, "DOCUMENT_NOT_FOUND");
-    assert_error(&s.get(&format!("/v1/documents/{missing}/operations")).await, 404, "DOCUMENT_NOT_FOUND");
-    assert_error(&s.call(Method::DELETE, &format!("/v1/documents/{missing}"), None).await, 404, "DOCUMENT_NOT_FOUND");
-    assert_error(&s.get("/v1/jobs/0193a5e2-6c00-7000-8000-000000000001").await, 404, "JOB_NOT_FOUND");
-    assert_error(&s.get(&format!("/v1/documents/{id}?revision=5")).await, 408, "REVISION_NOT_REACHED");
+    assert_error(
+        &s.get(&format!("/v1/documents/{missing}/operations")).await,
+        404,
+        "DOCUMENT_NOT_FOUND",
+    );
+    assert_error(
+        &s.call(Method::DELETE, &format!("/v1/documents/{missing}"), None).await,
+        404,
+        "DOCUMENT_NOT_FOUND",
+    );
+    assert_error(
+        &s.get("/v1/jobs/0193a5e2-6c00-7000-8000-000000000001").await,
+        404,
+        "JOB_NOT_FOUND",
+    );
+    assert_error(
+        &s.get(&format!("/v1/documents/{id}?revision=5")).await,
+        408,
+        "REVISION_NOT_REACHED",
+    );
 
     // A rejected action: 422 with its index and the reducer's reason; nothing stored.
     let got = s
@@ -192,7 +238,11 @@ async fn errors_of_the_document_endpoints() {
 
     // Unknown routes and methods answer with the error shape too.
     assert_error(&s.get("/v1/nothing-here").await, 404, "NOT_FOUND");
-    assert_error(&s.call(Method::PUT, "/v1/documents", None).await, 405, "METHOD_NOT_ALLOWED");
+    assert_error(
+        &s.call(Method::PUT, "/v1/documents", None).await,
+        405,
+        "METHOD_NOT_ALLOWED",
+    );
     s.stop().await;
 }
 
@@ -251,7 +301,13 @@ async fn read_tokens_read_write_tokens_write() {
     let id = s.create_todo().await;
     let read = s.token(Role::Read);
     let write = s.token(Role::Write);
-    let resp = s.client.get(s.url(&format!("/v1/documents/{id}"))).bearer_auth(&read).send().await.unwrap();
+    let resp = s
+        .client
+        .get(s.url(&format!("/v1/documents/{id}")))
+        .bearer_auth(&read)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let resp = s
         .client
@@ -346,7 +402,9 @@ async fn data_survives_a_restart() {
     assert_eq!(status, 200);
     assert_eq!(after["stateHash"], before["stateHash"]);
     assert_eq!(after["header"]["revision"]["global"], 20);
-    let store = folio_store::SqliteStore::open(dir.path().join("folio.db")).await.unwrap();
+    let store = folio_store::SqliteStore::open(dir.path().join("folio.db"))
+        .await
+        .unwrap();
     assert!(folio_store::verify(&store).await.unwrap().is_ok());
     s.stop().await;
 }

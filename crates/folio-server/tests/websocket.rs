@@ -19,7 +19,9 @@ async fn connect(s: &TestServer, token: &str) -> Ws {
 
 async fn next_json(ws: &mut Ws) -> Value {
     loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("an event in time");
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an event in time");
         match msg.unwrap().unwrap() {
             Message::Text(t) => return serde_json::from_str(&t).unwrap(),
             Message::Ping(_) | Message::Pong(_) => continue,
@@ -29,7 +31,9 @@ async fn next_json(ws: &mut Ws) -> Value {
 }
 
 async fn subscribe(ws: &mut Ws, filter: Value) {
-    ws.send(Message::Text(json!({ "subscribe": filter }).to_string().into())).await.unwrap();
+    ws.send(Message::Text(json!({ "subscribe": filter }).to_string().into()))
+        .await
+        .unwrap();
     assert_eq!(next_json(ws).await, json!({"event": "subscribed"}));
 }
 
@@ -82,17 +86,24 @@ async fn subscribers_receive_operations_in_commit_order_filtered() {
     let e = next_json(&mut by_type).await;
     assert_eq!(e["documentId"], json_id.as_str());
     assert_eq!(e["scope"], "document");
-    s.call(reqwest::Method::DELETE, &format!("/v1/documents/{json_id}"), None).await;
+    s.call(reqwest::Method::DELETE, &format!("/v1/documents/{json_id}"), None)
+        .await;
     let e = next_json(&mut by_type).await;
     assert_eq!(e["operations"][0]["action"]["type"], "DELETE_DOCUMENT");
-    assert_eq!(next_json(&mut by_type).await, json!({"event": "deleted", "documentId": json_id}));
+    assert_eq!(
+        next_json(&mut by_type).await,
+        json!({"event": "deleted", "documentId": json_id})
+    );
     s.stop().await;
 }
 
 #[tokio::test]
 async fn a_client_that_does_not_read_is_told_it_lagged_and_writers_are_not_slowed() {
     let dir = tempfile::tempdir().unwrap();
-    let config = folio_reactor::ReactorConfig { event_capacity: 8, ..Default::default() };
+    let config = folio_reactor::ReactorConfig {
+        event_capacity: 8,
+        ..Default::default()
+    };
     let s = start_with(dir.path(), config, |c| c).await;
     let (_, doc) = s.post("/v1/documents", json!({"documentType": "folio/json"})).await;
     let id = doc["header"]["id"].as_str().unwrap().to_owned();
@@ -119,7 +130,11 @@ async fn a_client_that_does_not_read_is_told_it_lagged_and_writers_are_not_slowe
             lagged = true;
             break;
         }
-        last_index = e["operations"].as_array().unwrap().last().map(|op| op["index"].as_u64().unwrap());
+        last_index = e["operations"]
+            .as_array()
+            .unwrap()
+            .last()
+            .map(|op| op["index"].as_u64().unwrap());
     }
     assert!(lagged, "no lag signal (last index seen {last_index:?})");
     let (_, doc) = s.get(&format!("/v1/documents/{id}")).await;
@@ -137,7 +152,9 @@ async fn subscribing_needs_a_token_and_a_well_formed_message() {
         tokio_tungstenite::tungstenite::Error::Http(resp) => assert_eq!(resp.status(), 401),
         other => panic!("expected 401, got {other:?}"),
     }
-    let err = tokio_tungstenite::connect_async(format!("{url}?token=folio_nope")).await.unwrap_err();
+    let err = tokio_tungstenite::connect_async(format!("{url}?token=folio_nope"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, tokio_tungstenite::tungstenite::Error::Http(ref r) if r.status() == 401));
     // A read token may subscribe.
     let read = s.token(folio_server::Role::Read);

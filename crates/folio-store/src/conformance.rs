@@ -29,13 +29,11 @@ use serde_json::{Value, json};
 
 use folio_core::document::{CREATE_DOCUMENT, DELETE_DOCUMENT, SET_NAME};
 use folio_core::{
-    Action, Branch, ChainError, DocumentHeader, DocumentId, HlcTimestamp, OpHash, Operation,
-    Revisions, Scope, SyncUnit, UtcIso, operation_hash,
+    Action, Branch, ChainError, DocumentHeader, DocumentId, HlcTimestamp, OpHash, Operation, Revisions, Scope,
+    SyncUnit, UtcIso, operation_hash,
 };
 
-use crate::{
-    AppendRequest, Appended, Committed, Keyframe, ListQuery, OperationStore, StoreError, verify,
-};
+use crate::{AppendRequest, Appended, Committed, Keyframe, ListQuery, OperationStore, StoreError, verify};
 
 /// The physical time the suite's operations start at (2023-11-14), so timestamps are predictable.
 pub const T0: u64 = 1_700_000_000_000;
@@ -223,12 +221,7 @@ impl Chain {
 
     /// The next operation: an action of `action_type` with `input` in the unit's scope.
     pub fn op(&mut self, action_type: &str, input: Value) -> Operation {
-        let action = Action::new(
-            action_type,
-            input,
-            self.unit.scope,
-            HlcTimestamp::new(self.millis, 0),
-        );
+        let action = Action::new(action_type, input, self.unit.scope, HlcTimestamp::new(self.millis, 0));
         self.push(action)
     }
 
@@ -246,10 +239,7 @@ impl Chain {
         (0..n)
             .map(|_| {
                 let index = self.next;
-                self.op(
-                    "SET",
-                    json!({ "index": index, "unit": self.unit.to_string() }),
-                )
+                self.op("SET", json!({ "index": index, "unit": self.unit.to_string() }))
             })
             .collect()
     }
@@ -263,12 +253,7 @@ fn branch(name: &str) -> Branch {
     Branch::new(name).expect("valid branch name")
 }
 
-async fn read_all(
-    store: &dyn OperationStore,
-    unit: &SyncUnit,
-    from: u64,
-    to: Option<u64>,
-) -> Vec<Operation> {
+async fn read_all(store: &dyn OperationStore, unit: &SyncUnit, from: u64, to: Option<u64>) -> Vec<Operation> {
     store
         .read(unit, from, to)
         .try_collect()
@@ -284,10 +269,7 @@ async fn head(store: &dyn OperationStore, unit: &SyncUnit) -> (u64, OpHash) {
 }
 
 async fn all_committed(store: &dyn OperationStore) -> Vec<Committed> {
-    store
-        .read_since(0, usize::MAX)
-        .await
-        .expect("read_since(0) failed")
+    store.read_since(0, usize::MAX).await.expect("read_since(0) failed")
 }
 
 async fn sorted_units(store: &dyn OperationStore) -> Vec<SyncUnit> {
@@ -296,12 +278,7 @@ async fn sorted_units(store: &dyn OperationStore) -> Vec<SyncUnit> {
     units
 }
 
-async fn append_ok(
-    store: &dyn OperationStore,
-    unit: &SyncUnit,
-    expected: u64,
-    ops: Vec<Operation>,
-) -> Appended {
+async fn append_ok(store: &dyn OperationStore, unit: &SyncUnit, expected: u64, ops: Vec<Operation>) -> Appended {
     let n = ops.len() as u64;
     let appended = store
         .append(unit, expected, ops)
@@ -312,14 +289,8 @@ async fn append_ok(
 }
 
 fn assert_fresh_append(appended: &Appended, revision: u64, n: u64) {
-    assert!(
-        !appended.replayed,
-        "a new append reported replayed: {appended:?}"
-    );
-    assert_eq!(
-        appended.revision, revision,
-        "revision after the append: {appended:?}"
-    );
+    assert!(!appended.replayed, "a new append reported replayed: {appended:?}");
+    assert_eq!(appended.revision, revision, "revision after the append: {appended:?}");
     assert_eq!(
         appended.ordinals.len() as u64,
         n,
@@ -331,12 +302,7 @@ fn assert_fresh_append(appended: &Appended, revision: u64, n: u64) {
     );
 }
 
-fn assert_mismatch(
-    result: Result<Appended, StoreError>,
-    unit: &SyncUnit,
-    expected: u64,
-    actual: u64,
-) {
+fn assert_mismatch(result: Result<Appended, StoreError>, unit: &SyncUnit, expected: u64, actual: u64) {
     match result {
         Err(StoreError::RevisionMismatch {
             unit: u,
@@ -349,20 +315,16 @@ fn assert_mismatch(
                 "RevisionMismatch carries unit, expected, actual"
             );
         }
-        other => panic!(
-            "expected RevisionMismatch {{ expected: {expected}, actual: {actual} }} on {unit}, got {other:?}"
-        ),
+        other => {
+            panic!("expected RevisionMismatch {{ expected: {expected}, actual: {actual} }} on {unit}, got {other:?}")
+        }
     }
 }
 
 fn assert_invalid(result: Result<Appended, StoreError>, unit: &SyncUnit, reason: ChainError) {
     match result {
         Err(StoreError::InvalidOperations { unit: u, reason: r }) => {
-            assert_eq!(
-                (&u, &r),
-                (unit, &reason),
-                "InvalidOperations carries unit and reason"
-            );
+            assert_eq!((&u, &r), (unit, &reason), "InvalidOperations carries unit and reason");
         }
         other => panic!("expected InvalidOperations ({reason}) on {unit}, got {other:?}"),
     }
@@ -403,12 +365,7 @@ async fn snapshot(store: &dyn OperationStore, units: &[&SyncUnit]) -> Snapshot {
         committed: all_committed(store)
             .await
             .iter()
-            .map(|c| {
-                format!(
-                    "{} {}#{} {}",
-                    c.ordinal, c.unit, c.operation.index, c.operation.hash
-                )
-            })
+            .map(|c| format!("{} {}#{} {}", c.ordinal, c.unit, c.operation.index, c.operation.hash))
             .collect(),
         units: sorted_units(store).await,
         heads,
@@ -417,11 +374,7 @@ async fn snapshot(store: &dyn OperationStore, units: &[&SyncUnit]) -> Snapshot {
 
 async fn assert_verified(store: &dyn OperationStore, units: u64, operations: u64) {
     let report = verify(store).await.expect("verify failed to run");
-    assert!(
-        report.is_ok(),
-        "verify found a broken chain: {:?}",
-        report.broken
-    );
+    assert!(report.is_ok(), "verify found a broken chain: {:?}", report.broken);
     assert_eq!(
         (report.units, report.operations),
         (units, operations),
@@ -454,13 +407,7 @@ pub async fn append_and_read_back(store: &dyn OperationStore) {
         0,
         "a fresh store's max ordinal"
     );
-    assert!(
-        store
-            .read_since(0, 10)
-            .await
-            .expect("read_since")
-            .is_empty()
-    );
+    assert!(store.read_since(0, 10).await.expect("read_since").is_empty());
 
     let mut chain = Chain::new(unit.clone());
     let mut all = chain.ops(3);
@@ -473,11 +420,7 @@ pub async fn append_and_read_back(store: &dyn OperationStore) {
         "a later append has higher ordinals"
     );
 
-    assert_eq!(
-        read_all(store, &unit, 0, None).await,
-        all,
-        "read back everything"
-    );
+    assert_eq!(read_all(store, &unit, 0, None).await, all, "read back everything");
     let n = all.len() as u64;
     for (from, to) in [
         (0, Some(10)),
@@ -501,11 +444,7 @@ pub async fn append_and_read_back(store: &dyn OperationStore) {
             "read [{from}, {to:?}) of {n} operations"
         );
     }
-    assert_eq!(
-        head(store, &unit).await,
-        (n, all[9].hash),
-        "head after the appends"
-    );
+    assert_eq!(head(store, &unit).await, (n, all[9].hash), "head after the appends");
     assert_eq!(
         sorted_units(store).await,
         vec![unit.clone()],
@@ -529,15 +468,8 @@ pub async fn append_and_read_back(store: &dyn OperationStore) {
         SyncUnit::main(unit.document_id, Scope::Document),
         SyncUnit::new(unit.document_id, Scope::Global, branch("dev")),
     ] {
-        assert_eq!(
-            head(store, &other).await,
-            (0, OpHash::ZERO),
-            "head of {other}"
-        );
-        assert!(
-            read_all(store, &other, 0, None).await.is_empty(),
-            "read of {other}"
-        );
+        assert_eq!(head(store, &other).await, (0, OpHash::ZERO), "head of {other}");
+        assert!(read_all(store, &other, 0, None).await.is_empty(), "read of {other}");
     }
 
     // An empty append at the head succeeds and writes nothing; to a new unit it does not create the unit.
@@ -546,24 +478,14 @@ pub async fn append_and_read_back(store: &dyn OperationStore) {
         .append(&unit, n, Vec::new())
         .await
         .expect("empty append at the head");
-    assert_eq!(
-        (empty.revision, empty.ordinals.len(), empty.replayed),
-        (n, 0, false)
-    );
+    assert_eq!((empty.revision, empty.ordinals.len(), empty.replayed), (n, 0, false));
     let fresh = new_unit(Scope::Global);
     let empty = store
         .append(&fresh, 0, Vec::new())
         .await
         .expect("empty append to a new unit");
-    assert_eq!(
-        (empty.revision, empty.ordinals.len(), empty.replayed),
-        (0, 0, false)
-    );
-    assert_eq!(
-        snapshot(store, &[&unit]).await,
-        before,
-        "empty appends write nothing"
-    );
+    assert_eq!((empty.revision, empty.ordinals.len(), empty.replayed), (0, 0, false));
+    assert_eq!(snapshot(store, &[&unit]).await, before, "empty appends write nothing");
     assert_eq!(head(store, &fresh).await, (0, OpHash::ZERO));
 }
 
@@ -622,11 +544,7 @@ pub async fn stale_revision(store: &dyn OperationStore) {
     assert_mismatch(store.append(&unit, 4, ahead.ops(1)).await, &unit, 4, 3);
     let mut far = Chain::at(unit.clone(), 100, stored[2].hash);
     assert_mismatch(store.append(&unit, 100, far.ops(2)).await, &unit, 100, 3);
-    assert_eq!(
-        snapshot(store, &[&unit]).await,
-        before,
-        "refused appends write nothing"
-    );
+    assert_eq!(snapshot(store, &[&unit]).await, before, "refused appends write nothing");
 
     // A unit never written is at revision 0.
     let empty = new_unit(Scope::Global);
@@ -656,16 +574,10 @@ pub async fn idempotent_replay(store: &dyn OperationStore) {
     let before = snapshot(store, &[&unit]).await;
 
     for (from, to) in [(0, 3), (3, 5), (0, 5), (1, 4), (4, 5), (0, 1)] {
-        let replay = store
-            .append(&unit, from as u64, stored[from..to].to_vec())
-            .await;
+        let replay = store.append(&unit, from as u64, stored[from..to].to_vec()).await;
         assert_replayed(replay, 5);
     }
-    assert_eq!(
-        snapshot(store, &[&unit]).await,
-        before,
-        "replays write nothing"
-    );
+    assert_eq!(snapshot(store, &[&unit]).await, before, "replays write nothing");
 
     // Stored operations followed by a new one: not a replay.
     let mut longer = stored[3..].to_vec();
@@ -677,11 +589,7 @@ pub async fn idempotent_replay(store: &dyn OperationStore) {
     let mut ops = vec![stored[2].clone()];
     ops.extend(Chain::at(unit.clone(), 3, stored[2].hash).ops(1));
     assert_mismatch(store.append(&unit, 2, ops).await, &unit, 2, 5);
-    assert_eq!(
-        snapshot(store, &[&unit]).await,
-        before,
-        "mismatches write nothing"
-    );
+    assert_eq!(snapshot(store, &[&unit]).await, before, "mismatches write nothing");
 
     // A retry in the same batch as the append it repeats (a client that resent before the reply came).
     let next = chain.ops(2);
@@ -712,22 +620,10 @@ pub async fn idempotent_replay(store: &dyn OperationStore) {
         ])
         .await;
     let mut results = results.into_iter();
-    assert_fresh_append(
-        results
-            .next()
-            .expect("4 results")
-            .as_ref()
-            .expect("first append"),
-        7,
-        2,
-    );
+    assert_fresh_append(results.next().expect("4 results").as_ref().expect("first append"), 7, 2);
     assert_replayed(results.next().expect("4 results"), 7);
     assert_fresh_append(
-        results
-            .next()
-            .expect("4 results")
-            .as_ref()
-            .expect("new unit append"),
+        results.next().expect("4 results").as_ref().expect("new unit append"),
         2,
         2,
     );
@@ -738,16 +634,8 @@ pub async fn idempotent_replay(store: &dyn OperationStore) {
         [stored, next].concat(),
         "nothing duplicated"
     );
-    assert_eq!(
-        read_all(store, &fresh, 0, None).await,
-        fresh_ops,
-        "nothing duplicated"
-    );
-    assert_eq!(
-        all_committed(store).await.len(),
-        9,
-        "one committed entry per operation"
-    );
+    assert_eq!(read_all(store, &fresh, 0, None).await, fresh_ops, "nothing duplicated");
+    assert_eq!(all_committed(store).await.len(), 9, "one committed entry per operation");
 }
 
 /// Operations that do not continue the log are refused with `InvalidOperations`, writing nothing.
@@ -766,10 +654,7 @@ pub async fn invalid_operations(store: &dyn OperationStore) {
     assert_invalid(
         store.append(&unit, 2, vec![a.clone(), b]).await,
         &unit,
-        ChainError::IndexGap {
-            expected: 3,
-            found: 4,
-        },
+        ChainError::IndexGap { expected: 3, found: 4 },
     );
 
     // The first index is not the expected revision.
@@ -778,10 +663,7 @@ pub async fn invalid_operations(store: &dyn OperationStore) {
     assert_invalid(
         store.append(&unit, 2, c.ops(1)).await,
         &unit,
-        ChainError::IndexGap {
-            expected: 2,
-            found: 3,
-        },
+        ChainError::IndexGap { expected: 2, found: 3 },
     );
 
     // A wrong hash on the first operation, and content changed after hashing.
@@ -823,12 +705,7 @@ pub async fn invalid_operations(store: &dyn OperationStore) {
     for (position, scope) in [(0, Scope::Local), (1, Scope::Document)] {
         let mut c = chain.clone();
         let mut ops = c.ops(position);
-        ops.push(c.push(Action::new(
-            "SET",
-            json!(0),
-            scope,
-            HlcTimestamp::new(T0, 0),
-        )));
+        ops.push(c.push(Action::new("SET", json!(0), scope, HlcTimestamp::new(T0, 0))));
         assert_invalid(
             store.append(&unit, 2, ops).await,
             &unit,
@@ -850,11 +727,7 @@ pub async fn invalid_operations(store: &dyn OperationStore) {
             },
         );
     }
-    assert_eq!(
-        snapshot(store, &[&unit]).await,
-        before,
-        "invalid appends write nothing"
-    );
+    assert_eq!(snapshot(store, &[&unit]).await, before, "invalid appends write nothing");
 
     // The first operation of a new unit must chain over the zero hash.
     let fresh = new_unit(Scope::Local);
@@ -901,9 +774,7 @@ pub async fn concurrent_appenders_one_unit(store: Arc<dyn OperationStore>) {
                         assert_fresh_append(&appended, revision + 1, 1);
                         won.push(op);
                     }
-                    Err(StoreError::RevisionMismatch {
-                        expected, actual, ..
-                    }) => {
+                    Err(StoreError::RevisionMismatch { expected, actual, .. }) => {
                         assert_eq!(expected, revision, "mismatch reports the caller's revision");
                         assert!(
                             actual > revision,
@@ -927,18 +798,11 @@ pub async fn concurrent_appenders_one_unit(store: Arc<dyn OperationStore>) {
         lost += l;
         for op in w {
             let index = op.index;
-            assert!(
-                won.insert(index, op).is_none(),
-                "two appenders won index {index}"
-            );
+            assert!(won.insert(index, op).is_none(), "two appenders won index {index}");
         }
     }
     let total = won.len() as u64;
-    assert_eq!(
-        total as usize + lost,
-        TASKS * ATTEMPTS,
-        "every attempt won or lost"
-    );
+    assert_eq!(total as usize + lost, TASKS * ATTEMPTS, "every attempt won or lost");
     assert_eq!(
         won.keys().copied().collect::<Vec<_>>(),
         (0..total).collect::<Vec<_>>(),
@@ -995,11 +859,7 @@ pub async fn many_units_in_parallel(store: Arc<dyn OperationStore>) {
         "units"
     );
     for (unit, ops) in &expected {
-        assert_eq!(
-            read_all(&*store, unit, 0, None).await,
-            *ops,
-            "log of {unit}"
-        );
+        assert_eq!(read_all(&*store, unit, 0, None).await, *ops, "log of {unit}");
         assert_eq!(
             head(&*store, unit).await,
             (OPS as u64, ops[OPS - 1].hash),
@@ -1080,30 +940,15 @@ pub async fn append_batch_mixed(store: &dyn OperationStore) {
     assert_fresh_append(&r4, 5, 1);
     let r5 = next().expect("request 5");
     assert_fresh_append(&r5, 3, 3);
-    assert_invalid(
-        next(),
-        &c,
-        ChainError::IndexGap {
-            expected: 1,
-            found: 2,
-        },
-    );
+    assert_invalid(next(), &c, ChainError::IndexGap { expected: 1, found: 2 });
     assert_mismatch(next(), &a, 2, 5);
     let r8 = next().expect("request 8");
     assert_fresh_append(&r8, 2, 1);
     assert_replayed(next(), 5);
 
-    assert_eq!(
-        read_all(store, &a, 0, None).await,
-        [a_stored, a1, a2].concat(),
-        "A"
-    );
+    assert_eq!(read_all(store, &a, 0, None).await, [a_stored, a1, a2].concat(), "A");
     assert_eq!(read_all(store, &b, 0, None).await, b1, "B");
-    assert_eq!(
-        read_all(store, &c, 0, None).await,
-        [c_stored, c1].concat(),
-        "C"
-    );
+    assert_eq!(read_all(store, &c, 0, None).await, [c_stored, c1].concat(), "C");
     assert_eq!(read_all(store, &d, 0, None).await, d1, "D");
     assert!(
         r0.ordinals[1] < r4.ordinals[0],
@@ -1114,11 +959,7 @@ pub async fn append_batch_mixed(store: &dyn OperationStore) {
         .flat_map(|r| r.ordinals.clone())
         .collect();
     let distinct: BTreeSet<u64> = ordinals.iter().copied().collect();
-    assert_eq!(
-        distinct.len(),
-        8,
-        "every operation of the batch has its own ordinal"
-    );
+    assert_eq!(distinct.len(), 8, "every operation of the batch has its own ordinal");
     assert!(
         ordinals.iter().all(|o| *o > ordinal_before),
         "the batch's ordinals come after the earlier ones"
@@ -1127,10 +968,7 @@ pub async fn append_batch_mixed(store: &dyn OperationStore) {
         store.max_ordinal().await.expect("max_ordinal"),
         *distinct.last().expect("ordinals")
     );
-    let since = store
-        .read_since(ordinal_before, usize::MAX)
-        .await
-        .expect("read_since");
+    let since = store.read_since(ordinal_before, usize::MAX).await.expect("read_since");
     assert_eq!(
         since.iter().map(|c| c.ordinal).collect::<BTreeSet<_>>(),
         distinct,
@@ -1181,11 +1019,7 @@ pub async fn ordinal_order(store: Arc<dyn OperationStore>) {
     }
     let total = by_ordinal.len();
     let committed = all_committed(&*store).await;
-    assert_eq!(
-        committed.len(),
-        total,
-        "read_since returns every operation once"
-    );
+    assert_eq!(committed.len(), total, "read_since returns every operation once");
     assert!(
         committed.windows(2).all(|w| w[0].ordinal < w[1].ordinal),
         "ordinals strictly increase"
@@ -1220,43 +1054,26 @@ pub async fn ordinal_order(store: Arc<dyn OperationStore>) {
         let mut paged = Vec::new();
         let mut after = 0;
         loop {
-            let page = store
-                .read_since(after, limit)
-                .await
-                .expect("read_since page");
+            let page = store.read_since(after, limit).await.expect("read_since page");
             assert!(page.len() <= limit, "a page holds at most `limit` entries");
             let Some(last) = page.last() else { break };
             after = last.ordinal;
             paged.extend(page);
         }
-        assert_eq!(
-            paged, committed,
-            "paging by {limit} gives the same sequence"
-        );
+        assert_eq!(paged, committed, "paging by {limit} gives the same sequence");
     }
     for k in [0, 1, total / 2, total - 1] {
         let rest = store
             .read_since(committed[k].ordinal, usize::MAX)
             .await
             .expect("read_since");
-        assert_eq!(
-            rest,
-            committed[k + 1..],
-            "read_since after the ordinal at position {k}"
-        );
+        assert_eq!(rest, committed[k + 1..], "read_since after the ordinal at position {k}");
     }
     assert!(
-        store
-            .read_since(max, 10)
-            .await
-            .expect("read_since")
-            .is_empty(),
+        store.read_since(max, 10).await.expect("read_since").is_empty(),
         "nothing after max"
     );
-    assert!(
-        store.read_since(0, 0).await.expect("read_since").is_empty(),
-        "limit 0"
-    );
+    assert!(store.read_since(0, 0).await.expect("read_since").is_empty(), "limit 0");
 }
 
 /// `document` scope operations maintain the header index: creation, rename, deletion, listing by type with
@@ -1375,26 +1192,17 @@ pub async fn header_index(store: &dyn OperationStore) {
         );
     }
     assert_eq!(
-        store
-            .header(DocumentId::new(), &main)
-            .await
-            .expect("header"),
+        store.header(DocumentId::new(), &main).await.expect("header"),
         None,
         "unknown document"
     );
     assert_eq!(
-        store
-            .header(uncreated.document_id, &main)
-            .await
-            .expect("header"),
+        store.header(uncreated.document_id, &main).await.expect("header"),
         None,
         "never created"
     );
     assert_eq!(
-        store
-            .revisions(uncreated.document_id, &main)
-            .await
-            .expect("revisions"),
+        store.revisions(uncreated.document_id, &main).await.expect("revisions"),
         Revisions {
             global: 2,
             local: 0,
@@ -1411,11 +1219,7 @@ pub async fn header_index(store: &dyn OperationStore) {
         dev_revisions,
         "revisions on dev"
     );
-    let on_dev = store
-        .header(id3, &dev)
-        .await
-        .expect("header")
-        .expect("header on dev");
+    let on_dev = store.header(id3, &dev).await.expect("header").expect("header on dev");
     assert_eq!(
         (
             on_dev.branch.clone(),
@@ -1423,12 +1227,7 @@ pub async fn header_index(store: &dyn OperationStore) {
             on_dev.name.as_str(),
             on_dev.last_modified_at_utc_iso
         ),
-        (
-            dev.clone(),
-            dev_revisions,
-            "doc 3",
-            UtcIso(T0 + 9001)
-        ),
+        (dev.clone(), dev_revisions, "doc 3", UtcIso(T0 + 9001)),
         "the header on dev shows dev's revisions and latest change"
     );
 
@@ -1442,18 +1241,12 @@ pub async fn header_index(store: &dyn OperationStore) {
         include_deleted,
     };
     assert_eq!(
-        store
-            .list_headers(&ListQuery::default())
-            .await
-            .expect("list"),
+        store.list_headers(&ListQuery::default()).await.expect("list"),
         live,
         "default list"
     );
     assert_eq!(
-        store
-            .list_headers(&list(None, None, 100, true))
-            .await
-            .expect("list"),
+        store.list_headers(&list(None, None, 100, true)).await.expect("list"),
         expected,
         "with deleted"
     );
@@ -1468,10 +1261,7 @@ pub async fn header_index(store: &dyn OperationStore) {
                 .list_headers(&list(Some(document_type), None, 100, include_deleted))
                 .await
                 .expect("list");
-            assert_eq!(
-                got, want,
-                "list of {document_type} (deleted: {include_deleted})"
-            );
+            assert_eq!(got, want, "list of {document_type} (deleted: {include_deleted})");
             // Paging by 2 gives the same list.
             let mut paged = Vec::new();
             let mut after = None;
@@ -1562,10 +1352,7 @@ pub async fn keyframes(store: &dyn OperationStore) {
             state,
         }
     };
-    let k4 = keyframe(
-        4,
-        json!({ "items": { "a": "état 🧊", "b": "\u{0000}" }, "n": 4 }),
-    );
+    let k4 = keyframe(4, json!({ "items": { "a": "état 🧊", "b": "\u{0000}" }, "n": 4 }));
     let k8 = keyframe(8, json!({ "items": {}, "n": 8 }));
     store.put_keyframe(&k8).await.expect("put keyframe 8");
     store.put_keyframe(&k4).await.expect("put keyframe 4");
@@ -1581,16 +1368,9 @@ pub async fn keyframes(store: &dyn OperationStore) {
         Some(&k4),
         "at the revision"
     );
-    assert_eq!(
-        nearest(7).await.expect("nearest").as_ref(),
-        Some(&k4),
-        "below"
-    );
+    assert_eq!(nearest(7).await.expect("nearest").as_ref(), Some(&k4), "below");
     assert_eq!(nearest(8).await.expect("nearest").as_ref(), Some(&k8));
-    assert_eq!(
-        nearest(u64::MAX).await.expect("nearest").as_ref(),
-        Some(&k8)
-    );
+    assert_eq!(nearest(u64::MAX).await.expect("nearest").as_ref(), Some(&k8));
 
     let k4b = keyframe(4, json!({ "replaced": "ça 🔁" }));
     store.put_keyframe(&k4b).await.expect("replace keyframe 4");
@@ -1666,11 +1446,7 @@ pub async fn large_payloads(store: &dyn OperationStore) {
     append_ok(store, &unit, 0, ops[..1].to_vec()).await;
     append_ok(store, &unit, 1, ops[1..].to_vec()).await;
     assert_round_trip(&read_all(store, &unit, 0, None).await, &ops, OpHash::ZERO);
-    assert_round_trip(
-        &read_all(store, &unit, 2, None).await,
-        &ops[2..],
-        ops[1].hash,
-    );
+    assert_round_trip(&read_all(store, &unit, 2, None).await, &ops[2..], ops[1].hash);
     let committed = all_committed(store).await;
     let via_ordinals: Vec<Operation> = committed.into_iter().map(|c| c.operation).collect();
     assert_round_trip(&via_ordinals, &ops, OpHash::ZERO);
@@ -1702,16 +1478,8 @@ pub async fn unicode_payloads(store: &dyn OperationStore) {
     });
     let unit = new_unit(Scope::Global);
     let mut chain = Chain::new(unit.clone());
-    let mut ops = vec![
-        chain.op("SET", input.clone()),
-        chain.op("設定/🚀", json!("\u{0000}")),
-    ];
-    let mut action = Action::new(
-        "ADD_TODO",
-        input,
-        Scope::Global,
-        HlcTimestamp::new(T0 + 50, 7),
-    );
+    let mut ops = vec![chain.op("SET", input.clone()), chain.op("設定/🚀", json!("\u{0000}"))];
+    let mut action = Action::new("ADD_TODO", input, Scope::Global, HlcTimestamp::new(T0 + 50, 7));
     action.replica = Some("réplica-東京-🛰".to_owned());
     let rejected = Operation::new(
         action,
@@ -1725,11 +1493,7 @@ pub async fn unicode_payloads(store: &dyn OperationStore) {
     ops.push(rejected);
     append_ok(store, &unit, 0, ops.clone()).await;
     assert_round_trip(&read_all(store, &unit, 0, None).await, &ops, OpHash::ZERO);
-    let via_ordinals: Vec<Operation> = all_committed(store)
-        .await
-        .into_iter()
-        .map(|c| c.operation)
-        .collect();
+    let via_ordinals: Vec<Operation> = all_committed(store).await.into_iter().map(|c| c.operation).collect();
     assert_round_trip(&via_ordinals, &ops, OpHash::ZERO);
 
     // A replay of the same unicode operations is recognised as such.
@@ -1738,28 +1502,16 @@ pub async fn unicode_payloads(store: &dyn OperationStore) {
     // Document names.
     let name = "名前 👍 שם \u{0000} fin";
     let doc = new_unit(Scope::Document);
-    let create = Chain::new(doc.clone()).op(
-        CREATE_DOCUMENT,
-        json!({ "documentType": "folio/json", "name": name }),
-    );
+    let create = Chain::new(doc.clone()).op(CREATE_DOCUMENT, json!({ "documentType": "folio/json", "name": name }));
     append_ok(store, &doc, 0, vec![create]).await;
     let header = store
         .header(doc.document_id, &Branch::default())
         .await
         .expect("header")
         .expect("created");
-    assert_eq!(
-        header.name, name,
-        "a unicode name round-trips through the header index"
-    );
-    let listed = store
-        .list_headers(&ListQuery::default())
-        .await
-        .expect("list");
-    assert_eq!(
-        listed.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
-        vec![name]
-    );
+    assert_eq!(header.name, name, "a unicode name round-trips through the header index");
+    let listed = store.list_headers(&ListQuery::default()).await.expect("list");
+    assert_eq!(listed.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), vec![name]);
     assert_verified(store, 2, 4).await;
 }
 
@@ -1784,12 +1536,6 @@ pub async fn verify_hash_chain(store: &dyn OperationStore) {
         }
         seen.insert(unit.clone());
     }
-    assert_eq!(
-        sorted_units(store)
-            .await
-            .into_iter()
-            .collect::<HashSet<_>>(),
-        seen
-    );
+    assert_eq!(sorted_units(store).await.into_iter().collect::<HashSet<_>>(), seen);
     assert_verified(store, units.len() as u64, total).await;
 }

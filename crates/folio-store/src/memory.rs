@@ -10,9 +10,9 @@ use folio_core::{
     Branch, DocumentHeader, DocumentId, HeaderChange, OpHash, Operation, Revisions, Scope, SyncUnit, header_change,
 };
 
+use crate::StoreError;
 use crate::header_index::HeaderRecord;
 use crate::store::{AppendRequest, Appended, Committed, Keyframe, ListQuery, OperationStore, links_to, precheck};
-use crate::StoreError;
 
 /// How many operations a read stream copies out per lock.
 const READ_CHUNK: usize = 512;
@@ -83,9 +83,7 @@ impl Inner {
             });
         }
         if let Some(first) = operations.first() {
-            let prev = log
-                .and_then(|l| l.operations.last())
-                .map_or(OpHash::ZERO, |op| op.hash);
+            let prev = log.and_then(|l| l.operations.last()).map_or(OpHash::ZERO, |op| op.hash);
             if !links_to(&prev, first) {
                 return Err(StoreError::InvalidOperations {
                     unit,
@@ -108,7 +106,9 @@ impl Inner {
             ordinals.push(self.ordinals.len() as u64);
         }
         let log = self.units.entry(unit).or_default();
-        log.last_ts = operations.iter().fold(log.last_ts, |ts, op| ts.max(op.timestamp_utc_ms));
+        log.last_ts = operations
+            .iter()
+            .fold(log.last_ts, |ts, op| ts.max(op.timestamp_utc_ms));
         log.operations.extend(operations.into_iter().map(Arc::new));
         Ok(Appended {
             revision: log.operations.len() as u64,
@@ -205,7 +205,10 @@ impl OperationStore for MemoryStore {
     async fn head(&self, unit: &SyncUnit) -> Result<(u64, OpHash), StoreError> {
         let inner = self.read_lock();
         Ok(inner.units.get(unit).map_or((0, OpHash::ZERO), |l| {
-            (l.operations.len() as u64, l.operations.last().map_or(OpHash::ZERO, |op| op.hash))
+            (
+                l.operations.len() as u64,
+                l.operations.last().map_or(OpHash::ZERO, |op| op.hash),
+            )
         }))
     }
 

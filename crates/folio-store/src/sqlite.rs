@@ -24,17 +24,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use folio_core::{
-    Branch, ChainError, DocumentHeader, DocumentId, HeaderChange, OpHash, Operation, Revisions, Scope,
-    SyncUnit, UtcIso, header_change,
+    Branch, ChainError, DocumentHeader, DocumentId, HeaderChange, OpHash, Operation, Revisions, Scope, SyncUnit,
+    UtcIso, header_change,
 };
 
-use crate::store::{AppendRequest, Appended, Committed, Keyframe, ListQuery, OperationStore, links_to, precheck};
 use crate::StoreError;
+use crate::store::{AppendRequest, Appended, Committed, Keyframe, ListQuery, OperationStore, links_to, precheck};
 
 /// The most operations a read stream fetches per query.
 const READ_CHUNK: i64 = 1024;
@@ -175,10 +177,19 @@ impl SqliteStore {
                 Err(e) => return Err(e.into()),
             }
         }
+        // The writer keeps more pages cached, and leaves checkpoints to a background task instead of running them
+        // inside a commit (measured: ~9% of the writer's time at 100 writers).
+        sqlx::query("PRAGMA cache_size = -65536")
+            .execute(&mut writer_conn)
+            .await?;
+        sqlx::query("PRAGMA wal_autocheckpoint = 0")
+            .execute(&mut writer_conn)
+            .await?;
         let pool_options = SqlitePoolOptions::new().max_connections(options.read_connections.max(1));
         let pool = retry_busy(deadline, || pool_options.clone().connect_with(connect.clone())).await?;
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         tokio::spawn(writer_loop(writer_conn, rx));
+        tokio::spawn(checkpointer(pool.clone(), tx.downgrade()));
         Ok(Self {
             pool,
             writer: tx,
@@ -266,6 +277,24 @@ fn prepare(request: AppendRequest) -> Result<Prepared, StoreError> {
     })
 }
 
+/// How often the background task checkpoints the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Checkpoints the WAL (PASSIVE: never blocks writers or readers) while the store is open.
+async fn checkpointer(pool: SqlitePool, writer: mpsc::WeakSender<WriteCommand>) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if writer.upgrade().is_none() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            tracing::debug!("WAL checkpoint failed (it is retried): {e}");
+        }
+    }
+}
+
 async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<WriteCommand>) {
     let mut unit_ids: HashMap<SyncUnit, i64> = HashMap::new();
     while let Some(first) = rx.recv().await {
@@ -312,7 +341,10 @@ async fn commit_appends(conn: &mut SqliteConnection, unit_ids: &mut HashMap<Sync
         Err(e) => {
             // The whole transaction failed (rolled back). Retry each request alone, so one request's failure
             // does not fail the others; a failure that repeats is returned to its own caller.
-            tracing::warn!("group commit of {} requests failed: {e}; retrying one by one", flat.len());
+            tracing::warn!(
+                "group commit of {} requests failed: {e}; retrying one by one",
+                flat.len()
+            );
             unit_ids.clear();
             let mut results = Vec::with_capacity(flat.len());
             for request in &flat {
@@ -426,7 +458,10 @@ fn insert_sql(rows: usize) -> &'static str {
     static CACHE: OnceLock<Vec<String>> = OnceLock::new();
     pow2_sql(&CACHE, rows, MAX_INSERT_ROWS, |n| {
         repeated_sql(
-            "INSERT INTO operations (unit_id, idx, ordinal, skip, timestamp_ms, hash, error, operation, size) VALUES ",
+            // OR ROLLBACK: a failure already rolls the whole group back (and retries each request alone), so SQLite
+            // need not keep a statement journal to undo this statement alone.
+            "INSERT OR ROLLBACK INTO operations (unit_id, idx, ordinal, skip, timestamp_ms, hash, error, operation, size) \
+             VALUES ",
             "(?,?,?,?,?,?,?,?,?)",
             n,
             "",
@@ -440,7 +475,11 @@ fn insert_sql(rows: usize) -> &'static str {
 fn pow2_chunks(mut n: usize, max: usize) -> Vec<usize> {
     let mut chunks = Vec::new();
     while n > 0 {
-        let size = if n >= max { max } else { 1 << (usize::BITS - 1 - n.leading_zeros()) };
+        let size = if n >= max {
+            max
+        } else {
+            1 << (usize::BITS - 1 - n.leading_zeros())
+        };
         chunks.push(size);
         n -= size;
     }
@@ -533,9 +572,11 @@ async fn group_commit_in_tx(
             None => {
                 let unit_id = match next_unit_id {
                     Some(id) => id,
-                    None => sqlx::query_scalar("SELECT COALESCE(MAX(unit_id), 0) + 1 FROM units")
-                        .fetch_one(&mut *conn)
-                        .await?,
+                    None => {
+                        sqlx::query_scalar("SELECT COALESCE(MAX(unit_id), 0) + 1 FROM units")
+                            .fetch_one(&mut *conn)
+                            .await?
+                    }
                 };
                 next_unit_id = Some(unit_id + 1);
                 Head {
@@ -858,7 +899,8 @@ impl OperationStore for SqliteStore {
         {
             return (0..n).map(|_| Err(StoreError::Closed)).collect();
         }
-        rx.await.unwrap_or_else(|_| (0..n).map(|_| Err(StoreError::Closed)).collect())
+        rx.await
+            .unwrap_or_else(|_| (0..n).map(|_| Err(StoreError::Closed)).collect())
     }
 
     fn read(&self, unit: &SyncUnit, from: u64, to: Option<u64>) -> BoxStream<'static, Result<Operation, StoreError>> {
@@ -872,7 +914,7 @@ impl OperationStore for SqliteStore {
             // Three stages run at once: SQLite fetches chunk n+1 (on the driver's thread) while this task parses
             // chunk n and the caller folds chunk n-1.
             let fetch = |from: u64| tokio::spawn(fetch_chunk(pool.clone(), unit.clone(), from, to));
-            let mut pending = (!to.is_some_and(|t| from >= t)).then(|| fetch(from));
+            let mut pending = to.is_none_or(|t| from < t).then(|| fetch(from));
             while let Some(handle) = pending.take() {
                 let raw = match handle.await {
                     Ok(Ok(raw)) => raw,
@@ -886,7 +928,7 @@ impl OperationStore for SqliteStore {
                     break;
                 }
                 let next = raw.from + raw.count as u64;
-                if !to.is_some_and(|t| next >= t) {
+                if to.is_none_or(|t| next < t) {
                     pending = Some(fetch(next));
                     // Let the fetch start (hand its query to the driver's thread) before parsing: a task spawned
                     // here waits in this worker's LIFO slot, where no other worker steals it, until this task yields.
@@ -908,12 +950,13 @@ impl OperationStore for SqliteStore {
     }
 
     async fn head(&self, unit: &SyncUnit) -> Result<(u64, OpHash), StoreError> {
-        let row = sqlx::query("SELECT revision, last_hash FROM units WHERE document_id = ? AND scope = ? AND branch = ?")
-            .bind(unit.document_id.to_string())
-            .bind(unit.scope.as_str())
-            .bind(unit.branch.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT revision, last_hash FROM units WHERE document_id = ? AND scope = ? AND branch = ?")
+                .bind(unit.document_id.to_string())
+                .bind(unit.scope.as_str())
+                .bind(unit.branch.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.map_or((0, OpHash::ZERO), |r| {
             (r.get::<i64, _>(0) as u64, blob_hash(r.get::<&[u8], _>(1)))
         }))
@@ -924,12 +967,11 @@ impl OperationStore for SqliteStore {
     }
 
     async fn header(&self, document_id: DocumentId, branch: &Branch) -> Result<Option<DocumentHeader>, StoreError> {
-        let row = sqlx::query(
-            "SELECT document_type, name, created_at_ms, deleted FROM documents WHERE document_id = ?",
-        )
-        .bind(document_id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row =
+            sqlx::query("SELECT document_type, name, created_at_ms, deleted FROM documents WHERE document_id = ?")
+                .bind(document_id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
         let Some(row) = row else { return Ok(None) };
         let (revision, last_ts) = doc_revisions(&self.pool, document_id, branch).await?;
         Ok(Some(header_from_row(&row, 0, document_id, branch, revision, last_ts)))

@@ -59,7 +59,10 @@ pub async fn verify(store: &dyn OperationStore) -> Result<VerifyReport, StoreErr
                 break;
             }
             if op.action.scope != unit.scope {
-                broken = Some((op.index, format!("action of scope {} in a {} unit", op.action.scope, unit.scope)));
+                broken = Some((
+                    op.index,
+                    format!("action of scope {} in a {} unit", op.action.scope, unit.scope),
+                ));
                 break;
             }
             if op.id != op.action.id {

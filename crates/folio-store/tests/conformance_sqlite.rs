@@ -48,9 +48,7 @@ async fn reopened_file_keeps_the_log() {
 #[tokio::test]
 async fn verify_detects_tampering() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = SqliteStore::open(dir.path().join("folio.db"))
-        .await
-        .expect("open");
+    let store = SqliteStore::open(dir.path().join("folio.db")).await.expect("open");
     let unit = SyncUnit::main(DocumentId::new(), Scope::Global);
     let mut chain = Chain::new(unit.clone());
     store.append(&unit, 0, chain.ops(10)).await.expect("append");
@@ -69,20 +67,14 @@ async fn verify_detects_tampering() {
 
     // A lost operation: the indexes are no longer dense.
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = SqliteStore::open(dir.path().join("folio.db"))
-        .await
-        .expect("open");
+    let store = SqliteStore::open(dir.path().join("folio.db")).await.expect("open");
     let mut chain = Chain::new(unit.clone());
     store.append(&unit, 0, chain.ops(10)).await.expect("append");
     sqlx::query("DELETE FROM operations WHERE idx = 6")
         .execute(store.pool())
         .await
         .expect("delete");
-    let broken = verify(&store)
-        .await
-        .expect("verify")
-        .broken
-        .expect("loss is detected");
+    let broken = verify(&store).await.expect("verify").broken.expect("loss is detected");
     assert_eq!(broken.index, 6);
 
     // A lost tail: the recorded head no longer matches the log.

@@ -72,7 +72,12 @@ fn child_process_entry() {
                     let mut chain = Chain::at(unit.clone(), revision, last);
                     let size = 1 + (i + n as usize) % 4;
                     let ops: Vec<Operation> = (0..size)
-                        .map(|k| chain.op("SET", json!({ "unit": n as u64, "i": i, "k": k, "pad": "x".repeat(100 * k) })))
+                        .map(|k| {
+                            chain.op(
+                                "SET",
+                                json!({ "unit": n as u64, "i": i, "k": k, "pad": "x".repeat(100 * k) }),
+                            )
+                        })
                         .collect();
                     store
                         .append(&unit, revision, ops.clone())
@@ -143,12 +148,7 @@ fn record(acked: &mut Acked, key: (u128, u64), hash: OpHash) {
 fn run_and_kill(path: &Path, stderr_path: &Path, kill_after: usize, acked: &mut Acked) -> usize {
     let stderr = std::fs::File::create(stderr_path).expect("stderr file");
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "child_process_entry",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "child_process_entry", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, path)
         .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::null())
@@ -169,19 +169,13 @@ fn run_and_kill(path: &Path, stderr_path: &Path, kill_after: usize, acked: &mut 
             _ => {
                 let status = child.wait().expect("wait");
                 let err = std::fs::read_to_string(stderr_path).unwrap_or_default();
-                panic!(
-                    "child ended after {seen} acknowledgements, before the kill ({status}):\n{err}"
-                );
+                panic!("child ended after {seen} acknowledgements, before the kill ({status}):\n{err}");
             }
         }
     }
     child.kill().expect("SIGKILL the child");
     let status = child.wait().expect("wait for the killed child");
-    assert_eq!(
-        status.signal(),
-        Some(9),
-        "the child died of SIGKILL ({status})"
-    );
+    assert_eq!(status.signal(), Some(9), "the child died of SIGKILL ({status})");
     // Lines printed before the kill are acknowledgements too.
     for line in lines.map_while(Result::ok) {
         if let Some((key, hash)) = parse_ack(&line) {
@@ -193,9 +187,7 @@ fn run_and_kill(path: &Path, stderr_path: &Path, kill_after: usize, acked: &mut 
 }
 
 async fn check_file(path: &Path, acked: &Acked, round: usize) {
-    let store = SqliteStore::open(path)
-        .await
-        .expect("reopen after the kill");
+    let store = SqliteStore::open(path).await.expect("reopen after the kill");
     let report = verify(&store).await.expect("verify");
     assert!(
         report.is_ok(),
@@ -204,11 +196,7 @@ async fn check_file(path: &Path, acked: &Acked, round: usize) {
     );
     for n in 0..SOLO_UNITS + 2 {
         let unit = unit(n);
-        let ops: Vec<Operation> = store
-            .read(&unit, 0, None)
-            .try_collect()
-            .await
-            .expect("read");
+        let ops: Vec<Operation> = store.read(&unit, 0, None).try_collect().await.expect("read");
         for (i, op) in ops.iter().enumerate() {
             assert_eq!(op.index, i as u64, "round {round}: unit {n} is dense");
         }
@@ -252,12 +240,6 @@ fn acknowledged_appends_survive_sigkill() {
         runtime.block_on(check_file(&path, &acked, round));
     }
     let total: usize = kill_points.iter().map(|(_, seen)| seen).sum();
-    assert_eq!(
-        acked.len(),
-        total,
-        "every acknowledgement is for a distinct operation"
-    );
-    eprintln!(
-        "kill points (asked, acknowledged): {kill_points:?}; {total} acknowledged operations kept"
-    );
+    assert_eq!(acked.len(), total, "every acknowledgement is for a distinct operation");
+    eprintln!("kill points (asked, acknowledged): {kill_points:?}; {total} acknowledged operations kept");
 }

@@ -26,10 +26,7 @@ const PROCESSES: usize = 8;
 const OPS_PER_PROCESS: usize = 40;
 
 fn shared_unit() -> SyncUnit {
-    SyncUnit::main(
-        DocumentId(uuid::Uuid::from_u128(0x5eed_0001)),
-        Scope::Global,
-    )
+    SyncUnit::main(DocumentId(uuid::Uuid::from_u128(0x5eed_0001)), Scope::Global)
 }
 
 fn own_unit(child: usize) -> SyncUnit {
@@ -130,12 +127,7 @@ fn run_children(mode: &str, path: &Path, dir: &Path) -> Vec<Report> {
         let stderr_path = dir.join(format!("child-{mode}-{child}.stderr"));
         let args = format!("{mode}\t{}\t{}\t{child}", path.display(), start.display());
         let process = Command::new(std::env::current_exe().expect("test binary"))
-            .args([
-                "--exact",
-                "child_process_entry",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["--exact", "child_process_entry", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, args)
             .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::null())
@@ -165,9 +157,7 @@ fn run_children(mode: &str, path: &Path, dir: &Path) -> Vec<Report> {
                     let mut parts = line.split(' ');
                     match (parts.next(), parts.next(), parts.next()) {
                         (Some("ACK"), Some(id), Some(index)) => {
-                            report
-                                .acks
-                                .push((id.to_owned(), index.parse().expect("index")));
+                            report.acks.push((id.to_owned(), index.parse().expect("index")));
                         }
                         (Some("DONE"), Some(mismatches), None) => {
                             report.mismatches = mismatches.parse().expect("count");
@@ -183,10 +173,7 @@ fn run_children(mode: &str, path: &Path, dir: &Path) -> Vec<Report> {
             })
         })
         .collect();
-    readers
-        .into_iter()
-        .map(|r| r.join().expect("child reader"))
-        .collect()
+    readers.into_iter().map(|r| r.join().expect("child reader")).collect()
 }
 
 #[test]
@@ -217,16 +204,8 @@ fn processes_share_one_unit() {
     runtime.block_on(async {
         let store = SqliteStore::open(&path).await.expect("open");
         let unit = shared_unit();
-        let ops: Vec<Operation> = store
-            .read(&unit, 0, None)
-            .try_collect()
-            .await
-            .expect("read");
-        assert_eq!(
-            ops.len(),
-            total,
-            "the unit holds exactly the acknowledged operations"
-        );
+        let ops: Vec<Operation> = store.read(&unit, 0, None).try_collect().await.expect("read");
+        assert_eq!(ops.len(), total, "the unit holds exactly the acknowledged operations");
         let mut by_index = BTreeMap::new();
         for (i, op) in ops.iter().enumerate() {
             assert_eq!(op.index, i as u64, "dense indexes");
@@ -252,9 +231,7 @@ fn processes_share_one_unit() {
         assert_eq!((report.units, report.operations), (1, total as u64));
     });
     let mismatches: u64 = reports.iter().map(|r| r.mismatches).sum();
-    eprintln!(
-        "{PROCESSES} processes, {total} operations, {mismatches} revision mismatches retried, {elapsed:?}"
-    );
+    eprintln!("{PROCESSES} processes, {total} operations, {mismatches} revision mismatches retried, {elapsed:?}");
 }
 
 #[test]
@@ -289,10 +266,7 @@ fn processes_open_a_new_file_together() {
                 .fetch_one(store.pool())
                 .await
                 .expect("migrations table");
-            assert_eq!(
-                migrations, 1,
-                "round {round}: the migration is recorded once"
-            );
+            assert_eq!(migrations, 1, "round {round}: the migration is recorded once");
         });
     }
 }

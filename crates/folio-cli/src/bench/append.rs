@@ -33,7 +33,11 @@ struct Round {
 
 async fn folio_round(params: &Params, dir: &std::path::Path, n: u32) -> Result<Round, CliError> {
     let store = SqliteStore::open(dir.join(format!("folio-{n}.db"))).await?;
-    let reactor = Reactor::new(Arc::new(store), Arc::new(ModelRegistry::with_builtin()), ReactorConfig::default());
+    let reactor = Reactor::new(
+        Arc::new(store),
+        Arc::new(ModelRegistry::with_builtin()),
+        ReactorConfig::default(),
+    );
     let workload = Workload::Todo;
     let mut ids = Vec::new();
     for d in 0..params.docs {
@@ -122,7 +126,12 @@ async fn raw_round(params: &Params, dir: &std::path::Path, n: u32) -> Result<Dur
             let action = folio_core::Action::new("ADD_TODO", input, Scope::Global, clock.now());
             let unit = (i % params.docs.max(1)) as i64;
             let op = Operation::new(action, i / params.docs.max(1), 0, None, &folio_core::OpHash::ZERO);
-            (unit, op.index as i64, serde_json::to_string(&op).unwrap_or_default(), op.hash.0.to_vec())
+            (
+                unit,
+                op.index as i64,
+                serde_json::to_string(&op).unwrap_or_default(),
+                op.hash.0.to_vec(),
+            )
         })
         .collect();
     let start = Instant::now();

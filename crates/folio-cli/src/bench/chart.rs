@@ -54,7 +54,10 @@ pub fn write_svg(path: &Path, title: &str, results: &[CaseResult]) -> Result<(),
             continue;
         }
         chart
-            .draw_series(LineSeries::new(pts.iter().map(|(x, y)| (*x as f64, *y)), color.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                pts.iter().map(|(x, y)| (*x as f64, *y)),
+                color.stroke_width(2),
+            ))
             .map_err(|e| chart_error(&e))?
             .label(case)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));

@@ -7,8 +7,8 @@ use crate::CliError;
 
 /// Reads a report written by `folio bench … --json`.
 pub fn load(path: &Path) -> Result<BenchReport, CliError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::fail(format!("cannot read {}: {e}", path.display())))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| CliError::fail(format!("cannot read {}: {e}", path.display())))?;
     let report: BenchReport = serde_json::from_str(&text)
         .map_err(|e| CliError::fail(format!("{} is not a folio bench report: {e}", path.display())))?;
     if report.version != super::REPORT_VERSION {
@@ -50,7 +50,11 @@ pub fn changes(a: &BenchReport, b: &BenchReport) -> Vec<Change> {
                 ops: ra.ops,
                 a_median_ns: ma,
                 b_median_ns: mb,
-                change_percent: if ma == 0 { 0.0 } else { (mb as f64 - ma as f64) * 100.0 / ma as f64 },
+                change_percent: if ma == 0 {
+                    0.0
+                } else {
+                    (mb as f64 - ma as f64) * 100.0 / ma as f64
+                },
             })
         })
         .collect()
@@ -58,7 +62,10 @@ pub fn changes(a: &BenchReport, b: &BenchReport) -> Vec<Change> {
 
 /// The human table.
 pub fn render(changes: &[Change]) -> String {
-    let mut out = format!("{:<16} {:>10} {:>12} {:>12} {:>9}\n", "case", "ops", "A median", "B median", "change");
+    let mut out = format!(
+        "{:<16} {:>10} {:>12} {:>12} {:>9}\n",
+        "case", "ops", "A median", "B median", "change"
+    );
     for c in changes {
         out.push_str(&format!(
             "{:<16} {:>10} {:>12} {:>12} {:>+8.1}%\n",

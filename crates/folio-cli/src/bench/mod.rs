@@ -14,7 +14,6 @@ pub mod workload;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-
 mod report_types;
 
 pub use report_types::{BenchReport, CaseResult, Machine, REPORT_VERSION, Stats};

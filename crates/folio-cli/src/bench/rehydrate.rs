@@ -105,7 +105,11 @@ pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
         };
         let ids = build(params, ops, &path).await?;
         // Fewer rounds for very long histories, so a sweep to 1M stays within minutes.
-        let rounds_here = if ops >= 1_000_000 { params.rounds.min(3) } else { params.rounds };
+        let rounds_here = if ops >= 1_000_000 {
+            params.rounds.min(3)
+        } else {
+            params.rounds
+        };
         note(format!("measuring {ops} ops ({rounds_here} rounds per case)"));
         let registry = Arc::new(ModelRegistry::with_builtin());
         let store: Arc<dyn OperationStore> = Arc::new(SqliteStore::open(&path).await?);
@@ -118,7 +122,10 @@ pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
             let keys = &keys;
             async move {
                 for key in keys {
-                    let doc = view.hydrate(key, None).await.map_err(|e| CliError::fail(e.to_string()))?;
+                    let doc = view
+                        .hydrate(key, None)
+                        .await
+                        .map_err(|e| CliError::fail(e.to_string()))?;
                     doc.ok_or_else(|| CliError::fail("a benchmark document is missing"))?;
                 }
                 Ok(())
@@ -126,10 +133,29 @@ pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
         })
         .await?;
         let cold_rss = peak_rss();
+
+        // Cold, keyframed, worst case: the revision just before the next keyframe (the longest tail to fold).
+        let worst = rounds(rounds_here, || {
+            let view = DocumentView::new(store.clone(), registry.clone(), 1 << 40, params.keyframe_every);
+            let keys = &keys;
+            async move {
+                for key in keys {
+                    view.get_at(key, ops - 1)
+                        .await
+                        .map_err(|e| CliError::fail(e.to_string()))?;
+                }
+                Ok(())
+            }
+        })
+        .await?;
         let state_bytes = {
             let view = DocumentView::new(store.clone(), registry.clone(), 1 << 40, params.keyframe_every);
-            let doc = view.hydrate(&keys[0], None).await.map_err(|e| CliError::fail(e.to_string()))?;
-            doc.and_then(|d| d.model().map(|m| m.state_size(&d.state) as u64)).unwrap_or(0)
+            let doc = view
+                .hydrate(&keys[0], None)
+                .await
+                .map_err(|e| CliError::fail(e.to_string()))?;
+            doc.and_then(|d| d.model().map(|m| m.state_size(&d.state) as u64))
+                .unwrap_or(0)
         };
 
         // Full replay: no keyframes.
@@ -139,7 +165,9 @@ pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
             let keys = &keys;
             async move {
                 for key in keys {
-                    view.hydrate(key, None).await.map_err(|e| CliError::fail(e.to_string()))?;
+                    view.hydrate(key, None)
+                        .await
+                        .map_err(|e| CliError::fail(e.to_string()))?;
                 }
                 Ok(())
             }
@@ -202,8 +230,7 @@ pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
             CaseResult {
                 case: name.to_owned(),
                 ops,
-                ops_per_sec: (name != "warm" && time.median_ns > 0)
-                    .then(|| ops as f64 * 1e9 / time.median_ns as f64),
+                ops_per_sec: (name != "warm" && time.median_ns > 0).then(|| ops as f64 * 1e9 / time.median_ns as f64),
                 ratio_to_baseline: (name != "warm" && raw_stats.median_ns > 0)
                     .then(|| time.median_ns as f64 / raw_stats.median_ns as f64),
                 time,
@@ -214,6 +241,7 @@ pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
             }
         };
         results.push(case("cold-keyframed", per_doc(&cold, docs), cold_rss));
+        results.push(case("cold-kf-worst", per_doc(&worst, docs), None));
         results.push(case("full-replay", per_doc(&full, docs), full_rss));
         results.push(case("raw-sqlx", per_doc(&raw, docs), None));
         results.push(case("warm", warm, None));

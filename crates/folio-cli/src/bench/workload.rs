@@ -42,7 +42,7 @@ impl Workload {
                 } else {
                     (
                         "UPDATE_TODO",
-                        json!({ "id": id, "title": format!("title {i}"), "done": i % 2 == 0 }),
+                        json!({ "id": id, "title": format!("title {i}"), "done": i.is_multiple_of(2) }),
                     )
                 }
             }

@@ -145,7 +145,11 @@ impl Bench {
                 if let Some(svg) = &a.svg {
                     bench::chart::write_svg(
                         svg,
-                        &format!("folio rehydration, {} workload, keyframe every {}", a.workload.name(), a.keyframe_every),
+                        &format!(
+                            "folio rehydration, {} workload, keyframe every {}",
+                            a.workload.name(),
+                            a.keyframe_every
+                        ),
                         &r.results,
                     )?;
                 }
@@ -177,8 +181,10 @@ impl Bench {
                 out.finish()
             }
             Bench::Append(a) => {
-                usage_if(a.writers == 0 || a.docs == 0 || a.ops == 0 || a.batch == 0 || a.rounds == 0,
-                    "--writers, --docs, --ops, --batch and --rounds must be at least 1")?;
+                usage_if(
+                    a.writers == 0 || a.docs == 0 || a.ops == 0 || a.batch == 0 || a.rounds == 0,
+                    "--writers, --docs, --ops, --batch and --rounds must be at least 1",
+                )?;
                 let params = bench::append::Params {
                     writers: a.writers,
                     docs: a.docs,

@@ -34,7 +34,7 @@ pub struct Serve {
     #[arg(long, default_value_t = 256)]
     cache_mb: usize,
     /// Store a keyframe every this many global operations of a document (0: never).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = ReactorConfig::default().keyframe_every)]
     keyframe_every: u64,
 }
 

@@ -214,7 +214,8 @@ fn pointer_of(tokens: &[String]) -> String {
 /// An RFC 6901 array index: `0`, or digits without a leading zero (no sign, no `-`); `None` for anything else,
 /// including an index too large for `usize`.
 fn parse_index(token: &str) -> Option<usize> {
-    let valid = !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit()) && (token == "0" || !token.starts_with('0'));
+    let valid =
+        !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit()) && (token == "0" || !token.starts_with('0'));
     if valid { token.parse().ok() } else { None }
 }
 

@@ -129,11 +129,7 @@ fn check_title(title: &str) -> Result<(), TodoError> {
 }
 
 fn check_id(id: &str) -> Result<(), TodoError> {
-    if id.is_empty() {
-        Err(TodoError::EmptyId)
-    } else {
-        Ok(())
-    }
+    if id.is_empty() { Err(TodoError::EmptyId) } else { Ok(()) }
 }
 
 impl DocumentModel for TodoList {

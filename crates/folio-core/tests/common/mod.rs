@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use folio_core::{
-    Action, ApplyError, Branch, Document, DocumentId, ErasedModel, HlcTimestamp, ModelRegistry,
-    ModelState, OpHash, Operation, Rejection, Scope,
+    Action, ApplyError, Branch, Document, DocumentId, ErasedModel, HlcTimestamp, ModelRegistry, ModelState, OpHash,
+    Operation, Rejection, Scope,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -141,15 +141,8 @@ impl When {
                 self.action, self.after
             ),
             Err(rejection) => {
-                assert_eq!(
-                    rejection.code, code,
-                    "rejection of {}: {rejection}",
-                    self.action
-                );
-                assert!(
-                    !rejection.message.is_empty(),
-                    "rejection {code} without a message"
-                );
+                assert_eq!(rejection.code, code, "rejection of {}: {rejection}", self.action);
+                assert!(!rejection.message.is_empty(), "rejection {code} without a message");
                 assert_eq!(
                     self.after, self.before,
                     "{} was rejected ({code}) but changed the state",
@@ -168,12 +161,7 @@ pub fn fixed_uuid(n: u64) -> Uuid {
 
 /// An action with a fixed id and timestamp.
 pub fn fixed_action(n: u64, scope: Scope, action_type: &str, input: Value) -> Action {
-    let mut action = Action::new(
-        action_type,
-        input,
-        scope,
-        HlcTimestamp::new(1_763_769_600_000 + n, 0),
-    );
+    let mut action = Action::new(action_type, input, scope, HlcTimestamp::new(1_763_769_600_000 + n, 0));
     action.id = fixed_uuid(n);
     action
 }
@@ -224,12 +212,7 @@ impl Writer {
     }
 
     /// Builds the next operation and applies it; keeps it in `log` when it is accepted.
-    pub fn write(
-        &mut self,
-        scope: Scope,
-        action_type: &str,
-        input: Value,
-    ) -> Result<Operation, ApplyError> {
+    pub fn write(&mut self, scope: Scope, action_type: &str, input: Value) -> Result<Operation, ApplyError> {
         let op = self.next_op(scope, action_type, input);
         self.doc.apply(&op, &self.registry)?;
         self.log.push(op.clone());
@@ -238,11 +221,7 @@ impl Writer {
 
     /// The operations written so far in `scope`.
     pub fn ops(&self, scope: Scope) -> Vec<Operation> {
-        self.log
-            .iter()
-            .filter(|op| op.action.scope == scope)
-            .cloned()
-            .collect()
+        self.log.iter().filter(|op| op.action.scope == scope).cloned().collect()
     }
 
     /// The hash of the last operation of `scope`, or zero.

@@ -13,9 +13,7 @@ use folio_core::{
     Action, Branch, DocumentHeader, DocumentId, HybridClock, OpHash, Operation, Revisions, Scope, SyncUnit,
 };
 use folio_reactor::{Reactor, ReactorConfig, ReactorError, Submit};
-use folio_store::{
-    AppendRequest, Appended, Committed, Keyframe, ListQuery, MemoryStore, OperationStore, StoreError,
-};
+use folio_store::{AppendRequest, Appended, Committed, Keyframe, ListQuery, MemoryStore, OperationStore, StoreError};
 
 /// Forwards everything to an inner store; `before_append` runs first (tests make it wait or interfere).
 pub struct Decorated<F> {
@@ -107,7 +105,11 @@ pub fn config() -> ReactorConfig {
 pub fn memory_reactor() -> (Reactor, Arc<dyn OperationStore>) {
     let store: Arc<dyn OperationStore> = Arc::new(MemoryStore::new());
     (
-        Reactor::new(store.clone(), Arc::new(folio_core::ModelRegistry::with_builtin()), config()),
+        Reactor::new(
+            store.clone(),
+            Arc::new(folio_core::ModelRegistry::with_builtin()),
+            config(),
+        ),
         store,
     )
 }
@@ -121,11 +123,17 @@ pub struct Scenario {
 
 pub async fn given_todo_list(actions: &[(&str, Value)]) -> Scenario {
     let (reactor, store) = memory_reactor();
-    let doc = reactor.create_document("folio/todo-list", "test", None).await.expect("create");
+    let doc = reactor
+        .create_document("folio/todo-list", "test", None)
+        .await
+        .expect("create");
     let id = doc.header.id;
     for (t, input) in actions {
         let action = reactor.action(*t, input.clone(), Scope::Global);
-        reactor.apply(Submit::new(id, vec![action])).await.expect("given action");
+        reactor
+            .apply(Submit::new(id, vec![action]))
+            .await
+            .expect("given action");
     }
     Scenario { reactor, store, id }
 }

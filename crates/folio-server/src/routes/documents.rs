@@ -22,7 +22,8 @@ fn parse_id(raw: &str) -> Result<DocumentId, ApiError> {
 }
 
 fn not_found(id: DocumentId) -> ApiError {
-    ApiError::not_found("DOCUMENT_NOT_FOUND", format!("document {id} not found")).with_details(json!({ "documentId": id }))
+    ApiError::not_found("DOCUMENT_NOT_FOUND", format!("document {id} not found"))
+        .with_details(json!({ "documentId": id }))
 }
 
 fn page_limit(state: &AppState, limit: Option<usize>) -> Result<usize, ApiError> {
@@ -48,7 +49,11 @@ pub async fn create(
 
 /// A document's wire JSON, rendered once per revision and shared by every reader of the cached document.
 fn document_body(doc: &folio_core::Document) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], doc.to_json_string().to_string()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        doc.to_json_string().to_string(),
+    )
+        .into_response()
 }
 
 /// `GET /v1/documents?type=&limit=&after=`.
@@ -87,7 +92,11 @@ pub async fn get(
     let branch = params.branch.unwrap_or_default();
     let doc = match (params.revision, params.min_revision) {
         (Some(_), Some(_)) => return Err(ApiError::bad_request("give revision or minRevision, not both")),
-        (Some(revision), None) => state.reactor.get_at(id, &branch, revision).await?.map(std::sync::Arc::new),
+        (Some(revision), None) => state
+            .reactor
+            .get_at(id, &branch, revision)
+            .await?
+            .map(std::sync::Arc::new),
         (None, Some(min)) => match state.reactor.get(id, &branch).await? {
             None => None,
             Some(_) => Some(state.reactor.get_min(id, &branch, min, state.config.max_wait).await?),
@@ -148,7 +157,10 @@ pub async fn actions(
     })?;
     let job_id = handle.id;
     if !wait {
-        return Ok((StatusCode::ACCEPTED, Json(json!({ "jobId": job_id, "status": "queued" }))));
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "jobId": job_id, "status": "queued" })),
+        ));
     }
     let outcome = handle.wait().await?;
     Ok((
@@ -199,10 +211,18 @@ pub async fn operations(
 /// `DELETE /v1/documents/{id}`: marks it deleted (an operation; the history stays).
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
-    let doc = state.reactor.get(id, &Branch::default()).await?.ok_or_else(|| not_found(id))?;
+    let doc = state
+        .reactor
+        .get(id, &Branch::default())
+        .await?
+        .ok_or_else(|| not_found(id))?;
     if doc.header.deleted {
-        return Ok(Json(json!({ "documentId": id, "deleted": true, "revision": doc.header.revision })));
+        return Ok(Json(
+            json!({ "documentId": id, "deleted": true, "revision": doc.header.revision }),
+        ));
     }
     let outcome = state.reactor.delete_document(id).await?;
-    Ok(Json(json!({ "documentId": id, "deleted": true, "jobId": outcome.job_id })))
+    Ok(Json(
+        json!({ "documentId": id, "deleted": true, "jobId": outcome.job_id }),
+    ))
 }

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use folio_core::ModelRegistry;
 use folio_reactor::{Reactor, ReactorConfig};
-use folio_server::{ServerConfig, Tokens, Role};
+use folio_server::{Role, ServerConfig, Tokens};
 use folio_store::SqliteStore;
 
 pub struct TestServer {
@@ -46,7 +46,10 @@ pub async fn start_with(
         .await
         .unwrap();
     });
-    let admin = std::fs::read_to_string(data_dir.join("admin.token")).unwrap().trim().to_owned();
+    let admin = std::fs::read_to_string(data_dir.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
     TestServer {
         base: format!("http://{addr}"),
         admin,
@@ -87,7 +90,9 @@ impl TestServer {
     }
 
     pub async fn create_todo(&self) -> String {
-        let (status, doc) = self.post("/v1/documents", json!({"documentType": "folio/todo-list", "name": "t"})).await;
+        let (status, doc) = self
+            .post("/v1/documents", json!({"documentType": "folio/todo-list", "name": "t"}))
+            .await;
         assert_eq!(status, 201, "{doc}");
         doc["header"]["id"].as_str().unwrap().to_owned()
     }
@@ -115,5 +120,9 @@ impl TestServer {
 pub fn assert_error(got: &(u16, Value), status: u16, code: &str) {
     assert_eq!(got.0, status, "{}", got.1);
     assert_eq!(got.1["error"]["code"], code, "{}", got.1);
-    assert!(got.1["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", got.1);
+    assert!(
+        got.1["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{}",
+        got.1
+    );
 }
