@@ -18,7 +18,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let outcome = reactor.apply(Submit::new(id, vec![add, done])).await?;
 
     let doc = reactor.get(id, &Branch::default()).await?.expect("just created");
-    println!("{} at revision {}: {}", doc.header.name, outcome.revision, doc.global_json());
+    println!(
+        "{} at revision {}: {}",
+        doc.header.name,
+        outcome.revision,
+        doc.global_json()
+    );
     reactor.shutdown().await;
     Ok(())
 }
