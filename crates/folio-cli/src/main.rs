@@ -68,10 +68,11 @@ impl<E: std::fmt::Display> From<E> for CliError {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // A server logs each request by default; one-shot commands only warnings. FOLIO_LOG overrides both.
+    // sqlx's slow-statement warnings are noise for a store that streams long histories on purpose.
     let default_level = if matches!(cli.command, Command::Serve(_)) {
-        "info"
+        "info,sqlx::query=error"
     } else {
-        "warn"
+        "warn,sqlx::query=error"
     };
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -18,7 +18,7 @@ async fn sigterm_during_writes_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_folio"))
+    let server = Command::new(env!("CARGO_BIN_EXE_folio"))
         .args([
             "serve",
             "--data-dir",
