@@ -94,6 +94,45 @@ fn per_doc(samples: &[Duration], docs: u64) -> Vec<Duration> {
     samples.iter().map(|d| *d / docs.max(1) as u32).collect()
 }
 
+/// One cold load in this process (a fresh one, started by [`measure_in_child`]): prints its time, the process's
+/// peak resident memory, and the state's size.
+pub async fn load_child(db: &std::path::Path, doc: &str, keyframe_every: u64) -> Result<serde_json::Value, CliError> {
+    let id: DocumentId = doc.parse().map_err(|_| CliError::usage("--doc is not a document id"))?;
+    let store: Arc<dyn OperationStore> = Arc::new(SqliteStore::open(db).await?);
+    let view = DocumentView::new(store, Arc::new(ModelRegistry::with_builtin()), 1 << 40, keyframe_every);
+    let start = Instant::now();
+    let doc = view
+        .hydrate(&DocKey::new(id, Branch::default()), None)
+        .await
+        .map_err(|e| CliError::fail(e.to_string()))?
+        .ok_or_else(|| CliError::fail("no such document"))?;
+    let ns = start.elapsed().as_nanos() as u64;
+    let state = doc.model().map_or(0, |m| m.state_size(&doc.state));
+    Ok(serde_json::json!({ "ns": ns, "peakRssBytes": peak_rss(), "stateBytes": state }))
+}
+
+/// Peak RSS of a fresh process that loads `id` once (`folio bench load-child`), so the figure covers the load
+/// alone and not what building the store left in this process's allocator.
+fn measure_in_child(db: &std::path::Path, id: DocumentId, keyframe_every: u64) -> Option<u64> {
+    let exe = std::env::current_exe().ok()?;
+    let out = std::process::Command::new(exe)
+        .args(["bench", "load-child", "--db"])
+        .arg(db)
+        .args([
+            "--doc",
+            &id.to_string(),
+            "--keyframe-every",
+            &keyframe_every.to_string(),
+        ])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["peakRssBytes"].as_u64()
+}
+
 /// Runs the whole sweep.
 pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
     let mut results = Vec::new();
@@ -240,6 +279,11 @@ pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
                 state_bytes: Some(state_bytes),
             }
         };
+        // Memory: a fresh process per case, so the figure is the load's and not the build's leftovers.
+        let (cold_rss, full_rss) = (
+            measure_in_child(&path, ids[0], params.keyframe_every).or(cold_rss),
+            measure_in_child(&path, ids[0], 0).or(full_rss),
+        );
         results.push(case("cold-keyframed", per_doc(&cold, docs), cold_rss));
         results.push(case("cold-kf-worst", per_doc(&worst, docs), None));
         results.push(case("full-replay", per_doc(&full, docs), full_rss));

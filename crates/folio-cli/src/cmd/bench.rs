@@ -19,6 +19,22 @@ pub enum Bench {
     Append(Append),
     /// Compares two reports written with --json.
     Compare(Compare),
+    /// One cold load in this fresh process, for `rehydrate`'s memory figures (internal).
+    #[command(hide = true)]
+    LoadChild(LoadChild),
+}
+
+#[derive(Debug, Args)]
+pub struct LoadChild {
+    /// The store.
+    #[arg(long)]
+    db: PathBuf,
+    /// The document.
+    #[arg(long)]
+    doc: String,
+    /// Keyframe interval (0: full replay).
+    #[arg(long)]
+    keyframe_every: u64,
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +229,12 @@ impl Bench {
                         out.line(format_args!("commit latency per job: p50 {}", human_ns(p50)))?;
                     }
                 }
+                out.finish()
+            }
+            Bench::LoadChild(c) => {
+                let measured = bench::rehydrate::load_child(&c.db, &c.doc, c.keyframe_every).await?;
+                let mut out = Out::new();
+                out.line(measured)?;
                 out.finish()
             }
             Bench::Compare(c) => {
