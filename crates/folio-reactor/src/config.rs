@@ -17,7 +17,8 @@ pub struct ReactorConfig {
     pub retry_backoff: Duration,
     /// Bytes of hydrated documents the view keeps cached (LRU).
     pub cache_bytes: usize,
-    /// A keyframe is stored each time a document's global revision crosses a multiple of this (0: never).
+    /// A keyframe is stored each time a document's global revision crosses a multiple of this (0: never), at the
+    /// end of the job that crossed it (a job of many actions can put the keyframe past the multiple).
     /// The default, 250, comes from `folio bench rehydrate`: on a 100,000-operation todo list a cold load takes
     /// about 1.1 ms from a keyframe at the head and about 2.5 ms with the longest tail (249 operations); at 1,000
     /// the longest tail costs about 8 ms. The price is storage: one copy of the state every 250 operations.

@@ -19,7 +19,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -188,8 +189,9 @@ impl SqliteStore {
         let pool_options = SqlitePoolOptions::new().max_connections(options.read_connections.max(1));
         let pool = retry_busy(deadline, || pool_options.clone().connect_with(connect.clone())).await?;
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
-        tokio::spawn(writer_loop(writer_conn, rx));
-        tokio::spawn(checkpointer(pool.clone(), tx.downgrade()));
+        let written = Arc::new(AtomicU64::new(0));
+        tokio::spawn(writer_loop(writer_conn, rx, written.clone()));
+        tokio::spawn(checkpointer(pool.clone(), tx.downgrade(), written));
         Ok(Self {
             pool,
             writer: tx,
@@ -277,25 +279,33 @@ fn prepare(request: AppendRequest) -> Result<Prepared, StoreError> {
     })
 }
 
-/// How often the background task checkpoints the WAL into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// How often the background task looks at how much was written.
+const CHECKPOINT_POLL: Duration = Duration::from_millis(250);
+/// Bytes of operations committed since the last checkpoint past which the background task checkpoints.
+const CHECKPOINT_AFTER_BYTES: u64 = 4 * 1024 * 1024;
 
-/// Checkpoints the WAL (PASSIVE: never blocks writers or readers) while the store is open.
-async fn checkpointer(pool: SqlitePool, writer: mpsc::WeakSender<WriteCommand>) {
-    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+/// Checkpoints the WAL into the database file (PASSIVE: never blocks writers or readers) once the writer committed
+/// 4 MiB of operations since the last checkpoint. Not on a timer: a checkpoint makes every connection drop its page
+/// cache, which costs reads.
+async fn checkpointer(pool: SqlitePool, writer: mpsc::WeakSender<WriteCommand>, written: Arc<AtomicU64>) {
+    let mut tick = tokio::time::interval(CHECKPOINT_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         if writer.upgrade().is_none() {
             return;
         }
+        if written.load(Ordering::Relaxed) < CHECKPOINT_AFTER_BYTES {
+            continue;
+        }
+        written.store(0, Ordering::Relaxed);
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
             tracing::debug!("WAL checkpoint failed (it is retried): {e}");
         }
     }
 }
 
-async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<WriteCommand>) {
+async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<WriteCommand>, written: Arc<AtomicU64>) {
     let mut unit_ids: HashMap<SyncUnit, i64> = HashMap::new();
     while let Some(first) = rx.recv().await {
         let mut ops = first.ops();
@@ -318,7 +328,13 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<WriteCom
             }
         }
         if !appends.is_empty() {
+            let bytes: usize = appends
+                .iter()
+                .flat_map(|(requests, _)| requests.iter().flatten())
+                .flat_map(|p| p.rows.iter().map(|r| r.operation.len() + 64))
+                .sum();
             commit_appends(&mut conn, &mut unit_ids, appends).await;
+            written.fetch_add(bytes as u64, Ordering::Relaxed);
         }
         for (keyframe, reply) in keyframes {
             let result = write_keyframe(&mut conn, &mut unit_ids, &keyframe).await;

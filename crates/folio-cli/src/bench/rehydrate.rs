@@ -32,7 +32,15 @@ pub struct Params {
     pub database: Option<PathBuf>,
 }
 
-const JOB_SIZE: u64 = 1000;
+/// Actions per job while building (keyframes are taken at the end of the job that crosses a multiple of K, so jobs
+/// no longer than K keep the keyframes K apart, as with one action per job).
+fn job_size(keyframe_every: u64) -> u64 {
+    if keyframe_every == 0 {
+        1000
+    } else {
+        keyframe_every.min(1000)
+    }
+}
 
 /// Builds a store with `docs` documents of `ops` operations each; returns the store's path and the documents.
 async fn build(params: &Params, ops: u64, path: &std::path::Path) -> Result<Vec<DocumentId>, CliError> {
@@ -53,7 +61,7 @@ async fn build(params: &Params, ops: u64, path: &std::path::Path) -> Result<Vec<
             .id;
         let mut i = 0;
         while i < ops {
-            let n = JOB_SIZE.min(ops - i);
+            let n = job_size(params.keyframe_every).min(ops - i);
             let actions = (i..i + n)
                 .map(|k| {
                     let (t, input) = params.workload.action(k);
