@@ -90,3 +90,35 @@ async fn verify_detects_tampering() {
     assert_eq!(broken.index, 6);
     assert_ne!(store.head(&unit).await.expect("head").1, OpHash::ZERO);
 }
+
+/// The writer leaves checkpoints to a background task; the WAL must still stay bounded while writes go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_stays_bounded_under_sustained_writes() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("folio.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    let unit = SyncUnit::main(DocumentId::new(), Scope::Global);
+    let mut chain = Chain::new(unit.clone());
+    let mut wal_max = 0u64;
+    let mut revision = 0u64;
+    // About 48 MiB of operations (4 KiB each), in appends of 64.
+    for _ in 0..192 {
+        let payload = "p".repeat(4096);
+        let ops: Vec<_> = (0..64)
+            .map(|_| chain.op("SET", serde_json::json!({ "payload": payload })))
+            .collect();
+        store.append(&unit, revision, ops).await.expect("append");
+        revision += 64;
+        let wal = std::fs::metadata(dir.path().join("folio.db-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        wal_max = wal_max.max(wal);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    println!("WAL peaked at {wal_max} bytes");
+    assert!(
+        wal_max < 40 * 1024 * 1024,
+        "the WAL grew to {wal_max} bytes while 48 MiB were written"
+    );
+    assert!(verify(&store).await.expect("verify").is_ok());
+}
