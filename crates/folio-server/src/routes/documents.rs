@@ -115,7 +115,7 @@ pub async fn actions(
     State(state): State<AppState>,
     Path(id): Path<String>,
     JsonBody(req): JsonBody<SubmitActions>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Response), ApiError> {
     let id = parse_id(&id)?;
     if req.actions.is_empty() {
         return Err(ApiError::bad_request("actions is empty"));
@@ -159,19 +159,32 @@ pub async fn actions(
     if !wait {
         return Ok((
             StatusCode::ACCEPTED,
-            Json(json!({ "jobId": job_id, "status": "queued" })),
+            Json(json!({ "jobId": job_id, "status": "queued" })).into_response(),
         ));
     }
     let outcome = handle.wait().await?;
+    // Written straight from the operations, without an intermediate JSON tree.
+    let body = serde_json::to_vec(&Completed {
+        job_id,
+        status: "completed",
+        revision: outcome.revision,
+        operations: &outcome.operations,
+    })
+    .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok((
         StatusCode::OK,
-        Json(json!({
-            "jobId": job_id,
-            "status": "completed",
-            "revision": outcome.revision,
-            "operations": outcome.operations,
-        })),
+        ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
     ))
+}
+
+/// The answer to a completed job.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Completed<'a> {
+    job_id: uuid::Uuid,
+    status: &'static str,
+    revision: u64,
+    operations: &'a [folio_core::Operation],
 }
 
 /// `GET /v1/documents/{id}/operations?scope=&branch=&from=&limit=`.
