@@ -114,7 +114,7 @@ struct Row8 {
 
 enum WriteCommand {
     Append {
-        requests: Vec<Result<Prepared, StoreError>>,
+        requests: Vec<Prepared>,
         reply: oneshot::Sender<Vec<Result<Appended, StoreError>>>,
     },
     Keyframe {
@@ -126,11 +126,7 @@ enum WriteCommand {
 impl WriteCommand {
     fn ops(&self) -> usize {
         match self {
-            WriteCommand::Append { requests, .. } => requests
-                .iter()
-                .map(|r| r.as_ref().map_or(0, |p| p.rows.len()))
-                .sum::<usize>()
-                .max(1),
+            WriteCommand::Append { requests, .. } => requests.iter().map(|p| p.rows.len()).sum::<usize>().max(1),
             WriteCommand::Keyframe { .. } => 1,
         }
     }
@@ -330,7 +326,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<WriteCom
         if !appends.is_empty() {
             let bytes: usize = appends
                 .iter()
-                .flat_map(|(requests, _)| requests.iter().flatten())
+                .flat_map(|(requests, _)| requests.iter())
                 .flat_map(|p| p.rows.iter().map(|r| r.operation.len() + 64))
                 .sum();
             commit_appends(&mut conn, &mut unit_ids, appends).await;
@@ -343,15 +339,12 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<WriteCom
     }
 }
 
-type AppendBatch = Vec<(
-    Vec<Result<Prepared, StoreError>>,
-    oneshot::Sender<Vec<Result<Appended, StoreError>>>,
-)>;
+type AppendBatch = Vec<(Vec<Prepared>, oneshot::Sender<Vec<Result<Appended, StoreError>>>)>;
 
 async fn commit_appends(conn: &mut SqliteConnection, unit_ids: &mut HashMap<SyncUnit, i64>, batch: AppendBatch) {
     let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
     let counts: Vec<usize> = requests.iter().map(Vec::len).collect();
-    let flat: Vec<Result<Prepared, StoreError>> = requests.into_iter().flatten().collect();
+    let flat: Vec<Prepared> = requests.into_iter().flatten().collect();
     let results = match group_commit(conn, unit_ids, &flat).await {
         Ok(results) => results,
         Err(e) => {
@@ -404,7 +397,7 @@ fn blob_hash(bytes: &[u8]) -> OpHash {
 async fn group_commit(
     conn: &mut SqliteConnection,
     unit_ids: &mut HashMap<SyncUnit, i64>,
-    requests: &[Result<Prepared, StoreError>],
+    requests: &[Prepared],
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
     sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
     let outcome = match group_commit_in_tx(conn, unit_ids, requests).await {
@@ -555,16 +548,11 @@ fn upsert_heads_sql(n: usize) -> &'static str {
 async fn group_commit_in_tx(
     conn: &mut SqliteConnection,
     unit_ids: &mut HashMap<SyncUnit, i64>,
-    requests: &[Result<Prepared, StoreError>],
+    requests: &[Prepared],
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
     let units: Vec<&SyncUnit> = {
         let mut seen = std::collections::HashSet::new();
-        requests
-            .iter()
-            .filter_map(|r| r.as_ref().ok())
-            .map(|p| &p.unit)
-            .filter(|u| seen.insert(*u))
-            .collect()
+        requests.iter().map(|p| &p.unit).filter(|u| seen.insert(*u)).collect()
     };
     let mut heads = load_heads(conn, &units).await?;
     let mut next_ordinal: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(ordinal), 0) FROM operations")
@@ -575,14 +563,7 @@ async fn group_commit_in_tx(
     let mut inserts: Vec<(i64, &Row8, i64)> = Vec::new();
     let mut header_changes: Vec<(DocumentId, &HeaderChange, u64)> = Vec::new();
     let mut results = Vec::with_capacity(requests.len());
-    for request in requests {
-        let p = match request {
-            Ok(p) => p,
-            Err(e) => {
-                results.push(Err(clone_error(e)));
-                continue;
-            }
-        };
+    for p in requests {
         let head = match heads.get(&p.unit) {
             Some(h) => h.clone(),
             None => {
@@ -757,27 +738,6 @@ async fn replay_or_mismatch(
     }))
 }
 
-/// Prechecks fail in the caller's task; their errors travel through the writer to keep the results in order.
-fn clone_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::RevisionMismatch { unit, expected, actual } => StoreError::RevisionMismatch {
-            unit: unit.clone(),
-            expected: *expected,
-            actual: *actual,
-        },
-        StoreError::InvalidOperations { unit, reason } => StoreError::InvalidOperations {
-            unit: unit.clone(),
-            reason: reason.clone(),
-        },
-        StoreError::Corrupt { unit, index, reason } => StoreError::Corrupt {
-            unit: unit.clone(),
-            index: *index,
-            reason: reason.clone(),
-        },
-        _ => StoreError::Closed,
-    }
-}
-
 async fn write_keyframe(
     conn: &mut SqliteConnection,
     unit_ids: &mut HashMap<SyncUnit, i64>,
@@ -901,22 +861,42 @@ fn parse_chunk(unit: &SyncUnit, chunk: &RawChunk) -> Vec<Result<Operation, Store
 #[async_trait]
 impl OperationStore for SqliteStore {
     async fn append_batch(&self, requests: Vec<AppendRequest>) -> Vec<Result<Appended, StoreError>> {
-        let n = requests.len();
-        let prepared: Vec<Result<Prepared, StoreError>> = requests.into_iter().map(prepare).collect();
-        let (reply, rx) = oneshot::channel();
-        if self
-            .writer
-            .send(WriteCommand::Append {
-                requests: prepared,
-                reply,
-            })
-            .await
-            .is_err()
-        {
-            return (0..n).map(|_| Err(StoreError::Closed)).collect();
+        // Requests that fail their checks here are answered here; only the rest go to the writer, and the answers
+        // are put back in request order.
+        let mut results: Vec<Option<Result<Appended, StoreError>>> = Vec::with_capacity(requests.len());
+        let mut prepared = Vec::with_capacity(requests.len());
+        for request in requests {
+            match prepare(request) {
+                Ok(p) => {
+                    prepared.push(p);
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
         }
-        rx.await
-            .unwrap_or_else(|_| (0..n).map(|_| Err(StoreError::Closed)).collect())
+        let sent = prepared.len();
+        let mut written = if sent == 0 {
+            Vec::new()
+        } else {
+            let (reply, rx) = oneshot::channel();
+            let delivered = self
+                .writer
+                .send(WriteCommand::Append {
+                    requests: prepared,
+                    reply,
+                })
+                .await
+                .is_ok();
+            match delivered {
+                true => rx.await.unwrap_or_default(),
+                false => Vec::new(),
+            }
+        }
+        .into_iter();
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| written.next().unwrap_or(Err(StoreError::Closed))))
+            .collect()
     }
 
     fn read(&self, unit: &SyncUnit, from: u64, to: Option<u64>) -> BoxStream<'static, Result<Operation, StoreError>> {
