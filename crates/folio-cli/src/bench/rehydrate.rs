@@ -1,6 +1,5 @@
 //! `folio bench rehydrate`: cold (keyframed), full replay, warm, and the raw sqlx baseline, over history lengths.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +11,7 @@ use folio_reactor::{DocKey, DocumentView, Reactor, ReactorConfig, Submit};
 use folio_store::{OperationStore, SqliteStore};
 
 use super::workload::Workload;
-use super::{CaseResult, Progress, Stats, note, peak_rss, reset_peak_rss};
+use super::{CaseResult, Progress, Stats, note, peak_rss};
 use crate::CliError;
 
 /// What to run.
@@ -28,8 +27,6 @@ pub struct Params {
     pub workload: Workload,
     /// Rounds per measurement.
     pub rounds: u32,
-    /// Where to build the store (a temporary directory when `None`).
-    pub database: Option<PathBuf>,
 }
 
 /// Actions per job while building (keyframes are taken at the end of the job that crosses a multiple of K, so jobs
@@ -146,10 +143,7 @@ pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
     let mut results = Vec::new();
     for &ops in &params.ops {
         let temp = tempfile::tempdir().map_err(CliError::from)?;
-        let path = match &params.database {
-            Some(p) => p.clone(),
-            None => temp.path().join(format!("bench-{ops}.db")),
-        };
+        let path = temp.path().join(format!("bench-{ops}.db"));
         let ids = build(params, ops, &path).await?;
         // Fewer rounds for very long histories, so a sweep to 1M stays within minutes.
         let rounds_here = if ops >= 1_000_000 {
@@ -163,7 +157,6 @@ pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
         let keys: Vec<DocKey> = ids.iter().map(|id| DocKey::new(*id, Branch::default())).collect();
 
         // Cold, keyframed: a new view each round, nothing cached.
-        reset_peak_rss();
         let cold = rounds(rounds_here, || {
             let view = DocumentView::new(store.clone(), registry.clone(), 1 << 40, params.keyframe_every);
             let keys = &keys;
@@ -179,7 +172,6 @@ pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
             }
         })
         .await?;
-        let cold_rss = peak_rss();
 
         // Cold, keyframed, worst case: the revision just before the next keyframe (the longest tail to fold).
         let worst = rounds(rounds_here, || {
@@ -206,7 +198,6 @@ pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
         };
 
         // Full replay: no keyframes.
-        reset_peak_rss();
         let full = rounds(rounds_here, || {
             let view = DocumentView::new(store.clone(), registry.clone(), 1 << 40, 0);
             let keys = &keys;
@@ -220,7 +211,6 @@ pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
             }
         })
         .await?;
-        let full_rss = peak_rss();
 
         // Raw baseline: the same rows straight through sqlx, decoded and folded by the same model.
         let raw_pool = SqliteStore::open(&path).await?.pool().clone();
@@ -289,8 +279,8 @@ pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
         };
         // Memory: a fresh process per case, so the figure is the load's and not the build's leftovers.
         let (cold_rss, full_rss) = (
-            measure_in_child(&path, ids[0], params.keyframe_every).or(cold_rss),
-            measure_in_child(&path, ids[0], 0).or(full_rss),
+            measure_in_child(&path, ids[0], params.keyframe_every),
+            measure_in_child(&path, ids[0], 0),
         );
         results.push(case("cold-keyframed", per_doc(&cold, docs), cold_rss));
         results.push(case("cold-kf-worst", per_doc(&worst, docs), None));

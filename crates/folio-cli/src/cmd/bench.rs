@@ -147,7 +147,6 @@ impl Bench {
                     keyframe_every: a.keyframe_every,
                     workload: a.workload,
                     rounds: a.rounds,
-                    database: None,
                 };
                 let results = bench::rehydrate::run(&params).await?;
                 let r = report(
