@@ -423,7 +423,7 @@ impl Document {
                 Some(m) => {
                     let text = m.state_to_string(&self.state);
                     // Equal to `state_hash` of the typed state: blake3 over the same serialization.
-                    let hash = OpHash(*blake3::hash(text.as_bytes()).as_bytes());
+                    let hash = crate::hash::bytes_hash(text.as_bytes());
                     (text, hash)
                 }
                 None => ("null".to_owned(), OpHash::ZERO),

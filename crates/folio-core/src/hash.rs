@@ -269,6 +269,11 @@ pub fn state_hash<T: Serialize + ?Sized>(state: &T) -> OpHash {
     OpHash(*hasher.finalize().as_bytes())
 }
 
+/// blake3 of bytes already serialized (a state's JSON text gives the same hash as [`state_hash`] of the state).
+pub fn bytes_hash(bytes: &[u8]) -> OpHash {
+    OpHash(*blake3::hash(bytes).as_bytes())
+}
+
 /// blake3 of the canonical JSON of `value`.
 pub fn value_hash(value: &Value) -> OpHash {
     state_hash(&Canonical(value))

@@ -312,5 +312,6 @@ impl Reactor {
         for handle in handles {
             let _ = handle.await;
         }
+        self.inner.shared.view.flush().await;
     }
 }

@@ -101,6 +101,8 @@ pub struct DocumentView {
     cache_bytes: usize,
     keyframe_every: u64,
     committed: Notify,
+    /// Keyframe writes under way, awaited by [`DocumentView::flush`].
+    keyframe_writes: Mutex<tokio::task::JoinSet<()>>,
 }
 
 impl DocumentView {
@@ -119,6 +121,7 @@ impl DocumentView {
             cache_bytes,
             keyframe_every,
             committed: Notify::new(),
+            keyframe_writes: Mutex::new(tokio::task::JoinSet::new()),
         }
     }
 
@@ -223,18 +226,33 @@ impl DocumentView {
         self.put_keyframe(key, doc).await;
     }
 
+    /// Serializes the state once (the hash is taken over the same bytes) and stores the keyframe in the
+    /// background: a keyframe only speeds up later reads, so the writer that crossed the interval does not wait for
+    /// it (a lost one is rebuilt by the next read that folds a long tail).
     async fn put_keyframe(&self, key: &DocKey, doc: &Document) {
         let Some(model) = doc.model() else { return };
+        let state = model.state_to_string(&doc.state);
         let keyframe = Keyframe {
             unit: key.unit(Scope::Global),
             revision: doc.header.revision.global,
             last_hash: doc.head(Scope::Global),
-            state: model.state_to_string(&doc.state),
-            state_hash: doc.state_hash(),
+            state_hash: folio_core::hash::bytes_hash(state.as_bytes()),
+            state,
         };
-        if let Err(e) = self.store.put_keyframe(&keyframe).await {
-            tracing::warn!("keyframe of {} at {} not stored: {e}", keyframe.unit, keyframe.revision);
-        }
+        let store = self.store.clone();
+        let mut writes = self.keyframe_writes.lock().unwrap_or_else(|e| e.into_inner());
+        while writes.try_join_next().is_some() {}
+        writes.spawn(async move {
+            if let Err(e) = store.put_keyframe(&keyframe).await {
+                tracing::warn!("keyframe of {} at {} not stored: {e}", keyframe.unit, keyframe.revision);
+            }
+        });
+    }
+
+    /// Waits for the keyframe writes under way (the reactor's shutdown calls it).
+    pub async fn flush(&self) {
+        let mut writes = std::mem::take(&mut *self.keyframe_writes.lock().unwrap_or_else(|e| e.into_inner()));
+        while writes.join_next().await.is_some() {}
     }
 
     /// Rehydrates a document from the store: the `document` scope (creation, name), the nearest keyframe at or

@@ -309,7 +309,20 @@ async fn keyframes_are_written_and_a_cold_read_matches() {
         reactor.apply(Submit::new(id, vec![a])).await.unwrap();
     }
     let unit = SyncUnit::main(id, Scope::Global);
-    let kf = store.nearest_keyframe(&unit, 35).await.unwrap().expect("a keyframe");
+    // Keyframes are stored in the background; give them a moment.
+    let mut kf = None;
+    for _ in 0..200 {
+        kf = store
+            .nearest_keyframe(&unit, 35)
+            .await
+            .unwrap()
+            .filter(|k| k.revision == 30);
+        if kf.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let kf = kf.expect("a keyframe");
     assert_eq!(kf.revision, 30);
     assert!(store.nearest_keyframe(&unit, 9).await.unwrap().is_none());
     let warm = reactor.get(id, &Branch::default()).await.unwrap().unwrap();
