@@ -106,6 +106,7 @@ pub const SCENARIOS: &[Scenario] = &[
     by_ref!(large_payloads),
     by_ref!(unicode_payloads),
     by_ref!(verify_hash_chain),
+    by_arc!(meta_values),
 ];
 
 /// Runs the scenario called `name` on a store from `make`. Panics when there is no such scenario.
@@ -169,6 +170,7 @@ macro_rules! conformance_tests {
             large_payloads,
             unicode_payloads,
             verify_hash_chain,
+            meta_values,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -1538,4 +1540,40 @@ pub async fn verify_hash_chain(store: &dyn OperationStore) {
     }
     assert_eq!(sorted_units(store).await.into_iter().collect::<HashSet<_>>(), seen);
     assert_verified(store, units.len() as u64, total).await;
+}
+
+/// The key-value table: absent keys, replace, insert-if-absent (one winner among racing callers), and a replica id
+/// that stays the same.
+pub async fn meta_values(store: Arc<dyn OperationStore>) {
+    assert_eq!(store.get_meta("sync/none").await.unwrap(), None, "an unset key has no value");
+    store.put_meta("sync/a", "1").await.unwrap();
+    assert_eq!(store.get_meta("sync/a").await.unwrap().as_deref(), Some("1"));
+    store.put_meta("sync/a", "2").await.unwrap();
+    assert_eq!(store.get_meta("sync/a").await.unwrap().as_deref(), Some("2"), "put_meta replaces");
+    assert_eq!(
+        store.put_meta_if_absent("sync/a", "3").await.unwrap(),
+        "2",
+        "put_meta_if_absent keeps an existing value"
+    );
+    let unicode = "é ✓ \"quoted\" \\ ✗";
+    store.put_meta("sync/ünïcode", unicode).await.unwrap();
+    assert_eq!(store.get_meta("sync/ünïcode").await.unwrap().as_deref(), Some(unicode));
+
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.put_meta_if_absent("sync/race", &format!("v{i}")).await.unwrap() })
+        })
+        .collect();
+    let mut winners = BTreeSet::new();
+    for racer in racers {
+        winners.insert(racer.await.unwrap());
+    }
+    assert_eq!(winners.len(), 1, "racing put_meta_if_absent calls must all see one winner, saw {winners:?}");
+    let stored = store.get_meta("sync/race").await.unwrap().unwrap();
+    assert!(winners.contains(&stored));
+
+    let id = store.replica_id().await.unwrap();
+    assert!(!id.is_empty(), "the replica id is not empty");
+    assert_eq!(store.replica_id().await.unwrap(), id, "the replica id stays the same");
 }

@@ -31,6 +31,7 @@ struct Inner {
     ordinals: Vec<(SyncUnit, u64)>,
     headers: BTreeMap<DocumentId, HeaderRecord>,
     keyframes: BTreeMap<(SyncUnit, u64), Keyframe>,
+    meta: BTreeMap<String, String>,
 }
 
 /// An `OperationStore` held in memory. Cheap to clone (clones share the data); lost when the process ends.
@@ -278,5 +279,24 @@ impl OperationStore for MemoryStore {
             .range((unit.clone(), 0)..=(unit.clone(), revision))
             .next_back()
             .map(|(_, k)| k.clone()))
+    }
+
+    async fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.read_lock().meta.get(key).cloned())
+    }
+
+    async fn put_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        inner.meta.insert(key.to_owned(), value.to_owned());
+        Ok(())
+    }
+
+    async fn put_meta_if_absent(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        Ok(inner
+            .meta
+            .entry(key.to_owned())
+            .or_insert_with(|| value.to_owned())
+            .clone())
     }
 }

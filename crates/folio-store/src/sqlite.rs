@@ -121,13 +121,19 @@ enum WriteCommand {
         keyframe: Keyframe,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    Meta {
+        key: String,
+        value: String,
+        replace: bool,
+        reply: oneshot::Sender<Result<String, StoreError>>,
+    },
 }
 
 impl WriteCommand {
     fn ops(&self) -> usize {
         match self {
             WriteCommand::Append { requests, .. } => requests.iter().map(|p| p.rows.len()).sum::<usize>().max(1),
-            WriteCommand::Keyframe { .. } => 1,
+            WriteCommand::Keyframe { .. } | WriteCommand::Meta { .. } => 1,
         }
     }
 }
@@ -147,6 +153,20 @@ fn connect_options(options: &SqliteOptions) -> SqliteConnectOptions {
 }
 
 impl SqliteStore {
+    async fn send_meta(&self, key: &str, value: &str, replace: bool) -> Result<String, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(WriteCommand::Meta {
+                key: key.to_owned(),
+                value: value.to_owned(),
+                replace,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.unwrap_or(Err(StoreError::Closed))
+    }
+
     /// Opens (creating and migrating when needed) the store in the file at `path`, with default options.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         Self::open_with(SqliteOptions::new(path.as_ref())).await
@@ -317,10 +337,17 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<WriteCom
         }
         let mut appends = Vec::new();
         let mut keyframes = Vec::new();
+        let mut metas = Vec::new();
         for cmd in batch {
             match cmd {
                 WriteCommand::Append { requests, reply } => appends.push((requests, reply)),
                 WriteCommand::Keyframe { keyframe, reply } => keyframes.push((keyframe, reply)),
+                WriteCommand::Meta {
+                    key,
+                    value,
+                    replace,
+                    reply,
+                } => metas.push((key, value, replace, reply)),
             }
         }
         if !appends.is_empty() {
@@ -335,6 +362,9 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<WriteCom
         for (keyframe, reply) in keyframes {
             let result = write_keyframe(&mut conn, &mut unit_ids, &keyframe).await;
             let _ = reply.send(result);
+        }
+        for (key, value, replace, reply) in metas {
+            let _ = reply.send(write_meta(&mut conn, &key, &value, replace).await);
         }
     }
 }
@@ -738,6 +768,22 @@ async fn replay_or_mismatch(
     }))
 }
 
+/// Writes one meta value (in its own implicit transaction, durable like every commit) and reads back what the key
+/// holds.
+async fn write_meta(conn: &mut SqliteConnection, key: &str, value: &str, replace: bool) -> Result<String, StoreError> {
+    let sql = if replace {
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+    } else {
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
+    };
+    sqlx::query(sql).bind(key).bind(value).execute(&mut *conn).await?;
+    let stored: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+        .bind(key)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(stored)
+}
+
 async fn write_keyframe(
     conn: &mut SqliteConnection,
     unit_ids: &mut HashMap<SyncUnit, i64>,
@@ -1062,6 +1108,21 @@ impl OperationStore for SqliteStore {
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    async fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn put_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.send_meta(key, value, true).await.map(drop)
+    }
+
+    async fn put_meta_if_absent(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        self.send_meta(key, value, false).await
     }
 
     async fn nearest_keyframe(&self, unit: &SyncUnit, revision: u64) -> Result<Option<Keyframe>, StoreError> {

@@ -146,6 +146,34 @@ pub trait OperationStore: Send + Sync + 'static {
 
     /// The keyframe of `unit` with the highest revision at or below `revision`.
     async fn nearest_keyframe(&self, unit: &SyncUnit, revision: u64) -> Result<Option<Keyframe>, StoreError>;
+
+    /// A value of the store's small key-value table (sync cursors, outbox marks, the replica id), or `None`.
+    async fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Sets `key` to `value` durably (replacing any previous value).
+    async fn put_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
+
+    /// Sets `key` to `value` unless it already has a value, atomically (between processes too); returns the value
+    /// the key holds afterwards.
+    async fn put_meta_if_absent(&self, key: &str, value: &str) -> Result<String, StoreError>;
+
+    /// The store's replica id: made on first use and kept, so every process (and every node) on the same store is
+    /// the same replica. Sync stamps it on the actions authored here.
+    async fn replica_id(&self) -> Result<String, StoreError> {
+        let fresh = new_replica_id();
+        self.put_meta_if_absent(REPLICA_ID_KEY, &fresh).await
+    }
+}
+
+/// The meta key of the replica id.
+pub const REPLICA_ID_KEY: &str = "replica_id";
+
+/// A new replica id: 16 lowercase hex characters, from the random bits of a UUID v7 hashed with the process id.
+pub fn new_replica_id() -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(uuid::Uuid::now_v7().as_bytes());
+    hasher.update(&std::process::id().to_le_bytes());
+    hasher.finalize().as_bytes()[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Checks, before a request reaches the backend's writer, that its operations are dense from the expected
