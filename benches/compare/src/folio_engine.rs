@@ -148,7 +148,7 @@ impl Folio {
                 let start = Instant::now();
                 let model = doc.model().cloned().ok_or("document has no model")?;
                 let state = model.state_from_json(&keyframe.state)?;
-                doc.restore_global(state, keyframe.revision, keyframe.last_hash);
+                doc.restore_global(state, keyframe.revision, keyframe.last_hash, keyframe.seen.clone());
                 steps.push(("keyframe_parse_ms", ms(start.elapsed())));
                 steps.push(("keyframe_kib", keyframe.state.len() as f64 / 1024.0));
                 from = keyframe.revision;

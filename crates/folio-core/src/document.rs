@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::causal::CausalContext;
 use crate::hash::OpHash;
 use crate::ids::{Branch, DocumentId, Scope};
 use crate::model::{ErasedModel, ModelRegistry, ModelState, Rejection};
@@ -18,6 +19,9 @@ pub const CREATE_DOCUMENT: &str = "CREATE_DOCUMENT";
 pub const SET_NAME: &str = "SET_NAME";
 /// `document` scope: marks the document deleted (an operation, not an erasure).
 pub const DELETE_DOCUMENT: &str = "DELETE_DOCUMENT";
+/// Any scope: changes nothing. What remains of a run of unsent actions compressed to nothing (it carries the
+/// rebase's skip).
+pub const NOOP: &str = "NOOP";
 
 /// Input of [`CREATE_DOCUMENT`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -222,6 +226,9 @@ pub struct Document {
     /// The hash of the last operation applied in each scope (global, local, document), which the next operation
     /// of that scope chains over.
     pub heads: [OpHash; 3],
+    /// Per scope (global, local, document): the latest clock of each replica's actions folded in, the causal context
+    /// of the next action authored here.
+    pub seen: [CausalContext; 3],
     model: Option<Arc<dyn ErasedModel>>,
     /// The wire JSON, made on first use and dropped by every change (readers of a cached document share it).
     rendered: std::sync::OnceLock<Rendered>,
@@ -252,6 +259,7 @@ impl Clone for Document {
             },
             local: self.local.clone(),
             heads: self.heads,
+            seen: self.seen.clone(),
             model: self.model.clone(),
             rendered: self.rendered.clone(),
         }
@@ -275,6 +283,7 @@ impl Document {
             state: Box::new(()),
             local: Value::Object(Default::default()),
             heads: [OpHash::ZERO; 3],
+            seen: Default::default(),
             model: None,
             rendered: std::sync::OnceLock::new(),
         }
@@ -292,16 +301,76 @@ impl Document {
 
     /// Replaces the global state by a keyframe's: the state at global revision `revision`, whose last operation
     /// has hash `last_hash`.
-    pub fn restore_global(&mut self, state: ModelState, revision: u64, last_hash: OpHash) {
+    pub fn restore_global(&mut self, state: ModelState, revision: u64, last_hash: OpHash, seen: CausalContext) {
         self.touch();
         self.state = state;
         self.header.revision.global = revision;
         self.heads[scope_slot(Scope::Global)] = last_hash;
+        self.seen[scope_slot(Scope::Global)] = seen;
     }
 
     /// The hash the next operation of `scope` chains over.
     pub fn head(&self, scope: Scope) -> OpHash {
         self.heads[scope_slot(scope)]
+    }
+
+    /// What this replica has seen in `scope`: the causal context of its next action there.
+    pub fn seen(&self, scope: Scope) -> &CausalContext {
+        &self.seen[scope_slot(scope)]
+    }
+
+    /// Rewinds `scope` for a rebase: its state becomes `base` (the state of the common prefix, from a document
+    /// hydrated at that prefix) while its revision, head and seen clocks stay at the log's head, where the merged
+    /// operations are appended. For the `document` scope `base` is a document hydrated at the prefix; the header
+    /// fields it carries are taken.
+    pub fn rewind(&mut self, scope: Scope, base: Document) {
+        self.touch();
+        match scope {
+            Scope::Global => self.state = base.state,
+            Scope::Local => self.local = base.local,
+            Scope::Document => {
+                let revision = self.header.revision;
+                let modified = self.header.last_modified_at_utc_iso;
+                self.header = base.header;
+                self.header.revision = revision;
+                self.header.last_modified_at_utc_iso = modified;
+                self.model = base.model;
+                self.state = base.state;
+            }
+        }
+    }
+
+    /// Folds one operation of a log whose skips the caller has resolved: `effective` says whether it is in the
+    /// effective history (see [`crate::merge`]). An effective operation is applied as [`Document::apply`] does (a
+    /// skip is allowed: the caller has already rewound the state to the common prefix); one that a later skip cuts
+    /// only advances the revision and head. Both are recorded in the seen clocks.
+    pub fn fold(&mut self, op: &Operation, effective: bool, registry: &ModelRegistry) -> Result<(), ApplyError> {
+        self.touch();
+        let scope = op.action.scope;
+        let expected = self.header.revision.get(scope);
+        if op.index != expected {
+            return Err(ApplyError::OutOfOrder {
+                scope,
+                expected,
+                found: op.index,
+            });
+        }
+        if effective && op.error.is_none() {
+            self.apply_action(&op.action, registry)?;
+        }
+        self.advance(op, effective);
+        Ok(())
+    }
+
+    fn advance(&mut self, op: &Operation, effective: bool) {
+        let scope = op.action.scope;
+        self.header.revision.set(scope, op.index + 1);
+        self.heads[scope_slot(scope)] = op.hash;
+        self.seen[scope_slot(scope)].observe_action(&op.action);
+        let modified = UtcIso(op.timestamp_utc_ms);
+        if effective && modified > self.header.last_modified_at_utc_iso {
+            self.header.last_modified_at_utc_iso = modified;
+        }
     }
 
     /// Folds one operation in: checks its index, then applies it to its scope. Operations marked with an `error`
@@ -330,12 +399,7 @@ impl Document {
         if op.error.is_none() {
             self.apply_action(&op.action, registry)?;
         }
-        self.header.revision.set(scope, expected + 1);
-        self.heads[scope_slot(scope)] = op.hash;
-        let modified = UtcIso(op.timestamp_utc_ms);
-        if modified > self.header.last_modified_at_utc_iso {
-            self.header.last_modified_at_utc_iso = modified;
-        }
+        self.advance(op, true);
         Ok(())
     }
 
@@ -343,14 +407,21 @@ impl Document {
     /// check an action before committing it).
     pub fn apply_action(&mut self, action: &Action, registry: &ModelRegistry) -> Result<(), ApplyError> {
         self.touch();
+        if action.action_type == NOOP {
+            return if self.model.is_some() {
+                Ok(())
+            } else {
+                Err(ApplyError::NotCreated)
+            };
+        }
         match action.scope {
             Scope::Document => self.apply_document_action(action, registry),
             Scope::Global => {
+                // A deleted document refuses new actions where they are submitted (the reactor), not here: folding
+                // must not depend on another unit's state, or replicas that learnt of the deletion at different
+                // times would fold the same global history differently.
                 let model = self.model.as_ref().ok_or(ApplyError::NotCreated)?;
-                if self.header.deleted {
-                    return Err(Rejection::new("DOCUMENT_DELETED", "the document is deleted").into());
-                }
-                model.reduce(&mut self.state, &action.action_type, &action.input)?;
+                model.reduce_action(&mut self.state, action)?;
                 Ok(())
             }
             Scope::Local => {

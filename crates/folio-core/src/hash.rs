@@ -9,6 +9,7 @@ use std::fmt;
 use std::io::Write;
 use std::str::FromStr;
 
+use crate::causal::CausalContext;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
@@ -150,6 +151,8 @@ struct HashedAction<'a> {
     timestamp_utc_ms: u64,
     counter: u32,
     replica: &'a Option<String>,
+    #[serde(skip_serializing_if = "CausalContext::is_empty")]
+    context: &'a CausalContext,
 }
 
 #[derive(Serialize)]
@@ -178,6 +181,7 @@ fn hashed(op: &Operation) -> HashedOperation<'_> {
             timestamp_utc_ms: a.timestamp_utc_ms,
             counter: a.counter,
             replica: &a.replica,
+            context: &a.context,
         },
     }
 }
@@ -207,6 +211,12 @@ pub fn check_chain(prev: &OpHash, first_index: u64, ops: &[Operation]) -> Result
         }
         if op.id != op.action.id {
             return Err(ChainError::IdMismatch { index: op.index });
+        }
+        if op.skip > op.index {
+            return Err(ChainError::SkipTooLong {
+                index: op.index,
+                skip: op.skip,
+            });
         }
         if operation_hash(&prev, op) != op.hash {
             return Err(ChainError::HashMismatch { index: op.index });
@@ -245,6 +255,14 @@ pub enum ChainError {
     IdMismatch {
         /// The index of the operation.
         index: u64,
+    },
+    /// The operation skips more operations than precede it.
+    #[error("operation {index} skips {skip} operations, more than precede it")]
+    SkipTooLong {
+        /// The index of the operation.
+        index: u64,
+        /// Its skip.
+        skip: u64,
     },
 }
 

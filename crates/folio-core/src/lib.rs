@@ -21,15 +21,18 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod causal;
 pub mod clock;
 pub mod document;
 mod error;
 pub mod hash;
 mod ids;
+pub mod merge;
 pub mod model;
 pub mod models;
 pub mod operation;
 
+pub use causal::{ActionMeta, CausalContext, Stamp, order_key};
 pub use clock::{HlcTimestamp, HybridClock};
 pub use document::{
     ApplyError, CreateDocumentInput, Document, DocumentHeader, HeaderChange, Revisions, UtcIso, header_change,

@@ -10,7 +10,9 @@ use serde::de::{DeserializeOwned, IntoDeserializer, MapAccess, value::BorrowedSt
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::causal::ActionMeta;
 use crate::hash::{OpHash, state_hash};
+use crate::operation::Action;
 
 /// A reducer's refusal of an action: a stable code (`EMPTY_TITLE`) and a human sentence.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, schemars::JsonSchema)]
@@ -61,6 +63,22 @@ pub trait DocumentModel: Send + Sync + 'static {
 
     /// Applies `action` to `state`, or refuses it with a named rejection.
     fn reduce(state: &mut Self::State, action: Self::Action) -> Result<(), Rejection>;
+
+    /// Applies `action` knowing its author, clock and causal context (`meta`): models that resolve concurrent edits
+    /// (construction prevails over demolition) read it. The default ignores it and calls [`DocumentModel::reduce`].
+    fn reduce_with(state: &mut Self::State, action: Self::Action, meta: &ActionMeta<'_>) -> Result<(), Rejection> {
+        let _ = meta;
+        Self::reduce(state, action)
+    }
+
+    /// Compresses a run of actions not yet sent to any replica, applied in this order to `state`, into fewer
+    /// actions with the same effect (create then delete is nothing; create then updates is one create with the
+    /// final state). `None` (the default) keeps them as they are. Returned actions keep ids, clocks and contexts of
+    /// the actions they replace, so they sort where those did.
+    fn compress(state: &Self::State, actions: &[Action]) -> Option<Vec<Action>> {
+        let _ = (state, actions);
+        None
+    }
 }
 
 /// Decodes a folio action (`type` plus `input`) into a model's adjacently tagged action enum without copying the
@@ -187,8 +205,24 @@ pub trait ErasedModel: Send + Sync {
     fn action_types(&self) -> &'static [&'static str];
     /// The initial (default) state.
     fn initial_state(&self) -> ModelState;
-    /// Applies one action (`type`, `input`) to `state`.
-    fn reduce(&self, state: &mut ModelState, action_type: &str, input: &Value) -> Result<(), Rejection>;
+    /// Applies one action (`type`, `input`) to `state`, knowing nothing of its author.
+    fn reduce(&self, state: &mut ModelState, action_type: &str, input: &Value) -> Result<(), Rejection> {
+        self.reduce_meta(state, action_type, input, &ActionMeta::unknown())
+    }
+    /// Applies `action` to `state` with its metadata (author, clock, causal context).
+    fn reduce_action(&self, state: &mut ModelState, action: &Action) -> Result<(), Rejection> {
+        self.reduce_meta(state, &action.action_type, &action.input, &ActionMeta::of(action))
+    }
+    /// Applies one action with `meta`.
+    fn reduce_meta(
+        &self,
+        state: &mut ModelState,
+        action_type: &str,
+        input: &Value,
+        meta: &ActionMeta<'_>,
+    ) -> Result<(), Rejection>;
+    /// See [`DocumentModel::compress`].
+    fn compress(&self, state: &ModelState, actions: &[Action]) -> Option<Vec<Action>>;
     /// The state as JSON.
     fn state_to_json(&self, state: &ModelState) -> Value;
     /// The state as JSON text, written straight from the typed state.
@@ -243,7 +277,17 @@ impl<M: DocumentModel> ErasedModel for ModelAdapter<M> {
         Box::new(M::State::default())
     }
 
-    fn reduce(&self, state: &mut ModelState, action_type: &str, input: &Value) -> Result<(), Rejection> {
+    fn compress(&self, state: &ModelState, actions: &[Action]) -> Option<Vec<Action>> {
+        M::compress(typed::<M>(state), actions)
+    }
+
+    fn reduce_meta(
+        &self,
+        state: &mut ModelState,
+        action_type: &str,
+        input: &Value,
+        meta: &ActionMeta<'_>,
+    ) -> Result<(), Rejection> {
         if !M::ACTION_TYPES.contains(&action_type) {
             return Err(Rejection::unknown_action(M::DOCUMENT_TYPE, action_type));
         }
@@ -252,7 +296,7 @@ impl<M: DocumentModel> ErasedModel for ModelAdapter<M> {
         let state = state
             .downcast_mut::<M::State>()
             .unwrap_or_else(|| panic!("state handed to {} was made by another model", M::DOCUMENT_TYPE));
-        M::reduce(state, action)
+        M::reduce_with(state, action, meta)
     }
 
     fn state_to_json(&self, state: &ModelState) -> Value {

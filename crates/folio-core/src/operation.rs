@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::causal::CausalContext;
 use crate::clock::HlcTimestamp;
 use crate::hash::OpHash;
 use crate::ids::Scope;
@@ -32,6 +33,10 @@ pub struct Action {
     /// The replica that authored the action; omitted for actions made before it was known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<String>,
+    /// The author's causal context: for each other replica, the latest clock of its actions in this unit the
+    /// author had integrated when it acted. Omitted when empty.
+    #[serde(default, skip_serializing_if = "CausalContext::is_empty")]
+    pub context: CausalContext,
 }
 
 impl Action {
@@ -45,6 +50,7 @@ impl Action {
             timestamp_utc_ms: timestamp.millis,
             counter: timestamp.counter,
             replica: None,
+            context: CausalContext::default(),
         }
     }
 

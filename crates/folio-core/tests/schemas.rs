@@ -99,6 +99,9 @@ fn action(counter: u32, replica: Option<&str>) -> Action {
         HlcTimestamp::new(1, counter),
     );
     a.replica = replica.map(str::to_owned);
+    if let Some(r) = replica {
+        a.context.observe(&format!("other-than-{r}"), HlcTimestamp::new(1, 0));
+    }
     a
 }
 

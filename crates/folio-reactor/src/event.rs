@@ -39,6 +39,18 @@ pub enum Event {
         /// The document.
         document_id: DocumentId,
     },
+    /// An action integrated from another replica (or re-applied by a rebase) was refused by the reducer in its
+    /// merged position: it is kept in the history, marked with the reason, and changes nothing.
+    Conflict {
+        /// The unit.
+        unit: SyncUnit,
+        /// The index of the marked operation.
+        index: u64,
+        /// The action.
+        action_id: uuid::Uuid,
+        /// The reducer's reason.
+        reason: String,
+    },
 }
 
 /// What a subscriber receives.

@@ -8,12 +8,15 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use folio_core::{ApplyError, Document, Operation, Scope};
+use futures::TryStreamExt;
+
+use folio_core::merge::{MergePlan, effective, plan_merge, tail_covers};
+use folio_core::{Action, ApplyError, Document, Operation, Scope, order_key};
 use folio_store::{AppendRequest, StoreError};
 
 use crate::ReactorError;
 use crate::event::Event;
-use crate::job::{Job, JobOutcome, JobStatus};
+use crate::job::{Job, JobKind, JobOutcome, JobStatus, MergeReport};
 use crate::reactor::Shared;
 use crate::view::DocKey;
 
@@ -148,9 +151,43 @@ impl Executor {
         // Operations accepted so far in this group, in order: replayed onto a fresh copy after a rejection.
         let mut accepted: Vec<Operation> = Vec::new();
         let mut by_scope: Vec<Pending> = Vec::new();
-        for job in group.jobs {
+        for mut job in group.jobs {
             let doc = slot.get_or_insert_with(|| Document::empty(key.id, key.branch.clone()));
-            match run_job(doc, &job, &self.shared) {
+            let result = match job.kind {
+                JobKind::Local => run_job(doc, &job, &self.shared),
+                // A merge reads the committed tail of the log: it waits for the next batch when this one already
+                // holds uncommitted operations of the document.
+                JobKind::Integrate | JobKind::Compress if !by_scope.is_empty() => {
+                    self.retry.push_back(job);
+                    continue;
+                }
+                JobKind::Integrate | JobKind::Compress => match merge(&self.shared, &key, doc, &job).await {
+                    Ok((ops, report)) if ops.is_empty() => {
+                        let outcome = JobOutcome {
+                            job_id: job.id,
+                            revision: doc.header.revision.get(job.scope),
+                            operations: Vec::new(),
+                            ordinals: Vec::new(),
+                            retries: job.attempts.len() as u32,
+                            merge: Some(report),
+                        };
+                        complete(&self.shared, job, outcome);
+                        continue;
+                    }
+                    Ok((ops, report)) => {
+                        job.report = Some(report);
+                        Ok(ops)
+                    }
+                    Err(e) => {
+                        // The copy may be half rewound: drop it, the next job reloads.
+                        fail(&self.shared, job, e);
+                        slot = None;
+                        accepted.clear();
+                        continue;
+                    }
+                },
+            };
+            match result {
                 Ok(ops) => {
                     accepted.extend(ops.iter().cloned());
                     let slot = match by_scope.iter().position(|p| p.request.unit.scope == job.scope) {
@@ -209,10 +246,16 @@ impl Executor {
                 let ops = p.request.operations;
                 let mut completions = Vec::with_capacity(p.jobs.len());
                 shared.view.apply_committed(&p.key, &ops);
+                let rebased = ops.iter().any(|op| op.skip > 0);
                 let document_type = match self.working.get(&p.key).and_then(|w| w.doc.as_ref()) {
                     Some(doc) => {
                         if p.request.unit.scope == Scope::Global {
-                            shared.view.maybe_keyframe(&p.key, doc, p.previous_global).await;
+                            if rebased {
+                                // Later reads start past the skip: a single pass again.
+                                shared.view.keyframe_now(&p.key, doc).await;
+                            } else {
+                                shared.view.maybe_keyframe(&p.key, doc, p.previous_global).await;
+                            }
                         }
                         doc.header.document_type.clone()
                     }
@@ -225,7 +268,7 @@ impl Executor {
                         .iter()
                         .any(|op| op.action.action_type == folio_core::document::DELETE_DOCUMENT);
                 let ordinals = appended.ordinals;
-                for (job, range) in p.jobs {
+                for (mut job, range) in p.jobs {
                     let job_ops = ops[range.clone()].to_vec();
                     let revision = job_ops.last().map_or(appended.revision, |op| op.index + 1);
                     let outcome = JobOutcome {
@@ -234,9 +277,21 @@ impl Executor {
                         operations: job_ops,
                         ordinals: ordinals.get(range).map(<[u64]>::to_vec).unwrap_or_default(),
                         retries: job.attempts.len() as u32,
+                        merge: job.report.take(),
                     };
                     completions.push((job, outcome));
                 }
+                let conflicts: Vec<Event> = ops
+                    .iter()
+                    .filter_map(|op| {
+                        op.error.as_ref().map(|reason| Event::Conflict {
+                            unit: p.request.unit.clone(),
+                            index: op.index,
+                            action_id: op.action.id,
+                            reason: reason.clone(),
+                        })
+                    })
+                    .collect();
                 shared.bus.publish(Event::OperationsCommitted {
                     unit: p.request.unit,
                     document_type: document_type.into(),
@@ -246,14 +301,11 @@ impl Executor {
                 if deleted {
                     shared.bus.publish(Event::DocumentDeleted { document_id: p.key.id });
                 }
+                for conflict in conflicts {
+                    shared.bus.publish(conflict);
+                }
                 for (job, outcome) in completions {
-                    shared.jobs.set(
-                        job.id,
-                        JobStatus::Completed {
-                            revision: outcome.revision,
-                        },
-                    );
-                    let _ = job.reply.send(Ok(outcome));
+                    complete(&shared, job, outcome);
                 }
             }
             Err(StoreError::RevisionMismatch { expected, actual, .. }) => {
@@ -298,15 +350,219 @@ fn run_job(doc: &mut Document, job: &Job, shared: &Shared) -> Result<Vec<Operati
             actual: start,
         });
     }
+    if scope == Scope::Global && doc.header.deleted {
+        return Err(ReactorError::ActionRejected {
+            action_index: 0,
+            reason: folio_core::Rejection::new("DOCUMENT_DELETED", "the document is deleted"),
+        });
+    }
     let mut ops = Vec::with_capacity(job.actions.len());
     for (i, action) in job.actions.iter().enumerate() {
-        let op = Operation::new(action.clone(), start + i as u64, 0, None, &doc.head(scope));
+        let action = stamp(doc, scope, action.clone(), shared);
+        let op = Operation::new(action, start + i as u64, 0, None, &doc.head(scope));
         match doc.apply(&op, &shared.registry) {
             Ok(()) => ops.push(op),
             Err(e) => return Err(apply_error(e, job, i)),
         }
     }
     Ok(ops)
+}
+
+/// Makes a local action this replica's: its replica id when it has none, the causal context of what the unit has
+/// integrated, and a clock after everything in the unit (a client's clock that lags is advanced), so the effective
+/// history stays sorted by the total order.
+fn stamp(doc: &Document, scope: Scope, mut action: Action, shared: &Shared) -> Action {
+    let me = &shared.config.replica_id;
+    let seen = doc.seen(scope);
+    if let Some(latest) = seen.0.values().max().copied() {
+        shared.clock.observe(latest);
+        if action.timestamp() <= latest {
+            let now = shared.clock.now();
+            action.timestamp_utc_ms = now.millis;
+            action.counter = now.counter;
+        }
+    }
+    let author = action.replica.get_or_insert_with(|| me.clone()).clone();
+    if action.context.is_empty() {
+        action.context = seen.without(&author);
+    }
+    action
+}
+
+/// The most operations of a unit's tail read at once while looking for the common prefix of a merge.
+const TAIL_STEP: u64 = 256;
+
+/// Plans and applies an integration or a compression on `doc` (the working copy at the unit's committed head):
+/// returns the operations to append (none when there is nothing to do) and the report.
+async fn merge(
+    shared: &Shared,
+    key: &crate::view::DocKey,
+    doc: &mut Document,
+    job: &Job,
+) -> Result<(Vec<Operation>, MergeReport), ReactorError> {
+    let scope = job.scope;
+    if scope == Scope::Local {
+        return Err(ReactorError::InvalidRequest("the local scope is never merged".into()));
+    }
+    let unit = key.unit(scope);
+    let head = doc.header.revision.get(scope);
+    let Some(min_incoming) = job.actions.iter().min_by(|a, b| order_key(a).cmp(&order_key(b))) else {
+        return Ok((Vec::new(), MergeReport::default()));
+    };
+    // Read back from the head until the tail's effective operations start before every incoming action.
+    let mut step = TAIL_STEP.min(head.max(1));
+    let tail_ops = loop {
+        let from = head.saturating_sub(step);
+        let ops: Vec<Operation> = shared.store.read(&unit, from, Some(head)).try_collect().await?;
+        if ops.len() as u64 != head - from {
+            return Err(ReactorError::Corrupt(format!(
+                "{unit}: read {} operations of {}",
+                ops.len(),
+                head - from
+            )));
+        }
+        let covered = tail_covers(&effective(&ops), from, min_incoming);
+        if covered {
+            break ops;
+        }
+        step = step.saturating_mul(4);
+    };
+    let tail = effective(&tail_ops);
+    let mut report = MergeReport::default();
+    let plan = match job.kind {
+        JobKind::Compress => plan_compress(shared, key, doc, &tail, job).await?,
+        _ => {
+            let plan = plan_merge(&tail, job.actions.clone());
+            let new = match &plan {
+                MergePlan::Nothing => 0,
+                MergePlan::Append(actions) => actions.len(),
+                MergePlan::Rebase { actions, .. } => {
+                    let cut = tail.partition_point(|op| op.index < plan_cut(&plan));
+                    actions.len() - (tail.len() - cut)
+                }
+            };
+            report.new = new;
+            report.duplicates = job.actions.len() - new;
+            plan
+        }
+    };
+    let (actions, skip) = match plan {
+        MergePlan::Nothing => return Ok((Vec::new(), report)),
+        MergePlan::Append(actions) => (actions, 0),
+        MergePlan::Rebase {
+            base_revision,
+            cut,
+            actions,
+        } => {
+            let (global, document) = match scope {
+                Scope::Global => (Some(base_revision), None),
+                _ => (None, Some(base_revision)),
+            };
+            let base = shared
+                .view
+                .hydrate_at(key, global, document)
+                .await?
+                .unwrap_or_else(|| Document::empty(key.id, key.branch.clone()));
+            doc.rewind(scope, base);
+            report.rebased = true;
+            (actions, head - cut)
+        }
+    };
+    let mut ops = Vec::with_capacity(actions.len());
+    for (i, action) in actions.into_iter().enumerate() {
+        shared.clock.observe(action.timestamp());
+        let index = head + i as u64;
+        let skip = if i == 0 { skip } else { 0 };
+        let op = Operation::new(action, index, skip, None, &doc.head(scope));
+        let op = match doc.fold(&op, true, &shared.registry) {
+            Ok(()) => op,
+            Err(ApplyError::Rejected(reason)) => {
+                // Kept in the history, marked: its index is taken and the state does not change.
+                let reason = reason.to_string();
+                report.rejected.push((op.action.id, reason.clone()));
+                let marked = Operation::new(op.action, index, skip, Some(reason), &doc.head(scope));
+                doc.fold(&marked, true, &shared.registry)
+                    .map_err(|e| ReactorError::Corrupt(format!("{unit} at {index}: {e}")))?;
+                marked
+            }
+            Err(ApplyError::NotCreated) => return Err(ReactorError::DocumentNotFound(key.id)),
+            Err(e) => return Err(ReactorError::Corrupt(format!("{unit} at {index}: {e}"))),
+        };
+        ops.push(op);
+    }
+    report.appended = ops.len();
+    Ok((ops, report))
+}
+
+fn plan_cut(plan: &MergePlan) -> u64 {
+    match plan {
+        MergePlan::Rebase { cut, .. } => *cut,
+        _ => u64::MAX,
+    }
+}
+
+/// A compression's plan: when the actions named by the job are exactly the end of the effective history, the state
+/// before them and the model's compressed form of them (a `NOOP` carries the skip when nothing remains).
+async fn plan_compress(
+    shared: &Shared,
+    key: &crate::view::DocKey,
+    doc: &Document,
+    tail: &[&Operation],
+    job: &Job,
+) -> Result<MergePlan, ReactorError> {
+    let ids: std::collections::HashSet<uuid::Uuid> = job.actions.iter().map(|a| a.id).collect();
+    let start = tail.len().saturating_sub(ids.len());
+    let run = &tail[start..];
+    if run.len() != ids.len() || run.iter().any(|op| !ids.contains(&op.action.id) || op.error.is_some()) {
+        return Ok(MergePlan::Nothing);
+    }
+    let Some(first) = run.first() else {
+        return Ok(MergePlan::Nothing);
+    };
+    // The tail covers the run's actions, so when the run is all of it, it reaches the start of the log.
+    let base_revision = if start == 0 { 0 } else { tail[start - 1].index + 1 };
+    let Some(model) = doc.model().cloned() else {
+        return Ok(MergePlan::Nothing);
+    };
+    if job.scope != Scope::Global {
+        return Ok(MergePlan::Nothing);
+    }
+    let base = shared.view.hydrate_at(key, Some(base_revision), None).await?;
+    let Some(base) = base else {
+        return Ok(MergePlan::Nothing);
+    };
+    let actions: Vec<Action> = run.iter().map(|op| op.action.clone()).collect();
+    let Some(mut compressed) = model.compress(&base.state, &actions) else {
+        return Ok(MergePlan::Nothing);
+    };
+    if compressed.len() >= actions.len() {
+        return Ok(MergePlan::Nothing);
+    }
+    if compressed.is_empty() {
+        let last = actions
+            .last()
+            .cloned()
+            .ok_or(ReactorError::Corrupt("empty run".into()))?;
+        let mut noop = last;
+        noop.action_type = folio_core::document::NOOP.to_owned();
+        noop.input = serde_json::json!({});
+        compressed.push(noop);
+    }
+    Ok(MergePlan::Rebase {
+        base_revision,
+        cut: first.index,
+        actions: compressed,
+    })
+}
+
+fn complete(shared: &Shared, job: Job, outcome: JobOutcome) {
+    shared.jobs.set(
+        job.id,
+        JobStatus::Completed {
+            revision: outcome.revision,
+        },
+    );
+    let _ = job.reply.send(Ok(outcome));
 }
 
 fn apply_error(e: ApplyError, job: &Job, action_index: usize) -> ReactorError {

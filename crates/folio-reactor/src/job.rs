@@ -49,6 +49,37 @@ pub struct JobOutcome {
     pub ordinals: Vec<u64>,
     /// Times the job was re-run because another writer moved the head first (0: committed at the first try).
     pub retries: u32,
+    /// For an integration or a compression ([`crate::Reactor::integrate`], [`crate::Reactor::compress`]): what it
+    /// did.
+    pub merge: Option<MergeReport>,
+}
+
+/// What integrating actions from other replicas (or compressing unsent ones) did to a unit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MergeReport {
+    /// Actions that were not in the unit yet.
+    pub new: usize,
+    /// Actions it already had (dropped).
+    pub duplicates: usize,
+    /// Whether the history was rebased (a skip over a divergent tail) rather than appended to.
+    pub rebased: bool,
+    /// Operations appended.
+    pub appended: usize,
+    /// Actions kept in the history but refused by the reducer in their merged position: `(action id, reason)`.
+    pub rejected: Vec<(Uuid, String)>,
+}
+
+/// What a job asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JobKind {
+    /// Actions authored here: stamped, applied on the head, refused as a whole when the reducer refuses one.
+    Local,
+    /// Actions from other replicas: integrated in the total order (a rebase when they sort inside the history); a
+    /// refused one is kept, marked with its reason.
+    Integrate,
+    /// Actions of this replica never sent anywhere (by id): replaced by their compressed form when they are the end
+    /// of the unit's history.
+    Compress,
 }
 
 /// A submitted job: await it for its outcome.
@@ -75,6 +106,9 @@ pub(crate) struct Job {
     pub expected_revision: Option<u64>,
     pub attempts: Vec<String>,
     pub reply: oneshot::Sender<Result<JobOutcome, ReactorError>>,
+    pub kind: JobKind,
+    /// Set by the executor for integrations and compressions.
+    pub report: Option<MergeReport>,
 }
 
 /// Statuses of queued, running and recently finished jobs. Finished ones are forgotten oldest first beyond the

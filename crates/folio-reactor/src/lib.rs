@@ -36,6 +36,6 @@ mod view;
 pub use config::ReactorConfig;
 pub use error::ReactorError;
 pub use event::{Event, EventBus, Received, Subscription};
-pub use job::{JobHandle, JobId, JobOutcome, JobStatus};
+pub use job::{JobHandle, JobId, JobOutcome, JobStatus, MergeReport};
 pub use reactor::{Reactor, Submit};
 pub use view::{DocKey, DocumentView};

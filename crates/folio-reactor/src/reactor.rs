@@ -17,7 +17,7 @@ use crate::ReactorError;
 use crate::config::ReactorConfig;
 use crate::event::{EventBus, Subscription};
 use crate::executor::Executor;
-use crate::job::{Job, JobHandle, JobId, JobOutcome, JobStatus, JobTable};
+use crate::job::{Job, JobHandle, JobId, JobKind, JobOutcome, JobStatus, JobTable};
 use crate::view::{DocKey, DocumentView};
 
 /// What the executors and the handle share.
@@ -28,11 +28,12 @@ pub(crate) struct Shared {
     pub bus: EventBus,
     pub jobs: JobTable,
     pub config: ReactorConfig,
+    /// This replica's clock: stamps local actions, observes every integrated one.
+    pub clock: HybridClock,
 }
 
 struct Inner {
     shared: Arc<Shared>,
-    clock: HybridClock,
     /// One bounded queue per executor; `None` once shutdown began.
     queues: RwLock<Option<Vec<mpsc::Sender<Job>>>>,
     executors: Mutex<Vec<JoinHandle<()>>>,
@@ -97,6 +98,7 @@ impl Reactor {
             store,
             registry,
             config,
+            clock: HybridClock::new(),
         });
         let mut queues = Vec::with_capacity(executors);
         let mut handles = Vec::with_capacity(executors);
@@ -108,7 +110,6 @@ impl Reactor {
         Self {
             inner: Arc::new(Inner {
                 shared,
-                clock: HybridClock::new(),
                 queues: RwLock::new(Some(queues)),
                 executors: Mutex::new(handles),
                 accepting: AtomicBool::new(true),
@@ -141,9 +142,25 @@ impl Reactor {
         &self.inner.shared.config
     }
 
+    /// This replica's id (stamped on the actions it authors).
+    pub fn replica_id(&self) -> &str {
+        &self.inner.shared.config.replica_id
+    }
+
+    /// A reactor whose replica id is the store's own (kept in the store, the same for every process on it): the
+    /// constructor to use for a replica that syncs.
+    pub async fn open(
+        store: Arc<dyn OperationStore>,
+        registry: Arc<ModelRegistry>,
+        mut config: ReactorConfig,
+    ) -> Result<Self, ReactorError> {
+        config.replica_id = store.replica_id().await?;
+        Ok(Self::new(store, registry, config))
+    }
+
     /// A new action of this replica, stamped by its clock.
     pub fn action(&self, action_type: impl Into<String>, input: Value, scope: Scope) -> Action {
-        let mut action = Action::new(action_type, input, scope, self.inner.clock.now());
+        let mut action = Action::new(action_type, input, scope, self.inner.shared.clock.now());
         action.replica = Some(self.inner.shared.config.replica_id.clone());
         action
     }
@@ -151,6 +168,52 @@ impl Reactor {
     /// Queues a job. Fails at once with `Overloaded` when the queue is full, `ShuttingDown` after shutdown began,
     /// `InvalidRequest` for an empty job or actions of several scopes.
     pub fn submit(&self, submit: Submit) -> Result<JobHandle, ReactorError> {
+        self.submit_kind(submit, JobKind::Local)
+    }
+
+    /// Integrates actions made by other replicas into one unit of a document (`scope` of the actions, all the
+    /// same): actions it already has are dropped, the others take their place in the total order, by a rebase when
+    /// they sort inside the history. An action the reducer refuses in its merged position is kept, marked with the
+    /// reason (see [`crate::Event::Conflict`]); the job does not fail for it. The `document` scope must be
+    /// integrated before the others of a document new to this replica.
+    pub fn integrate(
+        &self,
+        document_id: DocumentId,
+        branch: Branch,
+        actions: Vec<Action>,
+    ) -> Result<JobHandle, ReactorError> {
+        self.submit_kind(
+            Submit {
+                document_id,
+                branch,
+                actions,
+                expected_revision: None,
+            },
+            JobKind::Integrate,
+        )
+    }
+
+    /// Replaces this replica's actions `actions` (by id), which must never have been sent to another replica, by
+    /// the model's compressed form, when they are the end of the unit's effective history (otherwise nothing
+    /// changes). The outcome's `merge` report says how many operations were appended.
+    pub fn compress(
+        &self,
+        document_id: DocumentId,
+        branch: Branch,
+        actions: Vec<Action>,
+    ) -> Result<JobHandle, ReactorError> {
+        self.submit_kind(
+            Submit {
+                document_id,
+                branch,
+                actions,
+                expected_revision: None,
+            },
+            JobKind::Compress,
+        )
+    }
+
+    fn submit_kind(&self, submit: Submit, kind: JobKind) -> Result<JobHandle, ReactorError> {
         let Submit {
             document_id,
             branch,
@@ -167,7 +230,7 @@ impl Reactor {
             ));
         }
         for action in &actions {
-            self.inner.clock.observe(action.timestamp());
+            self.inner.shared.clock.observe(action.timestamp());
         }
         let key = DocKey::new(document_id, branch);
         let (reply, done) = oneshot::channel();
@@ -180,6 +243,8 @@ impl Reactor {
             expected_revision,
             attempts: Vec::new(),
             reply,
+            kind,
+            report: None,
         };
         self.enqueue(job)?;
         Ok(JobHandle { id, done })

@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::sync::Notify;
 
+use folio_core::merge::Cuts;
 use folio_core::{Branch, Document, DocumentId, ModelRegistry, Operation, Scope, SyncUnit};
 use folio_store::{Keyframe, OperationStore};
 
@@ -226,6 +227,13 @@ impl DocumentView {
         self.put_keyframe(key, doc).await;
     }
 
+    /// Stores a keyframe of `doc`'s global state now (after a rebase, so later reads start past the skip).
+    pub async fn keyframe_now(&self, key: &DocKey, doc: &Document) {
+        if self.keyframe_every > 0 {
+            self.put_keyframe(key, doc).await;
+        }
+    }
+
     /// Serializes the state once (the hash is taken over the same bytes) and stores the keyframe in the
     /// background: a keyframe only speeds up later reads, so the writer that crossed the interval does not wait for
     /// it (a lost one is rebuilt by the next read that folds a long tail).
@@ -238,6 +246,7 @@ impl DocumentView {
             last_hash: doc.head(Scope::Global),
             state_hash: folio_core::hash::bytes_hash(state.as_bytes()),
             state,
+            seen: doc.seen(Scope::Global).clone(),
         };
         let store = self.store.clone();
         let mut writes = self.keyframe_writes.lock().unwrap_or_else(|e| e.into_inner());
@@ -258,8 +267,29 @@ impl DocumentView {
     /// Rehydrates a document from the store: the `document` scope (creation, name), the nearest keyframe at or
     /// below the target global revision and the streamed tail, then the `local` scope. Nothing is cached.
     pub async fn hydrate(&self, key: &DocKey, global_revision: Option<u64>) -> Result<Option<Document>, ReactorError> {
+        self.hydrate_at(key, global_revision, None).await
+    }
+
+    /// Rehydrates a document with its global scope at `global_revision` and its document scope at
+    /// `document_revision` (each at its head when `None`): the state a rebase rewinds to.
+    ///
+    /// Logs are folded in one streamed pass. A log with merges (operations with a `skip`) needs the cuts first: the
+    /// fold that meets one starts over, reading the skipping operations' positions, going back to an earlier
+    /// keyframe when a cut reaches below the one it started from, then folding only the effective operations.
+    pub async fn hydrate_at(
+        &self,
+        key: &DocKey,
+        global_revision: Option<u64>,
+        document_revision: Option<u64>,
+    ) -> Result<Option<Document>, ReactorError> {
         let mut doc = Document::empty(key.id, key.branch.clone());
-        self.fold(&mut doc, key.unit(Scope::Document), 0, None).await?;
+        let document = key.unit(Scope::Document);
+        if !self.fold(&mut doc, &document, 0, document_revision, None).await? {
+            doc = Document::empty(key.id, key.branch.clone());
+            let (_, cuts) = self.cuts(&document, None, document_revision).await?;
+            self.fold(&mut doc, &document, 0, document_revision, Some(&cuts))
+                .await?;
+        }
         if !doc.is_created() {
             return Ok(None);
         }
@@ -268,40 +298,104 @@ impl DocumentView {
             Some(r) => r,
             None => self.store.head(&global).await?.0,
         };
-        let mut from = 0;
-        if self.keyframe_every > 0
-            && let Some(keyframe) = self.store.nearest_keyframe(&global, target).await?
-            && let Some(model) = doc.model().cloned()
-        {
-            match model.state_from_json(&keyframe.state) {
-                Ok(state) => {
-                    doc.restore_global(state, keyframe.revision, keyframe.last_hash);
-                    from = keyframe.revision;
-                }
-                Err(e) => tracing::warn!("keyframe of {global} at {} unreadable: {e}", keyframe.revision),
-            }
+        let keyframe = if self.keyframe_every > 0 {
+            self.store.nearest_keyframe(&global, target).await?
+        } else {
+            None
+        };
+        let created = doc.clone();
+        let mut from = self.restore(&mut doc, keyframe.as_ref());
+        // A fold that met a skip stores a keyframe at the head, so the next one past it is a single pass again.
+        let mut merged = false;
+        if !self.fold(&mut doc, &global, from, Some(target), None).await? {
+            doc = created;
+            let (keyframe, cuts) = self.cuts(&global, keyframe, Some(target)).await?;
+            from = self.restore(&mut doc, keyframe.as_ref());
+            self.fold(&mut doc, &global, from, Some(target), Some(&cuts)).await?;
+            merged = true;
         }
-        self.fold(&mut doc, global, from, Some(target)).await?;
         if doc.header.revision.global < target {
             return Err(ReactorError::RevisionNotReached {
                 wanted: target,
                 reached: doc.header.revision.global,
             });
         }
-        self.fold(&mut doc, key.unit(Scope::Local), 0, None).await?;
-        if global_revision.is_none() && self.keyframe_every > 0 && target - from >= self.keyframe_every {
+        self.fold(&mut doc, &key.unit(Scope::Local), 0, None, None).await?;
+        if global_revision.is_none() && self.keyframe_every > 0 && (merged || target - from >= self.keyframe_every) {
             self.put_keyframe(key, &doc).await;
         }
         Ok(Some(doc))
     }
 
-    async fn fold(&self, doc: &mut Document, unit: SyncUnit, from: u64, to: Option<u64>) -> Result<(), ReactorError> {
-        let mut ops = self.store.read(&unit, from, to);
+    /// Puts the keyframe's global state into `doc`; returns the revision to fold from.
+    fn restore(&self, doc: &mut Document, keyframe: Option<&Keyframe>) -> u64 {
+        let (Some(keyframe), Some(model)) = (keyframe, doc.model().cloned()) else {
+            return 0;
+        };
+        match model.state_from_json(&keyframe.state) {
+            Ok(state) => {
+                doc.restore_global(state, keyframe.revision, keyframe.last_hash, keyframe.seen.clone());
+                keyframe.revision
+            }
+            Err(e) => {
+                tracing::warn!("keyframe of {} at {} unreadable: {e}", keyframe.unit, keyframe.revision);
+                0
+            }
+        }
+    }
+
+    /// The cuts of the skipping operations of `unit` below `to`, from a keyframe (or the start) that no cut reaches
+    /// below: returns that keyframe (`None`: fold from 0) and the cuts.
+    async fn cuts(
+        &self,
+        unit: &SyncUnit,
+        mut keyframe: Option<Keyframe>,
+        to: Option<u64>,
+    ) -> Result<(Option<Keyframe>, Cuts), ReactorError> {
+        loop {
+            let from = keyframe.as_ref().map_or(0, |k| k.revision);
+            let mut skips = Vec::new();
+            let mut ops = self.store.read(unit, from, to);
+            while let Some(op) = ops.next().await {
+                let op = op?;
+                if op.skip > 0 {
+                    skips.push((op.index, folio_core::merge::cut_of(&op)));
+                }
+            }
+            let cuts = Cuts::new(skips);
+            match cuts.min_cut() {
+                Some(cut) if cut < from => {
+                    keyframe = match self.keyframe_every {
+                        0 => None,
+                        _ => self.store.nearest_keyframe(unit, cut).await?,
+                    };
+                }
+                _ => return Ok((keyframe, cuts)),
+            }
+        }
+    }
+
+    /// Folds `unit`'s operations `from..to` into `doc`. Without `cuts`, stops and returns `false` at the first
+    /// operation with a skip (the caller starts over with the cuts); with them, folds the effective operations.
+    async fn fold(
+        &self,
+        doc: &mut Document,
+        unit: &SyncUnit,
+        from: u64,
+        to: Option<u64>,
+        cuts: Option<&Cuts>,
+    ) -> Result<bool, ReactorError> {
+        let mut ops = self.store.read(unit, from, to);
         while let Some(op) = ops.next().await {
             let op = op?;
-            doc.apply(&op, &self.registry)
+            let effective = match cuts {
+                Some(cuts) => cuts.is_effective(op.index),
+                None if op.skip > 0 => return Ok(false),
+                None => true,
+            };
+            doc.fold(&op, effective, &self.registry)
                 .map_err(|e| ReactorError::Corrupt(format!("{unit} at {}: {e}", op.index)))?;
         }
-        Ok(())
+        Ok(true)
     }
 }

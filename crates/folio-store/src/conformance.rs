@@ -1346,12 +1346,16 @@ pub async fn keyframes(store: &dyn OperationStore) {
 
     let keyframe = |revision: u64, state: Value| {
         let state = state.to_string();
+        let mut seen = folio_core::CausalContext::default();
+        seen.observe("replica-é", HlcTimestamp::new(T0 + revision, revision as u32));
+        seen.observe("b", HlcTimestamp::new(T0, 0));
         Keyframe {
             unit: unit.clone(),
             revision,
             last_hash: ops[revision as usize - 1].hash,
             state_hash: folio_core::hash::state_hash(&state),
             state,
+            seen,
         }
     };
     let k4 = keyframe(4, json!({ "items": { "a": "état 🧊", "b": "\u{0000}" }, "n": 4 }));
@@ -1545,11 +1549,19 @@ pub async fn verify_hash_chain(store: &dyn OperationStore) {
 /// The key-value table: absent keys, replace, insert-if-absent (one winner among racing callers), and a replica id
 /// that stays the same.
 pub async fn meta_values(store: Arc<dyn OperationStore>) {
-    assert_eq!(store.get_meta("sync/none").await.unwrap(), None, "an unset key has no value");
+    assert_eq!(
+        store.get_meta("sync/none").await.unwrap(),
+        None,
+        "an unset key has no value"
+    );
     store.put_meta("sync/a", "1").await.unwrap();
     assert_eq!(store.get_meta("sync/a").await.unwrap().as_deref(), Some("1"));
     store.put_meta("sync/a", "2").await.unwrap();
-    assert_eq!(store.get_meta("sync/a").await.unwrap().as_deref(), Some("2"), "put_meta replaces");
+    assert_eq!(
+        store.get_meta("sync/a").await.unwrap().as_deref(),
+        Some("2"),
+        "put_meta replaces"
+    );
     assert_eq!(
         store.put_meta_if_absent("sync/a", "3").await.unwrap(),
         "2",
@@ -1569,7 +1581,11 @@ pub async fn meta_values(store: Arc<dyn OperationStore>) {
     for racer in racers {
         winners.insert(racer.await.unwrap());
     }
-    assert_eq!(winners.len(), 1, "racing put_meta_if_absent calls must all see one winner, saw {winners:?}");
+    assert_eq!(
+        winners.len(),
+        1,
+        "racing put_meta_if_absent calls must all see one winner, saw {winners:?}"
+    );
     let stored = store.get_meta("sync/race").await.unwrap().unwrap();
     assert!(winners.contains(&stored));
 

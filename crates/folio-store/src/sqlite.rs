@@ -32,8 +32,8 @@ use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use folio_core::{
-    Branch, ChainError, DocumentHeader, DocumentId, HeaderChange, OpHash, Operation, Revisions, Scope, SyncUnit,
-    UtcIso, header_change,
+    Branch, CausalContext, ChainError, DocumentHeader, DocumentId, HeaderChange, OpHash, Operation, Revisions, Scope,
+    SyncUnit, UtcIso, header_change,
 };
 
 use crate::StoreError;
@@ -799,16 +799,37 @@ async fn write_keyframe(
     };
     unit_ids.insert(keyframe.unit.clone(), unit_id);
     sqlx::query(
-        "INSERT OR REPLACE INTO keyframes (unit_id, revision, last_hash, state, state_hash) VALUES (?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO keyframes (unit_id, revision, last_hash, state, state_hash, seen) \
+         VALUES (?, ?, ?, ?, ?, ?)",
     )
     .bind(unit_id)
     .bind(keyframe.revision as i64)
     .bind(keyframe.last_hash.0.to_vec())
     .bind(keyframe.state.as_str())
     .bind(keyframe.state_hash.0.to_vec())
+    .bind(seen_text(&keyframe.seen))
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// The seen clocks as stored: JSON, or empty text for none.
+fn seen_text(seen: &CausalContext) -> String {
+    if seen.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(seen).unwrap_or_default()
+    }
+}
+
+fn seen_from_text(text: &str) -> CausalContext {
+    if text.is_empty() {
+        return CausalContext::default();
+    }
+    serde_json::from_str(text).unwrap_or_else(|e| {
+        tracing::warn!("a keyframe's seen clocks are unreadable ({e}); taking none");
+        CausalContext::default()
+    })
 }
 
 async fn lookup_unit_id<'c, E>(conn: E, unit: &SyncUnit) -> Result<Option<i64>, StoreError>
@@ -1127,7 +1148,7 @@ impl OperationStore for SqliteStore {
 
     async fn nearest_keyframe(&self, unit: &SyncUnit, revision: u64) -> Result<Option<Keyframe>, StoreError> {
         let row = sqlx::query(
-            "SELECT k.revision, k.last_hash, k.state, k.state_hash FROM keyframes k \
+            "SELECT k.revision, k.last_hash, k.state, k.state_hash, k.seen FROM keyframes k \
              WHERE k.unit_id = (SELECT unit_id FROM units WHERE document_id = ? AND scope = ? AND branch = ?) \
              AND k.revision <= ? ORDER BY k.revision DESC LIMIT 1",
         )
@@ -1143,6 +1164,7 @@ impl OperationStore for SqliteStore {
             last_hash: blob_hash(r.get::<&[u8], _>(1)),
             state: r.get(2),
             state_hash: blob_hash(r.get::<&[u8], _>(3)),
+            seen: seen_from_text(r.get::<&str, _>(4)),
         }))
     }
 }

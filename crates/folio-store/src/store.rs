@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
-use folio_core::{Branch, DocumentHeader, DocumentId, OpHash, Operation, Revisions, SyncUnit};
+use folio_core::{Branch, CausalContext, DocumentHeader, DocumentId, OpHash, Operation, Revisions, SyncUnit};
 
 use crate::StoreError;
 
@@ -53,6 +53,9 @@ pub struct Keyframe {
     pub state: String,
     /// blake3 of the state.
     pub state_hash: OpHash,
+    /// The unit's seen clocks at `revision` (the latest clock of each replica's actions folded in), so a document
+    /// hydrated from the keyframe stamps the right causal context on its next action.
+    pub seen: CausalContext,
 }
 
 /// How to list documents.
@@ -173,7 +176,10 @@ pub fn new_replica_id() -> String {
     let mut hasher = blake3::Hasher::new();
     hasher.update(uuid::Uuid::now_v7().as_bytes());
     hasher.update(&std::process::id().to_le_bytes());
-    hasher.finalize().as_bytes()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    hasher.finalize().as_bytes()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Checks, before a request reaches the backend's writer, that its operations are dense from the expected
@@ -195,6 +201,12 @@ pub fn precheck(request: &AppendRequest) -> Result<(), StoreError> {
         }
         if op.action.scope != request.unit.scope {
             return Err(invalid(folio_core::ChainError::ScopeMismatch { index: op.index }));
+        }
+        if op.skip > op.index {
+            return Err(invalid(folio_core::ChainError::SkipTooLong {
+                index: op.index,
+                skip: op.skip,
+            }));
         }
     }
     if let Some(first) = ops.first() {

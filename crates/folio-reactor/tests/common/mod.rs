@@ -62,6 +62,15 @@ where
     async fn nearest_keyframe(&self, unit: &SyncUnit, revision: u64) -> Result<Option<Keyframe>, StoreError> {
         self.inner.nearest_keyframe(unit, revision).await
     }
+    async fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.get_meta(key).await
+    }
+    async fn put_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.inner.put_meta(key, value).await
+    }
+    async fn put_meta_if_absent(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        self.inner.put_meta_if_absent(key, value).await
+    }
 }
 
 /// A store whose appends wait for a permit of `gate` (tests hold the writers still).
