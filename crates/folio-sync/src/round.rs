@@ -1,0 +1,107 @@
+//! One sync round between a replica and a remote: push, then pull.
+
+use serde::Serialize;
+
+use crate::SyncError;
+use crate::protocol::{Filter, PullRequest, pages};
+use crate::replica::{Remote, Replica};
+
+/// How a round runs.
+#[derive(Debug, Clone)]
+pub struct RoundOptions {
+    /// Which documents move.
+    pub filter: Filter,
+    /// Compress own actions never sent before pushing them.
+    pub compress: bool,
+    /// Entries per push request at most.
+    pub push_entries: usize,
+    /// Entries per pull request at most.
+    pub pull_entries: usize,
+}
+
+impl Default for RoundOptions {
+    fn default() -> Self {
+        Self {
+            filter: Filter::default(),
+            compress: true,
+            push_entries: 5_000,
+            pull_entries: 5_000,
+        }
+    }
+}
+
+/// What a round moved.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoundReport {
+    /// The remote's replica id.
+    pub remote: String,
+    /// Operations saved by compressing the outbox.
+    pub compressed: usize,
+    /// Own actions sent.
+    pub pushed: usize,
+    /// Of those, actions the remote did not have.
+    pub pushed_new: usize,
+    /// Entries received.
+    pub pulled: usize,
+    /// Of those, actions this replica did not have.
+    pub pulled_new: usize,
+    /// Actions kept but refused by their reducer in their merged position, here or at the remote.
+    pub conflicts: Vec<crate::protocol::RejectedAction>,
+}
+
+/// Runs one round: compresses the outbox (when asked), pushes it in pages under the remote's body limit, then pulls
+/// until the remote has nothing more. Cursors are saved after every page, so an interrupted round resumes.
+pub async fn sync_round(
+    replica: &Replica,
+    remote: &dyn Remote,
+    options: &RoundOptions,
+) -> Result<RoundReport, SyncError> {
+    let info = remote.info().await?;
+    if info.replica == replica.id() {
+        return Err(SyncError::Protocol("a replica cannot sync with itself".into()));
+    }
+    let mut report = RoundReport {
+        remote: info.replica.clone(),
+        ..RoundReport::default()
+    };
+    replica.remember_remote(&info.replica).await?;
+    let mut peer = replica.peer(&info.replica).await?;
+    if options.compress {
+        report.compressed = replica.compress_outbox().await?;
+    }
+    let (outbox, upto) = replica.outbox(peer.pushed, &options.filter).await?;
+    let max_bytes = (info.max_body_bytes / 2).max(16 * 1024);
+    for page in pages(replica.id(), outbox, upto, options.push_entries, max_bytes) {
+        if !page.request.entries.is_empty() {
+            replica.mark_sent(&page.request.entries).await?;
+            let answer = remote.push(&page.request).await?;
+            report.pushed += page.request.entries.len();
+            report.pushed_new += answer.new;
+            report.conflicts.extend(answer.rejected);
+        }
+        peer.on_push_acknowledged(page.upto);
+        replica.save_peer(&info.replica, &peer).await?;
+    }
+    loop {
+        let request = PullRequest {
+            after: peer.pulled,
+            limit: options.pull_entries,
+            exclude: Some(replica.id().to_owned()),
+            filter: options.filter.clone(),
+        };
+        let answer = remote.pull(&request).await?;
+        report.pulled += answer.entries.len();
+        let more = answer.more;
+        let cursor = answer.cursor;
+        let integrated = replica.integrate(answer.entries).await?;
+        report.pulled_new += integrated.new;
+        report.conflicts.extend(integrated.rejected);
+        peer.pulled = peer.pulled.max(cursor);
+        replica.save_peer(&info.replica, &peer).await?;
+        if !more {
+            break;
+        }
+    }
+    Ok(report)
+}
