@@ -91,6 +91,8 @@ impl Global {
             executors: 1,
             ..ReactorConfig::default()
         };
-        Ok(Reactor::new(store, Arc::new(ModelRegistry::with_builtin()), config))
+        Reactor::open(store, Arc::new(ModelRegistry::with_builtin()), config)
+            .await
+            .map_err(|e| CliError::fail(format!("cannot open the replica: {e}")))
     }
 }

@@ -30,7 +30,7 @@ pub use auth::{Role, Tokens};
 pub use error::ApiError;
 pub use state::{AppState, ServerConfig};
 
-use routes::{documents, jobs, meta};
+use routes::{documents, jobs, meta, sync};
 
 /// The token a request carries: `Authorization: Bearer <token>`, or the `token` query parameter (WebSockets).
 fn presented_token(req: &Request) -> Option<String> {
@@ -67,6 +67,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/documents/{id}/operations", get(documents::operations))
         .route("/v1/jobs/{job_id}", get(jobs::get))
         .route("/v1/subscribe", get(ws::subscribe))
+        .route("/v1/documents/{id}/conflicts", get(sync::conflicts))
+        .route("/v1/sync/info", get(sync::info))
+        .route("/v1/sync/push", post(sync::push))
+        .route("/v1/sync/pull", get(sync::pull))
+        .route("/v1/sync/live", get(sync::live))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/v1/health", get(meta::health))
@@ -86,13 +91,15 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Builds the state: the tokens of the data directory (creating the admin token on first start).
+/// Builds the state: the tokens of the data directory (creating the admin token on first start). The reactor should
+/// come from [`folio_reactor::Reactor::open`], so that the server syncs under its store's replica id.
 pub fn app_state(reactor: folio_reactor::Reactor, config: ServerConfig) -> std::io::Result<AppState> {
     std::fs::create_dir_all(&config.data_dir)?;
     if let Some(path) = Tokens::ensure_admin(&config.data_dir)? {
         tracing::info!("created the admin token in {}", path.display());
     }
     Ok(AppState {
+        replica: folio_sync::Replica::from_reactor(reactor.clone()),
         reactor,
         tokens: Arc::new(Tokens::open(&config.data_dir)?),
         config: Arc::new(config),

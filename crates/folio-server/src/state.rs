@@ -41,6 +41,8 @@ impl ServerConfig {
 pub struct AppState {
     /// The engine.
     pub reactor: Reactor,
+    /// The same engine as a sync replica (push, pull, live).
+    pub replica: folio_sync::Replica,
     /// The tokens.
     pub tokens: Arc<Tokens>,
     /// The limits.

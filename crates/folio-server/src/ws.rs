@@ -146,6 +146,29 @@ fn messages(received: Received, filter: &Filter) -> Vec<Value> {
             }
             out
         }
+        Received::Event(Event::Conflict {
+            unit,
+            index,
+            action_id,
+            reason,
+        }) => {
+            if filter
+                .document_ids
+                .as_ref()
+                .is_some_and(|ids| !ids.contains(&unit.document_id))
+            {
+                return Vec::new();
+            }
+            vec![json!({
+                "event": "conflict",
+                "documentId": unit.document_id,
+                "scope": unit.scope,
+                "branch": unit.branch,
+                "index": index,
+                "actionId": action_id,
+                "reason": reason,
+            })]
+        }
         Received::Event(_) => Vec::new(),
     }
 }

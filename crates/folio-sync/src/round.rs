@@ -103,5 +103,8 @@ pub async fn sync_round(
             break;
         }
     }
+    // The same refusal may be seen at the remote (push) and here (pull): report each action once.
+    let mut seen = std::collections::HashSet::new();
+    report.conflicts.retain(|c| seen.insert(c.action_id));
     Ok(report)
 }

@@ -3,6 +3,7 @@
 mod bench;
 mod doc;
 mod serve;
+mod sync;
 mod token;
 mod verify;
 
@@ -25,6 +26,8 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(token::Token),
+    /// Sync the local replica with a remote: one round (push, then pull), or live with --watch.
+    Sync(sync::Sync),
     /// Check every hash chain and index sequence of the store; exit 1 on the first broken unit.
     Verify(verify::Verify),
 }
@@ -37,5 +40,6 @@ pub async fn run(command: Command, global: Global) -> Result<(), CliError> {
         Command::Serve(serve) => serve.run(&global).await,
         Command::Token(token) => token.run(&global),
         Command::Verify(verify) => verify.run(&global).await,
+        Command::Sync(sync) => sync.run(&global).await,
     }
 }

@@ -38,7 +38,8 @@ pub struct Serve {
     keyframe_every: u64,
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -64,7 +65,7 @@ async fn shutdown_signal() {
 impl Serve {
     pub async fn run(&self, global: &Global) -> Result<(), CliError> {
         let store = global.open_store(Open::Create).await?;
-        let reactor = Reactor::new(
+        let reactor = Reactor::open(
             store,
             Arc::new(ModelRegistry::with_builtin()),
             ReactorConfig {
@@ -74,7 +75,9 @@ impl Serve {
                 keyframe_every: self.keyframe_every,
                 ..ReactorConfig::default()
             },
-        );
+        )
+        .await
+        .map_err(|e| CliError::fail(format!("cannot open the replica: {e}")))?;
         let config = ServerConfig {
             body_limit: self.body_limit,
             max_actions: self.max_actions,

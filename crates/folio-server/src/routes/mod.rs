@@ -3,3 +3,4 @@
 pub mod documents;
 pub mod jobs;
 pub mod meta;
+pub mod sync;

@@ -33,7 +33,9 @@ pub async fn start_with(
 ) -> TestServer {
     std::fs::create_dir_all(data_dir).unwrap();
     let store = SqliteStore::open(data_dir.join("folio.db")).await.unwrap();
-    let reactor = Reactor::new(Arc::new(store), Arc::new(ModelRegistry::with_builtin()), reactor_config);
+    let reactor = Reactor::open(Arc::new(store), Arc::new(ModelRegistry::with_builtin()), reactor_config)
+        .await
+        .expect("reactor");
     let config = configure(ServerConfig::new(data_dir));
     let state = folio_server::app_state(reactor, config).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

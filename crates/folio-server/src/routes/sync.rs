@@ -1,0 +1,263 @@
+//! `/v1/sync/*`: replicas push their actions, pull what this server committed, and follow it live. The protocol's
+//! shapes are folio-sync's; this module only moves them over HTTP and WebSocket.
+//!
+//! * `GET /v1/sync/info` → `{ replica, maxBodyBytes }`.
+//! * `POST /v1/sync/push` `{ replica, entries: [{ documentId, scope, branch, action }] }` → 200
+//!   `{ new, duplicates, rejected: [{ documentId, actionId, reason }] }` once every entry is durably integrated.
+//! * `GET /v1/sync/pull?after=&limit=&exclude=&documentIds=&types=` → `{ entries, cursor, more }`.
+//! * `GET /v1/sync/live?after=&exclude=&documentIds=&types=` (WebSocket) → messages shaped like a pull's answer,
+//!   each sent as soon as the server commits (and every second, for commits made by other processes).
+//! * `GET /v1/documents/{id}/conflicts` → `{ conflicts: [{ scope, index, actionId, reason, operation }] }`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::response::Response;
+use futures::TryStreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use folio_core::merge::effective;
+use folio_core::{Branch, DocumentId, Scope, SyncUnit};
+use folio_reactor::{Event, Received};
+use folio_sync::{Filter, PullRequest, PushRequest, SyncError};
+
+use crate::ApiError;
+use crate::body::{JsonBody, QueryParams};
+use crate::state::AppState;
+
+/// The most entries one push may carry.
+pub const MAX_PUSH_ENTRIES: usize = 20_000;
+/// The most entries one pull answers with.
+pub const MAX_PULL_ENTRIES: usize = 10_000;
+
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+const LIVE_POLL: Duration = Duration::from_secs(1);
+
+impl From<SyncError> for ApiError {
+    fn from(e: SyncError) -> Self {
+        match e {
+            SyncError::Reactor(e) => e.into(),
+            SyncError::Store(e) => folio_reactor::ReactorError::from(e).into(),
+            SyncError::Protocol(m) => ApiError::bad_request(m),
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
+/// `GET /v1/sync/info`.
+pub async fn info(State(state): State<AppState>) -> Json<Value> {
+    Json(json!(state.replica.info(state.config.body_limit)))
+}
+
+/// `POST /v1/sync/push`.
+pub async fn push(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<PushRequest>,
+) -> Result<Json<Value>, ApiError> {
+    if request.replica.is_empty() || request.replica.len() > 64 {
+        return Err(ApiError::bad_request("replica must have 1 to 64 characters"));
+    }
+    if request.replica == state.replica.id() {
+        return Err(ApiError::bad_request("a replica cannot push to itself"));
+    }
+    if request.entries.len() > MAX_PUSH_ENTRIES {
+        return Err(ApiError::bad_request(format!(
+            "a push carries at most {MAX_PUSH_ENTRIES} entries, this one {}",
+            request.entries.len()
+        )));
+    }
+    for (i, entry) in request.entries.iter().enumerate() {
+        if entry.scope == Scope::Local {
+            return Err(ApiError::bad_request(format!(
+                "entry {i}: the local scope is never synced"
+            )));
+        }
+        if entry.action.scope != entry.scope {
+            return Err(ApiError::bad_request(format!(
+                "entry {i}: the action's scope is not the entry's"
+            )));
+        }
+        if entry.action.replica.as_deref() != Some(request.replica.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "entry {i}: a push carries only actions of the pushing replica {:?}",
+                request.replica
+            )));
+        }
+    }
+    let answer = state.replica.integrate(request.entries).await?;
+    Ok(Json(json!(answer)))
+}
+
+/// Query of `pull` and `live`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PullParams {
+    #[serde(default)]
+    after: u64,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    exclude: Option<String>,
+    #[serde(default)]
+    document_ids: Option<String>,
+    #[serde(default)]
+    types: Option<String>,
+    /// The token, for WebSocket clients that cannot set a header (read by the auth layer).
+    #[serde(default)]
+    token: Option<String>,
+}
+
+impl PullParams {
+    fn request(&self) -> Result<PullRequest, ApiError> {
+        let document_ids = match &self.document_ids {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse::<DocumentId>()
+                        .map_err(|_| ApiError::bad_request(format!("{s:?} is not a document id (a UUID)")))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let document_types = self
+            .types
+            .as_deref()
+            .map(|t| t.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default();
+        let limit = match self.limit {
+            Some(0) => return Err(ApiError::bad_request("limit must be at least 1")),
+            Some(n) => n.min(MAX_PULL_ENTRIES),
+            None => 1000,
+        };
+        let _ = &self.token;
+        Ok(PullRequest {
+            after: self.after,
+            limit,
+            exclude: self.exclude.clone(),
+            filter: Filter {
+                document_ids,
+                document_types,
+            },
+        })
+    }
+}
+
+/// `GET /v1/sync/pull`.
+pub async fn pull(
+    State(state): State<AppState>,
+    QueryParams(params): QueryParams<PullParams>,
+) -> Result<Json<Value>, ApiError> {
+    let request = params.request()?;
+    let answer = state.replica.serve_pull(&request).await?;
+    Ok(Json(json!(answer)))
+}
+
+/// `GET /v1/sync/live` (WebSocket).
+pub async fn live(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    QueryParams(params): QueryParams<PullParams>,
+) -> Result<Response, ApiError> {
+    let request = params.request()?;
+    Ok(ws
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| run_live(socket, state, request)))
+}
+
+async fn run_live(mut socket: WebSocket, state: AppState, mut request: PullRequest) {
+    // Subscribe first: whatever commits after the catch-up reads is announced by the bus.
+    let mut events = state.reactor.subscribe();
+    let mut tick = tokio::time::interval(LIVE_POLL);
+    loop {
+        // Send everything after the cursor, page by page (also the catch-up on connect).
+        loop {
+            let answer = match state.replica.serve_pull(&request).await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("live sync read failed: {e}");
+                    return;
+                }
+            };
+            let moved = answer.cursor > request.after;
+            let more = answer.more;
+            request.after = answer.cursor;
+            if !answer.entries.is_empty() || moved {
+                let text = match serde_json::to_string(&answer) {
+                    Ok(t) => t,
+                    Err(_) => return,
+                };
+                let sent = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text.into()))).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    return;
+                }
+            }
+            if !more {
+                break;
+            }
+        }
+        // Wait for a commit (ours, or another process's: the tick), or the client leaving.
+        tokio::select! {
+            event = events.next() => match event {
+                None => return,
+                Some(Received::Event(Event::OperationsCommitted { .. })) | Some(Received::Lagged { .. }) => {
+                    while events.try_next().is_some() {}
+                }
+                Some(_) => {}
+            },
+            _ = tick.tick() => {}
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// `GET /v1/documents/{id}/conflicts`: the actions kept in the document's effective history but refused by their
+/// reducer in their merged position.
+pub async fn conflicts(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id: DocumentId = raw
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("{raw:?} is not a document id (a UUID)")))?;
+    let branch = Branch::default();
+    if state
+        .reactor
+        .store()
+        .header(id, &branch)
+        .await
+        .map_err(folio_reactor::ReactorError::from)?
+        .is_none()
+    {
+        return Err(
+            ApiError::not_found("DOCUMENT_NOT_FOUND", format!("document {id} not found"))
+                .with_details(json!({ "documentId": id })),
+        );
+    }
+    let mut conflicts = Vec::new();
+    for scope in [Scope::Document, Scope::Global] {
+        let unit = SyncUnit::new(id, scope, branch.clone());
+        let ops: Vec<folio_core::Operation> = state
+            .reactor
+            .store()
+            .read(&unit, 0, None)
+            .try_collect()
+            .await
+            .map_err(folio_reactor::ReactorError::from)?;
+        for op in effective(&ops) {
+            if let Some(reason) = &op.error {
+                conflicts.push(json!({
+                    "scope": scope,
+                    "index": op.index,
+                    "actionId": op.action.id,
+                    "reason": reason,
+                    "operation": op,
+                }));
+            }
+        }
+    }
+    Ok(Json(json!({ "conflicts": conflicts })))
+}
