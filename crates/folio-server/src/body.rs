@@ -53,8 +53,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::too_large(format!(
-                    "the body is over the limit of {} bytes",
-                    state.config.body_limit
+                    "the body is over the limit of {} bytes ({} for sync pushes)",
+                    state.config.body_limit, state.config.sync_body_limit
                 ))
             } else {
                 ApiError::bad_request(format!("the body could not be read: {rejection}"))

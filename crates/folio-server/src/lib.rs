@@ -69,7 +69,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/subscribe", get(ws::subscribe))
         .route("/v1/documents/{id}/conflicts", get(sync::conflicts))
         .route("/v1/sync/info", get(sync::info))
-        .route("/v1/sync/push", post(sync::push))
+        .route(
+            "/v1/sync/push",
+            post(sync::push).layer(DefaultBodyLimit::max(state.config.sync_body_limit)),
+        )
         .route("/v1/sync/pull", get(sync::pull))
         .route("/v1/sync/live", get(sync::live))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));

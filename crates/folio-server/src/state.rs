@@ -15,6 +15,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// The largest request body, in bytes.
     pub body_limit: usize,
+    /// The largest body of a sync push, in bytes (a replica back from a week offline pushes a lot at once).
+    pub sync_body_limit: usize,
     /// The most actions one request may carry.
     pub max_actions: usize,
     /// The longest a read waits for `minRevision`.
@@ -24,11 +26,12 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// Defaults for `data_dir`: 1 MiB bodies, 1,000 actions a request, 10 s waits, pages of up to 1,000.
+    /// Defaults for `data_dir`: 1 MiB bodies (64 MiB for sync pushes), 1,000 actions a request, 10 s waits, pages of up to 1,000.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
             body_limit: 1024 * 1024,
+            sync_body_limit: 64 * 1024 * 1024,
             max_actions: 1000,
             max_wait: Duration::from_secs(10),
             max_page: 1000,

@@ -2,7 +2,7 @@
 //! I/O half of sync, around the pure functions of [`crate::protocol`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,6 +24,9 @@ use crate::protocol::{
 /// ordinals, but their clocks stay.
 pub const SENT_KEY: &str = "sync/sent-clock";
 
+/// The meta key set once this replica compressed its outbox: its logs may then hold actions that must never leave.
+pub const COMPRESSED_KEY: &str = "sync/compressed";
+
 /// The meta key listing the remotes (replica ids, comma-separated) this replica syncs with.
 pub const REMOTES_KEY: &str = "sync/remotes";
 
@@ -37,7 +40,12 @@ const JOBS_IN_FLIGHT: usize = 256;
 #[derive(Clone)]
 pub struct Replica {
     reactor: Reactor,
+    /// Per unit: how far its log was scanned, and the `(index, cut)` of its skipping operations up to there.
+    skips: Arc<Mutex<HashMap<SyncUnit, ScannedSkips>>>,
 }
+
+/// How far a unit's log was scanned, and the `(index, cut)` of its skipping operations up to there.
+type ScannedSkips = (u64, Vec<(u64, u64)>);
 
 impl std::fmt::Debug for Replica {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -52,14 +60,15 @@ impl Replica {
         registry: Arc<ModelRegistry>,
         config: ReactorConfig,
     ) -> Result<Self, SyncError> {
-        Ok(Self {
-            reactor: Reactor::open(store, registry, config).await?,
-        })
+        Ok(Self::from_reactor(Reactor::open(store, registry, config).await?))
     }
 
     /// A replica around a reactor made with [`Reactor::open`] (so that its replica id is the store's).
     pub fn from_reactor(reactor: Reactor) -> Self {
-        Self { reactor }
+        Self {
+            reactor,
+            skips: Arc::default(),
+        }
     }
 
     /// The replica id.
@@ -179,34 +188,35 @@ impl Replica {
         Ok(all)
     }
 
-    /// Which of `committed` are in their unit's effective history: the cuts come from the skipping operations
-    /// among them and after them (read from the store up to each unit's head).
+    /// Which of `committed` are in their unit's effective history. The cuts come from every skipping operation of
+    /// the unit: the positions are cached per unit and extended by reading only what was committed since.
     async fn effective_of(&self, committed: &[Committed]) -> Result<HashSet<(SyncUnit, u64)>, SyncError> {
-        // Per unit: the index after its last operation here, and the (index, cut) of its skipping operations.
-        type Span = (u64, Vec<(u64, u64)>);
-        let mut units: HashMap<&SyncUnit, Span> = HashMap::new();
-        for c in committed {
-            let entry = units.entry(&c.unit).or_insert((0, Vec::new()));
-            entry.0 = entry.0.max(c.operation.index + 1);
-            if c.operation.skip > 0 {
-                entry
-                    .1
-                    .push((c.operation.index, folio_core::merge::cut_of(&c.operation)));
-            }
-        }
+        let units: HashSet<&SyncUnit> = committed.iter().map(|c| &c.unit).collect();
         let mut cuts: HashMap<&SyncUnit, Cuts> = HashMap::new();
-        for (unit, (end, mut skips)) in units {
+        for unit in units {
             let head = self.store().head(unit).await?.0;
-            if head > end {
-                let later: Vec<folio_core::Operation> = self.store().read(unit, end, Some(head)).try_collect().await?;
-                skips.extend(
-                    later
-                        .iter()
-                        .filter(|op| op.skip > 0)
-                        .map(|op| (op.index, folio_core::merge::cut_of(op))),
-                );
+            let scanned = self
+                .skips
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(unit)
+                .map_or(0, |s| s.0);
+            let mut found = Vec::new();
+            if head > scanned {
+                let mut ops = self.store().read(unit, scanned, Some(head));
+                while let Some(op) = ops.try_next().await? {
+                    if op.skip > 0 {
+                        found.push((op.index, folio_core::merge::cut_of(&op)));
+                    }
+                }
             }
-            cuts.insert(unit, Cuts::new(skips));
+            let mut cache = self.skips.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = cache.entry(unit.clone()).or_insert((0, Vec::new()));
+            if head > entry.0 {
+                entry.0 = head;
+                entry.1.extend(found);
+            }
+            cuts.insert(unit, Cuts::new(entry.1.clone()));
         }
         Ok(committed
             .iter()
@@ -279,6 +289,8 @@ impl Replica {
             }
             let before = actions.len();
             let handle = self.reactor.compress(unit.document_id, unit.branch.clone(), actions)?;
+            // Mark first: from now on the outbox and pulls must leave the compressed originals out.
+            self.store().put_meta(COMPRESSED_KEY, "1").await?;
             let outcome = handle.wait().await?;
             if let Some(report) = outcome.merge
                 && report.rebased

@@ -17,6 +17,9 @@ pub struct RoundOptions {
     pub push_entries: usize,
     /// Entries per pull request at most.
     pub pull_entries: usize,
+    /// Pulled entries integrated at once at most: pages are gathered up to this many, so that a unit that must
+    /// rebase does it once rather than once per page.
+    pub integrate_entries: usize,
 }
 
 impl Default for RoundOptions {
@@ -24,8 +27,9 @@ impl Default for RoundOptions {
         Self {
             filter: Filter::default(),
             compress: true,
-            push_entries: 5_000,
-            pull_entries: 5_000,
+            push_entries: 100_000,
+            pull_entries: 10_000,
+            integrate_entries: 200_000,
         }
     }
 }
@@ -83,20 +87,28 @@ pub async fn sync_round(
         peer.on_push_acknowledged(page.upto);
         replica.save_peer(&info.replica, &peer).await?;
     }
+    let mut cursor = peer.pulled;
     loop {
-        let request = PullRequest {
-            after: peer.pulled,
-            limit: options.pull_entries,
-            exclude: Some(replica.id().to_owned()),
-            filter: options.filter.clone(),
+        let mut gathered = Vec::new();
+        let more = loop {
+            let request = PullRequest {
+                after: cursor,
+                limit: options.pull_entries,
+                exclude: Some(replica.id().to_owned()),
+                filter: options.filter.clone(),
+            };
+            let answer = remote.pull(&request).await?;
+            cursor = cursor.max(answer.cursor);
+            gathered.extend(answer.entries);
+            if !answer.more || gathered.len() >= options.integrate_entries.max(1) {
+                break answer.more;
+            }
         };
-        let answer = remote.pull(&request).await?;
-        report.pulled += answer.entries.len();
-        let more = answer.more;
-        let cursor = answer.cursor;
-        let integrated = replica.integrate(answer.entries).await?;
+        report.pulled += gathered.len();
+        let integrated = replica.integrate(gathered).await?;
         report.pulled_new += integrated.new;
         report.conflicts.extend(integrated.rejected);
+        // The cursor moves only once what it covers is durably integrated.
         peer.pulled = peer.pulled.max(cursor);
         replica.save_peer(&info.replica, &peer).await?;
         if !more {

@@ -182,6 +182,7 @@ impl World {
             compress,
             push_entries: 7,
             pull_entries: 5,
+            integrate_entries: 9,
             filter: Filter::default(),
         };
         let report = sync_round(&self.replicas[from], &remote, &options)

@@ -96,7 +96,7 @@ async fn folio_round(params: &Params, dir: &std::path::Path, n: u32) -> Result<R
 
 /// The same rows (operations of the todo workload, as folio stores them) inserted straight through sqlx with
 /// multi-row INSERTs, 1,000 rows a transaction, into a table of the same shape.
-async fn raw_round(params: &Params, dir: &std::path::Path, n: u32) -> Result<Duration, CliError> {
+pub(crate) async fn raw_round(params: &Params, dir: &std::path::Path, n: u32) -> Result<Duration, CliError> {
     use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
     let pool = SqlitePoolOptions::new()
         .max_connections(1)

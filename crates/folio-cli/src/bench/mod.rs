@@ -9,6 +9,7 @@ pub mod append;
 pub mod chart;
 pub mod compare;
 pub mod rehydrate;
+pub mod sync;
 pub mod workload;
 
 use std::io::IsTerminal;

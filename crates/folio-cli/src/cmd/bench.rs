@@ -17,6 +17,8 @@ pub enum Bench {
     Rehydrate(Rehydrate),
     /// Times writers appending through the reactor beside raw sqlx multi-row inserts of the same rows.
     Append(Append),
+    /// Two replicas and a server on loopback exchange operations made offline on both; the time to converge.
+    Sync(SyncBench),
     /// Compares two reports written with --json.
     Compare(Compare),
     /// One cold load in this fresh process, for `rehydrate`'s memory figures (internal).
@@ -74,6 +76,22 @@ pub struct Append {
     #[arg(long, default_value_t = 1)]
     batch: u64,
     /// Rounds, each on a fresh store.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncBench {
+    /// Operations made in all, half on each replica.
+    #[arg(long, default_value_t = 100_000)]
+    ops: u64,
+    /// Documents they are spread over.
+    #[arg(long, default_value_t = 10)]
+    docs: u64,
+    /// Actions per local job while building.
+    #[arg(long, default_value_t = 100)]
+    batch: u64,
+    /// Rounds, each on fresh stores.
     #[arg(long, default_value_t = 3)]
     rounds: u32,
 }
@@ -227,6 +245,35 @@ impl Bench {
                     if let Some(p50) = r.results[0].latency_p50_ns {
                         out.line(format_args!("commit latency per job: p50 {}", human_ns(p50)))?;
                     }
+                }
+                out.finish()
+            }
+            Bench::Sync(a) => {
+                usage_if(
+                    a.ops < 2 || a.docs == 0 || a.batch == 0 || a.rounds == 0,
+                    "--ops must be at least 2, --docs, --batch and --rounds at least 1",
+                )?;
+                let params = bench::sync::Params {
+                    ops: a.ops,
+                    docs: a.docs,
+                    batch: a.batch,
+                    rounds: a.rounds,
+                };
+                let results = bench::sync::run(&params).await?;
+                let r = report(
+                    "sync",
+                    serde_json::json!({ "ops": a.ops, "docs": a.docs, "batch": a.batch, "rounds": a.rounds }),
+                    results,
+                );
+                let mut out = Out::new();
+                if global.json {
+                    out.line(serde_json::to_string(&r)?)?;
+                } else {
+                    let title = format!(
+                        "folio bench sync: two replicas and a server, {} operations made offline (half on each) over {} documents",
+                        a.ops, a.docs
+                    );
+                    print_report(&mut out, &title, &r)?;
                 }
                 out.finish()
             }

@@ -29,7 +29,7 @@ use crate::body::{JsonBody, QueryParams};
 use crate::state::AppState;
 
 /// The most entries one push may carry.
-pub const MAX_PUSH_ENTRIES: usize = 20_000;
+pub const MAX_PUSH_ENTRIES: usize = 200_000;
 /// The most entries one pull answers with.
 pub const MAX_PULL_ENTRIES: usize = 10_000;
 
@@ -49,7 +49,7 @@ impl From<SyncError> for ApiError {
 
 /// `GET /v1/sync/info`.
 pub async fn info(State(state): State<AppState>) -> Json<Value> {
-    Json(json!(state.replica.info(state.config.body_limit)))
+    Json(json!(state.replica.info(state.config.sync_body_limit)))
 }
 
 /// `POST /v1/sync/push`.
