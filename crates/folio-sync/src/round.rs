@@ -74,12 +74,16 @@ pub async fn sync_round(
     if options.compress {
         report.compressed = replica.compress_outbox().await?;
     }
+    let t = std::time::Instant::now();
     let (outbox, upto) = replica.outbox(peer.pushed, &options.filter).await?;
+    tracing::debug!("outbox of {} entries in {:?}", outbox.len(), t.elapsed());
     let max_bytes = (info.max_body_bytes / 2).max(16 * 1024);
     for page in pages(replica.id(), outbox, upto, options.push_entries, max_bytes) {
         if !page.request.entries.is_empty() {
             replica.mark_sent(&page.request.entries).await?;
+            let t = std::time::Instant::now();
             let answer = remote.push(&page.request).await?;
+            tracing::debug!("pushed {} entries in {:?}", page.request.entries.len(), t.elapsed());
             report.pushed += page.request.entries.len();
             report.pushed_new += answer.new;
             report.conflicts.extend(answer.rejected);
@@ -105,7 +109,10 @@ pub async fn sync_round(
             }
         };
         report.pulled += gathered.len();
+        let t = std::time::Instant::now();
+        let n = gathered.len();
         let integrated = replica.integrate(gathered).await?;
+        tracing::debug!("integrated {n} pulled entries in {:?}", t.elapsed());
         report.pulled_new += integrated.new;
         report.conflicts.extend(integrated.rejected);
         // The cursor moves only once what it covers is durably integrated.
