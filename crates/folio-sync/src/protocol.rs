@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -16,7 +17,7 @@ use folio_core::{Action, Branch, DocumentId, Scope, SyncUnit};
 use folio_store::Committed;
 
 /// One action of a sync unit, as it travels between replicas.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SyncEntry {
     /// The document.
@@ -37,7 +38,7 @@ impl SyncEntry {
 }
 
 /// `POST /v1/sync/push`: actions of the pushing replica.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PushRequest {
     /// The pushing replica.
@@ -47,7 +48,7 @@ pub struct PushRequest {
 }
 
 /// An action kept in the history but refused by its reducer in its merged position.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RejectedAction {
     /// The document.
@@ -59,7 +60,7 @@ pub struct RejectedAction {
 }
 
 /// The answer to a push, once everything in it is durably integrated.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PushResponse {
     /// Actions the remote did not have.
@@ -71,7 +72,7 @@ pub struct PushResponse {
 }
 
 /// Which documents a round moves: all, or those named, or those of the named types.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Filter {
     /// Only these documents (empty: all).
@@ -98,7 +99,7 @@ impl Filter {
 }
 
 /// `GET /v1/sync/pull`: what the remote committed after a cursor.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PullRequest {
     /// The remote's commit ordinal the puller has integrated up to.
@@ -114,7 +115,7 @@ pub struct PullRequest {
 }
 
 /// The answer to a pull.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PullResponse {
     /// Entries in the remote's commit order.
@@ -126,7 +127,7 @@ pub struct PullResponse {
 }
 
 /// `GET /v1/sync/info`: who the remote is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RemoteInfo {
     /// The remote's replica id: the key under which a replica keeps its cursors for it.
