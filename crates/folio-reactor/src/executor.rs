@@ -247,6 +247,7 @@ impl Executor {
                 let mut completions = Vec::with_capacity(p.jobs.len());
                 shared.view.apply_committed(&p.key, &ops);
                 let rebased = ops.iter().any(|op| op.skip > 0);
+                let document_scope = p.request.unit.scope == Scope::Document;
                 let document_type = match self.working.get(&p.key).and_then(|w| w.doc.as_ref()) {
                     Some(doc) => {
                         if p.request.unit.scope == Scope::Global {
@@ -306,6 +307,11 @@ impl Executor {
                 }
                 for (job, outcome) in completions {
                     complete(&shared, job, outcome);
+                }
+                if rebased && document_scope {
+                    // A rebase of the document scope may have replayed the creation: reload the copy from the log
+                    // rather than trust the rewound one.
+                    self.working.remove(&p.key);
                 }
             }
             Err(StoreError::RevisionMismatch { expected, actual, .. }) => {

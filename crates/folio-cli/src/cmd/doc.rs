@@ -247,6 +247,11 @@ impl Log {
                     .as_deref()
                     .map(|e| format!("  REJECTED: {e}"))
                     .unwrap_or_default()
+                    + &if op.skip > 0 {
+                        format!("  (rebase: replaces from index {})", op.index - op.skip)
+                    } else {
+                        String::new()
+                    }
             ))?;
         }
         if global.json {

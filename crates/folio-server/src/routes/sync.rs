@@ -69,6 +69,9 @@ pub async fn push(
             request.entries.len()
         )));
     }
+    // Integrating an action moves this replica's clock past it: a clock far in the future would drag every later
+    // action with it.
+    let horizon = folio_core::clock::system_millis() + 24 * 3600 * 1000;
     for (i, entry) in request.entries.iter().enumerate() {
         if entry.scope == Scope::Local {
             return Err(ApiError::bad_request(format!(
@@ -78,6 +81,11 @@ pub async fn push(
         if entry.action.scope != entry.scope {
             return Err(ApiError::bad_request(format!(
                 "entry {i}: the action's scope is not the entry's"
+            )));
+        }
+        if entry.action.timestamp_utc_ms > horizon {
+            return Err(ApiError::bad_request(format!(
+                "entry {i}: the action's clock is more than a day ahead of this server's"
             )));
         }
         if entry.action.replica.as_deref() != Some(request.replica.as_str()) {
