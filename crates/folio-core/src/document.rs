@@ -380,27 +380,21 @@ impl Document {
     /// the document scope, whose refusals are all-or-nothing; a third-party reducer may fail after a partial change
     /// (see [`crate::DocumentModel`]), so a caller that keeps the document after an error should apply to a clone.
     pub fn apply(&mut self, op: &Operation, registry: &ModelRegistry) -> Result<(), ApplyError> {
-        self.touch();
-        let scope = op.action.scope;
-        let expected = self.header.revision.get(scope);
-        if op.index != expected {
-            return Err(ApplyError::OutOfOrder {
-                scope,
-                expected,
-                found: op.index,
-            });
-        }
         if op.skip > 0 {
+            let expected = self.header.revision.get(op.action.scope);
+            if op.index != expected {
+                return Err(ApplyError::OutOfOrder {
+                    scope: op.action.scope,
+                    expected,
+                    found: op.index,
+                });
+            }
             return Err(ApplyError::NeedsReplay {
                 index: op.index,
                 skip: op.skip,
             });
         }
-        if op.error.is_none() {
-            self.apply_action(&op.action, registry)?;
-        }
-        self.advance(op, true);
-        Ok(())
+        self.fold(op, true, registry)
     }
 
     /// Applies an action's effect without touching revisions (used by [`Document::apply`] and by writers that

@@ -72,9 +72,14 @@ pub struct Submit {
 impl Submit {
     /// Actions for `document_id` on `main`.
     pub fn new(document_id: DocumentId, actions: Vec<Action>) -> Self {
+        Self::on(document_id, Branch::default(), actions)
+    }
+
+    /// Actions for `document_id` on `branch`.
+    pub fn on(document_id: DocumentId, branch: Branch, actions: Vec<Action>) -> Self {
         Self {
             document_id,
-            branch: Branch::default(),
+            branch,
             actions,
             expected_revision: None,
         }
