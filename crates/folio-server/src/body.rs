@@ -1,10 +1,16 @@
 //! Request bodies: bounded in bytes and in nesting depth, parsed into typed requests, every failure a named error.
 
+use aide::generate::GenContext;
+use aide::openapi::{Operation, Parameter, ParameterData, ParameterSchemaOrContent, PathStyle, SchemaObject};
+use aide::operation::{OperationInput, add_parameters};
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
+
+use folio_core::DocumentId;
 
 use crate::ApiError;
 use crate::state::AppState;
@@ -85,6 +91,93 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for QueryParams<T> {
             .await
             .map(|Query(q)| QueryParams(q))
             .map_err(|e| ApiError::bad_request(format!("bad query parameters: {}", e.body_text())))
+    }
+}
+
+/// The request body of an operation is `T`'s schema, as for `axum::Json<T>`.
+impl<T: JsonSchema> OperationInput for JsonBody<T> {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        axum::Json::<T>::operation_input(ctx, operation);
+    }
+}
+
+/// The query parameters of an operation are the properties of `T`'s schema, as for `axum::extract::Query<T>`.
+impl<T: JsonSchema> OperationInput for QueryParams<T> {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        Query::<T>::operation_input(ctx, operation);
+    }
+}
+
+/// The `{id}` path segment: a document id, refused with `BAD_REQUEST` when it is not a UUID.
+pub struct IdPath(pub DocumentId);
+
+/// The `{jobId}` path segment: a job id, refused with `BAD_REQUEST` when it is not a UUID.
+pub struct JobIdPath(pub uuid::Uuid);
+
+async fn path_segment(parts: &mut Parts, state: &AppState) -> Result<String, ApiError> {
+    Path::<String>::from_request_parts(parts, state)
+        .await
+        .map(|Path(raw)| raw)
+        .map_err(|e| ApiError::bad_request(format!("bad path: {}", e.body_text())))
+}
+
+impl FromRequestParts<AppState> for IdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let raw = path_segment(parts, state).await?;
+        raw.parse()
+            .map(IdPath)
+            .map_err(|_| ApiError::bad_request(format!("{raw:?} is not a document id (a UUID)")))
+    }
+}
+
+impl FromRequestParts<AppState> for JobIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let raw = path_segment(parts, state).await?;
+        raw.parse()
+            .map(JobIdPath)
+            .map_err(|_| ApiError::bad_request(format!("{raw:?} is not a job id (a UUID)")))
+    }
+}
+
+fn uuid_path_parameter<T: JsonSchema>(ctx: &mut GenContext, operation: &mut Operation, name: &str, what: &str) {
+    let json_schema = ctx.schema.subschema_for::<T>();
+    add_parameters(
+        ctx,
+        operation,
+        [Parameter::Path {
+            parameter_data: ParameterData {
+                name: name.to_owned(),
+                description: Some(what.to_owned()),
+                required: true,
+                format: ParameterSchemaOrContent::Schema(SchemaObject {
+                    json_schema,
+                    example: None,
+                    external_docs: None,
+                }),
+                extensions: Default::default(),
+                deprecated: None,
+                example: None,
+                examples: Default::default(),
+                explode: None,
+            },
+            style: PathStyle::Simple,
+        }],
+    );
+}
+
+impl OperationInput for IdPath {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        uuid_path_parameter::<DocumentId>(ctx, operation, "id", "The document's id (a UUID).");
+    }
+}
+
+impl OperationInput for JobIdPath {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        uuid_path_parameter::<uuid::Uuid>(ctx, operation, "jobId", "The job's id (a UUID).");
     }
 }
 

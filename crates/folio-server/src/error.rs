@@ -2,10 +2,15 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use aide::generate::GenContext;
+use aide::openapi::Operation;
+use aide::operation::OperationOutput;
+use serde_json::{Map, Value, json};
 
 use folio_reactor::ReactorError;
 use folio_store::StoreError;
+
+use crate::wire::{ErrorBody, ErrorObject};
 
 /// An error answered to a client.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,13 +73,38 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The wire shape of the error (without the status).
+    pub fn to_wire(&self) -> ErrorObject {
+        let details = match &self.details {
+            Value::Object(map) => map.clone(),
+            Value::Null => Map::new(),
+            other => Map::from_iter([("value".to_owned(), other.clone())]),
+        };
+        ErrorObject {
+            code: self.code.to_owned(),
+            message: self.message.clone(),
+            details,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, "{}", self.message);
         }
-        let body = json!({ "error": { "code": self.code, "message": self.message, "details": self.details } });
+        let body = ErrorBody { error: self.to_wire() };
         (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// The error shape; the statuses and codes of each endpoint are listed by its description in `openapi.rs`.
+impl OperationOutput for ApiError {
+    type Inner = ErrorBody;
+
+    fn operation_response(ctx: &mut GenContext, operation: &mut Operation) -> Option<aide::openapi::Response> {
+        axum::Json::<ErrorBody>::operation_response(ctx, operation)
     }
 }
 

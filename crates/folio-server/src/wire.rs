@@ -1,27 +1,30 @@
-//! Request and response bodies of the API (camelCase JSON, as `spec/http.md` gives them).
+//! Request and response bodies of the API (camelCase JSON, as `spec/http.md` gives them). Each derives
+//! `JsonSchema`: the OpenAPI description (`openapi.rs`) is generated from these types and the handlers that use them.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use folio_core::{Branch, DocumentId, Scope};
+use folio_core::{Branch, DocumentHeader, DocumentId, OpHash, Operation, Revisions, Scope};
 
 /// `POST /v1/documents`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(example = serde_json::json!({ "documentType": "folio/todo-list", "name": "Groceries" }))]
 pub struct CreateDocument {
-    /// The model.
+    /// The model: one of `GET /v1/document-types` (`folio/todo-list`, `folio/json` are built in).
     pub document_type: String,
-    /// An id chosen by the client.
+    /// An id chosen by the client (a new UUID v7 when omitted).
     #[serde(default)]
     pub id: Option<DocumentId>,
-    /// A name.
+    /// A name, at most 1,000 characters (empty when omitted).
     #[serde(default)]
     pub name: Option<String>,
 }
 
 /// An action as submitted: `id`, `timestampUtcMs` and `scope` may be omitted (the server fills them).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ActionInput {
     /// The action's id.
@@ -35,81 +38,254 @@ pub struct ActionInput {
     /// Its scope (`global` when omitted).
     #[serde(default)]
     pub scope: Option<Scope>,
-    /// When it was made, milliseconds as a decimal string.
-    #[serde(default, with = "opt_ms")]
+    /// When it was made, milliseconds since the epoch as a decimal string (an integer is accepted too).
+    #[serde(default, deserialize_with = "opt_ms::deserialize")]
+    #[schemars(with = "Option<MsString>")]
     pub timestamp_utc_ms: Option<u64>,
 }
 
 /// `POST /v1/documents/{id}/actions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(example = serde_json::json!({
+    "actions": [{ "type": "ADD_TODO", "input": { "id": "milk", "title": "Buy milk" } }]
+}))]
 pub struct SubmitActions {
-    /// The actions, all or nothing.
+    /// The actions, all or nothing: at least one, at most the server's limit (1,000 by default), one scope.
+    #[schemars(length(min = 1))]
     pub actions: Vec<ActionInput>,
     /// The branch (`main`).
     #[serde(default)]
     pub branch: Option<Branch>,
-    /// Compare-and-set on the revision of the actions' scope.
+    /// Compare-and-set on the revision of the actions' scope: 409 `REVISION_MISMATCH` when it moved on.
     #[serde(default)]
     pub expected_revision: Option<u64>,
-    /// Wait for the job (default true).
+    /// Wait for the job (default true): 200 with the operations; false: 202 with the job's id.
     #[serde(default)]
     pub wait: Option<bool>,
 }
 
 /// `GET /v1/documents` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Only this type.
     #[serde(rename = "type")]
     pub document_type: Option<String>,
-    /// Page size.
+    /// Page size: 1 to 1,000 (default 100).
+    #[schemars(range(min = 1))]
     pub limit: Option<usize>,
-    /// The id the previous page ended with.
+    /// The id the previous page ended with (its `next`).
     pub after: Option<DocumentId>,
 }
 
 /// `GET /v1/documents/{id}` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GetParams {
     /// The branch.
     pub branch: Option<Branch>,
-    /// A past global revision.
+    /// A past global revision (not with `minRevision`).
     pub revision: Option<u64>,
-    /// Wait until the global revision is at least this.
+    /// Wait (up to 10 s) until the global revision is at least this; 408 `REVISION_NOT_REACHED` otherwise.
     pub min_revision: Option<u64>,
 }
 
 /// `GET /v1/documents/{id}/operations` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OperationsParams {
     /// The scope (`global`).
     pub scope: Option<Scope>,
     /// The branch.
     pub branch: Option<Branch>,
-    /// The first index.
+    /// The first index (0; the previous page's `next`).
     pub from: Option<u64>,
-    /// Page size.
+    /// Page size: 1 to 1,000 (default 100).
+    #[schemars(range(min = 1))]
     pub limit: Option<usize>,
 }
 
-/// A job's status as answered.
-#[derive(Debug, Serialize)]
+/// A job's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Waiting in the queue.
+    Queued,
+    /// Being run by an executor.
+    Running,
+    /// Committed.
+    Completed,
+    /// Refused or failed; nothing was stored.
+    Failed,
+}
+
+/// `GET /v1/jobs/{jobId}`: a job's status.
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobView {
     /// The job.
     pub job_id: Uuid,
-    /// `queued`, `running`, `completed`, `failed`.
-    pub status: &'static str,
+    /// Where it is.
+    pub status: JobState,
     /// The revision after the job, once completed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revision: Option<u64>,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<Value>,
+    pub error: Option<ErrorObject>,
+}
+
+/// The body of every error: `{ "error": { "code", "message", "details" } }`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorObject,
+}
+
+/// An error: a stable code, a human sentence and facts.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ErrorObject {
+    /// The stable code (`BAD_REQUEST`, `DOCUMENT_NOT_FOUND`, `REVISION_MISMATCH`, …).
+    #[schemars(regex(pattern = r"^[A-Z][A-Z_]*$"))]
+    pub code: String,
+    /// A human sentence.
+    pub message: String,
+    /// Facts about the error (`actionIndex`, `expected`, `actual`, …); an empty object when there are none.
+    pub details: Map<String, Value>,
+}
+
+/// A document: its header, its state and the hash of its global state. (The server writes it from
+/// `folio_core::Document::to_json_string`; this type gives its shape.)
+#[derive(Debug, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code, reason = "a shape for the description; the body is written by folio-core")]
+pub struct DocumentBody {
+    /// The header.
+    pub header: DocumentHeader,
+    /// The state.
+    pub state: DocumentState,
+    /// blake3 of the canonical JSON of the global state, hex.
+    pub state_hash: OpHash,
+}
+
+/// A document's state in its two stateful scopes.
+#[derive(Debug, JsonSchema)]
+#[allow(dead_code, reason = "a shape for the description; the body is written by folio-core")]
+pub struct DocumentState {
+    /// The shared state, in the shape the document's model defines.
+    pub global: Value,
+    /// This replica's local state (a JSON object).
+    pub local: Value,
+}
+
+/// `GET /v1/documents`: a page of headers.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DocumentList {
+    /// The headers, by id.
+    pub documents: Vec<DocumentHeader>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<DocumentId>,
+}
+
+/// `GET /v1/documents/{id}/operations`: a page of a sync unit's history.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct OperationPage {
+    /// The operations, by index.
+    pub operations: Vec<Operation>,
+    /// Pass as `from` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
+}
+
+/// `POST /v1/documents/{id}/actions` with `wait` (the default): the job completed.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Completed<'a> {
+    /// The job.
+    pub job_id: Uuid,
+    /// Always `completed`.
+    pub status: JobState,
+    /// The revision of the actions' scope after the job.
+    pub revision: u64,
+    /// The operations stored.
+    pub operations: &'a [Operation],
+}
+
+/// `POST /v1/documents/{id}/actions` with `wait: false`: the job is queued.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Queued {
+    /// The job, to poll at `/v1/jobs/{jobId}`.
+    pub job_id: Uuid,
+    /// Always `queued`.
+    pub status: JobState,
+}
+
+/// `DELETE /v1/documents/{id}`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Deleted {
+    /// The document.
+    pub document_id: DocumentId,
+    /// Always true.
+    pub deleted: bool,
+    /// The job that deleted it; absent when it was already deleted (nothing was written).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<Uuid>,
+    /// The document's revisions, when it was already deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<Revisions>,
+}
+
+/// `GET /v1/health`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+    /// The server's version.
+    pub version: &'static str,
+}
+
+/// `GET /v1/document-types`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentTypes {
+    /// The registered models.
+    pub document_types: Vec<DocumentType>,
+}
+
+/// A registered model.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentType {
+    /// Its name (`folio/todo-list`).
+    pub document_type: String,
+    /// The action types its reducer takes.
+    pub actions: Vec<String>,
+}
+
+/// Milliseconds since the epoch: a decimal string (as written) or a non-negative integer.
+struct MsString;
+
+impl JsonSchema for MsString {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "MsString".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [
+                { "type": "string", "pattern": "^[0-9]{1,20}$" },
+                { "type": "integer", "minimum": 0 }
+            ]
+        })
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
 }
 
 mod opt_ms {

@@ -10,7 +10,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -19,6 +21,7 @@ use folio_core::DocumentId;
 use folio_core::document::DELETE_DOCUMENT;
 use folio_reactor::{Event, Received};
 
+use crate::ApiError;
 use crate::state::AppState;
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -49,10 +52,23 @@ impl Filter {
     }
 }
 
-/// Upgrades to a WebSocket.
-pub async fn subscribe(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
-    ws.max_message_size(64 * 1024)
-        .on_upgrade(move |socket| run(socket, state))
+/// Upgrades to a WebSocket; a request that is not a WebSocket handshake gets the JSON error shape.
+pub async fn subscribe(
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    State(state): State<AppState>,
+) -> Result<Response, ApiError> {
+    let ws = ws.map_err(|rejection| {
+        let status = rejection.status();
+        let code = match status {
+            StatusCode::BAD_REQUEST => "BAD_REQUEST",
+            StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
+            _ => "UPGRADE_REQUIRED",
+        };
+        ApiError::new(status, code, format!("a WebSocket handshake is expected: {}", rejection.body_text()))
+    })?;
+    Ok(ws
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| run(socket, state)))
 }
 
 async fn send(socket: &mut WebSocket, value: Value) -> bool {

@@ -1,25 +1,28 @@
 //! `/v1/documents`: create, list, read, act, history, delete.
 
+use std::sync::Arc;
+
+use aide::generate::GenContext;
+use aide::openapi::{Operation, StatusCode as DocStatus};
+use aide::operation::OperationOutput;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use folio_core::{Action, Branch, DocumentId, HlcTimestamp, Scope, SyncUnit};
 use folio_reactor::Submit;
 use folio_store::ListQuery;
 
 use crate::ApiError;
-use crate::body::{JsonBody, QueryParams};
+use crate::body::{IdPath, JsonBody, QueryParams};
 use crate::state::AppState;
-use crate::wire::{CreateDocument, GetParams, ListParams, OperationsParams, SubmitActions};
-
-fn parse_id(raw: &str) -> Result<DocumentId, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::bad_request(format!("{raw:?} is not a document id (a UUID)")))
-}
+use crate::wire::{
+    Completed, CreateDocument, Deleted, DocumentBody, DocumentList, GetParams, JobState, ListParams, OperationPage,
+    OperationsParams, Queued, SubmitActions,
+};
 
 fn not_found(id: DocumentId) -> ApiError {
     ApiError::not_found("DOCUMENT_NOT_FOUND", format!("document {id} not found"))
@@ -38,29 +41,46 @@ fn page_limit(state: &AppState, limit: Option<usize>) -> Result<usize, ApiError>
 pub async fn create(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<CreateDocument>,
-) -> Result<(StatusCode, Response), ApiError> {
+) -> Result<DocumentResponse<201>, ApiError> {
     let name = req.name.unwrap_or_default();
     if name.chars().count() > 1000 {
         return Err(ApiError::bad_request("the name is over 1000 characters"));
     }
     let doc = state.reactor.create_document(&req.document_type, &name, req.id).await?;
-    Ok((StatusCode::CREATED, document_body(&doc)))
+    Ok(DocumentResponse(doc.to_json_string()))
 }
 
-/// A document's wire JSON, rendered once per revision and shared by every reader of the cached document.
-fn document_body(doc: &folio_core::Document) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        doc.to_json_string().to_string(),
-    )
-        .into_response()
+/// A document's wire JSON ([`DocumentBody`]) with status `STATUS`, rendered once per revision and shared by every
+/// reader of the cached document.
+pub struct DocumentResponse<const STATUS: u16>(Arc<str>);
+
+impl<const STATUS: u16> IntoResponse for DocumentResponse<STATUS> {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(STATUS).unwrap_or(StatusCode::OK);
+        (status, [(header::CONTENT_TYPE, "application/json")], self.0.to_string()).into_response()
+    }
+}
+
+impl<const STATUS: u16> OperationOutput for DocumentResponse<STATUS> {
+    type Inner = DocumentBody;
+
+    fn operation_response(ctx: &mut GenContext, operation: &mut Operation) -> Option<aide::openapi::Response> {
+        Json::<DocumentBody>::operation_response(ctx, operation)
+    }
+
+    fn inferred_responses(ctx: &mut GenContext, operation: &mut Operation) -> Vec<(Option<DocStatus>, aide::openapi::Response)> {
+        Self::operation_response(ctx, operation)
+            .map(|r| (Some(DocStatus::Code(STATUS)), r))
+            .into_iter()
+            .collect()
+    }
 }
 
 /// `GET /v1/documents?type=&limit=&after=`.
 pub async fn list(
     State(state): State<AppState>,
     QueryParams(params): QueryParams<ListParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DocumentList>, ApiError> {
     let limit = page_limit(&state, params.limit)?;
     let query = ListQuery {
         document_type: params.document_type,
@@ -71,24 +91,22 @@ pub async fn list(
     let mut headers = state.reactor.list(&query).await?;
     let next = if headers.len() > limit {
         headers.truncate(limit);
-        headers.last().map(|h| h.id.to_string())
+        headers.last().map(|h| h.id)
     } else {
         None
     };
-    let mut body = json!({ "documents": headers });
-    if let Some(next) = next {
-        body["next"] = json!(next);
-    }
-    Ok(Json(body))
+    Ok(Json(DocumentList {
+        documents: headers,
+        next,
+    }))
 }
 
 /// `GET /v1/documents/{id}?branch=&revision=&minRevision=`.
 pub async fn get(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     QueryParams(params): QueryParams<GetParams>,
-) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
+) -> Result<DocumentResponse<200>, ApiError> {
     let branch = params.branch.unwrap_or_default();
     let doc = match (params.revision, params.min_revision) {
         (Some(_), Some(_)) => return Err(ApiError::bad_request("give revision or minRevision, not both")),
@@ -96,7 +114,7 @@ pub async fn get(
             .reactor
             .get_at(id, &branch, revision)
             .await?
-            .map(std::sync::Arc::new),
+            .map(Arc::new),
         (None, Some(min)) => match state.reactor.get(id, &branch).await? {
             None => None,
             Some(_) => Some(state.reactor.get_min(id, &branch, min, state.config.max_wait).await?),
@@ -107,16 +125,15 @@ pub async fn get(
     if doc.header.deleted {
         return Err(not_found(id).with_details(json!({ "documentId": id, "deleted": true })));
     }
-    Ok(document_body(&doc))
+    Ok(DocumentResponse(doc.to_json_string()))
 }
 
 /// `POST /v1/documents/{id}/actions`.
 pub async fn actions(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     JsonBody(req): JsonBody<SubmitActions>,
-) -> Result<(StatusCode, Response), ApiError> {
-    let id = parse_id(&id)?;
+) -> Result<ActionsAnswer, ApiError> {
     if req.actions.is_empty() {
         return Err(ApiError::bad_request("actions is empty"));
     }
@@ -157,43 +174,67 @@ pub async fn actions(
     })?;
     let job_id = handle.id;
     if !wait {
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({ "jobId": job_id, "status": "queued" })).into_response(),
-        ));
+        return Ok(ActionsAnswer::Queued(Queued {
+            job_id,
+            status: JobState::Queued,
+        }));
     }
     let outcome = handle.wait().await?;
     // Written straight from the operations, without an intermediate JSON tree.
     let body = serde_json::to_vec(&Completed {
         job_id,
-        status: "completed",
+        status: JobState::Completed,
         revision: outcome.revision,
         operations: &outcome.operations,
     })
     .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok((
-        StatusCode::OK,
-        ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
-    ))
+    Ok(ActionsAnswer::Completed(body))
 }
 
-/// The answer to a completed job.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Completed<'a> {
-    job_id: uuid::Uuid,
-    status: &'static str,
-    revision: u64,
-    operations: &'a [folio_core::Operation],
+/// The answer to `POST /v1/documents/{id}/actions`: 200 [`Completed`] (already serialized) or 202 [`Queued`].
+pub enum ActionsAnswer {
+    /// The serialized [`Completed`].
+    Completed(Vec<u8>),
+    /// The job was queued (`wait: false`).
+    Queued(Queued),
+}
+
+impl IntoResponse for ActionsAnswer {
+    fn into_response(self) -> Response {
+        match self {
+            ActionsAnswer::Completed(body) => {
+                (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+            }
+            ActionsAnswer::Queued(queued) => (StatusCode::ACCEPTED, Json(queued)).into_response(),
+        }
+    }
+}
+
+impl OperationOutput for ActionsAnswer {
+    type Inner = Completed<'static>;
+
+    fn inferred_responses(ctx: &mut GenContext, operation: &mut Operation) -> Vec<(Option<DocStatus>, aide::openapi::Response)> {
+        let mut completed = Json::<Completed<'static>>::operation_response(ctx, operation);
+        let mut queued = Json::<Queued>::operation_response(ctx, operation);
+        if let Some(r) = completed.as_mut() {
+            r.description = "`wait` (the default): the job completed; its operations are stored.".into();
+        }
+        if let Some(r) = queued.as_mut() {
+            r.description = "`wait: false`: the job is queued; poll `/v1/jobs/{jobId}`.".into();
+        }
+        [(200, completed), (202, queued)]
+            .into_iter()
+            .filter_map(|(status, r)| Some((Some(DocStatus::Code(status)), r?)))
+            .collect()
+    }
 }
 
 /// `GET /v1/documents/{id}/operations?scope=&branch=&from=&limit=`.
 pub async fn operations(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     QueryParams(params): QueryParams<OperationsParams>,
-) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
+) -> Result<Json<OperationPage>, ApiError> {
     let branch = params.branch.unwrap_or_default();
     let store = state.reactor.store();
     if store.header(id, &branch).await?.is_none() {
@@ -214,28 +255,29 @@ pub async fn operations(
     } else {
         None
     };
-    let mut body = json!({ "operations": ops });
-    if let Some(next) = next {
-        body["next"] = json!(next);
-    }
-    Ok(Json(body))
+    Ok(Json(OperationPage { operations: ops, next }))
 }
 
 /// `DELETE /v1/documents/{id}`: marks it deleted (an operation; the history stays).
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
+pub async fn delete(State(state): State<AppState>, IdPath(id): IdPath) -> Result<Json<Deleted>, ApiError> {
     let doc = state
         .reactor
         .get(id, &Branch::default())
         .await?
         .ok_or_else(|| not_found(id))?;
     if doc.header.deleted {
-        return Ok(Json(
-            json!({ "documentId": id, "deleted": true, "revision": doc.header.revision }),
-        ));
+        return Ok(Json(Deleted {
+            document_id: id,
+            deleted: true,
+            job_id: None,
+            revision: Some(doc.header.revision),
+        }));
     }
     let outcome = state.reactor.delete_document(id).await?;
-    Ok(Json(
-        json!({ "documentId": id, "deleted": true, "jobId": outcome.job_id }),
-    ))
+    Ok(Json(Deleted {
+        document_id: id,
+        deleted: true,
+        job_id: Some(outcome.job_id),
+        revision: None,
+    }))
 }

@@ -3,25 +3,30 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri};
-use serde_json::{Value, json};
-
 use crate::ApiError;
 use crate::state::AppState;
+use crate::wire::{DocumentType, DocumentTypes, Health};
 
 /// Liveness and version; needs no token.
-pub async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+pub async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
 }
 
 /// The registered models and their actions.
-pub async fn document_types(State(state): State<AppState>) -> Json<Value> {
-    let types: Vec<Value> = state
+pub async fn document_types(State(state): State<AppState>) -> Json<DocumentTypes> {
+    let document_types = state
         .reactor
         .registry()
         .iter()
-        .map(|m| json!({ "documentType": m.document_type(), "actions": m.action_types() }))
+        .map(|m| DocumentType {
+            document_type: m.document_type().to_owned(),
+            actions: m.action_types().iter().map(|a| (*a).to_owned()).collect(),
+        })
         .collect();
-    Json(json!({ "documentTypes": types }))
+    Json(DocumentTypes { document_types })
 }
 
 /// Any unknown route.

@@ -1,0 +1,440 @@
+//! The OpenAPI 3.1 description of the API, generated from the routes and the handlers' own types, and the pages
+//! built on it: `GET /v1/openapi.json`, the index page at `/` and the JSON Schemas under `/v1/schemas/{name}`.
+//!
+//! Every documented route is declared once, in [`build`], with aide's `api_route`: the path and method that axum
+//! routes are the ones the description lists, the parameters and bodies come from the extractors' types
+//! (`JsonBody<T>`, `QueryParams<T>`, `IdPath`), the success responses from the handlers' return types, all through
+//! the same schemars schemas that `schemas/*.schema.json` are made from. What a type cannot say (the error statuses
+//! of each endpoint and their codes, the security) is written beside the route. `schemas/openapi.json` is a copy,
+//! checked by `tests/openapi.rs`.
+
+use std::sync::Arc;
+
+use aide::axum::routing::{get_with, post_with};
+use aide::axum::{ApiRouter, IntoApiResponse};
+use aide::generate::GenContext;
+use aide::openapi::{ApiKeyLocation, Info, Link, LinkOperation, OpenApi, Operation, ReferenceOr, SecurityScheme, Tag};
+use aide::operation::OperationOutput;
+use aide::transform::TransformOperation;
+use axum::extract::rejection::PathRejection;
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+use axum::{Extension, Json, Router};
+use schemars::JsonSchema;
+use schemars::generate::SchemaSettings;
+use serde::Deserialize;
+
+use crate::ApiError;
+use crate::routes::{documents, jobs, meta};
+use crate::state::AppState;
+use crate::ws;
+
+/// The JSON Schemas of `schemas/`, served under `/v1/schemas/{name}` (name without `.schema.json`).
+pub const JSON_SCHEMAS: &[(&str, &str)] = &[
+    ("action", include_str!("../../../schemas/action.schema.json")),
+    ("operation", include_str!("../../../schemas/operation.schema.json")),
+    ("document-header", include_str!("../../../schemas/document-header.schema.json")),
+    ("bench-report", include_str!("../../../schemas/bench-report.schema.json")),
+];
+
+/// The description, made once per router.
+#[derive(Clone)]
+pub struct ApiDocs {
+    /// The description.
+    api: Arc<OpenApi>,
+    /// Its JSON, pretty-printed with a final newline (the text of `schemas/openapi.json`).
+    json: Arc<str>,
+}
+
+/// The description of the API as JSON text (what `GET /v1/openapi.json` answers and `schemas/openapi.json` holds).
+pub fn openapi_json() -> String {
+    build(|routes| routes).1.json.to_string()
+}
+
+/// The documented routes, with `authenticate` applied to those that need a token, and their description.
+pub(crate) fn build(
+    authenticate: impl FnOnce(ApiRouter<AppState>) -> ApiRouter<AppState>,
+) -> (Router<AppState>, ApiDocs) {
+    // JSON Schema 2020-12, the dialect of OpenAPI 3.1, with shared types under components.
+    aide::generate::in_context(|ctx| {
+        ctx.schema = SchemaSettings::draft2020_12()
+            .with(|s| s.definitions_path = "#/components/schemas/".into())
+            .into_generator();
+    });
+    aide::generate::infer_responses(true);
+    aide::generate::extract_schemas(true);
+
+    let public = ApiRouter::new()
+        .api_route("/", get_with(index, |op| {
+            op.id("index")
+                .tag("meta")
+                .summary("This page: the endpoints and links to the description and the JSON Schemas")
+        }))
+        .api_route("/v1/health", get_with(meta::health, |op| {
+            op.id("health").tag("meta").summary("Liveness and version; needs no token")
+        }))
+        .api_route("/v1/openapi.json", get_with(openapi, |op| {
+            op.id("openapi")
+                .tag("meta")
+                .summary("This description (OpenAPI 3.1); needs no token")
+        }))
+        .api_route("/v1/schemas/{name}", get_with(json_schema, |op| {
+            op.id("jsonSchema")
+                .tag("meta")
+                .summary("A JSON Schema of a wire type: action, operation, document-header, bench-report")
+                .with(|op| error::<400>(op, "BAD_REQUEST: a malformed path"))
+                .with(|op| error::<404>(op, "NOT_FOUND: no schema of that name"))
+        }));
+
+    let documented = ApiRouter::new()
+        .api_route("/v1/document-types", get_with(meta::document_types, |op| {
+            op.id("listDocumentTypes")
+                .tag("meta")
+                .summary("The registered document models and their action types")
+                .with(read)
+        }))
+        .api_route(
+            "/v1/documents",
+            post_with(documents::create, |op| {
+                op.id("createDocument")
+                    .tag("documents")
+                    .summary("Create a document")
+                    .with(write)
+                    .with(|op| error::<409>(op, "DOCUMENT_EXISTS: a document with this id exists"))
+                    .with(|op| error::<422>(op, "UNKNOWN_DOCUMENT_TYPE: no model of this type is registered"))
+            })
+            .get_with(documents::list, |op| {
+                op.id("listDocuments")
+                    .tag("documents")
+                    .summary("List document headers, by type, paged by id (deleted documents are left out)")
+                    .with(read)
+            }),
+        )
+        .api_route(
+            "/v1/documents/{id}",
+            get_with(documents::get, |op| {
+                op.id("getDocument")
+                    .tag("documents")
+                    .summary("A document, optionally at a past global revision or once it reaches a minimum")
+                    .with(read)
+                    .with(|op| {
+                        error::<404>(op, "DOCUMENT_NOT_FOUND: no such document, or it was deleted (`details.deleted`)")
+                    })
+                    .with(|op| {
+                        error::<408>(
+                            op,
+                            "REVISION_NOT_REACHED: `minRevision` was not reached in time (`details.wanted`, `reached`)",
+                        )
+                    })
+            })
+            .delete_with(documents::delete, |op| {
+                op.id("deleteDocument")
+                    .tag("documents")
+                    .summary("Mark a document deleted (an operation: its history stays readable)")
+                    .with(write)
+                    .with(|op| error::<404>(op, "DOCUMENT_NOT_FOUND: no such document"))
+                    .with(|op| error::<409>(op, "RETRIES_EXHAUSTED: other writers kept moving the head"))
+            }),
+        )
+        .api_route("/v1/documents/{id}/actions", post_with(documents::actions, |op| {
+            op.id("submitActions")
+                .tag("documents")
+                .summary("Apply actions to a document, all or nothing")
+                .with(write)
+                .with(|op| error::<404>(op, "DOCUMENT_NOT_FOUND: no such document"))
+                .with(|op| {
+                    error::<409>(
+                        op,
+                        "REVISION_MISMATCH: `expectedRevision` is stale (`details.expected`, `actual`); \
+                         RETRIES_EXHAUSTED: other writers kept moving the head",
+                    )
+                })
+                .with(|op| {
+                    error::<422>(
+                        op,
+                        "ACTION_REJECTED: the model refused an action (`details.actionIndex`, `reason`, \
+                         `reasonMessage`); nothing was stored",
+                    )
+                })
+        }))
+        .api_route("/v1/documents/{id}/operations", get_with(documents::operations, |op| {
+            op.id("listOperations")
+                .tag("documents")
+                .summary("A document's history in one scope and branch, paged by index")
+                .with(read)
+                .with(|op| error::<404>(op, "DOCUMENT_NOT_FOUND: no such document"))
+        }))
+        .api_route("/v1/jobs/{jobId}", get_with(jobs::get, |op| {
+            op.id("getJob")
+                .tag("jobs")
+                .summary("A job's status")
+                .with(read)
+                .with(|op| error::<404>(op, "JOB_NOT_FOUND: no such job (jobs are kept for a while after they end)"))
+        }))
+        .api_route("/v1/subscribe", get_with(ws::subscribe, |op| {
+            op.id("subscribe")
+                .tag("live")
+                .summary("Live events over WebSocket")
+                .description(
+                    "A WebSocket handshake. OpenAPI cannot describe the messages that follow: the client sends \
+                     `{\"subscribe\": {\"documentIds\"?: [uuid], \"documentTypes\"?: [string]}}` and receives \
+                     `{\"event\": \"subscribed\"}`, then `operations`, `deleted` and `lagged` events (see \
+                     docs/http.md). The token may be the `token` query parameter instead of the bearer header.",
+                )
+                .security_requirement("token")
+                .with(read)
+                .with(|op| {
+                    error::<405>(op, "METHOD_NOT_ALLOWED: a handshake is a GET")
+                        .with(|op| error::<426>(op, "UPGRADE_REQUIRED: the connection cannot be upgraded"))
+                })
+        }));
+
+    let mut api = OpenApi {
+        openapi: "3.1.0".into(),
+        info: Info {
+            title: "folio".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            summary: Some("An event-sourced document engine: documents, their operations, jobs and live events".into()),
+            description: Some(
+                "folio's HTTP API, version 1 (spec/http.md with the additions of docs/http.md). Bodies are JSON, \
+                 camelCase. Every error is `{\"error\": {\"code\", \"message\", \"details\"}}` with a stable code; \
+                 each operation lists its statuses and codes. Every endpoint but `/`, `/v1/health`, \
+                 `/v1/openapi.json` and `/v1/schemas/{name}` needs `Authorization: Bearer <token>`; `read` \
+                 tokens may GET, `write` and `admin` tokens may also POST and DELETE."
+                    .into(),
+            ),
+            ..Info::default()
+        },
+        ..OpenApi::default()
+    };
+    let router = public
+        .merge(authenticate(documented))
+        .finish_api_with(&mut api, |t| {
+            t.security_scheme(
+                "bearer",
+                SecurityScheme::Http {
+                    scheme: "bearer".into(),
+                    bearer_format: Some("folio token".into()),
+                    description: Some(
+                        "A token from DIR/admin.token or `folio token create --role read|write|admin`.".into(),
+                    ),
+                    extensions: Default::default(),
+                },
+            )
+            .security_scheme(
+                "token",
+                SecurityScheme::ApiKey {
+                    location: ApiKeyLocation::Query,
+                    name: "token".into(),
+                    description: Some("The token as a query parameter: for WebSocket clients that cannot set headers.".into()),
+                    extensions: Default::default(),
+                },
+            )
+            .tag(tag("meta", "The server itself: health, models, this description"))
+            .tag(tag("documents", "Documents and their histories"))
+            .tag(tag("jobs", "Jobs: a submitted request's progress"))
+            .tag(tag("live", "Live events over WebSocket"))
+        });
+    add_links(&mut api);
+    let mut json = serde_json::to_string_pretty(&api).expect("the description serializes");
+    json.push('\n');
+    let docs = ApiDocs {
+        api: Arc::new(api),
+        json: json.into(),
+    };
+    (router.layer(Extension(docs.clone())), docs)
+}
+
+/// OpenAPI links: how a response's values feed other operations (clients and stateful fuzzers follow them).
+fn add_links(api: &mut OpenApi) {
+    let document_id_from_header = "$response.body#/header/id";
+    let links: &[(&str, u16, &str, &str, &str)] = &[
+        // (from operation, status, to operation, parameter, value)
+        ("createDocument", 201, "getDocument", "id", document_id_from_header),
+        ("createDocument", 201, "submitActions", "id", document_id_from_header),
+        ("createDocument", 201, "listOperations", "id", document_id_from_header),
+        ("createDocument", 201, "deleteDocument", "id", document_id_from_header),
+        ("submitActions", 200, "getJob", "jobId", "$response.body#/jobId"),
+        ("submitActions", 200, "getDocument", "id", "$request.path.id"),
+        ("submitActions", 200, "listOperations", "id", "$request.path.id"),
+        ("submitActions", 202, "getJob", "jobId", "$response.body#/jobId"),
+        ("deleteDocument", 200, "listOperations", "id", "$response.body#/documentId"),
+    ];
+    let Some(paths) = api.paths.as_mut() else { return };
+    for (_, item) in paths.paths.iter_mut() {
+        let ReferenceOr::Item(item) = item else { continue };
+        let ops = [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
+        for op in ops.into_iter().flatten() {
+            let Some(id) = op.operation_id.clone() else { continue };
+            let Some(responses) = op.responses.as_mut() else { continue };
+            for (from, status, to, param, value) in links.iter().filter(|l| l.0 == id) {
+                let Some(ReferenceOr::Item(response)) =
+                    responses.responses.get_mut(&aide::openapi::StatusCode::Code(*status))
+                else {
+                    panic!("{from} has no {status} response to link from");
+                };
+                response.links.insert(
+                    (*to).to_owned(),
+                    ReferenceOr::Item(Link {
+                        description: None,
+                        operation: LinkOperation::OperationId((*to).to_owned()),
+                        request_body: None,
+                        parameters: [((*param).to_owned(), serde_json::Value::from(*value))].into_iter().collect(),
+                        server: None,
+                        extensions: Default::default(),
+                    }),
+                );
+            }
+        }
+    }
+}
+
+fn tag(name: &str, description: &str) -> Tag {
+    Tag {
+        name: name.into(),
+        description: Some(description.into()),
+        ..Tag::default()
+    }
+}
+
+/// A response of status `N` with the error shape, described by `codes` (`CODE: when`).
+fn error<'t, const N: u16>(op: TransformOperation<'t>, codes: &str) -> TransformOperation<'t> {
+    op.response_with::<N, ApiError, _>(|r| r.description(codes))
+}
+
+/// What every endpoint that needs a token may answer.
+fn read(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.security_requirement("bearer")
+        .with(|op| {
+            error::<400>(
+                op,
+                "BAD_REQUEST: a malformed body, query parameter or path (a bad UUID), or a request the server \
+                 cannot take (the message says why)",
+            )
+        })
+        .with(|op| error::<401>(op, "UNAUTHORIZED: no token, or an unknown one"))
+        .with(|op| error::<500>(op, "INTERNAL: a bug; nothing stored is affected"))
+}
+
+/// What every endpoint that changes documents may answer, besides [`read`]'s.
+fn write(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.with(read)
+        .with(|op| error::<403>(op, "FORBIDDEN: a read token may not write"))
+        .with(|op| {
+            error::<413>(
+                op,
+                "PAYLOAD_TOO_LARGE: a body over the limit (1 MiB by default) or more actions than allowed (1,000)",
+            )
+        })
+        .with(|op| error::<429>(op, "OVERLOADED: the queue is full; retry later"))
+        .with(|op| error::<503>(op, "SHUTTING_DOWN: the server is stopping and takes no new jobs"))
+}
+
+/// The text of the description.
+pub struct OpenApiJson(Arc<str>);
+
+impl IntoResponse for OpenApiJson {
+    fn into_response(self) -> Response {
+        ([(header::CONTENT_TYPE, "application/json")], self.0.to_string()).into_response()
+    }
+}
+
+impl OperationOutput for OpenApiJson {
+    type Inner = serde_json::Value;
+
+    fn operation_response(ctx: &mut GenContext, operation: &mut Operation) -> Option<aide::openapi::Response> {
+        let mut response = Json::<serde_json::Map<String, serde_json::Value>>::operation_response(ctx, operation)?;
+        response.description = "An OpenAPI 3.1 document".into();
+        Some(response)
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        operation: &mut Operation,
+    ) -> Vec<(Option<aide::openapi::StatusCode>, aide::openapi::Response)> {
+        Self::operation_response(ctx, operation)
+            .map(|r| (Some(aide::openapi::StatusCode::Code(200)), r))
+            .into_iter()
+            .collect()
+    }
+}
+
+async fn openapi(Extension(docs): Extension<ApiDocs>) -> OpenApiJson {
+    OpenApiJson(docs.json)
+}
+
+/// `{name}` of `/v1/schemas/{name}`.
+#[derive(Deserialize, JsonSchema)]
+struct SchemaName {
+    /// The schema's name: `action`, `operation`, `document-header` or `bench-report`.
+    name: String,
+}
+
+async fn json_schema(
+    name: Result<axum::extract::Path<SchemaName>, PathRejection>,
+) -> Result<OpenApiJson, ApiError> {
+    let axum::extract::Path(SchemaName { name }) =
+        name.map_err(|e| ApiError::bad_request(format!("bad path: {}", e.body_text())))?;
+    let name = name.strip_suffix(".schema.json").unwrap_or(&name);
+    JSON_SCHEMAS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| OpenApiJson(Arc::from(*text)))
+        .ok_or_else(|| ApiError::not_found("NOT_FOUND", format!("no JSON Schema named {name:?}")))
+}
+
+/// The index page: what the server offers, from the description.
+async fn index(Extension(docs): Extension<ApiDocs>) -> impl IntoApiResponse {
+    Html(index_html(&docs.api))
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Renders the index page: every operation (method, path, summary, whether it needs a token) and links.
+pub fn index_html(api: &OpenApi) -> String {
+    let mut rows = String::new();
+    for (path, item) in api.paths.iter().flat_map(|p| p.paths.iter()) {
+        let ReferenceOr::Item(item) = item else { continue };
+        for (method, op) in item.iter() {
+            let auth = if op.security.is_empty() { "" } else { "token" };
+            rows.push_str(&format!(
+                "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>\n",
+                method.to_uppercase(),
+                escape(path),
+                escape(op.summary.as_deref().unwrap_or("")),
+                auth
+            ));
+        }
+    }
+    let schemas: String = JSON_SCHEMAS
+        .iter()
+        .map(|(name, _)| format!("<li><a href=\"/v1/schemas/{name}\">{name}</a></li>\n"))
+        .collect();
+    format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title} {version}</title>\n\
+         <style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;\
+         line-height:1.4}}table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ddd;padding:.3rem .6rem;\
+         text-align:left}}code{{font-size:.95em}}</style>\n</head>\n<body>\n<h1>{title} {version}</h1>\n<p>{summary}\
+         </p>\n<p>{description}</p>\n<p>The whole description: <a href=\"/v1/openapi.json\">/v1/openapi.json</a> \
+         (OpenAPI 3.1; load it in any OpenAPI tool to generate a client or try requests).</p>\n<h2>Endpoints</h2>\n\
+         <table>\n<tr><th>method</th><th>path</th><th>does</th><th>needs</th></tr>\n{rows}</table>\n\
+         <h2>JSON Schemas</h2>\n<ul>\n{schemas}</ul>\n</body>\n</html>\n",
+        title = escape(&api.info.title),
+        version = escape(&api.info.version),
+        summary = escape(api.info.summary.as_deref().unwrap_or("")),
+        description = escape(api.info.description.as_deref().unwrap_or("")),
+    )
+}
