@@ -466,6 +466,39 @@ async fn forty_bad_requests_get_named_errors_and_change_nothing() {
             405,
             "METHOD_NOT_ALLOWED",
         ),
+        // Answered in plain text (axum's rejections) before the OpenAPI description promised the error shape here.
+        case(
+            "subscribe without a WebSocket handshake",
+            Method::GET,
+            "/v1/subscribe".into(),
+            None,
+            400,
+            "BAD_REQUEST",
+        ),
+        case(
+            "document id not UTF-8 once percent-decoded",
+            Method::GET,
+            "/v1/documents/%FF%FE".into(),
+            None,
+            400,
+            "BAD_REQUEST",
+        ),
+        case(
+            "job id not UTF-8 once percent-decoded",
+            Method::GET,
+            "/v1/jobs/%C3%28".into(),
+            None,
+            400,
+            "BAD_REQUEST",
+        ),
+        case(
+            "schema name not UTF-8 once percent-decoded",
+            Method::GET,
+            "/v1/schemas/%FF".into(),
+            None,
+            400,
+            "BAD_REQUEST",
+        ),
     ];
     for c in cases.iter_mut() {
         c.token = Some(s.admin.clone());

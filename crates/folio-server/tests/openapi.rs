@@ -7,6 +7,8 @@ mod common;
 
 use std::path::PathBuf;
 
+use serde_json::Value;
+
 use common::*;
 
 fn checked_in_path() -> PathBuf {
@@ -35,5 +37,115 @@ async fn the_served_description_is_the_checked_in_copy() {
             path.display()
         );
     }
+    s.stop().await;
+}
+
+/// The (method, path, needs a token) of every operation the description lists, with `{…}` parameters filled in.
+fn operations(description: &Value) -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    for (path, item) in description["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let needs_token = op.get("security").is_some_and(|s| !s.as_array().unwrap().is_empty());
+            let path = path
+                .replace("{id}", "01a201cb-9612-7523-9148-5eefb40ccf27")
+                .replace("{jobId}", "01a201cb-9612-7523-9148-5eefb40ccf27")
+                .replace("{name}", "action");
+            assert!(!path.contains('{'), "unfilled parameter in {path}");
+            out.push((method.to_uppercase(), path, needs_token));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_description_says_which_operations_need_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let description: Value = serde_json::from_str(&folio_server::openapi::openapi_json()).unwrap();
+    assert_eq!(description["openapi"], "3.1.0");
+    let ops = operations(&description);
+    assert_eq!(ops.len(), 13, "{ops:?}");
+    for (method, path, needs_token) in ops {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let resp = s.client.request(method.clone(), s.url(&path)).send().await.unwrap();
+        let status = resp.status().as_u16();
+        if needs_token {
+            assert_eq!(status, 401, "{method} {path} without a token");
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "UNAUTHORIZED");
+        } else {
+            assert_eq!(status, 200, "{method} {path} needs no token");
+        }
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn every_documented_status_has_the_error_shape_and_every_operation_its_id() {
+    let description: Value = serde_json::from_str(&folio_server::openapi::openapi_json()).unwrap();
+    for (path, item) in description["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            assert!(op["operationId"].is_string(), "{method} {path}");
+            assert!(op["summary"].is_string(), "{method} {path}");
+            for (status, response) in op["responses"].as_object().unwrap() {
+                assert!(response["description"].is_string(), "{method} {path} {status}");
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert_eq!(
+                        response["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+            if op.get("security").is_some() {
+                for status in ["400", "401", "500"] {
+                    assert!(op["responses"].get(status).is_some(), "{method} {path} lacks {status}");
+                }
+            }
+            if method == "post" || method == "delete" {
+                for status in ["403", "429", "503"] {
+                    assert!(op["responses"].get(status).is_some(), "{method} {path} lacks {status}");
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_index_page_lists_the_endpoints_and_the_schemas_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let resp = s.client.get(s.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let page = resp.text().await.unwrap();
+    let description: Value = serde_json::from_str(&folio_server::openapi::openapi_json()).unwrap();
+    for (path, item) in description["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let row = format!("<td><code>{}</code></td><td><code>{path}</code></td>", method.to_uppercase());
+            assert!(page.contains(&row), "{row} missing from the page");
+            assert!(page.contains(op["summary"].as_str().unwrap()));
+        }
+    }
+    assert!(page.contains("href=\"/v1/openapi.json\""));
+
+    // Every JSON Schema of schemas/ is linked from the page and served, byte for byte.
+    let dir_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
+    let mut served = 0;
+    for entry in std::fs::read_dir(&dir_path).unwrap() {
+        let file = entry.unwrap().file_name().into_string().unwrap();
+        let Some(name) = file.strip_suffix(".schema.json") else { continue };
+        assert!(page.contains(&format!("href=\"/v1/schemas/{name}\"")), "{name} not linked");
+        let resp = s.client.get(s.url(&format!("/v1/schemas/{name}"))).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{name}");
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        assert_eq!(resp.text().await.unwrap(), std::fs::read_to_string(dir_path.join(&file)).unwrap());
+        served += 1;
+    }
+    assert_eq!(served, folio_server::openapi::JSON_SCHEMAS.len());
+    let resp = s.client.get(s.url("/v1/schemas/nope")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "NOT_FOUND");
     s.stop().await;
 }
