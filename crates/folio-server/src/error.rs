@@ -1,10 +1,10 @@
 //! The API's error: `{ "error": { "code", "message", "details" } }` with a stable code and an HTTP status.
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use aide::generate::GenContext;
 use aide::openapi::Operation;
 use aide::operation::OperationOutput;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use folio_reactor::ReactorError;

@@ -33,8 +33,14 @@ use crate::ws;
 pub const JSON_SCHEMAS: &[(&str, &str)] = &[
     ("action", include_str!("../../../schemas/action.schema.json")),
     ("operation", include_str!("../../../schemas/operation.schema.json")),
-    ("document-header", include_str!("../../../schemas/document-header.schema.json")),
-    ("bench-report", include_str!("../../../schemas/bench-report.schema.json")),
+    (
+        "document-header",
+        include_str!("../../../schemas/document-header.schema.json"),
+    ),
+    (
+        "bench-report",
+        include_str!("../../../schemas/bench-report.schema.json"),
+    ),
 ];
 
 /// The description, made once per router.
@@ -65,55 +71,73 @@ pub(crate) fn build(
     aide::generate::extract_schemas(true);
 
     let public = ApiRouter::new()
-        .api_route("/", get_with(index, |op| {
-            op.id("index")
-                .tag("meta")
-                .summary("This page: the endpoints and links to the description and the JSON Schemas")
-        }))
-        .api_route("/v1/health", get_with(meta::health, |op| {
-            op.id("health").tag("meta").summary("Liveness and version; needs no token")
-        }))
-        .api_route("/v1/openapi.json", get_with(openapi, |op| {
-            op.id("openapi")
-                .tag("meta")
-                .summary("This description (OpenAPI 3.1); needs no token")
-        }))
-        .api_route("/v1/schemas/{name}", get_with(json_schema, |op| {
-            op.id("jsonSchema")
-                .tag("meta")
-                .summary("A JSON Schema of a wire type: action, operation, document-header, bench-report")
-                .with(|op| error::<400>(op, "BAD_REQUEST: a malformed path"))
-                .with(|op| error::<404>(op, "NOT_FOUND: no schema of that name"))
-        }));
-
-    let documented = ApiRouter::new()
-        .api_route("/v1/document-types", get_with(meta::document_types, |op| {
-            op.id("listDocumentTypes")
-                .tag("meta")
-                .summary("The registered document models and their action types")
-                .with(read)
-        }))
         .api_route(
-            "/v1/documents",
-            post_with(documents::create, |op| {
-                op.id("createDocument")
-                    .tag("documents")
-                    .summary("Create a document")
-                    .with(write)
-                    .with(|op| error::<409>(op, "DOCUMENT_EXISTS: a document with this id exists"))
-                    .with(|op| error::<422>(op, "UNKNOWN_DOCUMENT_TYPE: no model of this type is registered"))
-            })
-            .get_with(documents::list, |op| {
-                op.id("listDocuments")
-                    .tag("documents")
-                    .summary("List document headers, by type, paged by id (deleted documents are left out)")
-                    .with(read)
+            "/",
+            get_with(index, |op| {
+                op.id("index")
+                    .tag("meta")
+                    .summary("This page: the endpoints and links to the description and the JSON Schemas")
             }),
         )
         .api_route(
-            "/v1/documents/{id}",
-            get_with(documents::get, |op| {
-                op.id("getDocument")
+            "/v1/health",
+            get_with(meta::health, |op| {
+                op.id("health")
+                    .tag("meta")
+                    .summary("Liveness and version; needs no token")
+            }),
+        )
+        .api_route(
+            "/v1/openapi.json",
+            get_with(openapi, |op| {
+                op.id("openapi")
+                    .tag("meta")
+                    .summary("This description (OpenAPI 3.1); needs no token")
+            }),
+        )
+        .api_route(
+            "/v1/schemas/{name}",
+            get_with(json_schema, |op| {
+                op.id("jsonSchema")
+                    .tag("meta")
+                    .summary("A JSON Schema of a wire type: action, operation, document-header, bench-report")
+                    .with(|op| error::<400>(op, "BAD_REQUEST: a malformed path"))
+                    .with(|op| error::<404>(op, "NOT_FOUND: no schema of that name"))
+            }),
+        );
+
+    let documented =
+        ApiRouter::new()
+            .api_route(
+                "/v1/document-types",
+                get_with(meta::document_types, |op| {
+                    op.id("listDocumentTypes")
+                        .tag("meta")
+                        .summary("The registered document models and their action types")
+                        .with(read)
+                }),
+            )
+            .api_route(
+                "/v1/documents",
+                post_with(documents::create, |op| {
+                    op.id("createDocument")
+                        .tag("documents")
+                        .summary("Create a document")
+                        .with(write)
+                        .with(|op| error::<409>(op, "DOCUMENT_EXISTS: a document with this id exists"))
+                        .with(|op| error::<422>(op, "UNKNOWN_DOCUMENT_TYPE: no model of this type is registered"))
+                })
+                .get_with(documents::list, |op| {
+                    op.id("listDocuments")
+                        .tag("documents")
+                        .summary("List document headers, by type, paged by id (deleted documents are left out)")
+                        .with(read)
+                }),
+            )
+            .api_route(
+                "/v1/documents/{id}",
+                get_with(documents::get, |op| {
+                    op.id("getDocument")
                     .tag("documents")
                     .summary("A document, optionally at a past global revision or once it reaches a minimum")
                     .with(read)
@@ -126,68 +150,85 @@ pub(crate) fn build(
                             "REVISION_NOT_REACHED: `minRevision` was not reached in time (`details.wanted`, `reached`)",
                         )
                     })
-            })
-            .delete_with(documents::delete, |op| {
-                op.id("deleteDocument")
-                    .tag("documents")
-                    .summary("Mark a document deleted (an operation: its history stays readable)")
-                    .with(write)
-                    .with(|op| error::<404>(op, "DOCUMENT_NOT_FOUND: no such document"))
-                    .with(|op| error::<409>(op, "RETRIES_EXHAUSTED: other writers kept moving the head"))
-            }),
-        )
-        .api_route("/v1/documents/{id}/actions", post_with(documents::actions, |op| {
-            op.id("submitActions")
-                .tag("documents")
-                .summary("Apply actions to a document, all or nothing")
-                .with(write)
-                .with(|op| error::<404>(op, "DOCUMENT_NOT_FOUND: no such document"))
-                .with(|op| {
-                    error::<409>(
-                        op,
-                        "REVISION_MISMATCH: `expectedRevision` is stale (`details.expected`, `actual`); \
+                })
+                .delete_with(documents::delete, |op| {
+                    op.id("deleteDocument")
+                        .tag("documents")
+                        .summary("Mark a document deleted (an operation: its history stays readable)")
+                        .with(write)
+                        .with(|op| error::<404>(op, "DOCUMENT_NOT_FOUND: no such document"))
+                        .with(|op| error::<409>(op, "RETRIES_EXHAUSTED: other writers kept moving the head"))
+                }),
+            )
+            .api_route(
+                "/v1/documents/{id}/actions",
+                post_with(documents::actions, |op| {
+                    op.id("submitActions")
+                        .tag("documents")
+                        .summary("Apply actions to a document, all or nothing")
+                        .with(write)
+                        .with(|op| error::<404>(op, "DOCUMENT_NOT_FOUND: no such document"))
+                        .with(|op| {
+                            error::<409>(
+                                op,
+                                "REVISION_MISMATCH: `expectedRevision` is stale (`details.expected`, `actual`); \
                          RETRIES_EXHAUSTED: other writers kept moving the head",
-                    )
-                })
-                .with(|op| {
-                    error::<422>(
-                        op,
-                        "ACTION_REJECTED: the model refused an action (`details.actionIndex`, `reason`, \
+                            )
+                        })
+                        .with(|op| {
+                            error::<422>(
+                                op,
+                                "ACTION_REJECTED: the model refused an action (`details.actionIndex`, `reason`, \
                          `reasonMessage`); nothing was stored",
-                    )
-                })
-        }))
-        .api_route("/v1/documents/{id}/operations", get_with(documents::operations, |op| {
-            op.id("listOperations")
-                .tag("documents")
-                .summary("A document's history in one scope and branch, paged by index")
-                .with(read)
-                .with(|op| error::<404>(op, "DOCUMENT_NOT_FOUND: no such document"))
-        }))
-        .api_route("/v1/jobs/{jobId}", get_with(jobs::get, |op| {
-            op.id("getJob")
-                .tag("jobs")
-                .summary("A job's status")
-                .with(read)
-                .with(|op| error::<404>(op, "JOB_NOT_FOUND: no such job (jobs are kept for a while after they end)"))
-        }))
-        .api_route("/v1/subscribe", get_with(ws::subscribe, |op| {
-            op.id("subscribe")
-                .tag("live")
-                .summary("Live events over WebSocket")
-                .description(
-                    "A WebSocket handshake. OpenAPI cannot describe the messages that follow: the client sends \
+                            )
+                        })
+                }),
+            )
+            .api_route(
+                "/v1/documents/{id}/operations",
+                get_with(documents::operations, |op| {
+                    op.id("listOperations")
+                        .tag("documents")
+                        .summary("A document's history in one scope and branch, paged by index")
+                        .with(read)
+                        .with(|op| error::<404>(op, "DOCUMENT_NOT_FOUND: no such document"))
+                }),
+            )
+            .api_route(
+                "/v1/jobs/{jobId}",
+                get_with(jobs::get, |op| {
+                    op.id("getJob")
+                        .tag("jobs")
+                        .summary("A job's status")
+                        .with(read)
+                        .with(|op| {
+                            error::<404>(
+                                op,
+                                "JOB_NOT_FOUND: no such job (jobs are kept for a while after they end)",
+                            )
+                        })
+                }),
+            )
+            .api_route(
+                "/v1/subscribe",
+                get_with(ws::subscribe, |op| {
+                    op.id("subscribe")
+                        .tag("live")
+                        .summary("Live events over WebSocket")
+                        .description(
+                            "A WebSocket handshake. OpenAPI cannot describe the messages that follow: the client sends \
                      `{\"subscribe\": {\"documentIds\"?: [uuid], \"documentTypes\"?: [string]}}` and receives \
                      `{\"event\": \"subscribed\"}`, then `operations`, `deleted` and `lagged` events (see \
                      docs/http.md). The token may be the `token` query parameter instead of the bearer header.",
-                )
-                .security_requirement("token")
-                .with(read)
-                .with(|op| {
-                    error::<405>(op, "METHOD_NOT_ALLOWED: a handshake is a GET")
-                        .with(|op| error::<426>(op, "UPGRADE_REQUIRED: the connection cannot be upgraded"))
-                })
-        }));
+                        )
+                        .security_requirement("token")
+                        .with(read)
+                        .with(|op| {
+                            error::<405>(op, "METHOD_NOT_ALLOWED: a handshake is a GET")
+                                .with(|op| error::<426>(op, "UPGRADE_REQUIRED: the connection cannot be upgraded"))
+                        })
+                }),
+            );
 
     let mut api = OpenApi {
         openapi: "3.1.0".into(),
@@ -207,34 +248,34 @@ pub(crate) fn build(
         },
         ..OpenApi::default()
     };
-    let router = public
-        .merge(authenticate(documented))
-        .finish_api_with(&mut api, |t| {
-            t.security_scheme(
-                "bearer",
-                SecurityScheme::Http {
-                    scheme: "bearer".into(),
-                    bearer_format: Some("folio token".into()),
-                    description: Some(
-                        "A token from DIR/admin.token or `folio token create --role read|write|admin`.".into(),
-                    ),
-                    extensions: Default::default(),
-                },
-            )
-            .security_scheme(
-                "token",
-                SecurityScheme::ApiKey {
-                    location: ApiKeyLocation::Query,
-                    name: "token".into(),
-                    description: Some("The token as a query parameter: for WebSocket clients that cannot set headers.".into()),
-                    extensions: Default::default(),
-                },
-            )
-            .tag(tag("meta", "The server itself: health, models, this description"))
-            .tag(tag("documents", "Documents and their histories"))
-            .tag(tag("jobs", "Jobs: a submitted request's progress"))
-            .tag(tag("live", "Live events over WebSocket"))
-        });
+    let router = public.merge(authenticate(documented)).finish_api_with(&mut api, |t| {
+        t.security_scheme(
+            "bearer",
+            SecurityScheme::Http {
+                scheme: "bearer".into(),
+                bearer_format: Some("folio token".into()),
+                description: Some(
+                    "A token from DIR/admin.token or `folio token create --role read|write|admin`.".into(),
+                ),
+                extensions: Default::default(),
+            },
+        )
+        .security_scheme(
+            "token",
+            SecurityScheme::ApiKey {
+                location: ApiKeyLocation::Query,
+                name: "token".into(),
+                description: Some(
+                    "The token as a query parameter: for WebSocket clients that cannot set headers.".into(),
+                ),
+                extensions: Default::default(),
+            },
+        )
+        .tag(tag("meta", "The server itself: health, models, this description"))
+        .tag(tag("documents", "Documents and their histories"))
+        .tag(tag("jobs", "Jobs: a submitted request's progress"))
+        .tag(tag("live", "Live events over WebSocket"))
+    });
     add_links(&mut api);
     let mut json = serde_json::to_string_pretty(&api).expect("the description serializes");
     json.push('\n');
@@ -258,15 +299,29 @@ fn add_links(api: &mut OpenApi) {
         ("submitActions", 200, "getDocument", "id", "$request.path.id"),
         ("submitActions", 200, "listOperations", "id", "$request.path.id"),
         ("submitActions", 202, "getJob", "jobId", "$response.body#/jobId"),
-        ("deleteDocument", 200, "listOperations", "id", "$response.body#/documentId"),
+        (
+            "deleteDocument",
+            200,
+            "listOperations",
+            "id",
+            "$response.body#/documentId",
+        ),
     ];
     let Some(paths) = api.paths.as_mut() else { return };
     for (_, item) in paths.paths.iter_mut() {
         let ReferenceOr::Item(item) = item else { continue };
-        let ops = [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
+        let ops = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
         for op in ops.into_iter().flatten() {
             let Some(id) = op.operation_id.clone() else { continue };
-            let Some(responses) = op.responses.as_mut() else { continue };
+            let Some(responses) = op.responses.as_mut() else {
+                continue;
+            };
             for (from, status, to, param, value) in links.iter().filter(|l| l.0 == id) {
                 let Some(ReferenceOr::Item(response)) =
                     responses.responses.get_mut(&aide::openapi::StatusCode::Code(*status))
@@ -279,7 +334,9 @@ fn add_links(api: &mut OpenApi) {
                         description: None,
                         operation: LinkOperation::OperationId((*to).to_owned()),
                         request_body: None,
-                        parameters: [((*param).to_owned(), serde_json::Value::from(*value))].into_iter().collect(),
+                        parameters: [((*param).to_owned(), serde_json::Value::from(*value))]
+                            .into_iter()
+                            .collect(),
                         server: None,
                         extensions: Default::default(),
                     }),
@@ -370,9 +427,7 @@ struct SchemaName {
     name: String,
 }
 
-async fn json_schema(
-    name: Result<axum::extract::Path<SchemaName>, PathRejection>,
-) -> Result<OpenApiJson, ApiError> {
+async fn json_schema(name: Result<axum::extract::Path<SchemaName>, PathRejection>) -> Result<OpenApiJson, ApiError> {
     let axum::extract::Path(SchemaName { name }) =
         name.map_err(|e| ApiError::bad_request(format!("bad path: {}", e.body_text())))?;
     let name = name.strip_suffix(".schema.json").unwrap_or(&name);

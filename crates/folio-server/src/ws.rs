@@ -64,7 +64,11 @@ pub async fn subscribe(
             StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
             _ => "UPGRADE_REQUIRED",
         };
-        ApiError::new(status, code, format!("a WebSocket handshake is expected: {}", rejection.body_text()))
+        ApiError::new(
+            status,
+            code,
+            format!("a WebSocket handshake is expected: {}", rejection.body_text()),
+        )
     })?;
     Ok(ws
         .max_message_size(64 * 1024)

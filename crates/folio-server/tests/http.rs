@@ -425,7 +425,9 @@ async fn a_deleted_document_with_history_reads_back_from_the_store() {
     let id = s.create_todo().await;
     assert_eq!(s.add(&id, "a").await.0, 200);
     assert_eq!(s.add(&id, "b").await.0, 200);
-    let (status, _) = s.call(reqwest::Method::DELETE, &format!("/v1/documents/{id}"), None).await;
+    let (status, _) = s
+        .call(reqwest::Method::DELETE, &format!("/v1/documents/{id}"), None)
+        .await;
     assert_eq!(status, 200);
     for query in ["?revision=1", "?revision=2", "?minRevision=1", ""] {
         let got = s.get(&format!("/v1/documents/{id}{query}")).await;
@@ -437,7 +439,9 @@ async fn a_deleted_document_with_history_reads_back_from_the_store() {
     let s = start(dir.path()).await;
     let got = s.get(&format!("/v1/documents/{id}")).await;
     assert_error(&got, 404, "DOCUMENT_NOT_FOUND");
-    let (status, again) = s.call(reqwest::Method::DELETE, &format!("/v1/documents/{id}"), None).await;
+    let (status, again) = s
+        .call(reqwest::Method::DELETE, &format!("/v1/documents/{id}"), None)
+        .await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["revision"]["global"], 2, "{again}");
     let (status, ops) = s.get(&format!("/v1/documents/{id}/operations")).await;

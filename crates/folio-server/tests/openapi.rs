@@ -91,8 +91,7 @@ async fn every_documented_status_has_the_error_shape_and_every_operation_its_id(
                 assert!(response["description"].is_string(), "{method} {path} {status}");
                 if status.starts_with('4') || status.starts_with('5') {
                     assert_eq!(
-                        response["content"]["application/json"]["schema"]["$ref"],
-                        "#/components/schemas/ErrorBody",
+                        response["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody",
                         "{method} {path} {status}"
                     );
                 }
@@ -117,12 +116,20 @@ async fn the_index_page_lists_the_endpoints_and_the_schemas_are_served() {
     let s = start(dir.path()).await;
     let resp = s.client.get(s.url("/")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     let page = resp.text().await.unwrap();
     let description: Value = serde_json::from_str(&folio_server::openapi::openapi_json()).unwrap();
     for (path, item) in description["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
-            let row = format!("<td><code>{}</code></td><td><code>{path}</code></td>", method.to_uppercase());
+            let row = format!(
+                "<td><code>{}</code></td><td><code>{path}</code></td>",
+                method.to_uppercase()
+            );
             assert!(page.contains(&row), "{row} missing from the page");
             assert!(page.contains(op["summary"].as_str().unwrap()));
         }
@@ -134,12 +141,25 @@ async fn the_index_page_lists_the_endpoints_and_the_schemas_are_served() {
     let mut served = 0;
     for entry in std::fs::read_dir(&dir_path).unwrap() {
         let file = entry.unwrap().file_name().into_string().unwrap();
-        let Some(name) = file.strip_suffix(".schema.json") else { continue };
-        assert!(page.contains(&format!("href=\"/v1/schemas/{name}\"")), "{name} not linked");
-        let resp = s.client.get(s.url(&format!("/v1/schemas/{name}"))).send().await.unwrap();
+        let Some(name) = file.strip_suffix(".schema.json") else {
+            continue;
+        };
+        assert!(
+            page.contains(&format!("href=\"/v1/schemas/{name}\"")),
+            "{name} not linked"
+        );
+        let resp = s
+            .client
+            .get(s.url(&format!("/v1/schemas/{name}")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200, "{name}");
         assert_eq!(resp.headers()["content-type"], "application/json");
-        assert_eq!(resp.text().await.unwrap(), std::fs::read_to_string(dir_path.join(&file)).unwrap());
+        assert_eq!(
+            resp.text().await.unwrap(),
+            std::fs::read_to_string(dir_path.join(&file)).unwrap()
+        );
         served += 1;
     }
     assert_eq!(served, folio_server::openapi::JSON_SCHEMAS.len());

@@ -68,7 +68,10 @@ impl<const STATUS: u16> OperationOutput for DocumentResponse<STATUS> {
         Json::<DocumentBody>::operation_response(ctx, operation)
     }
 
-    fn inferred_responses(ctx: &mut GenContext, operation: &mut Operation) -> Vec<(Option<DocStatus>, aide::openapi::Response)> {
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        operation: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, aide::openapi::Response)> {
         Self::operation_response(ctx, operation)
             .map(|r| (Some(DocStatus::Code(STATUS)), r))
             .into_iter()
@@ -110,11 +113,7 @@ pub async fn get(
     let branch = params.branch.unwrap_or_default();
     let doc = match (params.revision, params.min_revision) {
         (Some(_), Some(_)) => return Err(ApiError::bad_request("give revision or minRevision, not both")),
-        (Some(revision), None) => state
-            .reactor
-            .get_at(id, &branch, revision)
-            .await?
-            .map(Arc::new),
+        (Some(revision), None) => state.reactor.get_at(id, &branch, revision).await?.map(Arc::new),
         (None, Some(min)) => match state.reactor.get(id, &branch).await? {
             None => None,
             Some(_) => Some(state.reactor.get_min(id, &branch, min, state.config.max_wait).await?),
@@ -213,7 +212,10 @@ impl IntoResponse for ActionsAnswer {
 impl OperationOutput for ActionsAnswer {
     type Inner = Completed<'static>;
 
-    fn inferred_responses(ctx: &mut GenContext, operation: &mut Operation) -> Vec<(Option<DocStatus>, aide::openapi::Response)> {
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        operation: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, aide::openapi::Response)> {
         let mut completed = Json::<Completed<'static>>::operation_response(ctx, operation);
         let mut queued = Json::<Queued>::operation_response(ctx, operation);
         if let Some(r) = completed.as_mut() {

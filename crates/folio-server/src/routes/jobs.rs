@@ -22,11 +22,7 @@ pub fn job_view(job_id: uuid::Uuid, status: &JobStatus) -> JobView {
         JobStatus::Queued => (JobState::Queued, None, None),
         JobStatus::Running => (JobState::Running, None, None),
         JobStatus::Completed { revision } => (JobState::Completed, Some(*revision), None),
-        JobStatus::Failed { error } => (
-            JobState::Failed,
-            None,
-            Some(ApiError::from(error.clone()).to_wire()),
-        ),
+        JobStatus::Failed { error } => (JobState::Failed, None, Some(ApiError::from(error.clone()).to_wire())),
     };
     JobView {
         job_id,

@@ -1,11 +1,11 @@
 //! `GET /v1/health`, `GET /v1/document-types`, and the JSON answers for unknown routes and methods.
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::{Method, StatusCode, Uri};
 use crate::ApiError;
 use crate::state::AppState;
 use crate::wire::{DocumentType, DocumentTypes, Health};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{Method, StatusCode, Uri};
 
 /// Liveness and version; needs no token.
 pub async fn health() -> Json<Health> {
