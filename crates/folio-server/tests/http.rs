@@ -417,7 +417,8 @@ async fn data_survives_a_restart() {
 
 /// Found by scripts/fuzz (schemathesis, stateful phase): a deleted document with global operations could not be
 /// rehydrated from the store (its deletion was folded before its global operations, which it then refused), so every
-/// cold read of it was 500 INTERNAL: `?revision=`, `?minRevision=`, a read or a second DELETE after a restart.
+/// cold read of it was 500 INTERNAL: `?revision=`, `?minRevision=`, a read or a second DELETE after a restart. (The
+/// fold no longer judges deletion: the reactor refuses actions on a deleted document where they are submitted.)
 #[tokio::test]
 async fn a_deleted_document_with_history_reads_back_from_the_store() {
     let dir = tempfile::tempdir().unwrap();
