@@ -61,14 +61,15 @@ pub fn openapi_json() -> String {
 pub(crate) fn build(
     authenticate: impl FnOnce(ApiRouter<AppState>) -> ApiRouter<AppState>,
 ) -> (Router<AppState>, ApiDocs) {
-    // JSON Schema 2020-12, the dialect of OpenAPI 3.1, with shared types under components.
+    aide::generate::infer_responses(true);
+    aide::generate::extract_schemas(true);
+    // JSON Schema 2020-12, the dialect of OpenAPI 3.1 (aide's default generator writes draft 7), with shared types
+    // under components. After `extract_schemas`, which replaces the generator.
     aide::generate::in_context(|ctx| {
         ctx.schema = SchemaSettings::draft2020_12()
             .with(|s| s.definitions_path = "#/components/schemas/".into())
             .into_generator();
     });
-    aide::generate::infer_responses(true);
-    aide::generate::extract_schemas(true);
 
     let public = ApiRouter::new()
         .api_route(
