@@ -59,6 +59,7 @@ pub struct SubmitActions {
     pub branch: Option<Branch>,
     /// Compare-and-set on the revision of the actions' scope: 409 `REVISION_MISMATCH` when it moved on.
     #[serde(default)]
+    #[schemars(range(max = u64::MAX))]
     pub expected_revision: Option<u64>,
     /// Wait for the job (default true): 200 with the operations; false: 202 with the job's id.
     #[serde(default)]
@@ -73,7 +74,7 @@ pub struct ListParams {
     #[serde(rename = "type")]
     pub document_type: Option<String>,
     /// Page size: 1 to 1,000 (default 100).
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = u64::MAX))]
     pub limit: Option<usize>,
     /// The id the previous page ended with (its `next`).
     pub after: Option<DocumentId>,
@@ -86,8 +87,10 @@ pub struct GetParams {
     /// The branch.
     pub branch: Option<Branch>,
     /// A past global revision (not with `minRevision`).
+    #[schemars(range(max = u64::MAX))]
     pub revision: Option<u64>,
     /// Wait (up to 10 s) until the global revision is at least this; 408 `REVISION_NOT_REACHED` otherwise.
+    #[schemars(range(max = u64::MAX))]
     pub min_revision: Option<u64>,
 }
 
@@ -100,9 +103,10 @@ pub struct OperationsParams {
     /// The branch.
     pub branch: Option<Branch>,
     /// The first index (0; the previous page's `next`).
+    #[schemars(range(max = u64::MAX))]
     pub from: Option<u64>,
     /// Page size: 1 to 1,000 (default 100).
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = u64::MAX))]
     pub limit: Option<usize>,
 }
 
