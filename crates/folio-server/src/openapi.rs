@@ -464,7 +464,11 @@ pub fn index_html(api: &OpenApi) -> String {
     for (path, item) in api.paths.iter().flat_map(|p| p.paths.iter()) {
         let ReferenceOr::Item(item) = item else { continue };
         for (method, op) in item.iter() {
-            let auth = if op.security.is_empty() { "" } else { "token" };
+            let auth = match (op.security.is_empty(), method) {
+                (true, _) => "no token",
+                (false, "get") => "a read token",
+                (false, _) => "a write token",
+            };
             rows.push_str(&format!(
                 "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>\n",
                 method.to_uppercase(),
