@@ -388,21 +388,29 @@ fn write(op: TransformOperation<'_>) -> TransformOperation<'_> {
         .with(|op| error::<503>(op, "SHUTTING_DOWN: the server is stopping and takes no new jobs"))
 }
 
-/// The text of the description.
-pub struct OpenApiJson(Arc<str>);
+/// A JSON document served as text: the description (`SCHEMA` false) or a JSON Schema (`SCHEMA` true).
+pub struct JsonText<const SCHEMA: bool>(Arc<str>);
 
-impl IntoResponse for OpenApiJson {
+/// The text of the description.
+pub type OpenApiJson = JsonText<false>;
+
+impl<const SCHEMA: bool> IntoResponse for JsonText<SCHEMA> {
     fn into_response(self) -> Response {
         ([(header::CONTENT_TYPE, "application/json")], self.0.to_string()).into_response()
     }
 }
 
-impl OperationOutput for OpenApiJson {
+impl<const SCHEMA: bool> OperationOutput for JsonText<SCHEMA> {
     type Inner = serde_json::Value;
 
     fn operation_response(ctx: &mut GenContext, operation: &mut Operation) -> Option<aide::openapi::Response> {
         let mut response = Json::<serde_json::Map<String, serde_json::Value>>::operation_response(ctx, operation)?;
-        response.description = "An OpenAPI 3.1 document".into();
+        response.description = if SCHEMA {
+            "A JSON Schema (draft 2020-12)"
+        } else {
+            "An OpenAPI 3.1 document"
+        }
+        .into();
         Some(response)
     }
 
@@ -418,24 +426,34 @@ impl OperationOutput for OpenApiJson {
 }
 
 async fn openapi(Extension(docs): Extension<ApiDocs>) -> OpenApiJson {
-    OpenApiJson(docs.json)
+    JsonText(docs.json)
 }
 
 /// `{name}` of `/v1/schemas/{name}`.
 #[derive(Deserialize, JsonSchema)]
 struct SchemaName {
-    /// The schema's name: `action`, `operation`, `document-header` or `bench-report`.
+    /// The schema's name (another name is 404 `NOT_FOUND`).
+    #[schemars(schema_with = "schema_names")]
     name: String,
 }
 
-async fn json_schema(name: Result<axum::extract::Path<SchemaName>, PathRejection>) -> Result<OpenApiJson, ApiError> {
+/// The names of [`JSON_SCHEMAS`], as an `enum`.
+fn schema_names(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "The schema's name (another name is 404 `NOT_FOUND`).",
+        "type": "string",
+        "enum": JSON_SCHEMAS.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+    })
+}
+
+async fn json_schema(name: Result<axum::extract::Path<SchemaName>, PathRejection>) -> Result<JsonText<true>, ApiError> {
     let axum::extract::Path(SchemaName { name }) =
         name.map_err(|e| ApiError::bad_request(format!("bad path: {}", e.body_text())))?;
     let name = name.strip_suffix(".schema.json").unwrap_or(&name);
     JSON_SCHEMAS
         .iter()
         .find(|(n, _)| *n == name)
-        .map(|(_, text)| OpenApiJson(Arc::from(*text)))
+        .map(|(_, text)| JsonText(Arc::from(*text)))
         .ok_or_else(|| ApiError::not_found("NOT_FOUND", format!("no JSON Schema named {name:?}")))
 }
 

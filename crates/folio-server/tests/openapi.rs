@@ -169,3 +169,78 @@ async fn the_index_page_lists_the_endpoints_and_the_schemas_are_served() {
     assert_eq!(body["error"]["code"], "NOT_FOUND");
     s.stop().await;
 }
+
+/// The top-level fields of real answers are the ones their schema declares, and the required ones are there (the
+/// fuzzer checks whole bodies; this catches a drift in the ordinary test run).
+#[tokio::test]
+async fn real_answers_have_the_fields_their_schemas_declare() {
+    let description: Value = serde_json::from_str(&folio_server::openapi::openapi_json()).unwrap();
+    let schemas = &description["components"]["schemas"];
+    let agrees = |name: &str, body: &Value| {
+        let schema = &schemas[name];
+        let declared: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
+        let body = body.as_object().unwrap_or_else(|| panic!("{name}: {body}"));
+        for key in body.keys() {
+            assert!(declared.contains(&key), "{name}: {key} is not declared ({body:?})");
+        }
+        for required in schema["required"].as_array().into_iter().flatten() {
+            assert!(
+                body.contains_key(required.as_str().unwrap()),
+                "{name}: {required} missing"
+            );
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let (status, created) = s
+        .post(
+            "/v1/documents",
+            serde_json::json!({"documentType": "folio/todo-list", "name": "t"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    agrees("DocumentBody", &created);
+    agrees("DocumentHeader", &created["header"]);
+    let id = created["header"]["id"].as_str().unwrap().to_owned();
+    let (status, completed) = s.add(&id, "a").await;
+    assert_eq!(status, 200);
+    agrees("Completed", &completed);
+    agrees("Operation", &completed["operations"][0]);
+    agrees("Action", &completed["operations"][0]["action"]);
+    let (_, job) = s
+        .get(&format!("/v1/jobs/{}", completed["jobId"].as_str().unwrap()))
+        .await;
+    agrees("JobView", &job);
+    let (status, queued) = s
+        .post(
+            &format!("/v1/documents/{id}/actions"),
+            serde_json::json!({"actions": [{"type": "ADD_TODO", "input": {"id": "b", "title": "b"}}], "wait": false}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    agrees("Queued", &queued);
+    let (_, list) = s.get("/v1/documents?limit=1").await;
+    agrees("DocumentList", &list);
+    let (_, ops) = s.get(&format!("/v1/documents/{id}/operations?limit=1")).await;
+    agrees("OperationPage", &ops);
+    let (_, types) = s.get("/v1/document-types").await;
+    agrees("DocumentTypes", &types);
+    agrees("DocumentType", &types["documentTypes"][0]);
+    let (_, health) = s.get("/v1/health").await;
+    agrees("Health", &health);
+    let (status, deleted) = s
+        .call(reqwest::Method::DELETE, &format!("/v1/documents/{id}"), None)
+        .await;
+    assert_eq!(status, 200);
+    agrees("Deleted", &deleted);
+    let (status, again) = s
+        .call(reqwest::Method::DELETE, &format!("/v1/documents/{id}"), None)
+        .await;
+    assert_eq!(status, 200);
+    agrees("Deleted", &again);
+    let (status, error) = s.get(&format!("/v1/documents/{id}")).await;
+    assert_eq!(status, 404);
+    agrees("ErrorBody", &error);
+    agrees("ErrorObject", &error["error"]);
+    s.stop().await;
+}
