@@ -20,6 +20,9 @@ use crate::executor::Executor;
 use crate::job::{Job, JobHandle, JobId, JobKind, JobOutcome, JobStatus, JobTable};
 use crate::view::{DocKey, DocumentView};
 
+/// How far ahead of this replica's wall clock an action's clock may be (one day); further is refused.
+pub const MAX_CLOCK_AHEAD_MS: u64 = 24 * 3600 * 1000;
+
 /// What the executors and the handle share.
 pub(crate) struct Shared {
     pub store: Arc<dyn OperationStore>,
@@ -233,6 +236,14 @@ impl Reactor {
             return Err(ReactorError::InvalidRequest(
                 "all actions of one request must be of the same scope".into(),
             ));
+        }
+        // A clock far ahead would drag this replica's clock (and every later action) with it.
+        let horizon = folio_core::clock::system_millis().saturating_add(MAX_CLOCK_AHEAD_MS);
+        if let Some(a) = actions.iter().find(|a| a.timestamp_utc_ms > horizon) {
+            return Err(ReactorError::InvalidRequest(format!(
+                "action {}: its clock ({} ms) is more than a day ahead of this replica's",
+                a.id, a.timestamp_utc_ms
+            )));
         }
         for action in &actions {
             self.inner.shared.clock.observe(action.timestamp());
