@@ -95,8 +95,10 @@ async fn forty_bad_requests_get_named_errors_and_change_nothing() {
             "a clock at the end of time (it would drag the server's clock with it)",
             Method::POST,
             actions.clone(),
-            json_body(json!({"actions": [{"type": "ADD_TODO", "input": {"id": "late", "title": "t"},
-                "timestampUtcMs": "18446744073709551615"}]})),
+            json_body(
+                json!({"actions": [{"type": "ADD_TODO", "input": {"id": "late", "title": "t"},
+                "timestampUtcMs": "18446744073709551615"}]}),
+            ),
             400,
             "BAD_REQUEST",
         ),
