@@ -161,15 +161,17 @@ async fn run(
             }
         }
         // Live phase: until a local change is due for a push, the poll interval passes, or the channel drops.
-        let live = match live_channel(&replica, remote.as_ref(), &options).await {
-            Ok(live) => live,
+        // A live channel that cannot be opened is retried soon (after the backoff), not at the next poll.
+        let (mut live, wait) = match live_channel(&replica, remote.as_ref(), &options).await {
+            Ok(live) => (live, options.poll_interval),
             Err(e) => {
                 set(&status, on_event.as_ref(), SyncStatus::Offline(e.to_string()));
-                None
+                let wait = backoff;
+                backoff = (backoff * 2).min(options.max_backoff);
+                (None, wait)
             }
         };
-        let mut live = live;
-        let poll = tokio::time::sleep(options.poll_interval);
+        let poll = tokio::time::sleep(wait);
         tokio::pin!(poll);
         let mut push_due: Option<tokio::time::Instant> = None;
         loop {
