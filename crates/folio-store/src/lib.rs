@@ -1,15 +1,17 @@
 //! # folio-store
 //!
-//! The [`OperationStore`] trait, folio's append-only log keyed by sync unit, and its backends: [`MemoryStore`] and
-//! [`SqliteStore`]. Every backend runs the same [`conformance`] suite. [`verify`] checks dense indexes and hash
+//! The [`OperationStore`] trait, folio's append-only log keyed by sync unit, and its backends: [`MemoryStore`],
+//! [`SqliteStore`] and [`PgStore`] (PostgreSQL, for several nodes on one database). Every backend runs the same [`conformance`] suite. [`verify`] checks dense indexes and hash
 //! chains of a whole store.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod conformance;
+pub mod pg_testing;
 mod error;
 mod header_index;
 mod memory;
+mod postgres;
 mod sqlite;
 mod store;
 mod verify;
@@ -18,5 +20,8 @@ pub use error::StoreError;
 pub use header_index::HeaderRecord;
 pub use memory::MemoryStore;
 pub use sqlite::{SqliteOptions, SqliteStore};
-pub use store::{AppendRequest, Appended, Committed, Keyframe, ListQuery, OperationStore, links_to, precheck};
+pub use postgres::{PgOptions, PgStore};
+pub use store::{
+    AppendRequest, Appended, CommitFeed, Committed, Keyframe, ListQuery, OperationStore, links_to, precheck,
+};
 pub use verify::{Broken, VerifyReport, verify};
