@@ -68,6 +68,9 @@ pub struct PgOptions {
     pub read_connections: u32,
     /// How long opening the store and acquiring a connection may take.
     pub connect_timeout: Duration,
+    /// Refuse to open a database that holds no folio store yet ([`StoreError::NotAStore`]) instead of creating
+    /// the tables: for commands that only read, so a mistyped URL neither leaves tables behind nor passes `verify`.
+    pub must_exist: bool,
 }
 
 impl PgOptions {
@@ -77,6 +80,7 @@ impl PgOptions {
             url: url.into(),
             read_connections: 8,
             connect_timeout: Duration::from_secs(30),
+            must_exist: false,
         }
     }
 }
@@ -199,6 +203,14 @@ impl PgStore {
             .acquire_timeout(options.connect_timeout)
             .connect_with(connect.clone())
             .await?;
+        if options.must_exist {
+            let exists: bool = sqlx::query_scalar("SELECT to_regclass('operations') IS NOT NULL")
+                .fetch_one(&pool)
+                .await?;
+            if !exists {
+                return Err(StoreError::NotAStore(format!("database {target} has no folio tables")));
+            }
+        }
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let writer_conn = tokio::time::timeout(options.connect_timeout, PgConnection::connect_with(&connect))
             .await
