@@ -1,4 +1,5 @@
-//! A fresh PostgreSQL database per test, for the tests of every crate that need a real PostgreSQL.
+//! A fresh PostgreSQL database per test, for the tests of every crate that need a real PostgreSQL (and for
+//! benchmarks, which build their stores in databases of their own).
 //!
 //! The server comes from `FOLIO_TEST_DATABASE_URL` (`postgres://user@host:port/database`: a database the tests may
 //! connect to and run `CREATE DATABASE` from). `scripts/test` starts a throwaway cluster and exports it; a test that
@@ -35,21 +36,27 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
-    /// Creates an empty database on the server of [`TEST_DATABASE_URL`], named `folio_test_…`.
+    /// Creates an empty database on the server of [`TEST_DATABASE_URL`], named `folio_test_…`. Panics when it
+    /// cannot (a test has nothing else to do then).
     pub async fn create() -> Self {
         let server = server_url();
-        let name = format!("folio_test_{}", uuid::Uuid::now_v7().simple());
-        let mut conn = PgConnectOptions::from_str(&server)
-            .unwrap_or_else(|e| panic!("{TEST_DATABASE_URL}={server} is not a PostgreSQL URL: {e}"))
-            .connect()
+        Self::create_on(&server, "folio_test")
             .await
-            .unwrap_or_else(|e| panic!("cannot connect to {TEST_DATABASE_URL}={server}: {e}"));
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name} on {server}: {e}"));
-        let url = database_url(&server, &name);
-        Self { url, name, server }
+            .unwrap_or_else(|e| panic!("{TEST_DATABASE_URL}={server}: {e}"))
+    }
+
+    /// Creates an empty database named `PREFIX_…` on the server of `server` (a URL of any database there where
+    /// this user may `CREATE DATABASE`): benchmarks build their stores this way too.
+    pub async fn create_on(server: &str, prefix: &str) -> Result<Self, sqlx::Error> {
+        let name = format!("{prefix}_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = PgConnectOptions::from_str(server)?.connect().await?;
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
+        let url = database_url(server, &name);
+        Ok(Self {
+            url,
+            name,
+            server: server.to_owned(),
+        })
     }
 
     /// The database's name.
