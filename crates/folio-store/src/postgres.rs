@@ -3,9 +3,10 @@
 //! * **Durability**: PostgreSQL's defaults (`synchronous_commit = on`): `append` returns after COMMIT, which waits for
 //!   the WAL flush. Acknowledged means committed.
 //! * **Group commit**: one writer task per handle owns a dedicated connection and commits every append that is
-//!   waiting when it wakes in one transaction, with multi-row statements over arrays (`UNNEST`): one statement for
-//!   every operation of the batch, one for every unit head. Encoding and in-request hash checks run in the callers'
-//!   tasks.
+//!   waiting when it wakes in one transaction, with multi-row statements over arrays (`UNNEST`): one to lock the
+//!   unit heads, then one that takes the ordinals, inserts every operation of the batch, moves every head and queues
+//!   the notice (plus one per header change, and one to create new units). Encoding and in-request hash checks run
+//!   in the callers' tasks.
 //! * **The revision check holds between nodes**: the transaction locks the head rows of the units it appends to
 //!   (`SELECT … FOR UPDATE`, in one order for every writer, so two writers cannot deadlock on them) before comparing
 //!   revisions, so a second node waits for the first one's commit and then sees its new head: the result is
@@ -19,7 +20,7 @@
 //!   rolled-back transaction gives its ordinals back (the counter's update is undone). The price: commits of all
 //!   nodes pass one at a time through the end of their transactions (statements and the WAL flush), which group
 //!   commit amortises over every operation of a batch.
-//! * **Commit notices**: the same transaction runs `pg_notify('folio_commits', origin)`, delivered at COMMIT in
+//! * **Commit notices**: the same statement runs `pg_notify('folio_commits', origin)`, delivered at COMMIT in
 //!   commit order. [`OperationStore::commit_feed`] gives a LISTEN connection's wake-ups (other handles' commits only)
 //!   and reads marked with whether this handle committed them (the `origin` column), for the reactor's follower.
 //! * Reads go through a pool, in chunks of up to 1,024 operations / 4 MiB, each fetched as one row
@@ -513,75 +514,7 @@ async fn group_commit_in_tx(
         return Ok(results);
     }
 
-    // The ordinals, last: from here to COMMIT this transaction holds the counter's row lock (see the module docs).
-    let n = inserts.len() as i64;
-    let last: i64 = sqlx::query_scalar(
-        "WITH taken AS (UPDATE ordinal_counter SET last = last + $1 RETURNING last) \
-         SELECT last FROM taken, LATERAL (SELECT pg_notify($2, $3)) AS notice",
-    )
-    .bind(n)
-    .bind(NOTIFY_CHANNEL)
-    .bind(origin.to_string())
-    .fetch_one(&mut *conn)
-    .await?;
-    let base = (last - n) as u64;
-    for appended in results.iter_mut().flatten() {
-        if !appended.replayed {
-            for ordinal in &mut appended.ordinals {
-                *ordinal += base;
-            }
-        }
-    }
-
-    let mut unit_ids = Vec::with_capacity(inserts.len());
-    let mut idxs = Vec::with_capacity(inserts.len());
-    let mut ordinals = Vec::with_capacity(inserts.len());
-    let mut skips = Vec::with_capacity(inserts.len());
-    let mut timestamps = Vec::with_capacity(inserts.len());
-    let mut hashes: Vec<&[u8]> = Vec::with_capacity(inserts.len());
-    let mut jsons: Vec<&str> = Vec::with_capacity(inserts.len());
-    let mut sizes = Vec::with_capacity(inserts.len());
-    for (i, (unit_id, row)) in inserts.iter().enumerate() {
-        unit_ids.push(*unit_id);
-        idxs.push(row.idx);
-        ordinals.push(base as i64 + i as i64 + 1);
-        skips.push(row.skip);
-        timestamps.push(row.timestamp_ms);
-        hashes.push(&row.hash);
-        jsons.push(&row.operation);
-        sizes.push(row.operation.len().min(i32::MAX as usize) as i32);
-    }
-    sqlx::query(
-        "INSERT INTO operations (unit_id, idx, ordinal, origin, skip, timestamp_ms, hash, operation, size) \
-         SELECT u, i, o, $9, s, t, h, j, z \
-         FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bytea[], $7::text[], \
-                     $8::int[]) AS x(u, i, o, s, t, h, j, z)",
-    )
-    .bind(unit_ids)
-    .bind(idxs)
-    .bind(ordinals)
-    .bind(skips)
-    .bind(timestamps)
-    .bind(hashes)
-    .bind(jsons)
-    .bind(sizes)
-    .bind(origin)
-    .execute(&mut *conn)
-    .await?;
-
-    let touched: Vec<&Head> = heads.values().filter(|h| h.touched).collect();
-    sqlx::query(
-        "UPDATE units SET revision = x.r, last_hash = x.h, last_ts_ms = x.t \
-         FROM UNNEST($1::bigint[], $2::bigint[], $3::bytea[], $4::bigint[]) AS x(u, r, h, t) \
-         WHERE units.unit_id = x.u",
-    )
-    .bind(touched.iter().map(|h| h.unit_id).collect::<Vec<_>>())
-    .bind(touched.iter().map(|h| to_i64(h.revision)).collect::<Vec<_>>())
-    .bind(touched.iter().map(|h| h.last_hash.0.to_vec()).collect::<Vec<_>>())
-    .bind(touched.iter().map(|h| to_i64(h.last_ts)).collect::<Vec<_>>())
-    .execute(&mut *conn)
-    .await?;
-
+    // The header index first: these statements need not hold the counter.
     for (id, change, ts) in header_changes {
         let id = id.to_string();
         let q = match change {
@@ -601,6 +534,67 @@ async fn group_commit_in_tx(
             }
         };
         q.execute(&mut *conn).await?;
+    }
+
+    // Then one statement takes the ordinals, inserts the operations, moves the heads and queues the notice. From the
+    // counter's UPDATE to COMMIT this transaction holds the counter's row lock (see the module docs): doing it all in
+    // the last statement keeps that window to one round trip and the COMMIT.
+    let mut unit_ids = Vec::with_capacity(inserts.len());
+    let mut idxs = Vec::with_capacity(inserts.len());
+    let mut positions = Vec::with_capacity(inserts.len());
+    let mut skips = Vec::with_capacity(inserts.len());
+    let mut timestamps = Vec::with_capacity(inserts.len());
+    let mut hashes: Vec<&[u8]> = Vec::with_capacity(inserts.len());
+    let mut jsons: Vec<&str> = Vec::with_capacity(inserts.len());
+    let mut sizes = Vec::with_capacity(inserts.len());
+    for (i, (unit_id, row)) in inserts.iter().enumerate() {
+        unit_ids.push(*unit_id);
+        idxs.push(row.idx);
+        positions.push(i as i64 + 1);
+        skips.push(row.skip);
+        timestamps.push(row.timestamp_ms);
+        hashes.push(&row.hash);
+        jsons.push(&row.operation);
+        sizes.push(row.operation.len().min(i32::MAX as usize) as i32);
+    }
+    let touched: Vec<&Head> = heads.values().filter(|h| h.touched).collect();
+    let n = inserts.len() as i64;
+    let base: i64 = sqlx::query_scalar(
+        "WITH taken AS (UPDATE ordinal_counter SET last = last + $1 RETURNING last - $1 AS base), \
+         ops AS (INSERT INTO operations (unit_id, idx, ordinal, origin, skip, timestamp_ms, hash, operation, size) \
+                 SELECT u, i, taken.base + p, $2, s, t, h, j, z FROM taken, \
+                   UNNEST($3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bytea[], \
+                          $9::text[], $10::int[]) AS x(u, i, p, s, t, h, j, z)), \
+         heads AS (UPDATE units SET revision = y.r, last_hash = y.h, last_ts_ms = y.t \
+                   FROM UNNEST($11::bigint[], $12::bigint[], $13::bytea[], $14::bigint[]) AS y(u, r, h, t) \
+                   WHERE units.unit_id = y.u), \
+         notice AS (SELECT pg_notify($15, $2::text)) \
+         SELECT taken.base FROM taken, notice",
+    )
+    .bind(n)
+    .bind(origin)
+    .bind(unit_ids)
+    .bind(idxs)
+    .bind(positions)
+    .bind(skips)
+    .bind(timestamps)
+    .bind(hashes)
+    .bind(jsons)
+    .bind(sizes)
+    .bind(touched.iter().map(|h| h.unit_id).collect::<Vec<_>>())
+    .bind(touched.iter().map(|h| to_i64(h.revision)).collect::<Vec<_>>())
+    .bind(touched.iter().map(|h| h.last_hash.0.to_vec()).collect::<Vec<_>>())
+    .bind(touched.iter().map(|h| to_i64(h.last_ts)).collect::<Vec<_>>())
+    .bind(NOTIFY_CHANNEL)
+    .fetch_one(&mut *conn)
+    .await?;
+    let base = base as u64;
+    for appended in results.iter_mut().flatten() {
+        if !appended.replayed {
+            for ordinal in &mut appended.ordinals {
+                *ordinal += base;
+            }
+        }
     }
     Ok(results)
 }
