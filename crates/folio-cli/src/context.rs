@@ -57,9 +57,9 @@ impl Global {
                     must_exist: open == Open::Existing,
                     ..PgOptions::new(url.as_str())
                 };
-                let store = PgStore::open_with(options).await.map_err(|e| {
-                    CliError::fail(format!("cannot open the store at {}: {e}", redact_url(url)))
-                })?;
+                let store = PgStore::open_with(options)
+                    .await
+                    .map_err(|e| CliError::fail(format!("cannot open the store at {}: {e}", redact_url(url))))?;
                 return Ok(Arc::new(store));
             }
             Some(url) => match url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {

@@ -52,7 +52,11 @@ impl Node {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         while client.get(format!("{}/v1/health", node.base)).send().await.is_err() {
-            assert!(Instant::now() < deadline, "node {name} did not come up: {}", node.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "node {name} did not come up: {}",
+                node.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         node
@@ -201,14 +205,15 @@ fn check_exactly_once(url: &str, docs: &[String], requests: &[Request]) -> usize
         }
         total += log.len();
     }
-    assert!(
-        stored.values().all(|n| *n == 1),
-        "an action is stored more than once"
-    );
+    assert!(stored.values().all(|n| *n == 1), "an action is stored more than once");
     for r in requests {
         let present = r.action_ids.iter().filter(|id| stored.contains_key(*id)).count();
         if r.acknowledged {
-            assert_eq!(present, r.action_ids.len(), "an acknowledged request's actions are stored: {r:?}");
+            assert_eq!(
+                present,
+                r.action_ids.len(),
+                "an acknowledged request's actions are stored: {r:?}"
+            );
         } else {
             assert!(
                 present == 0 || present == r.action_ids.len(),
@@ -327,7 +332,10 @@ async fn fifty_writers_through_each_of_two_nodes_on_the_same_documents() {
         for op in event["operations"].as_array().expect("operations") {
             let index = op["index"].as_u64().expect("index");
             let expected = next_index.entry(doc.clone()).or_default();
-            assert_eq!(index, *expected, "document {doc}: operations arrive in order, without gaps");
+            assert_eq!(
+                index, *expected,
+                "document {doc}: operations arrive in order, without gaps"
+            );
             *expected += 1;
             received += 1;
             let id = op["action"]["id"].as_str().expect("action id").to_owned();
@@ -336,7 +344,10 @@ async fn fifty_writers_through_each_of_two_nodes_on_the_same_documents() {
             }
         }
     }
-    assert_eq!(received_b, via_b, "every operation written through B reached the subscriber on A");
+    assert_eq!(
+        received_b, via_b,
+        "every operation written through B reached the subscriber on A"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -357,15 +368,18 @@ async fn a_node_killed_while_writing_leaves_no_partial_operation() {
     let mut tasks = Vec::new();
     for (node, base) in [("a", &a.base), ("b", &b.base)] {
         for w in 0..10 {
-            tasks.push((node, tokio::spawn(writer(
-                base.clone(),
-                token.clone(),
-                docs.clone(),
-                format!("{node}{w}"),
-                usize::MAX,
-                3,
-                stopped.clone(),
-            ))));
+            tasks.push((
+                node,
+                tokio::spawn(writer(
+                    base.clone(),
+                    token.clone(),
+                    docs.clone(),
+                    format!("{node}{w}"),
+                    usize::MAX,
+                    3,
+                    stopped.clone(),
+                )),
+            ));
         }
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;

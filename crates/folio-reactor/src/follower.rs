@@ -37,6 +37,8 @@ use crate::view::DocKey;
 
 /// How often the follower reads the log when no notice came.
 pub const POLL: Duration = Duration::from_millis(500);
+/// How long an own event may wait for the ordinals before it to come as own events too, before the log is read.
+pub const GAP_WAIT: Duration = Duration::from_millis(20);
 /// How long the follower waits for the executor's event of an operation committed through this node.
 pub const OWN_WAIT: Duration = Duration::from_secs(2);
 /// Operations read per page.
@@ -128,17 +130,30 @@ async fn run(
         types: HashMap::new(),
     };
     let mut read_log = true;
+    // Since when an own event waits for ordinals before it (a gap).
+    let mut gap_since: Option<tokio::time::Instant> = None;
     loop {
         state.publish_ready_own().await;
-        if read_log || !state.own.is_empty() {
+        if read_log {
             if let Err(e) = state.catch_up().await {
                 tracing::warn!(
                     "follower: reading the log after ordinal {} failed: {e}; retrying",
                     state.cursor
                 );
             }
+            read_log = false;
         }
-        read_log = false;
+        // A gap is usually the other executors' share of the same group commit, whose events follow at once: the
+        // log is read only when it lasts (or a notice says another node committed).
+        gap_since = match (state.own.is_empty(), gap_since) {
+            (true, _) => None,
+            (false, None) => Some(tokio::time::Instant::now()),
+            (false, since) => since,
+        };
+        let wake_at = match gap_since {
+            Some(since) => since + GAP_WAIT,
+            None => tokio::time::Instant::now() + POLL,
+        };
         tokio::select! {
             _ = stopped.changed() => break,
             event = state.own_rx.recv() => match event {
@@ -152,7 +167,7 @@ async fn run(
                     notices = futures::stream::pending().boxed();
                 }
             }
-            _ = tokio::time::sleep(POLL) => read_log = true,
+            _ = tokio::time::sleep_until(wake_at) => read_log = true,
         }
     }
     // Stopping: publish what is held, in order, so no acknowledged write's event is lost.
@@ -296,7 +311,9 @@ impl State {
             ordinals: ordinals.into(),
         });
         if deleted {
-            self.shared.bus.publish_now(Event::DocumentDeleted { document_id: key.id });
+            self.shared
+                .bus
+                .publish_now(Event::DocumentDeleted { document_id: key.id });
         }
         self.cursor = self.cursor.max(last);
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use folio_core::{Branch, ModelRegistry, Operation, Scope, SyncUnit};
-use folio_reactor::{Event, Reactor, ReactorConfig, Received, Subscription, Submit};
+use folio_reactor::{Event, Reactor, ReactorConfig, Received, Submit, Subscription};
 use folio_store::pg_testing::TestDatabase;
 use folio_store::{OperationStore, PgStore};
 
@@ -20,7 +20,10 @@ async fn node(url: &str) -> Reactor {
 
 /// Receives events until every unit in `want` reached its revision; returns each unit's operations in the order
 /// received. Fails on a gap, a duplicate or a lag, or after 30 s.
-async fn receive_until(events: &mut Subscription, want: &BTreeMap<SyncUnit, u64>) -> BTreeMap<SyncUnit, Vec<Operation>> {
+async fn receive_until(
+    events: &mut Subscription,
+    want: &BTreeMap<SyncUnit, u64>,
+) -> BTreeMap<SyncUnit, Vec<Operation>> {
     let mut got: BTreeMap<SyncUnit, Vec<Operation>> = BTreeMap::new();
     let done = |got: &BTreeMap<SyncUnit, Vec<Operation>>| {
         want.iter()
@@ -70,7 +73,13 @@ async fn writes_through_either_node_reach_both_in_order() {
     let mut docs = Vec::new();
     for d in 0..3 {
         let via = if d % 2 == 0 { &a } else { &b };
-        docs.push(via.create_document("folio/json", &format!("d{d}"), None).await.expect("create").header.id);
+        docs.push(
+            via.create_document("folio/json", &format!("d{d}"), None)
+                .await
+                .expect("create")
+                .header
+                .id,
+        );
     }
     // 10 writers through each node, on the same documents.
     let writers: Vec<_> = (0..20)
@@ -81,7 +90,11 @@ async fn writes_through_either_node_reach_both_in_order() {
                 let mut acked = Vec::new();
                 for j in 0..6 {
                     let id = docs[(w + j) % docs.len()];
-                    let action = node.action("SET", json!({ "path": format!("/w{w}/j{j}"), "value": j }), Scope::Global);
+                    let action = node.action(
+                        "SET",
+                        json!({ "path": format!("/w{w}/j{j}"), "value": j }),
+                        Scope::Global,
+                    );
                     let outcome = node.apply(Submit::new(id, vec![action])).await.expect("apply");
                     acked.extend(outcome.operations.into_iter().map(|op| op.action.id));
                 }
@@ -111,13 +124,22 @@ async fn writes_through_either_node_reach_both_in_order() {
             .filter(|(unit, _)| unit.scope == Scope::Global)
             .flat_map(|(_, ops)| ops.iter().map(|op| op.action.id))
             .collect();
-        assert_eq!(seen, acked, "node {name}'s subscriber received every acknowledged operation");
+        assert_eq!(
+            seen, acked,
+            "node {name}'s subscriber received every acknowledged operation"
+        );
     }
     // Both views reach the same documents.
     for id in &docs {
         let revision = want[&SyncUnit::main(*id, Scope::Global)];
-        let on_a = a.get_min(*id, &Branch::default(), revision, Duration::from_secs(10)).await.expect("A");
-        let on_b = b.get_min(*id, &Branch::default(), revision, Duration::from_secs(10)).await.expect("B");
+        let on_a = a
+            .get_min(*id, &Branch::default(), revision, Duration::from_secs(10))
+            .await
+            .expect("A");
+        let on_b = b
+            .get_min(*id, &Branch::default(), revision, Duration::from_secs(10))
+            .await
+            .expect("B");
         assert_eq!(on_a.header.revision, on_b.header.revision);
         assert_eq!(on_a.state_hash(), on_b.state_hash());
     }
@@ -133,7 +155,12 @@ async fn a_node_that_missed_notices_catches_up_by_ordinal() {
     let a = node(&db.url).await;
     let b = node(&db.url).await;
     let mut on_a = a.subscribe();
-    let id = b.create_document("folio/todo-list", "t", None).await.expect("create").header.id;
+    let id = b
+        .create_document("folio/todo-list", "t", None)
+        .await
+        .expect("create")
+        .header
+        .id;
     let admin = PgStore::open(&db.url).await.expect("open");
     let killed: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -144,11 +171,64 @@ async fn a_node_that_missed_notices_catches_up_by_ordinal() {
     .expect("terminate the listeners");
     assert!(!killed.is_empty(), "the nodes' LISTEN connections were found");
     for i in 0..10 {
-        let action = b.action("ADD_TODO", json!({ "id": format!("t{i}"), "title": "x" }), Scope::Global);
+        let action = b.action(
+            "ADD_TODO",
+            json!({ "id": format!("t{i}"), "title": "x" }),
+            Scope::Global,
+        );
         b.apply(Submit::new(id, vec![action])).await.expect("apply on B");
     }
     let want = BTreeMap::from([(SyncUnit::main(id, Scope::Global), 10)]);
     receive_until(&mut on_a, &want).await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A deletion through one node is announced on the other (the operation, then `DocumentDeleted`), and the other
+/// node's view drops the document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_through_one_node_reaches_the_other() {
+    let db = TestDatabase::create().await;
+    let a = node(&db.url).await;
+    let b = node(&db.url).await;
+    let id = a
+        .create_document("folio/todo-list", "t", None)
+        .await
+        .expect("create")
+        .header
+        .id;
+    assert!(
+        a.get(id, &Branch::default()).await.expect("get").is_some(),
+        "cached on A"
+    );
+    let mut on_a = a.subscribe();
+    b.delete_document(id).await.expect("delete on B");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut saw_operation = false;
+    loop {
+        let received = tokio::time::timeout_at(deadline, on_a.next())
+            .await
+            .expect("A hears of the deletion")
+            .expect("the bus is open");
+        match received {
+            Received::Event(Event::OperationsCommitted {
+                unit, document_type, ..
+            }) if unit.document_id == id => {
+                assert_eq!(unit.scope, Scope::Document);
+                assert_eq!(&*document_type, "folio/todo-list");
+                saw_operation = true;
+            }
+            Received::Event(Event::DocumentDeleted { document_id }) if document_id == id => break,
+            _ => {}
+        }
+    }
+    assert!(saw_operation, "the deletion's operation comes before DocumentDeleted");
+    let doc = a
+        .get(id, &Branch::default())
+        .await
+        .expect("get")
+        .expect("still readable");
+    assert!(doc.header.deleted, "A's view folded the deletion in");
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -82,8 +82,18 @@ async fn a_read_that_raced_with_a_commit_is_not_cached() {
     });
     // A writer (another node, as far as this view knows) on the same store.
     let writer = Reactor::with_defaults(store.clone());
-    let id = writer.create_document("folio/todo-list", "t", None).await.expect("create").header.id;
-    let view = Arc::new(DocumentView::new(store.clone(), Arc::new(ModelRegistry::with_builtin()), 1 << 20, 0));
+    let id = writer
+        .create_document("folio/todo-list", "t", None)
+        .await
+        .expect("create")
+        .header
+        .id;
+    let view = Arc::new(DocumentView::new(
+        store.clone(),
+        Arc::new(ModelRegistry::with_builtin()),
+        1 << 20,
+        0,
+    ));
     let key = DocKey::new(id, Branch::default());
 
     // The view starts to rehydrate and stops after reading the head (revision 0)...
@@ -101,7 +111,10 @@ async fn a_read_that_raced_with_a_commit_is_not_cached() {
     store.release.notify_one();
     let raced = reading.await.expect("task").expect("get").expect("created");
     assert_eq!(raced.header.revision.global, 0);
-    assert!(view.cached(&key).is_none(), "a read that raced with a commit is not cached");
+    assert!(
+        view.cached(&key).is_none(),
+        "a read that raced with a commit is not cached"
+    );
     let next = view.get(&key).await.expect("get").expect("created");
     assert_eq!(next.header.revision.global, 1, "the next read sees the operation");
 }

@@ -7,10 +7,10 @@
 #![warn(missing_docs)]
 
 pub mod conformance;
-pub mod pg_testing;
 mod error;
 mod header_index;
 mod memory;
+pub mod pg_testing;
 mod postgres;
 mod sqlite;
 mod store;
@@ -19,8 +19,8 @@ mod verify;
 pub use error::StoreError;
 pub use header_index::HeaderRecord;
 pub use memory::MemoryStore;
-pub use sqlite::{SqliteOptions, SqliteStore};
 pub use postgres::{PgOptions, PgStore};
+pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::{
     AppendRequest, Appended, CommitFeed, Committed, Keyframe, ListQuery, OperationStore, links_to, precheck,
 };

@@ -50,7 +50,9 @@ impl TestDatabase {
     pub async fn create_on(server: &str, prefix: &str) -> Result<Self, sqlx::Error> {
         let name = format!("{prefix}_{}", uuid::Uuid::now_v7().simple());
         let mut conn = PgConnectOptions::from_str(server)?.connect().await?;
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
         let url = database_url(server, &name);
         Ok(Self {
             url,
@@ -93,12 +95,26 @@ impl Drop for TestDatabase {
                 return;
             };
             runtime.block_on(async move {
-                let Ok(options) = PgConnectOptions::from_str(&server) else { return };
-                if let Ok(mut conn) = options.connect().await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                let Ok(options) = PgConnectOptions::from_str(&server) else {
+                    return;
+                };
+                let Ok(mut conn) = options.connect().await else { return };
+                // Pools dropped just before close their connections in the background: give them a moment, so
+                // they are not terminated under someone's feet (which logs warnings), then force.
+                for _ in 0..40 {
+                    match sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
                         .execute(&mut conn)
-                        .await;
+                        .await
+                    {
+                        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55006") => {
+                            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+                        }
+                        _ => return,
+                    }
                 }
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
             });
         });
         let _ = dropped.join();

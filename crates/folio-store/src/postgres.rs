@@ -323,7 +323,12 @@ async fn commit_with_retries(
                 );
                 let mut results = Vec::with_capacity(requests.len());
                 for request in requests {
-                    let mut one = Box::pin(commit_with_retries(conn, connect, origin, std::slice::from_ref(request)));
+                    let mut one = Box::pin(commit_with_retries(
+                        conn,
+                        connect,
+                        origin,
+                        std::slice::from_ref(request),
+                    ));
                     results.push(one.as_mut().await.pop().unwrap_or(Err(StoreError::Closed)));
                 }
                 return results;
@@ -529,9 +534,7 @@ async fn group_commit_in_tx(
             HeaderChange::Renamed(name) => sqlx::query("UPDATE documents SET name = $1 WHERE document_id = $2")
                 .bind(name.as_bytes())
                 .bind(id),
-            HeaderChange::Deleted => {
-                sqlx::query("UPDATE documents SET deleted = TRUE WHERE document_id = $1").bind(id)
-            }
+            HeaderChange::Deleted => sqlx::query("UPDATE documents SET deleted = TRUE WHERE document_id = $1").bind(id),
         };
         q.execute(&mut *conn).await?;
     }
@@ -610,13 +613,14 @@ async fn replay_or_mismatch(
     let end = p.expected_revision + p.rows.len() as u64;
     if p.expected_revision < head.revision && end <= head.revision {
         let (from, to) = (to_i64(p.expected_revision), to_i64(end));
-        let mut stored: Vec<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT idx, hash FROM operations WHERE unit_id = $1 AND idx >= $2 AND idx < $3 ORDER BY idx")
-                .bind(head.unit_id)
-                .bind(from)
-                .bind(to)
-                .fetch_all(&mut *conn)
-                .await?;
+        let mut stored: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT idx, hash FROM operations WHERE unit_id = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
+        )
+        .bind(head.unit_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *conn)
+        .await?;
         stored.extend(
             pending
                 .iter()
@@ -830,14 +834,13 @@ impl OperationStore for PgStore {
     }
 
     async fn head(&self, unit: &SyncUnit) -> Result<(u64, OpHash), StoreError> {
-        let row = sqlx::query(
-            "SELECT revision, last_hash FROM units WHERE document_id = $1 AND scope = $2 AND branch = $3",
-        )
-        .bind(unit.document_id.to_string())
-        .bind(unit.scope.as_str())
-        .bind(unit.branch.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row =
+            sqlx::query("SELECT revision, last_hash FROM units WHERE document_id = $1 AND scope = $2 AND branch = $3")
+                .bind(unit.document_id.to_string())
+                .bind(unit.scope.as_str())
+                .bind(unit.branch.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.map_or((0, OpHash::ZERO), |r| {
             (r.get::<i64, _>(0) as u64, blob_hash(r.get::<&[u8], _>(1)))
         }))
@@ -971,11 +974,13 @@ impl OperationStore for PgStore {
     }
 
     async fn put_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-            .bind(key)
-            .bind(value)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -1074,7 +1079,11 @@ async fn listen(pool: PgPool, origin: i64, tx: watch::Sender<u64>) {
     }
 }
 
-async fn doc_revisions(pool: &PgPool, document_id: DocumentId, branch: &Branch) -> Result<(Revisions, u64), StoreError> {
+async fn doc_revisions(
+    pool: &PgPool,
+    document_id: DocumentId,
+    branch: &Branch,
+) -> Result<(Revisions, u64), StoreError> {
     let rows = sqlx::query("SELECT scope, revision, last_ts_ms FROM units WHERE document_id = $1 AND branch = $2")
         .bind(document_id.to_string())
         .bind(branch.as_str())

@@ -57,7 +57,14 @@ async fn two_handles_keep_the_revision_check() {
     let (_db, a, b) = two_handles().await;
     let unit = SyncUnit::main(DocumentId::new(), Scope::Global);
     let tasks: Vec<_> = (0..12)
-        .map(|i| tokio::spawn(race(if i % 2 == 0 { a.clone() } else { b.clone() }, unit.clone(), i, 15)))
+        .map(|i| {
+            tokio::spawn(race(
+                if i % 2 == 0 { a.clone() } else { b.clone() },
+                unit.clone(),
+                i,
+                15,
+            ))
+        })
         .collect();
     let mut won = BTreeSet::new();
     for task in tasks {
@@ -65,7 +72,11 @@ async fn two_handles_keep_the_revision_check() {
             assert!(won.insert(index), "index {index} was won twice");
         }
     }
-    assert_eq!(won, (0..180).collect::<BTreeSet<u64>>(), "every index has exactly one winner");
+    assert_eq!(
+        won,
+        (0..180).collect::<BTreeSet<u64>>(),
+        "every index has exactly one winner"
+    );
     assert_eq!(a.head(&unit).await.expect("head").0, 180);
     let report = verify(&b).await.expect("verify");
     assert!(report.is_ok(), "{report:?}");
@@ -87,7 +98,10 @@ async fn a_tailing_reader_never_skips_a_late_commit() {
                 for n in 0..40u64 {
                     let size = 1 + (n as usize + i) % 3;
                     let ops = chain.ops(size);
-                    store.append(&unit, chain.next - size as u64, ops).await.expect("append");
+                    store
+                        .append(&unit, chain.next - size as u64, ops)
+                        .await
+                        .expect("append");
                 }
                 chain.next
             })
@@ -129,7 +143,10 @@ async fn a_tailing_reader_never_skips_a_late_commit() {
         .map(|c| c.ordinal)
         .collect();
     assert_eq!(all.len() as u64, total, "every operation has an ordinal");
-    assert_eq!(seen, all, "the tailing reader saw every operation once, in ordinal order");
+    assert_eq!(
+        seen, all,
+        "the tailing reader saw every operation once, in ordinal order"
+    );
 }
 
 /// A handle's commit feed wakes on the other handle's commits (not on its own), and marks which operations it
@@ -146,13 +163,19 @@ async fn commit_notices_reach_the_other_handle() {
         .expect("a wake-up");
 
     let mine = SyncUnit::main(DocumentId::new(), Scope::Global);
-    a.append(&mine, 0, Chain::new(mine.clone()).ops(2)).await.expect("append on A");
+    a.append(&mine, 0, Chain::new(mine.clone()).ops(2))
+        .await
+        .expect("append on A");
     assert!(
-        tokio::time::timeout(Duration::from_millis(500), notices.next()).await.is_err(),
+        tokio::time::timeout(Duration::from_millis(500), notices.next())
+            .await
+            .is_err(),
         "a handle is not woken by its own commits"
     );
     let theirs = SyncUnit::main(DocumentId::new(), Scope::Global);
-    b.append(&theirs, 0, Chain::new(theirs.clone()).ops(3)).await.expect("append on B");
+    b.append(&theirs, 0, Chain::new(theirs.clone()).ops(3))
+        .await
+        .expect("append on B");
     tokio::time::timeout(Duration::from_secs(10), notices.next())
         .await
         .expect("B's commit wakes A")
@@ -174,7 +197,13 @@ async fn commit_notices_reach_the_other_handle() {
         ]
     );
     let since: Vec<u64> = marked.iter().map(|(c, _)| c.ordinal).collect();
-    let plain: Vec<u64> = a.read_since(0, 100).await.expect("read_since").iter().map(|c| c.ordinal).collect();
+    let plain: Vec<u64> = a
+        .read_since(0, 100)
+        .await
+        .expect("read_since")
+        .iter()
+        .map(|c| c.ordinal)
+        .collect();
     assert_eq!(since, plain, "read_since_marked is read_since with marks");
 }
 
@@ -206,12 +235,20 @@ async fn verify_detects_tampering() {
         .execute(store.pool())
         .await
         .expect("tamper");
-    let broken = verify(&store).await.expect("verify").broken.expect("tampering is detected");
+    let broken = verify(&store)
+        .await
+        .expect("verify")
+        .broken
+        .expect("tampering is detected");
     assert_eq!((broken.unit, broken.index), (unit.clone(), 4));
     sqlx::query("DELETE FROM operations WHERE idx >= 2")
         .execute(store.pool())
         .await
         .expect("delete");
-    let broken = verify(&store).await.expect("verify").broken.expect("a lost tail is detected");
+    let broken = verify(&store)
+        .await
+        .expect("verify")
+        .broken
+        .expect("a lost tail is detected");
     assert_eq!(broken.index, 2);
 }

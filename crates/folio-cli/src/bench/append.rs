@@ -92,8 +92,18 @@ impl Node {
         let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
         let mut child = Command::new(exe)
             .args(["bench", "append-node", "--database-url", url, "--ids", &ids.join(",")])
-            .args(["--writers", &params.writers.to_string(), "--ops", &params.ops.to_string()])
-            .args(["--batch", &params.batch.to_string(), "--nodes", &params.nodes.to_string()])
+            .args([
+                "--writers",
+                &params.writers.to_string(),
+                "--ops",
+                &params.ops.to_string(),
+            ])
+            .args([
+                "--batch",
+                &params.batch.to_string(),
+                "--nodes",
+                &params.nodes.to_string(),
+            ])
             .args(["--node", &node.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -124,7 +134,9 @@ impl Node {
         if line == expected {
             Ok(())
         } else {
-            Err(CliError::fail(format!("a benchmark node said {line:?}, not {expected:?}")))
+            Err(CliError::fail(format!(
+                "a benchmark node said {line:?}, not {expected:?}"
+            )))
         }
     }
 
@@ -134,7 +146,10 @@ impl Node {
             .stdin
             .as_mut()
             .ok_or_else(|| CliError::fail("a benchmark node has no stdin"))?;
-        stdin.write_all(b"go\n").and_then(|()| stdin.flush()).map_err(CliError::from)
+        stdin
+            .write_all(b"go\n")
+            .and_then(|()| stdin.flush())
+            .map_err(CliError::from)
     }
 
     /// Waits for the node's writers; their latencies.
@@ -291,7 +306,10 @@ fn raw_rows(params: &Params) -> Vec<(i64, i64, String, Vec<u8>)> {
 /// transaction one multi-row INSERT over arrays (as folio's group commit does), with the server's default
 /// durability (`synchronous_commit = on`).
 async fn raw_round_postgres(params: &Params, url: &str) -> Result<Duration, CliError> {
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(url).await?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await?;
     sqlx::query(
         "CREATE TABLE raw_operations (unit_id BIGINT NOT NULL, idx BIGINT NOT NULL, ordinal BIGINT NOT NULL, \
          origin BIGINT NOT NULL, skip BIGINT NOT NULL, timestamp_ms BIGINT NOT NULL, hash BYTEA NOT NULL, \

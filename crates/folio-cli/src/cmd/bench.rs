@@ -338,7 +338,10 @@ impl Bench {
                 let ids = n
                     .ids
                     .iter()
-                    .map(|id| id.parse().map_err(|_| CliError::usage(format!("{id:?} is not a document id"))))
+                    .map(|id| {
+                        id.parse()
+                            .map_err(|_| CliError::usage(format!("{id:?} is not a document id")))
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 let params = bench::append::Params {
                     writers: n.writers,
