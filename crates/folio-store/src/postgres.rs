@@ -43,6 +43,7 @@ use folio_core::{
 };
 
 use crate::StoreError;
+use crate::sqlite::{seen_from_text, seen_text};
 use crate::store::{
     AppendRequest, Appended, CommitFeed, Committed, Keyframe, ListQuery, OperationStore, links_to, precheck,
 };
@@ -928,10 +929,10 @@ impl OperationStore for PgStore {
         // A keyframe of a unit with no operations has nothing to speed up: the INSERT finds no unit and writes
         // nothing.
         sqlx::query(
-            "INSERT INTO keyframes (unit_id, revision, last_hash, state, state_hash) \
-             SELECT unit_id, $4, $5, $6, $7 FROM units WHERE document_id = $1 AND scope = $2 AND branch = $3 \
+            "INSERT INTO keyframes (unit_id, revision, last_hash, state, state_hash, seen) \
+             SELECT unit_id, $4, $5, $6, $7, $8 FROM units WHERE document_id = $1 AND scope = $2 AND branch = $3 \
              ON CONFLICT (unit_id, revision) DO UPDATE SET last_hash = excluded.last_hash, state = excluded.state, \
-               state_hash = excluded.state_hash",
+               state_hash = excluded.state_hash, seen = excluded.seen",
         )
         .bind(keyframe.unit.document_id.to_string())
         .bind(keyframe.unit.scope.as_str())
@@ -940,6 +941,7 @@ impl OperationStore for PgStore {
         .bind(keyframe.last_hash.0.to_vec())
         .bind(keyframe.state.as_str())
         .bind(keyframe.state_hash.0.to_vec())
+        .bind(seen_text(&keyframe.seen))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -947,7 +949,7 @@ impl OperationStore for PgStore {
 
     async fn nearest_keyframe(&self, unit: &SyncUnit, revision: u64) -> Result<Option<Keyframe>, StoreError> {
         let row = sqlx::query(
-            "SELECT k.revision, k.last_hash, k.state, k.state_hash FROM keyframes k \
+            "SELECT k.revision, k.last_hash, k.state, k.state_hash, k.seen FROM keyframes k \
              WHERE k.unit_id = (SELECT unit_id FROM units WHERE document_id = $1 AND scope = $2 AND branch = $3) \
              AND k.revision <= $4 ORDER BY k.revision DESC LIMIT 1",
         )
@@ -963,6 +965,7 @@ impl OperationStore for PgStore {
             last_hash: blob_hash(r.get::<&[u8], _>(1)),
             state: r.get(2),
             state_hash: blob_hash(r.get::<&[u8], _>(3)),
+            seen: seen_from_text(r.get::<&str, _>(4)),
         }))
     }
 

@@ -59,6 +59,7 @@ CREATE TABLE keyframes (
     last_hash  BYTEA  NOT NULL,
     state      TEXT   NOT NULL,
     state_hash BYTEA  NOT NULL,
+    seen       TEXT   NOT NULL DEFAULT '', -- the unit's seen clocks (causal context) at `revision`: JSON, or empty
     PRIMARY KEY (unit_id, revision)
 );
 
