@@ -90,10 +90,14 @@ impl EventBus {
         }
     }
 
-    /// Publishes an event; never waits. With a sequencer installed, commit and deletion events go through it.
+    /// Publishes an event; never waits. With a sequencer installed, commit, deletion and conflict events go through
+    /// it.
     pub fn publish(&self, event: Event) {
         let event = match (self.sequencer.get(), &event) {
-            (Some(sequencer), Event::OperationsCommitted { .. } | Event::DocumentDeleted { .. }) => {
+            (
+                Some(sequencer),
+                Event::OperationsCommitted { .. } | Event::DocumentDeleted { .. } | Event::Conflict { .. },
+            ) => {
                 match sequencer.try_send(event) {
                     Ok(()) => return,
                     // A stopped or overwhelmed sequencer: publishing at once keeps the event, at the price of its
@@ -112,7 +116,8 @@ impl EventBus {
         let _ = self.sender.try_broadcast(event);
     }
 
-    /// Routes this bus's commit and deletion events through the returned receiver from now on (once per bus).
+    /// Routes this bus's commit, deletion and conflict events through the returned receiver from now on (once per
+    /// bus).
     pub(crate) fn install_sequencer(&self, capacity: usize) -> Option<mpsc::Receiver<Event>> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         self.sequencer.set(tx).ok().map(|()| rx)

@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use folio_core::document::DELETE_DOCUMENT;
-use folio_core::{DocumentId, Operation, Scope};
+use folio_core::{DocumentId, Operation, Scope, SyncUnit};
 use folio_store::{CommitFeed, Committed, StoreError};
 
 use crate::event::Event;
@@ -199,7 +199,12 @@ impl State {
                 }
                 _ => self.shared.bus.publish_now(event),
             },
-            Event::DocumentDeleted { document_id } => {
+            // The deletion and conflict events of a commit follow its operations.
+            Event::DocumentDeleted { document_id }
+            | Event::Conflict {
+                unit: SyncUnit { document_id, .. },
+                ..
+            } => {
                 let held = self
                     .last_own
                     .filter(|(_, id)| id == document_id)
@@ -304,6 +309,18 @@ impl State {
             && operations
                 .iter()
                 .any(|op| op.action.action_type == DELETE_DOCUMENT && op.error.is_none());
+        // As the executor that committed them announced: operations kept with a reducer's refusal (a merge).
+        let conflicts: Vec<Event> = operations
+            .iter()
+            .filter_map(|op| {
+                op.error.as_ref().map(|reason| Event::Conflict {
+                    unit: unit.clone(),
+                    index: op.index,
+                    action_id: op.action.id,
+                    reason: reason.clone(),
+                })
+            })
+            .collect();
         self.shared.bus.publish_now(Event::OperationsCommitted {
             unit,
             document_type,
@@ -314,6 +331,9 @@ impl State {
             self.shared
                 .bus
                 .publish_now(Event::DocumentDeleted { document_id: key.id });
+        }
+        for conflict in conflicts {
+            self.shared.bus.publish_now(conflict);
         }
         self.cursor = self.cursor.max(last);
     }
