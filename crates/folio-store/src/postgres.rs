@@ -200,6 +200,11 @@ impl PgStore {
             connect.get_port(),
             connect.get_database().unwrap_or("")
         );
+        // The writer's connection first: a wrong URL or an unreachable server fails here at once with its own
+        // error (a pool would retry until its timeout and report only that).
+        let writer_conn = tokio::time::timeout(options.connect_timeout, PgConnection::connect_with(&connect))
+            .await
+            .map_err(|_| StoreError::Database(sqlx::Error::PoolTimedOut))??;
         let pool = PgPoolOptions::new()
             .max_connections(options.read_connections.max(1))
             .acquire_timeout(options.connect_timeout)
@@ -214,9 +219,6 @@ impl PgStore {
             }
         }
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        let writer_conn = tokio::time::timeout(options.connect_timeout, PgConnection::connect_with(&connect))
-            .await
-            .map_err(|_| StoreError::Database(sqlx::Error::PoolTimedOut))??;
         let origin = new_origin();
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         tokio::spawn(writer_loop(writer_conn, connect, origin, rx));
