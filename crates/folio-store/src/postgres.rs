@@ -88,7 +88,8 @@ impl PgOptions {
 }
 
 /// An `OperationStore` in a PostgreSQL database, which several processes (nodes) may share. Cheap to clone; clones
-/// share the writer, the read pool and the identity (`origin`) their commits are marked with.
+/// share the writer, the read pool and the identity (`origin`) their commits are marked with, so give each reactor
+/// a handle of its own (`open` it once per reactor): its follower counts the handle's commits as its own.
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
