@@ -7,7 +7,7 @@ use clap::Args;
 
 use folio_core::ModelRegistry;
 use folio_reactor::{Reactor, ReactorConfig};
-use folio_store::{OperationStore, SqliteStore};
+use folio_store::{OperationStore, PgOptions, PgStore, SqliteStore};
 
 use crate::CliError;
 
@@ -17,7 +17,9 @@ pub struct Global {
     /// The data directory (SQLite file `DIR/folio.db`).
     #[arg(long, global = true, env = "FOLIO_DATA_DIR", default_value = "./folio-data")]
     pub data_dir: PathBuf,
-    /// A database URL instead of the data directory's SQLite file (`sqlite://PATH`).
+    /// A database URL instead of the data directory's SQLite file: `sqlite://PATH`, or
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (several `folio serve` nodes may share one PostgreSQL
+    /// database).
     #[arg(long, global = true, env = "FOLIO_DATABASE_URL")]
     pub database_url: Option<String>,
     /// Print JSON (the shapes of the HTTP API) instead of human output.
@@ -50,16 +52,22 @@ impl Global {
             ));
         }
         let path = match &self.database_url {
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                return Err(CliError::usage(
-                    "PostgreSQL is not supported by this build yet: use --data-dir DIR or --database-url sqlite://PATH",
-                ));
+            Some(url) if is_postgres_url(url) => {
+                let options = PgOptions {
+                    must_exist: open == Open::Existing,
+                    ..PgOptions::new(url.as_str())
+                };
+                let store = PgStore::open_with(options)
+                    .await
+                    .map_err(|e| CliError::fail(format!("cannot open the store at {}: {e}", redact_url(url))))?;
+                return Ok(Arc::new(store));
             }
             Some(url) => match url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
                 Some(path) => PathBuf::from(path),
                 None => {
                     return Err(CliError::usage(format!(
-                        "unsupported database URL {url:?}: use sqlite://PATH"
+                        "unsupported database URL {:?}: use sqlite://PATH or postgres://USER@HOST:PORT/DATABASE",
+                        redact_url(url)
                     )));
                 }
             },
@@ -94,5 +102,41 @@ impl Global {
         Reactor::open(store, Arc::new(ModelRegistry::with_builtin()), config)
             .await
             .map_err(|e| CliError::fail(format!("cannot open the replica: {e}")))
+    }
+}
+
+/// Whether `url` names a PostgreSQL database.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// `url` without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    match path {
+        Some(p) => format!("{scheme}://{authority}/{p}"),
+        None => format!("{scheme}://{authority}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("postgres://u:secret@h:5/db"), "postgres://u:***@h:5/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }
 }

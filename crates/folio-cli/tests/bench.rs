@@ -21,7 +21,9 @@ fn argument_errors_are_usage_errors() {
         &["bench", "rehydrate", "--workload", "chess"],
         &["bench", "append", "--writers", "0"],
         &["bench", "append", "--batch", "0"],
-        &["bench", "rehydrate", "--database-url", "postgres://x"],
+        &["bench", "rehydrate", "--database-url", "sqlite://x.db"],
+        &["bench", "append", "--nodes", "2"],
+        &["bench", "append", "--nodes", "0"],
         &["bench", "compare", "only-one.json"],
     ] {
         let out = folio(args);
@@ -159,4 +161,86 @@ fn the_sweep_writes_an_svg_chart() {
     assert!(out.status.success(), "{out:?}");
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg") && text.contains("full-replay") && text.contains("cold-keyframed"));
+}
+
+/// On PostgreSQL (`FOLIO_TEST_DATABASE_URL`; scripts/test provides it): both benchmarks run, the append one with
+/// two nodes (a child process), the reports follow the schema, and every database they made is dropped.
+#[test]
+fn benchmarks_run_on_postgres_with_two_nodes_and_clean_up() {
+    let url = folio_store::pg_testing::server_url();
+    let list_databases = || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            use sqlx::ConnectOptions;
+            let mut conn = url
+                .parse::<sqlx::postgres::PgConnectOptions>()
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            sqlx::query_scalar::<_, String>("SELECT datname FROM pg_database WHERE datname LIKE 'folio_bench%'")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+        })
+    };
+    let before = list_databases();
+    let append = folio(&[
+        "bench",
+        "append",
+        "--database-url",
+        &url,
+        "--writers",
+        "6",
+        "--docs",
+        "3",
+        "--ops",
+        "120",
+        "--rounds",
+        "1",
+        "--nodes",
+        "2",
+        "--json",
+    ]);
+    assert!(append.status.success(), "{append:?}");
+    let report: Value = serde_json::from_slice(&append.stdout).unwrap();
+    schema_check(&report);
+    assert_eq!(report["parameters"]["backend"], "postgres");
+    assert_eq!(report["parameters"]["nodes"], 2);
+    assert_eq!(report["results"][0]["case"], "folio");
+    assert_eq!(report["results"][0]["ops"], 120);
+    assert_eq!(report["results"][1]["case"], "raw-sqlx");
+
+    let rehydrate = folio(&[
+        "bench",
+        "rehydrate",
+        "--database-url",
+        &url,
+        "--ops",
+        "300",
+        "--rounds",
+        "1",
+        "--json",
+    ]);
+    assert!(rehydrate.status.success(), "{rehydrate:?}");
+    let report: Value = serde_json::from_slice(&rehydrate.stdout).unwrap();
+    schema_check(&report);
+    let cases: Vec<&str> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["case"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        cases,
+        ["cold-keyframed", "cold-kf-worst", "full-replay", "raw-sqlx", "warm"]
+    );
+    assert!(
+        report["results"][0]["peakRssBytes"].as_u64().is_some(),
+        "the load child ran on PostgreSQL"
+    );
+    assert_eq!(list_databases(), before, "the benchmark databases are dropped");
 }

@@ -427,22 +427,63 @@ fn an_unknown_action_type_is_rejected() {
     store.assert_verifies();
 }
 
+/// `--database-url postgres://…` (FOLIO_TEST_DATABASE_URL's server; scripts/test provides it): commands work on
+/// the database; a read of a database without folio's tables creates nothing; an unreachable server is a clear
+/// failure that does not print the password.
 #[test]
-fn postgres_urls_are_not_supported_yet() {
-    let store = Store::new();
-    let id = uuid::Uuid::now_v7().to_string();
-    folio(&["doc", "get", &id, "--database-url", "postgres://folio@localhost/folio"]).fails(2, "PostgreSQL");
-    folio(&["--database-url", "postgresql://folio@localhost/folio", "verify"]).fails(2, "PostgreSQL");
-    store
-        .run(&[
-            "doc",
-            "create",
-            "folio/todo-list",
-            "--database-url",
-            "postgres://folio@localhost/folio",
-        ])
-        .fails(2, "PostgreSQL");
-    assert!(!store.db().exists(), "nothing may be created");
+fn postgres_urls_open_a_postgres_store() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let db = runtime.block_on(folio_store::pg_testing::TestDatabase::create());
+    let url = db.url.as_str();
+    folio(&["verify", "--database-url", url]).fails(1, "not a folio store");
+    folio(&["--database-url", url, "verify"]).fails(1, "not a folio store");
+    let id = folio(&[
+        "doc",
+        "create",
+        "folio/todo-list",
+        "--name",
+        "pg",
+        "--database-url",
+        url,
+    ])
+    .ok()
+    .trim()
+    .to_owned();
+    folio(&[
+        "doc",
+        "apply",
+        &id,
+        "ADD_TODO",
+        r#"{"id":"a","title":"A"}"#,
+        "--database-url",
+        url,
+    ])
+    .ok();
+    let doc = folio(&["doc", "get", &id, "--json", "--database-url", url]).json();
+    assert_eq!(doc["state"]["global"]["items"]["a"]["title"], "A");
+    assert_eq!(doc["header"]["name"], "pg");
+    assert!(
+        folio(&["verify", "--database-url", url])
+            .ok()
+            .starts_with("ok: 2 units, 2 operations")
+    );
+
+    let unreachable = folio(&[
+        "doc",
+        "get",
+        &id,
+        "--database-url",
+        "postgres://folio:s3cret@127.0.0.1:1/folio",
+    ]);
+    unreachable.fails(1, "cannot open the store at postgres://folio:***@127.0.0.1:1/folio");
+    assert!(
+        !unreachable.stderr.contains("s3cret"),
+        "the password is not printed: {unreachable:#?}"
+    );
+    folio(&["doc", "get", &id, "--database-url", "mysql://x"]).fails(2, "unsupported database URL");
 }
 
 #[test]

@@ -2,9 +2,10 @@
 //! falls behind by more than the bus's capacity loses the oldest events and is told how many it missed
 //! ([`Received::Lagged`]); it then catches up from the store by ordinal ([`folio_store::OperationStore::read_since`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_broadcast::{InactiveReceiver, Receiver, RecvError, Sender};
+use tokio::sync::mpsc;
 
 use folio_core::{DocumentId, Operation, SyncUnit};
 
@@ -71,6 +72,9 @@ pub struct EventBus {
     sender: Sender<Event>,
     /// Keeps the channel open while nobody subscribes, without holding events.
     _keep_open: InactiveReceiver<Event>,
+    /// On a store shared by several nodes: where commit events go first, so that the follower publishes them in
+    /// ordinal order among the other nodes' (see `follower.rs`).
+    sequencer: Arc<OnceLock<mpsc::Sender<Event>>>,
 }
 
 impl EventBus {
@@ -82,13 +86,41 @@ impl EventBus {
         Self {
             sender,
             _keep_open: receiver.deactivate(),
+            sequencer: Arc::new(OnceLock::new()),
         }
     }
 
-    /// Publishes an event; never waits.
+    /// Publishes an event; never waits. With a sequencer installed, commit, deletion and conflict events go through
+    /// it.
     pub fn publish(&self, event: Event) {
+        let event = match (self.sequencer.get(), &event) {
+            (
+                Some(sequencer),
+                Event::OperationsCommitted { .. } | Event::DocumentDeleted { .. } | Event::Conflict { .. },
+            ) => {
+                match sequencer.try_send(event) {
+                    Ok(()) => return,
+                    // A stopped or overwhelmed sequencer: publishing at once keeps the event, at the price of its
+                    // order among other nodes' events.
+                    Err(mpsc::error::TrySendError::Full(event) | mpsc::error::TrySendError::Closed(event)) => event,
+                }
+            }
+            _ => event,
+        };
+        self.publish_now(event);
+    }
+
+    /// Publishes an event to the subscribers at once.
+    pub(crate) fn publish_now(&self, event: Event) {
         // With overflow on, a full channel drops its oldest event; an error here only means nobody listens.
         let _ = self.sender.try_broadcast(event);
+    }
+
+    /// Routes this bus's commit, deletion and conflict events through the returned receiver from now on (once per
+    /// bus).
+    pub(crate) fn install_sequencer(&self, capacity: usize) -> Option<mpsc::Receiver<Event>> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        self.sequencer.set(tx).ok().map(|()| rx)
     }
 
     /// A new subscription, receiving events published from now on.

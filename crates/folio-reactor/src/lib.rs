@@ -29,6 +29,7 @@ mod config;
 mod error;
 mod event;
 mod executor;
+mod follower;
 mod job;
 mod reactor;
 mod view;

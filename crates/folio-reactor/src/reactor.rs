@@ -17,6 +17,7 @@ use crate::ReactorError;
 use crate::config::ReactorConfig;
 use crate::event::{EventBus, Subscription};
 use crate::executor::Executor;
+use crate::follower::Follower;
 use crate::job::{Job, JobHandle, JobId, JobKind, JobOutcome, JobStatus, JobTable};
 use crate::view::{DocKey, DocumentView};
 
@@ -41,6 +42,8 @@ struct Inner {
     queues: RwLock<Option<Vec<mpsc::Sender<Job>>>>,
     executors: Mutex<Vec<JoinHandle<()>>>,
     accepting: AtomicBool,
+    /// On a store shared with other nodes: shows their writes to this node's view and subscribers.
+    follower: Option<Follower>,
 }
 
 /// The engine: actions in, documents out. Cheap to clone, `Send + Sync`; works over any [`OperationStore`].
@@ -108,6 +111,10 @@ impl Reactor {
             config,
             clock: HybridClock::new(),
         });
+        let follower = shared
+            .store
+            .commit_feed()
+            .and_then(|feed| Follower::start(shared.clone(), feed));
         let mut queues = Vec::with_capacity(executors);
         let mut handles = Vec::with_capacity(executors);
         for _ in 0..executors {
@@ -121,6 +128,7 @@ impl Reactor {
                 queues: RwLock::new(Some(queues)),
                 executors: Mutex::new(handles),
                 accepting: AtomicBool::new(true),
+                follower,
             }),
         }
     }
@@ -392,6 +400,9 @@ impl Reactor {
             std::mem::take(&mut *self.inner.executors.lock().unwrap_or_else(|e| e.into_inner()));
         for handle in handles {
             let _ = handle.await;
+        }
+        if let Some(follower) = &self.inner.follower {
+            follower.stop().await;
         }
         self.inner.shared.view.flush().await;
     }

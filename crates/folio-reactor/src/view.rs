@@ -47,9 +47,26 @@ struct Lru {
     order: BTreeMap<u64, DocKey>,
     bytes: usize,
     tick: u64,
+    /// Bumped for a key's slot each time the key's operations are folded in or its entry dropped: a rehydration
+    /// that ran meanwhile (it read the store before those operations) must not cache what it read.
+    changes: Vec<u64>,
 }
 
+/// Slots of [`Lru::changes`] (keys share them: a collision only skips caching one read).
+const CHANGE_SLOTS: usize = 1024;
+
 impl Lru {
+    fn changes_of(&self, key: &DocKey) -> u64 {
+        self.changes.get(change_slot(key)).copied().unwrap_or(0)
+    }
+
+    fn changed(&mut self, key: &DocKey) {
+        if self.changes.is_empty() {
+            self.changes = vec![0; CHANGE_SLOTS];
+        }
+        self.changes[change_slot(key)] += 1;
+    }
+
     fn touch(&mut self, key: &DocKey) -> Option<Arc<Document>> {
         let tick = self.tick + 1;
         let entry = self.entries.get_mut(key)?;
@@ -89,6 +106,13 @@ impl Lru {
             }
         }
     }
+}
+
+fn change_slot(key: &DocKey) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    (hasher.finish() % CHANGE_SLOTS as u64) as usize
 }
 
 /// Bytes counted per applied operation between two measurements of a document's size.
@@ -145,12 +169,16 @@ impl DocumentView {
         if let Some(doc) = self.cached(key) {
             return Ok(Some(doc));
         }
+        let changes = self.lock().changes_of(key);
         let Some(doc) = self.hydrate(key, None).await? else {
             return Ok(None);
         };
         let size = doc.approximate_size();
         let doc = Arc::new(doc);
-        self.lock().insert(key.clone(), doc.clone(), size, self.cache_bytes);
+        let mut cache = self.lock();
+        if cache.changes_of(key) == changes {
+            cache.insert(key.clone(), doc.clone(), size, self.cache_bytes);
+        }
         Ok(Some(doc))
     }
 
@@ -191,7 +219,9 @@ impl DocumentView {
 
     /// Forgets the cached document (the next read rehydrates it).
     pub fn invalidate(&self, key: &DocKey) {
-        self.lock().remove(key);
+        let mut cache = self.lock();
+        cache.remove(key);
+        cache.changed(key);
     }
 
     /// Folds operations just committed by this process into the cached document, if cached. An operation that does
@@ -199,6 +229,7 @@ impl DocumentView {
     pub fn apply_committed(&self, key: &DocKey, operations: &[Operation]) {
         {
             let mut cache = self.lock();
+            cache.changed(key);
             let applied = cache.entries.get_mut(key).map(|entry| {
                 let doc = Arc::make_mut(&mut entry.doc);
                 let ok = operations.iter().all(|op| doc.apply(op, &self.registry).is_ok());

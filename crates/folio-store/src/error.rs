@@ -44,6 +44,9 @@ pub enum StoreError {
     /// The database's migrations failed.
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// The database holds no folio store (and the caller asked not to create one).
+    #[error("not a folio store: {0}")]
+    NotAStore(String),
     /// The store was closed (its writer stopped).
     #[error("the store is closed")]
     Closed,

@@ -1,7 +1,7 @@
 //! # folio-store
 //!
-//! The [`OperationStore`] trait, folio's append-only log keyed by sync unit, and its backends: [`MemoryStore`] and
-//! [`SqliteStore`]. Every backend runs the same [`conformance`] suite. [`verify`] checks dense indexes and hash
+//! The [`OperationStore`] trait, folio's append-only log keyed by sync unit, and its backends: [`MemoryStore`],
+//! [`SqliteStore`] and [`PgStore`] (PostgreSQL, for several nodes on one database). Every backend runs the same [`conformance`] suite. [`verify`] checks dense indexes and hash
 //! chains of a whole store.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -10,6 +10,8 @@ pub mod conformance;
 mod error;
 mod header_index;
 mod memory;
+pub mod pg_testing;
+mod postgres;
 mod sqlite;
 mod store;
 mod verify;
@@ -17,6 +19,9 @@ mod verify;
 pub use error::StoreError;
 pub use header_index::HeaderRecord;
 pub use memory::MemoryStore;
+pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
-pub use store::{AppendRequest, Appended, Committed, Keyframe, ListQuery, OperationStore, links_to, precheck};
+pub use store::{
+    AppendRequest, Appended, CommitFeed, Committed, Keyframe, ListQuery, OperationStore, links_to, precheck,
+};
 pub use verify::{Broken, VerifyReport, verify};

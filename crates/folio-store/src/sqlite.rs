@@ -814,7 +814,7 @@ async fn write_keyframe(
 }
 
 /// The seen clocks as stored: JSON, or empty text for none.
-fn seen_text(seen: &CausalContext) -> String {
+pub(crate) fn seen_text(seen: &CausalContext) -> String {
     if seen.is_empty() {
         String::new()
     } else {
@@ -822,7 +822,7 @@ fn seen_text(seen: &CausalContext) -> String {
     }
 }
 
-fn seen_from_text(text: &str) -> CausalContext {
+pub(crate) fn seen_from_text(text: &str) -> CausalContext {
     if text.is_empty() {
         return CausalContext::default();
     }

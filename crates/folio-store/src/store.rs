@@ -1,5 +1,7 @@
 //! The `OperationStore` trait and the types it speaks.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
@@ -160,12 +162,34 @@ pub trait OperationStore: Send + Sync + 'static {
     /// the key holds afterwards.
     async fn put_meta_if_absent(&self, key: &str, value: &str) -> Result<String, StoreError>;
 
+    /// What this handle can learn about commits made through *other* handles on the same database (other nodes,
+    /// other processes): PostgreSQL's LISTEN/NOTIFY. `None` (the default) where nothing announces them (memory,
+    /// SQLite); a reactor then sees other processes' writes only when it reads the store.
+    fn commit_feed(&self) -> Option<Arc<dyn CommitFeed>> {
+        None
+    }
+
     /// The store's replica id: made on first use and kept, so every process (and every node) on the same store is
     /// the same replica. Sync stamps it on the actions authored here.
     async fn replica_id(&self) -> Result<String, StoreError> {
         let fresh = new_replica_id();
         self.put_meta_if_absent(REPLICA_ID_KEY, &fresh).await
     }
+}
+
+/// Commits announced between the handles of one shared database, for a node that must show its subscribers the
+/// writes of the others ([`OperationStore::commit_feed`]).
+///
+/// The notices are hints and may be lost (a dropped connection): a follower catches up by ordinal with
+/// [`CommitFeed::read_since_marked`] on every notice *and* on a timer, so it never depends on them for completeness.
+#[async_trait]
+pub trait CommitFeed: Send + Sync + 'static {
+    /// A wake-up each time another handle may have committed (never for this handle's own commits; once more after
+    /// a reconnection, when notices may have been missed). Ends when the store is dropped.
+    fn notices(&self) -> BoxStream<'static, ()>;
+
+    /// [`OperationStore::read_since`], each operation marked `true` when it was committed through this handle.
+    async fn read_since_marked(&self, after_ordinal: u64, limit: usize) -> Result<Vec<(Committed, bool)>, StoreError>;
 }
 
 /// The meta key of the replica id.

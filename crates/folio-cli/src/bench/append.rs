@@ -1,12 +1,18 @@
 //! `folio bench append`: writers submitting one action per job, against raw multi-row inserts of the same rows.
+//!
+//! On PostgreSQL, `--nodes N` spreads the writers over N reactors in N processes on the same database (this one and
+//! N-1 children running the hidden `folio bench append-node`), as N `folio serve` nodes would.
 
+use std::io::{BufRead, Write};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use folio_core::{HybridClock, ModelRegistry, Operation, Scope};
+use folio_core::{DocumentId, HybridClock, ModelRegistry, Operation, Scope};
 use folio_reactor::{Reactor, ReactorConfig, ReactorError, Submit};
-use folio_store::SqliteStore;
+use folio_store::OperationStore;
 
+use super::target::{BenchDb, Target};
 use super::workload::Workload;
 use super::{CaseResult, Progress, Stats, note, peak_rss, reset_peak_rss};
 use crate::CliError;
@@ -24,6 +30,8 @@ pub struct Params {
     pub batch: u64,
     /// Rounds (each on a fresh store).
     pub rounds: u32,
+    /// Processes (nodes) sharing the writers, each with its own reactor on the same database (PostgreSQL only).
+    pub nodes: u64,
 }
 
 struct Round {
@@ -31,13 +39,13 @@ struct Round {
     latencies: Vec<Duration>,
 }
 
-async fn folio_round(params: &Params, dir: &std::path::Path, n: u32) -> Result<Round, CliError> {
-    let store = SqliteStore::open(dir.join(format!("folio-{n}.db"))).await?;
-    let reactor = Reactor::new(
-        Arc::new(store),
-        Arc::new(ModelRegistry::with_builtin()),
-        ReactorConfig::default(),
-    );
+fn reactor_on(store: Arc<dyn OperationStore>) -> Reactor {
+    Reactor::new(store, Arc::new(ModelRegistry::with_builtin()), ReactorConfig::default())
+}
+
+async fn folio_round(params: &Params, target: &Target, n: u32) -> Result<Round, CliError> {
+    let db = target.create(&format!("folio-{n}")).await?;
+    let reactor = reactor_on(db.open().await?);
     let workload = Workload::Todo;
     let mut ids = Vec::new();
     for d in 0..params.docs {
@@ -50,10 +58,135 @@ async fn folio_round(params: &Params, dir: &std::path::Path, n: u32) -> Result<R
                 .id,
         );
     }
-    let ids = Arc::new(ids);
-    let jobs = params.ops.div_ceil(params.batch);
+    let mut children = (1..params.nodes)
+        .map(|node| Node::spawn(&db, &ids, params, node))
+        .collect::<Result<Vec<_>, _>>()?;
+    for child in &mut children {
+        child.expect_line("ready")?;
+    }
     let start = Instant::now();
+    for child in &mut children {
+        child.go()?;
+    }
+    let mut latencies = run_writers(&reactor, Arc::new(ids), params, 0).await?;
+    for child in children {
+        latencies.extend(child.finish()?);
+    }
+    let elapsed = start.elapsed();
+    reactor.shutdown().await;
+    Ok(Round { elapsed, latencies })
+}
+
+/// A child process running [`node_main`]: one more node on the round's database.
+struct Node {
+    child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Node {
+    fn spawn(db: &BenchDb, ids: &[DocumentId], params: &Params, node: u64) -> Result<Self, CliError> {
+        let url = db
+            .postgres_url()
+            .ok_or_else(|| CliError::usage("--nodes above 1 needs --database-url postgres://…"))?;
+        let exe = std::env::current_exe().map_err(CliError::from)?;
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let mut child = Command::new(exe)
+            .args(["bench", "append-node", "--database-url", url, "--ids", &ids.join(",")])
+            .args([
+                "--writers",
+                &params.writers.to_string(),
+                "--ops",
+                &params.ops.to_string(),
+            ])
+            .args([
+                "--batch",
+                &params.batch.to_string(),
+                "--nodes",
+                &params.nodes.to_string(),
+            ])
+            .args(["--node", &node.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| CliError::fail(format!("cannot start a benchmark node: {e}")))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| CliError::fail("a benchmark node has no stdout"))?;
+        Ok(Self {
+            child,
+            stdout: std::io::BufReader::new(stdout),
+        })
+    }
+
+    fn read_line(&mut self) -> Result<String, CliError> {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).map_err(CliError::from)?;
+        if line.is_empty() {
+            let status = self.child.wait().map_err(CliError::from)?;
+            return Err(CliError::fail(format!("a benchmark node exited early ({status})")));
+        }
+        Ok(line.trim_end().to_owned())
+    }
+
+    fn expect_line(&mut self, expected: &str) -> Result<(), CliError> {
+        let line = self.read_line()?;
+        if line == expected {
+            Ok(())
+        } else {
+            Err(CliError::fail(format!(
+                "a benchmark node said {line:?}, not {expected:?}"
+            )))
+        }
+    }
+
+    fn go(&mut self) -> Result<(), CliError> {
+        let stdin = self
+            .child
+            .stdin
+            .as_mut()
+            .ok_or_else(|| CliError::fail("a benchmark node has no stdin"))?;
+        stdin
+            .write_all(b"go\n")
+            .and_then(|()| stdin.flush())
+            .map_err(CliError::from)
+    }
+
+    /// Waits for the node's writers; their latencies.
+    fn finish(mut self) -> Result<Vec<Duration>, CliError> {
+        let line = self.read_line()?;
+        let _ = self.child.wait();
+        let nanos: Vec<u64> = serde_json::from_str(&line)
+            .map_err(|e| CliError::fail(format!("a benchmark node's answer {line:?}: {e}")))?;
+        Ok(nanos.into_iter().map(Duration::from_nanos).collect())
+    }
+}
+
+/// `folio bench append-node`: one node of a multi-node round. Opens the database, says `ready`, waits for a line on
+/// stdin, runs writer `node`, `node + nodes`, … of the round, and prints their latencies (ns) as a JSON array.
+pub async fn node_main(url: &str, ids: Vec<DocumentId>, params: &Params, node: u64) -> Result<(), CliError> {
+    let reactor = reactor_on(Arc::new(folio_store::PgStore::open(url).await?));
+    println!("ready");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(CliError::from)?;
+    let latencies = run_writers(&reactor, Arc::new(ids), params, node).await?;
+    reactor.shutdown().await;
+    let nanos: Vec<u64> = latencies.iter().map(|d| d.as_nanos() as u64).collect();
+    println!("{}", serde_json::to_string(&nanos)?);
+    Ok(())
+}
+
+/// Runs this node's share of the writers (writer `w` belongs to node `w % nodes`) to the end; their latencies.
+async fn run_writers(
+    reactor: &Reactor,
+    ids: Arc<Vec<DocumentId>>,
+    params: &Params,
+    node: u64,
+) -> Result<Vec<Duration>, CliError> {
+    let workload = Workload::Todo;
+    let jobs = params.ops.div_ceil(params.batch);
     let tasks: Vec<_> = (0..params.writers)
+        .filter(|w| w % params.nodes.max(1) == node)
         .map(|w| {
             let reactor = reactor.clone();
             let ids = ids.clone();
@@ -89,20 +222,23 @@ async fn folio_round(params: &Params, dir: &std::path::Path, n: u32) -> Result<R
     for t in tasks {
         latencies.extend(t.await.map_err(CliError::from)??);
     }
-    let elapsed = start.elapsed();
-    reactor.shutdown().await;
-    Ok(Round { elapsed, latencies })
+    Ok(latencies)
 }
 
 /// The same rows (operations of the todo workload, as folio stores them) inserted straight through sqlx with
 /// multi-row INSERTs, 1,000 rows a transaction, into a table of the same shape.
-pub(crate) async fn raw_round(params: &Params, dir: &std::path::Path, n: u32) -> Result<Duration, CliError> {
+pub(crate) async fn raw_round(params: &Params, target: &Target, n: u32) -> Result<Duration, CliError> {
+    let db = target.create(&format!("raw-{n}")).await?;
+    let path = match &db {
+        BenchDb::Sqlite(path) => path.clone(),
+        BenchDb::Postgres(pg) => return raw_round_postgres(params, &pg.url).await,
+    };
     use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
     let pool = SqlitePoolOptions::new()
         .max_connections(1)
         .connect_with(
             SqliteConnectOptions::new()
-                .filename(dir.join(format!("raw-{n}.db")))
+                .filename(path)
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full),
@@ -118,22 +254,7 @@ pub(crate) async fn raw_round(params: &Params, dir: &std::path::Path, n: u32) ->
     sqlx::query("CREATE UNIQUE INDEX operations_by_ordinal ON operations (ordinal)")
         .execute(&pool)
         .await?;
-    let clock = HybridClock::new();
-    let workload = Workload::Todo;
-    let rows: Vec<(i64, i64, String, Vec<u8>)> = (0..params.ops)
-        .map(|i| {
-            let (_, input) = workload.action(i % 1000);
-            let action = folio_core::Action::new("ADD_TODO", input, Scope::Global, clock.now());
-            let unit = (i % params.docs.max(1)) as i64;
-            let op = Operation::new(action, i / params.docs.max(1), 0, None, &folio_core::OpHash::ZERO);
-            (
-                unit,
-                op.index as i64,
-                serde_json::to_string(&op).unwrap_or_default(),
-                op.hash.0.to_vec(),
-            )
-        })
-        .collect();
+    let rows = raw_rows(params);
     let start = Instant::now();
     let mut ordinal = 0i64;
     for txn in rows.chunks(1000) {
@@ -161,6 +282,73 @@ pub(crate) async fn raw_round(params: &Params, dir: &std::path::Path, n: u32) ->
     Ok(start.elapsed())
 }
 
+/// The rows both baselines insert: `(unit, index, operation JSON, hash)`.
+fn raw_rows(params: &Params) -> Vec<(i64, i64, String, Vec<u8>)> {
+    let clock = HybridClock::new();
+    let workload = Workload::Todo;
+    (0..params.ops)
+        .map(|i| {
+            let (_, input) = workload.action(i % 1000);
+            let action = folio_core::Action::new("ADD_TODO", input, Scope::Global, clock.now());
+            let unit = (i % params.docs.max(1)) as i64;
+            let op = Operation::new(action, i / params.docs.max(1), 0, None, &folio_core::OpHash::ZERO);
+            (
+                unit,
+                op.index as i64,
+                serde_json::to_string(&op).unwrap_or_default(),
+                op.hash.0.to_vec(),
+            )
+        })
+        .collect()
+}
+
+/// The PostgreSQL baseline: the same rows into a table of the same shape as folio's, 1,000 rows a transaction, each
+/// transaction one multi-row INSERT over arrays (as folio's group commit does), with the server's default
+/// durability (`synchronous_commit = on`).
+async fn raw_round_postgres(params: &Params, url: &str) -> Result<Duration, CliError> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await?;
+    sqlx::query(
+        "CREATE TABLE raw_operations (unit_id BIGINT NOT NULL, idx BIGINT NOT NULL, ordinal BIGINT NOT NULL, \
+         origin BIGINT NOT NULL, skip BIGINT NOT NULL, timestamp_ms BIGINT NOT NULL, hash BYTEA NOT NULL, \
+         operation TEXT NOT NULL, size INTEGER NOT NULL, PRIMARY KEY (unit_id, idx))",
+    )
+    .execute(&pool)
+    .await?;
+    sqlx::query("CREATE UNIQUE INDEX raw_operations_by_ordinal ON raw_operations (ordinal)")
+        .execute(&pool)
+        .await?;
+    let rows = raw_rows(params);
+    let start = Instant::now();
+    let mut ordinal = 0i64;
+    for txn in rows.chunks(1000) {
+        let mut tx = pool.begin().await?;
+        let ordinals: Vec<i64> = txn
+            .iter()
+            .map(|_| {
+                ordinal += 1;
+                ordinal
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO raw_operations (unit_id, idx, ordinal, origin, skip, timestamp_ms, hash, operation, size) \
+             SELECT u, i, o, 1, 0, o, h, j, length(j) \
+             FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bytea[], $5::text[]) AS x(u, i, o, h, j)",
+        )
+        .bind(txn.iter().map(|r| r.0).collect::<Vec<_>>())
+        .bind(txn.iter().map(|r| r.1).collect::<Vec<_>>())
+        .bind(ordinals)
+        .bind(txn.iter().map(|r| r.3.clone()).collect::<Vec<_>>())
+        .bind(txn.iter().map(|r| r.2.as_str()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(start.elapsed())
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
@@ -170,25 +358,29 @@ fn percentile(sorted: &[Duration], p: f64) -> u64 {
 }
 
 /// Runs the rounds.
-pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
-    let dir = tempfile::tempdir().map_err(CliError::from)?;
+pub async fn run(params: &Params, target: &Target) -> Result<Vec<CaseResult>, CliError> {
     let mut folio = Vec::new();
     let mut raw = Vec::new();
     let mut latencies = Vec::new();
     reset_peak_rss();
     let mut progress = Progress::new("append rounds (folio, raw)", params.rounds as u64 * 2);
     for n in 0..params.rounds {
-        let round = folio_round(params, dir.path(), n).await?;
+        let round = folio_round(params, target, n).await?;
         folio.push(round.elapsed);
         latencies.extend(round.latencies);
         progress.advance(1);
-        raw.push(raw_round(params, dir.path(), n).await?);
+        raw.push(raw_round(params, target, n).await?);
         progress.advance(1);
     }
     progress.finish();
     note(format!(
-        "{} writers, {} documents, {} operations, {} per job",
-        params.writers, params.docs, params.ops, params.batch
+        "{} writers, {} documents, {} operations, {} per job, {} node(s) on {}",
+        params.writers,
+        params.docs,
+        params.ops,
+        params.batch,
+        params.nodes,
+        target.backend()
     ));
     latencies.sort_unstable();
     let raw_stats = Stats::of(&raw);

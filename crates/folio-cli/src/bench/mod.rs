@@ -10,6 +10,7 @@ pub mod chart;
 pub mod compare;
 pub mod rehydrate;
 pub mod sync;
+pub mod target;
 pub mod workload;
 
 use std::io::IsTerminal;

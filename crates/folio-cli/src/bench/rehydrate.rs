@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use sqlx::Row;
 
-use folio_core::{Branch, DocumentId, ModelRegistry, Operation, Scope};
+use folio_core::{Branch, DocumentId, ErasedModel, ModelRegistry, Operation, Scope};
 use folio_reactor::{DocKey, DocumentView, Reactor, ReactorConfig, Submit};
-use folio_store::{OperationStore, SqliteStore};
+use folio_store::{OperationStore, PgStore, SqliteStore};
 
+use super::target::{BenchDb, Target};
 use super::workload::Workload;
 use super::{CaseResult, Progress, Stats, note, peak_rss};
 use crate::CliError;
@@ -39,14 +40,14 @@ fn job_size(keyframe_every: u64) -> u64 {
     }
 }
 
-/// Builds a store with `docs` documents of `ops` operations each; returns the store's path and the documents.
-async fn build(params: &Params, ops: u64, path: &std::path::Path) -> Result<Vec<DocumentId>, CliError> {
-    let store = SqliteStore::open(path).await?;
+/// Builds a store with `docs` documents of `ops` operations each; returns the documents.
+async fn build(params: &Params, ops: u64, db: &BenchDb) -> Result<Vec<DocumentId>, CliError> {
+    let store = db.open().await?;
     let config = ReactorConfig {
         keyframe_every: params.keyframe_every,
         ..ReactorConfig::default()
     };
-    let reactor = Reactor::new(Arc::new(store), Arc::new(ModelRegistry::with_builtin()), config);
+    let reactor = Reactor::new(store, Arc::new(ModelRegistry::with_builtin()), config);
     let mut progress = Progress::new(&format!("building {ops} ops x {} docs", params.docs), ops * params.docs);
     let mut ids = Vec::new();
     for d in 0..params.docs {
@@ -101,9 +102,18 @@ fn per_doc(samples: &[Duration], docs: u64) -> Vec<Duration> {
 
 /// One cold load in this process (a fresh one, started by [`measure_in_child`]): prints its time, the process's
 /// peak resident memory, and the state's size.
-pub async fn load_child(db: &std::path::Path, doc: &str, keyframe_every: u64) -> Result<serde_json::Value, CliError> {
+pub async fn load_child(
+    db: Option<&std::path::Path>,
+    database_url: Option<&str>,
+    doc: &str,
+    keyframe_every: u64,
+) -> Result<serde_json::Value, CliError> {
     let id: DocumentId = doc.parse().map_err(|_| CliError::usage("--doc is not a document id"))?;
-    let store: Arc<dyn OperationStore> = Arc::new(SqliteStore::open(db).await?);
+    let store: Arc<dyn OperationStore> = match (db, database_url) {
+        (Some(path), _) => Arc::new(SqliteStore::open(path).await?),
+        (None, Some(url)) => Arc::new(PgStore::open(url).await?),
+        (None, None) => return Err(CliError::usage("load-child needs --db or --database-url")),
+    };
     let view = DocumentView::new(store, Arc::new(ModelRegistry::with_builtin()), 1 << 40, keyframe_every);
     let start = Instant::now();
     let doc = view
@@ -118,11 +128,11 @@ pub async fn load_child(db: &std::path::Path, doc: &str, keyframe_every: u64) ->
 
 /// Peak RSS of a fresh process that loads `id` once (`folio bench load-child`), so the figure covers the load
 /// alone and not what building the store left in this process's allocator.
-fn measure_in_child(db: &std::path::Path, id: DocumentId, keyframe_every: u64) -> Option<u64> {
+fn measure_in_child(db: &BenchDb, id: DocumentId, keyframe_every: u64) -> Option<u64> {
     let exe = std::env::current_exe().ok()?;
     let out = std::process::Command::new(exe)
-        .args(["bench", "load-child", "--db"])
-        .arg(db)
+        .args(["bench", "load-child"])
+        .args(db.child_args())
         .args([
             "--doc",
             &id.to_string(),
@@ -139,12 +149,11 @@ fn measure_in_child(db: &std::path::Path, id: DocumentId, keyframe_every: u64) -
 }
 
 /// Runs the whole sweep.
-pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
+pub async fn run(params: &Params, target: &Target) -> Result<Vec<CaseResult>, CliError> {
     let mut results = Vec::new();
     for &ops in &params.ops {
-        let temp = tempfile::tempdir().map_err(CliError::from)?;
-        let path = temp.path().join(format!("bench-{ops}.db"));
-        let ids = build(params, ops, &path).await?;
+        let db = target.create(&format!("bench-{ops}")).await?;
+        let ids = build(params, ops, &db).await?;
         // Fewer rounds for very long histories, so a sweep to 1M stays within minutes.
         let rounds_here = if ops >= 1_000_000 {
             params.rounds.min(3)
@@ -153,7 +162,7 @@ pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
         };
         note(format!("measuring {ops} ops ({rounds_here} rounds per case)"));
         let registry = Arc::new(ModelRegistry::with_builtin());
-        let store: Arc<dyn OperationStore> = Arc::new(SqliteStore::open(&path).await?);
+        let store = db.open().await?;
         let keys: Vec<DocKey> = ids.iter().map(|id| DocKey::new(*id, Branch::default())).collect();
 
         // Cold, keyframed: a new view each round, nothing cached.
@@ -213,36 +222,20 @@ pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
         .await?;
 
         // Raw baseline: the same rows straight through sqlx, decoded and folded by the same model.
-        let raw_pool = SqliteStore::open(&path).await?.pool().clone();
+        let raw_pool = match &db {
+            BenchDb::Sqlite(path) => RawPool::Sqlite(SqliteStore::open(path).await?.pool().clone()),
+            BenchDb::Postgres(pg) => RawPool::Postgres(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&pg.url)
+                    .await?,
+            ),
+        };
         let model = registry
             .get(params.workload.document_type())
             .cloned()
             .ok_or_else(|| CliError::fail("the workload's model is not registered"))?;
-        let raw = rounds(rounds_here, || {
-            let pool = raw_pool.clone();
-            let model = model.clone();
-            let ids = &ids;
-            async move {
-                for id in ids {
-                    let mut state = model.initial_state();
-                    let mut rows = sqlx::query(
-                        "SELECT o.operation FROM operations o JOIN units u ON u.unit_id = o.unit_id \
-                         WHERE u.document_id = ? AND u.scope = 'global' AND u.branch = 'main' ORDER BY o.idx",
-                    )
-                    .bind(id.to_string())
-                    .fetch(&pool);
-                    while let Some(row) = rows.next().await {
-                        let row = row.map_err(CliError::from)?;
-                        let op: Operation = serde_json::from_str(row.get::<&str, _>(0)).map_err(CliError::from)?;
-                        model
-                            .reduce(&mut state, &op.action.action_type, &op.action.input)
-                            .map_err(CliError::from)?;
-                    }
-                }
-                Ok(())
-            }
-        })
-        .await?;
+        let raw = rounds(rounds_here, || raw_replay(&raw_pool, model.clone(), &ids)).await?;
 
         // Warm: reads of cached documents.
         let view = DocumentView::new(store.clone(), registry.clone(), 1 << 40, params.keyframe_every);
@@ -279,15 +272,55 @@ pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
         };
         // Memory: a fresh process per case, so the figure is the load's and not the build's leftovers.
         let (cold_rss, full_rss) = (
-            measure_in_child(&path, ids[0], params.keyframe_every),
-            measure_in_child(&path, ids[0], 0),
+            measure_in_child(&db, ids[0], params.keyframe_every),
+            measure_in_child(&db, ids[0], 0),
         );
         results.push(case("cold-keyframed", per_doc(&cold, docs), cold_rss));
         results.push(case("cold-kf-worst", per_doc(&worst, docs), None));
         results.push(case("full-replay", per_doc(&full, docs), full_rss));
         results.push(case("raw-sqlx", per_doc(&raw, docs), None));
         results.push(case("warm", warm, None));
-        drop(temp);
+        drop(store);
+        drop(db);
     }
     Ok(results)
+}
+
+/// The raw baseline's connection.
+enum RawPool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+const RAW_SQLITE: &str = "SELECT o.operation FROM operations o JOIN units u ON u.unit_id = o.unit_id \
+     WHERE u.document_id = ? AND u.scope = 'global' AND u.branch = 'main' ORDER BY o.idx";
+const RAW_POSTGRES: &str = "SELECT o.operation FROM operations o JOIN units u ON u.unit_id = o.unit_id \
+     WHERE u.document_id = $1 AND u.scope = 'global' AND u.branch = 'main' ORDER BY o.idx";
+
+/// Each document's global log, row by row, decoded and folded by `model`: what a hand-written loader does.
+async fn raw_replay(pool: &RawPool, model: Arc<dyn ErasedModel>, ids: &[DocumentId]) -> Result<(), CliError> {
+    for id in ids {
+        let mut state = model.initial_state();
+        let mut fold = |json: &str| -> Result<(), CliError> {
+            let op: Operation = serde_json::from_str(json).map_err(CliError::from)?;
+            model
+                .reduce(&mut state, &op.action.action_type, &op.action.input)
+                .map_err(CliError::from)
+        };
+        match pool {
+            RawPool::Sqlite(pool) => {
+                let mut rows = sqlx::query(RAW_SQLITE).bind(id.to_string()).fetch(pool);
+                while let Some(row) = rows.next().await {
+                    fold(row.map_err(CliError::from)?.get::<&str, _>(0))?;
+                }
+            }
+            RawPool::Postgres(pool) => {
+                let mut rows = sqlx::query(RAW_POSTGRES).bind(id.to_string()).fetch(pool);
+                while let Some(row) = rows.next().await {
+                    fold(row.map_err(CliError::from)?.get::<&str, _>(0))?;
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -168,17 +168,18 @@ pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
     }
     // What the three stores receive at least: the server every operation, each replica the other's half.
     let rows = params.ops * 2;
-    let dir = tempfile::tempdir()?;
+    let target = super::target::Target::Sqlite(tempfile::tempdir()?);
     let append = super::append::Params {
         writers: 1,
         docs: params.docs,
         ops: rows,
         batch: 1,
         rounds: 1,
+        nodes: 1,
     };
     let mut raw = Vec::new();
     for n in 0..params.rounds {
-        raw.push(super::append::raw_round(&append, dir.path(), n).await?);
+        raw.push(super::append::raw_round(&append, &target, n).await?);
     }
     let folio = Stats::of(&times);
     let raw_stats = Stats::of(&raw);

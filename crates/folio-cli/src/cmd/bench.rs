@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use crate::CliError;
+use crate::bench::target::Target;
 use crate::bench::workload::Workload;
 use crate::bench::{self, BenchReport, CaseResult, Machine, REPORT_VERSION, human_bytes, human_ns};
 use crate::context::Global;
@@ -24,13 +25,16 @@ pub enum Bench {
     /// One cold load in this fresh process, for `rehydrate`'s memory figures (internal).
     #[command(hide = true)]
     LoadChild(LoadChild),
+    /// One more node of a multi-node `append` round on PostgreSQL (internal).
+    #[command(hide = true)]
+    AppendNode(AppendNode),
 }
 
 #[derive(Debug, Args)]
 pub struct LoadChild {
-    /// The store.
+    /// The SQLite store (a PostgreSQL one comes with --database-url).
     #[arg(long)]
-    db: PathBuf,
+    db: Option<PathBuf>,
     /// The document.
     #[arg(long)]
     doc: String,
@@ -78,6 +82,31 @@ pub struct Append {
     /// Rounds, each on a fresh store.
     #[arg(long, default_value_t = 3)]
     rounds: u32,
+    /// Processes (nodes) sharing the writers on one database, each with its own reactor (PostgreSQL only).
+    #[arg(long, default_value_t = 1)]
+    nodes: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct AppendNode {
+    /// The round's documents, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    ids: Vec<String>,
+    /// Writers of the whole round.
+    #[arg(long)]
+    writers: u64,
+    /// Operations of the whole round.
+    #[arg(long)]
+    ops: u64,
+    /// Actions per job.
+    #[arg(long)]
+    batch: u64,
+    /// Nodes of the round.
+    #[arg(long)]
+    nodes: u64,
+    /// This node's number (1 ..= nodes - 1; the parent is 0).
+    #[arg(long)]
+    node: u64,
 }
 
 #[derive(Debug, Args)]
@@ -149,11 +178,7 @@ fn print_report(out: &mut Out, title: &str, r: &BenchReport) -> Result<(), CliEr
 
 impl Bench {
     pub async fn run(&self, global: &Global) -> Result<(), CliError> {
-        if global.database_url.is_some() {
-            return Err(CliError::usage(
-                "folio bench builds its own store in a temporary directory; --database-url is not supported yet",
-            ));
-        }
+        let target = || Target::new(global.database_url.as_deref());
         match self {
             Bench::Rehydrate(a) => {
                 usage_if(a.ops.is_empty() || a.ops.contains(&0), "--ops must be at least 1")?;
@@ -166,12 +191,13 @@ impl Bench {
                     workload: a.workload,
                     rounds: a.rounds,
                 };
-                let results = bench::rehydrate::run(&params).await?;
+                let target = target()?;
+                let results = bench::rehydrate::run(&params, &target).await?;
                 let r = report(
                     "rehydrate",
                     serde_json::json!({
                         "ops": a.ops, "docs": a.docs, "keyframeEvery": a.keyframe_every,
-                        "workload": a.workload.name(), "rounds": a.rounds,
+                        "workload": a.workload.name(), "rounds": a.rounds, "backend": target.backend(),
                     }),
                     results,
                 );
@@ -191,10 +217,11 @@ impl Bench {
                     out.line(serde_json::to_string(&r)?)?;
                 } else {
                     let title = format!(
-                        "folio bench rehydrate: {} workload, {} doc(s), keyframe every {}, time per document",
+                        "folio bench rehydrate: {} workload, {} doc(s), keyframe every {}, on {}, time per document",
                         a.workload.name(),
                         a.docs,
-                        a.keyframe_every
+                        a.keyframe_every,
+                        target.backend()
                     );
                     print_report(&mut out, &title, &r)?;
                     for c in r.results.iter().filter(|c| c.case == "full-replay") {
@@ -215,21 +242,29 @@ impl Bench {
             }
             Bench::Append(a) => {
                 usage_if(
-                    a.writers == 0 || a.docs == 0 || a.ops == 0 || a.batch == 0 || a.rounds == 0,
-                    "--writers, --docs, --ops, --batch and --rounds must be at least 1",
+                    a.writers == 0 || a.docs == 0 || a.ops == 0 || a.batch == 0 || a.rounds == 0 || a.nodes == 0,
+                    "--writers, --docs, --ops, --batch, --rounds and --nodes must be at least 1",
                 )?;
+                let target = target()?;
+                usage_if(
+                    a.nodes > 1 && !matches!(target, Target::Postgres(_)),
+                    "--nodes above 1 needs --database-url postgres://… (nodes share one PostgreSQL database)",
+                )?;
+                usage_if(a.nodes > a.writers, "--nodes cannot exceed --writers")?;
                 let params = bench::append::Params {
                     writers: a.writers,
                     docs: a.docs,
                     ops: a.ops,
                     batch: a.batch,
                     rounds: a.rounds,
+                    nodes: a.nodes,
                 };
-                let results = bench::append::run(&params).await?;
+                let results = bench::append::run(&params, &target).await?;
                 let r = report(
                     "append",
                     serde_json::json!({
                         "writers": a.writers, "docs": a.docs, "ops": a.ops, "batch": a.batch, "rounds": a.rounds,
+                        "nodes": a.nodes, "backend": target.backend(),
                     }),
                     results,
                 );
@@ -238,8 +273,14 @@ impl Bench {
                     out.line(serde_json::to_string(&r)?)?;
                 } else {
                     let title = format!(
-                        "folio bench append: {} writers, {} documents, {} operations, {} action(s) per job",
-                        a.writers, a.docs, a.ops, a.batch
+                        "folio bench append: {} writers, {} documents, {} operations, {} action(s) per job, {} node(s) \
+                         on {}",
+                        a.writers,
+                        a.docs,
+                        a.ops,
+                        a.batch,
+                        a.nodes,
+                        target.backend()
                     );
                     print_report(&mut out, &title, &r)?;
                     if let Some(p50) = r.results[0].latency_p50_ns {
@@ -278,10 +319,39 @@ impl Bench {
                 out.finish()
             }
             Bench::LoadChild(c) => {
-                let measured = bench::rehydrate::load_child(&c.db, &c.doc, c.keyframe_every).await?;
+                let measured = bench::rehydrate::load_child(
+                    c.db.as_deref(),
+                    global.database_url.as_deref(),
+                    &c.doc,
+                    c.keyframe_every,
+                )
+                .await?;
                 let mut out = Out::new();
                 out.line(measured)?;
                 out.finish()
+            }
+            Bench::AppendNode(n) => {
+                let url = global
+                    .database_url
+                    .as_deref()
+                    .ok_or_else(|| CliError::usage("append-node needs --database-url"))?;
+                let ids = n
+                    .ids
+                    .iter()
+                    .map(|id| {
+                        id.parse()
+                            .map_err(|_| CliError::usage(format!("{id:?} is not a document id")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let params = bench::append::Params {
+                    writers: n.writers,
+                    docs: ids.len() as u64,
+                    ops: n.ops,
+                    batch: n.batch,
+                    rounds: 1,
+                    nodes: n.nodes,
+                };
+                bench::append::node_main(url, ids, &params, n.node).await
             }
             Bench::Compare(c) => {
                 let a = bench::compare::load(&c.a)?;
