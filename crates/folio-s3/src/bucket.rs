@@ -80,7 +80,10 @@ impl Bucket {
         // https endpoints: rustls on ring (an error only means a provider is installed already).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-        let endpoint = options.endpoint.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+        let endpoint = options
+            .endpoint
+            .clone()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
         if let Some(endpoint) = endpoint {
             builder = builder
                 .with_allow_http(endpoint.starts_with("http://"))
@@ -249,7 +252,9 @@ pub fn parse_url(url: &str) -> Result<(String, String), S3Error> {
         return Err(S3Error::Config(format!("{url:?} names no bucket")));
     }
     if url.contains(',') {
-        return Err(S3Error::Config(format!("{url:?}: a bucket address cannot contain a comma")));
+        return Err(S3Error::Config(format!(
+            "{url:?}: a bucket address cannot contain a comma"
+        )));
     }
     Ok((bucket.to_owned(), prefix.trim_matches('/').to_owned()))
 }

@@ -21,10 +21,10 @@ use folio_core::{DocumentId, HlcTimestamp, Scope};
 use folio_sync::{PullRequest, Replica, SyncEntry};
 use uuid::Uuid;
 
+use crate::S3Error;
 use crate::bucket::{Bucket, Counts};
 use crate::layout::{self, Batch, Rejection, Rejections, SHARED, SNAPSHOT_INDEX, SNAPSHOTS, Snapshot, SnapshotIndex};
 use crate::round::{self, S3RoundOptions, S3RoundReport, Writer, get_meta, meta_key, put_meta};
-use crate::S3Error;
 
 /// How a promotion runs.
 #[derive(Debug, Clone)]
@@ -119,7 +119,10 @@ pub fn validate(user: &str, source: &str, batch: &Batch) -> (Vec<SyncEntry>, Vec
 /// One promoter runs at a time (it is the only writer of the shared area).
 pub async fn promote(replica: &Replica, bucket: &Bucket, options: &PromoteOptions) -> Result<PromoteReport, S3Error> {
     if !layout::valid_writer(replica.id()) {
-        return Err(S3Error::Config(format!("replica id {:?} cannot name a writer", replica.id())));
+        return Err(S3Error::Config(format!(
+            "replica id {:?} cannot name a writer",
+            replica.id()
+        )));
     }
     let before = bucket.counts();
     let mut report = PromoteReport {

@@ -9,9 +9,9 @@ use folio_core::HlcTimestamp;
 use folio_sync::protocol::RejectedAction;
 use folio_sync::{Filter, Replica, SyncEntry};
 
+use crate::S3Error;
 use crate::bucket::{Bucket, Counts};
 use crate::layout::{self, Batch, Rejection, Rejections, SHARED, SNAPSHOT_INDEX, Snapshot, SnapshotIndex};
-use crate::S3Error;
 
 /// How a bucket round runs.
 #[derive(Debug, Clone)]
@@ -200,7 +200,11 @@ async fn push(
         report.pushed += batch.entries.len();
         report.uploaded += 1;
         // The mark moves only once the object is in the bucket.
-        let covered = if i + 1 == last { upto } else { chunk.last().map_or(upto, |(o, _)| *o) };
+        let covered = if i + 1 == last {
+            upto
+        } else {
+            chunk.last().map_or(upto, |(o, _)| *o)
+        };
         peer.on_push_acknowledged(covered);
         replica.save_peer(remote, &peer).await?;
     }

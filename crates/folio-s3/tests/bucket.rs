@@ -140,13 +140,7 @@ async fn three_replicas_converge_through_a_bucket_and_the_promoter_rejects_inval
         branch: Branch::default(),
         action,
     };
-    let key = layout::next_key(
-        &layout::user_area(b.id()),
-        invalid.timestamp(),
-        None,
-        b.id(),
-        999_999,
-    );
+    let key = layout::next_key(&layout::user_area(b.id()), invalid.timestamp(), None, b.id(), 999_999);
     let batch = Batch {
         writer: b.id().to_owned(),
         entries: vec![entry(invalid.clone()), entry(forged.clone())],
@@ -189,8 +183,14 @@ async fn three_replicas_converge_through_a_bucket_and_the_promoter_rejects_inval
     let items = state_a["items"].as_object().or_else(|| state_a.as_object()).unwrap();
     let text = state_a.to_string();
     assert!(text.contains("Eggs") && text.contains("milk"), "{state_a}");
-    assert!(!text.contains("Forged"), "a forged action never reaches the shared area: {state_a}");
-    assert!(!text.contains("\"bad\""), "the refused update changed nothing: {state_a}");
+    assert!(
+        !text.contains("Forged"),
+        "a forged action never reaches the shared area: {state_a}"
+    );
+    assert!(
+        !text.contains("\"bad\""),
+        "the refused update changed nothing: {state_a}"
+    );
     assert!(!items.is_empty());
 
     // The forged action is in no replica's history; the refused one is kept, marked, everywhere.
@@ -207,7 +207,13 @@ async fn a_fresh_replica_bootstraps_from_a_snapshot_and_reads_fewer_objects() {
     // Many small batches: one shared object each.
     for i in 0..12 {
         let r = if i % 2 == 0 { &a } else { &b };
-        act(r, doc, "ADD_TODO", json!({"id": format!("item{i}"), "title": format!("Item {i}")})).await;
+        act(
+            r,
+            doc,
+            "ADD_TODO",
+            json!({"id": format!("item{i}"), "title": format!("Item {i}")}),
+        )
+        .await;
         round(r, &bucket).await;
         promote_once(&promoter, &bucket, false).await;
     }
@@ -220,7 +226,13 @@ async fn a_fresh_replica_bootstraps_from_a_snapshot_and_reads_fewer_objects() {
     assert_eq!(again.snapshots_written, 0);
     // Updates after the snapshot.
     for i in 12..15 {
-        act(&a, doc, "UPDATE_TODO", json!({"id": format!("item{}", i - 12), "done": true})).await;
+        act(
+            &a,
+            doc,
+            "UPDATE_TODO",
+            json!({"id": format!("item{}", i - 12), "done": true}),
+        )
+        .await;
         round(&a, &bucket).await;
         promote_once(&promoter, &bucket, false).await;
     }
@@ -230,7 +242,10 @@ async fn a_fresh_replica_bootstraps_from_a_snapshot_and_reads_fewer_objects() {
     let booted = round(&fresh, &boot_bucket).await;
     assert_eq!(booted.bootstrapped_from.as_deref(), Some(index.as_str()), "{booted:?}");
     assert_eq!(booted.snapshot_documents, 1);
-    assert_eq!(booted.shared_objects, 3, "only the updates after the snapshot: {booted:?}");
+    assert_eq!(
+        booted.shared_objects, 3,
+        "only the updates after the snapshot: {booted:?}"
+    );
 
     let replay_bucket = same(&bucket);
     let replayer = replica().await;
@@ -285,7 +300,10 @@ async fn a_replica_killed_mid_upload_loses_nothing() {
     round(&b, &bucket).await;
     let (state_b, hash_b) = state(&b, doc).await;
     assert_eq!(hash_b, state(&a, doc).await.1);
-    assert!(state_b.to_string().contains("\"X\"") && state_b.to_string().contains("\"Y\""), "{state_b}");
+    assert!(
+        state_b.to_string().contains("\"X\"") && state_b.to_string().contains("\"Y\""),
+        "{state_b}"
+    );
     // And a round with nothing new uploads nothing.
     assert_eq!(round(&a, &bucket).await.uploaded, 0);
 }

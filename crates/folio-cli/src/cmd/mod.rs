@@ -2,6 +2,7 @@
 
 mod bench;
 mod doc;
+mod s3;
 mod serve;
 mod sync;
 mod token;
@@ -28,6 +29,8 @@ pub enum Command {
     Token(token::Token),
     /// Sync the local replica with a remote: one round (push, then pull), or live with --watch.
     Sync(sync::Sync),
+    /// Validate the user areas of a bucket into its shared area (and roll up snapshots with --snapshot).
+    Promote(s3::Promote),
     /// Check every hash chain and index sequence of the store; exit 1 on the first broken unit.
     Verify(verify::Verify),
 }
@@ -41,5 +44,6 @@ pub async fn run(command: Command, global: Global) -> Result<(), CliError> {
         Command::Token(token) => token.run(&global),
         Command::Verify(verify) => verify.run(&global).await,
         Command::Sync(sync) => sync.run(&global).await,
+        Command::Promote(promote) => promote.run(&global).await,
     }
 }

@@ -35,6 +35,12 @@ pub struct Sync {
     /// With --watch: seconds between rounds when nothing happens.
     #[arg(long, default_value_t = 30)]
     poll_interval: u64,
+    /// With --watch on a bucket: seconds between rounds while the replica is active (local actions, or a round
+    /// that moved something).
+    #[arg(long, default_value_t = 2)]
+    active_interval: u64,
+    #[command(flatten)]
+    s3: crate::cmd::s3::S3Options,
 }
 
 fn summary(report: &RoundReport) -> String {
@@ -60,9 +66,19 @@ fn summary(report: &RoundReport) -> String {
 impl Sync {
     pub async fn run(&self, global: &Global) -> Result<(), CliError> {
         if self.remote.starts_with("s3://") {
-            return Err(CliError::usage(
-                "s3:// remotes are not supported by this build yet: sync with a folio serve (http://HOST:PORT)",
-            ));
+            if !self.documents.is_empty() || !self.types.is_empty() {
+                // A bucket's cursors are per area, not per filter: a filtered round would skip entries for good.
+                return Err(CliError::usage(
+                    "--document and --type are not supported with an s3:// remote: a bucket round moves everything",
+                ));
+            }
+            let watch = self.watch.then(|| {
+                (
+                    Duration::from_secs(self.poll_interval.max(1)),
+                    Duration::from_secs(self.active_interval.max(1)),
+                )
+            });
+            return crate::cmd::s3::sync(global, &self.remote, &self.s3, !self.no_compress, watch).await;
         }
         let remote = HttpRemote::new(&self.remote, global.token.clone()).map_err(|e| CliError::usage(e.to_string()))?;
         let store = global.open_store(Open::Create).await?;
