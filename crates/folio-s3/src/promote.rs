@@ -13,7 +13,6 @@
 //!   included), and the author is told.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -75,16 +74,18 @@ pub struct PromoteReport {
 }
 
 fn now() -> HlcTimestamp {
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    HlcTimestamp::new(millis, 0)
+    HlcTimestamp::new(folio_core::clock::system_millis(), 0)
 }
+
+/// How far ahead of the promoter's clock an action's clock may be (as `folio serve` refuses pushes): integrating
+/// an action moves the promoter's clock past it, so a clock far in the future would drag every later action along.
+pub const CLOCK_HORIZON_MS: u64 = 24 * 3600 * 1000;
 
 /// Validates one user-area batch: the entries that may be promoted, and the refusals.
 pub fn validate(user: &str, source: &str, batch: &Batch) -> (Vec<SyncEntry>, Vec<Rejection>) {
     let mut accepted = Vec::new();
     let mut refused = Vec::new();
+    let horizon = folio_core::clock::system_millis() + CLOCK_HORIZON_MS;
     for entry in &batch.entries {
         let reason = if entry.action.replica.as_deref() != Some(user) {
             Some(format!(
@@ -93,6 +94,8 @@ pub fn validate(user: &str, source: &str, batch: &Batch) -> (Vec<SyncEntry>, Vec
             ))
         } else if entry.scope == Scope::Local || entry.action.scope != entry.scope {
             Some("LOCAL: local-scope actions never leave their replica".to_owned())
+        } else if entry.action.timestamp_utc_ms > horizon {
+            Some("FUTURE: the action's clock is more than a day ahead of the promoter's".to_owned())
         } else {
             None
         };
@@ -297,7 +300,7 @@ pub async fn roll_up(replica: &Replica, bucket: &Bucket) -> Result<(Option<Strin
         let snapshot = Snapshot {
             document_id,
             document_type: document.header.document_type.clone(),
-            revision: document.header.revision.clone(),
+            revision: document.header.revision,
             last_update: format!("{}.{}", last.millis, last.counter),
             shared_cursor: cursor.clone(),
             state_hash: document.state_hash().to_hex(),
@@ -317,4 +320,42 @@ pub async fn roll_up(replica: &Replica, bucket: &Bucket) -> Result<(Option<Strin
     }
     bucket.put_json(&index_key, &index).await?;
     Ok((Some(index_key), written))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use folio_core::{Action, Branch};
+    use serde_json::json;
+
+    fn entry(replica: &str, scope: Scope, millis: u64) -> SyncEntry {
+        let mut action = Action::new("ADD_TODO", json!({}), scope, HlcTimestamp::new(millis, 0));
+        action.replica = Some(replica.to_owned());
+        SyncEntry {
+            document_id: DocumentId::new(),
+            scope,
+            branch: Branch::default(),
+            action,
+        }
+    }
+
+    #[test]
+    fn validation_refuses_forged_local_and_future_actions() {
+        let now = folio_core::clock::system_millis();
+        let batch = Batch {
+            writer: "u".into(),
+            entries: vec![
+                entry("u", Scope::Global, now),
+                entry("v", Scope::Global, now),
+                entry("u", Scope::Local, now),
+                entry("u", Scope::Global, now + 2 * CLOCK_HORIZON_MS),
+                entry("u", Scope::Document, now + 1000),
+            ],
+        };
+        let (ok, bad) = validate("u", "users/u/k.json", &batch);
+        assert_eq!(ok.len(), 2);
+        let reasons: Vec<&str> = bad.iter().map(|r| r.reason.split(':').next().unwrap()).collect();
+        assert_eq!(reasons, ["FORGED", "LOCAL", "FUTURE"]);
+        assert!(bad.iter().all(|r| !r.kept_marked && r.source == "users/u/k.json"));
+    }
 }
