@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, PutPayload};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -77,8 +77,6 @@ impl Bucket {
     /// Opens `s3://bucket/prefix` with `options` (and the AWS variables for what they leave unset).
     pub fn open(url: &str, options: &BucketOptions) -> Result<Self, S3Error> {
         let (bucket, prefix) = parse_url(url)?;
-        // https endpoints: rustls on ring (an error only means a provider is installed already).
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
         let endpoint = options
             .endpoint
