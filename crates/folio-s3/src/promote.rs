@@ -118,8 +118,8 @@ pub fn validate(user: &str, source: &str, batch: &Batch) -> (Vec<SyncEntry>, Vec
 ///
 /// Crash safety: user cursors move only after the shared objects and refusals are written; a promoter killed
 /// before that promotes the same batches again, and every replica drops the duplicates. Everything validated is
-/// written, duplicates included, because a promoter killed after integrating but before writing must still write.
-/// One promoter runs at a time (it is the only writer of the shared area).
+/// written, duplicates included, because a promoter killed after integrating but before writing must still write;
+/// the refusals found are kept in the promoter's meta table until written, for the same reason. One promoter runs at a time (it is the only writer of the shared area).
 pub async fn promote(replica: &Replica, bucket: &Bucket, options: &PromoteOptions) -> Result<PromoteReport, S3Error> {
     if !layout::valid_writer(replica.id()) {
         return Err(S3Error::Config(format!(
@@ -180,6 +180,15 @@ pub async fn promote(replica: &Replica, bucket: &Bucket, options: &PromoteOption
         }
     }
 
+    // Refusals found by a run that stopped before writing them (integrating again would find duplicates, not
+    // refusals): they are written with this run's.
+    let pending_key = meta_key(bucket, "promote/pending-rejections");
+    if let Some(pending) = get_meta(replica, &pending_key).await? {
+        let pending: BTreeMap<String, Vec<Rejection>> = serde_json::from_str(&pending).unwrap_or_default();
+        for (user, rejected) in pending {
+            refused.entry(user).or_default().extend(rejected);
+        }
+    }
     // Replaying with the models validates: what they refuse in its merged position is kept, marked.
     let integrated = replica.integrate(accepted.clone()).await?;
     report.new = integrated.new;
@@ -193,6 +202,15 @@ pub async fn promote(replica: &Replica, bucket: &Bucket, options: &PromoteOption
                 kept_marked: true,
             });
         }
+    }
+
+    refused.retain(|_, r| !r.is_empty());
+    if !refused.is_empty() {
+        let text = serde_json::to_string(&refused).map_err(|e| S3Error::Malformed {
+            key: pending_key.clone(),
+            reason: e.to_string(),
+        })?;
+        put_meta(replica, &pending_key, &text).await?;
     }
 
     let shared_cursor_key = meta_key(bucket, "cursor/shared");
@@ -214,7 +232,6 @@ pub async fn promote(replica: &Replica, bucket: &Bucket, options: &PromoteOption
         report.promoted += chunk.len();
         report.shared_written.push(key);
     }
-    refused.retain(|_, r| !r.is_empty());
     let rejections_writer = Writer {
         replica,
         bucket,
@@ -231,6 +248,9 @@ pub async fn promote(replica: &Replica, bucket: &Bucket, options: &PromoteOption
         rejections_writer
             .put(&layout::rejection_area(user), now(), None, &content)
             .await?;
+    }
+    if !refused.is_empty() {
+        put_meta(replica, &pending_key, "{}").await?;
     }
     report.rejected = refused;
     for (key, value) in cursors {

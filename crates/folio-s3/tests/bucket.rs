@@ -307,3 +307,55 @@ async fn a_replica_killed_mid_upload_loses_nothing() {
     // And a round with nothing new uploads nothing.
     assert_eq!(round(&a, &bucket).await.uploaded, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promoter_killed_before_writing_refusals_still_delivers_them() {
+    let Some(bucket) = bucket("promoter-crash") else { return };
+    let ([a, b, _c], promoter, doc) = world(&bucket).await;
+    act(&b, doc, "ADD_TODO", json!({"id": "ok", "title": "Fine"})).await;
+    round(&b, &bucket).await;
+    let invalid = b
+        .reactor()
+        .action("ADD_TODO", json!({"id": "bad", "title": ""}), Scope::Global);
+    let key = layout::next_key(&layout::user_area(b.id()), invalid.timestamp(), None, b.id(), 999_999);
+    let batch = Batch {
+        writer: b.id().to_owned(),
+        entries: vec![folio_sync::SyncEntry {
+            document_id: doc,
+            scope: Scope::Global,
+            branch: Branch::default(),
+            action: invalid.clone(),
+        }],
+    };
+    bucket.put_json(&key, &batch).await.unwrap();
+    // The promoter integrates, writes the shared object, and dies before writing the refusal.
+    bucket.inject_failure_after_next_put();
+    let crashed = promote(&promoter, &bucket, &PromoteOptions::default()).await;
+    assert!(matches!(crashed, Err(S3Error::Injected(_))), "{crashed:?}");
+    assert!(
+        bucket
+            .list_after(&layout::rejection_area(b.id()), None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Its next run promotes the same batches again (duplicates) and writes the refusal it found the first time.
+    let again = promote_once(&promoter, &bucket, false).await;
+    assert_eq!(again.new, 0, "{again:?}");
+    assert!(
+        again.rejected[b.id()]
+            .iter()
+            .any(|r| r.action_id == Some(invalid.id) && r.kept_marked),
+        "{again:?}"
+    );
+    let report = round(&b, &bucket).await;
+    assert!(
+        report.rejected.iter().any(|r| r.action_id == Some(invalid.id)),
+        "{report:?}"
+    );
+    // A later run does not repeat it.
+    assert!(promote_once(&promoter, &bucket, false).await.rejected.is_empty());
+    round(&a, &bucket).await;
+    assert_eq!(state(&a, doc).await.1, state(&b, doc).await.1);
+    assert_eq!(state(&a, doc).await.1, state(&promoter, doc).await.1);
+}
