@@ -123,9 +123,10 @@ fn a_sync_killed_mid_round_loses_nothing() {
     let s3 = ["--remote", remote.as_str(), "--s3-endpoint", endpoint.as_str()];
     let id = create(&a);
     let mut items = Vec::new();
-    // Kill `folio sync` with SIGKILL at different points of its round (opening the store, uploading, recording
-    // the upload, reading the shared area): wherever it dies, the next round completes it.
-    for (i, after_ms) in [5u64, 40, 80, 120, 200, 400].into_iter().enumerate() {
+    // Kill `folio sync` with SIGKILL at different points of its round (a whole round takes about 70 ms here:
+    // opening the store, uploading, recording the upload, reading the shared area): wherever it dies, the next
+    // round completes it.
+    for (i, after_ms) in [2u64, 10, 20, 30, 40, 50, 60, 70, 90].into_iter().enumerate() {
         let item = format!("item{i}");
         add(&a, &id, &item);
         items.push(item);
