@@ -4,7 +4,7 @@
 //! prefix/users/<replica>/<millis>-<counter>-<replica>-<seq>.json   a batch of one replica's own actions (only it writes here)
 //! prefix/shared/<millis>-<counter>-<promoter>-<seq>.json           a batch the promoter validated (only it writes here)
 //! prefix/rejections/<replica>/<millis>-…-<promoter>-<seq>.json     what the promoter refused of <replica>'s, and why
-//! prefix/snapshots/<blake3 of the content>.json                    a document at a shared cursor (immutable, cacheable)
+//! prefix/snapshots/<blake3 of the content>.json                    a document as of a roll-up (immutable, cacheable)
 //! prefix/snapshot-index/<shared cursor file name>                  the snapshots taken at that cursor, one per document
 //! ```
 //!
@@ -119,8 +119,10 @@ impl Rejection {
     }
 }
 
-/// A document at a shared cursor: its state for readers, and its effective history for replicas that bootstrap
-/// from it (so they hold the same log, and the same state hash, as replicas that replayed every batch).
+/// A document as of a roll-up: its state for readers, and its effective history for replicas that bootstrap from it
+/// (so they hold the same log, and the same state hash, as replicas that replayed every batch). The shared cursor
+/// it covers is in the [`SnapshotIndex`], not here: an unchanged document keeps its content, so its hash and key,
+/// and is not written again by later roll-ups.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Snapshot {
@@ -132,8 +134,6 @@ pub struct Snapshot {
     pub revision: Revisions,
     /// The clock of the latest action it includes (`millis.counter`).
     pub last_update: String,
-    /// The last shared-area key it covers: replicas go on reading the shared area after it.
-    pub shared_cursor: String,
     /// The state hash of the main branch.
     pub state_hash: String,
     /// The main branch's global state.

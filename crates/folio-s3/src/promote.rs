@@ -322,7 +322,6 @@ pub async fn roll_up(replica: &Replica, bucket: &Bucket) -> Result<(Option<Strin
             document_type: document.header.document_type.clone(),
             revision: document.header.revision,
             last_update: format!("{}.{}", last.millis, last.counter),
-            shared_cursor: cursor.clone(),
             state_hash: document.state_hash().to_hex(),
             state: document.global_json(),
             entries,

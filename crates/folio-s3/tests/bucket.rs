@@ -204,6 +204,14 @@ async fn three_replicas_converge_through_a_bucket_and_the_promoter_rejects_inval
 async fn a_fresh_replica_bootstraps_from_a_snapshot_and_reads_fewer_objects() {
     let Some(bucket) = bucket("snapshot") else { return };
     let ([a, b, _c], promoter, doc) = world(&bucket).await;
+    // A second document that no later update touches.
+    let quiet = b
+        .reactor()
+        .create_document("folio/todo-list", "quiet", None)
+        .await
+        .unwrap()
+        .header
+        .id;
     // Many small batches: one shared object each.
     for i in 0..12 {
         let r = if i % 2 == 0 { &a } else { &b };
@@ -219,7 +227,7 @@ async fn a_fresh_replica_bootstraps_from_a_snapshot_and_reads_fewer_objects() {
     }
     let rolled = promote_once(&promoter, &bucket, true).await;
     let index = rolled.snapshot_index.clone().expect("a snapshot index");
-    assert_eq!(rolled.snapshots_written, 1, "{rolled:?}");
+    assert_eq!(rolled.snapshots_written, 2, "{rolled:?}");
     // Rolling up again at the same cursor writes nothing: snapshots are immutable.
     let again = promote_once(&promoter, &bucket, true).await;
     assert_eq!(again.snapshot_index.as_deref(), Some(index.as_str()));
@@ -236,14 +244,29 @@ async fn a_fresh_replica_bootstraps_from_a_snapshot_and_reads_fewer_objects() {
         round(&a, &bucket).await;
         promote_once(&promoter, &bucket, false).await;
     }
+    // A later roll-up writes only the snapshot of the document that changed.
+    let later = promote_once(&promoter, &bucket, true).await;
+    assert_eq!(later.snapshots_written, 1, "{later:?}");
+    for i in 15..17 {
+        act(
+            &a,
+            doc,
+            "UPDATE_TODO",
+            json!({"id": format!("item{}", i - 12), "done": true}),
+        )
+        .await;
+        round(&a, &bucket).await;
+        promote_once(&promoter, &bucket, false).await;
+    }
+    let index = later.snapshot_index.clone().unwrap();
 
     let boot_bucket = same(&bucket);
     let fresh = replica().await;
     let booted = round(&fresh, &boot_bucket).await;
     assert_eq!(booted.bootstrapped_from.as_deref(), Some(index.as_str()), "{booted:?}");
-    assert_eq!(booted.snapshot_documents, 1);
+    assert_eq!(booted.snapshot_documents, 2);
     assert_eq!(
-        booted.shared_objects, 3,
+        booted.shared_objects, 2,
         "only the updates after the snapshot: {booted:?}"
     );
 
@@ -268,6 +291,7 @@ async fn a_fresh_replica_bootstraps_from_a_snapshot_and_reads_fewer_objects() {
     assert_eq!(state(&fresh, doc).await.1, hash, "bootstrapped replica");
     assert_eq!(state(&replayer, doc).await.1, hash, "replayed replica");
     assert_eq!(state(&a, doc).await.1, hash);
+    assert_eq!(state(&fresh, quiet).await.1, state(&promoter, quiet).await.1);
     // The bootstrapped replica goes on like any other: its edits reach the others.
     act(&fresh, doc, "ADD_TODO", json!({"id": "late", "title": "Late"})).await;
     round(&fresh, &bucket).await;
