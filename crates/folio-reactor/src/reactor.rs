@@ -198,15 +198,7 @@ impl Reactor {
         branch: Branch,
         actions: Vec<Action>,
     ) -> Result<JobHandle, ReactorError> {
-        self.submit_kind(
-            Submit {
-                document_id,
-                branch,
-                actions,
-                expected_revision: None,
-            },
-            JobKind::Integrate,
-        )
+        self.submit_kind(Submit::on(document_id, branch, actions), JobKind::Integrate)
     }
 
     /// Replaces this replica's actions `actions` (by id), which must never have been sent to another replica, by
@@ -218,15 +210,7 @@ impl Reactor {
         branch: Branch,
         actions: Vec<Action>,
     ) -> Result<JobHandle, ReactorError> {
-        self.submit_kind(
-            Submit {
-                document_id,
-                branch,
-                actions,
-                expected_revision: None,
-            },
-            JobKind::Compress,
-        )
+        self.submit_kind(Submit::on(document_id, branch, actions), JobKind::Compress)
     }
 
     fn submit_kind(&self, submit: Submit, kind: JobKind) -> Result<JobHandle, ReactorError> {
