@@ -26,7 +26,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    Sqlite, SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
@@ -150,6 +151,9 @@ fn connect_options(options: &SqliteOptions) -> SqliteConnectOptions {
         })
         .busy_timeout(options.busy_timeout)
         .foreign_keys(false)
+        // The writer's statement shapes (heads, inserts and upserts per power of two, and their pairs sent with
+        // COMMIT) number about a hundred: keep them all prepared.
+        .statement_cache_capacity(256)
 }
 
 impl SqliteStore {
@@ -429,37 +433,60 @@ async fn group_commit(
     unit_ids: &mut HashMap<SyncUnit, i64>,
     requests: &[Prepared],
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-    let outcome = match group_commit_in_tx(conn, unit_ids, requests).await {
-        Ok(results) => sqlx::query("COMMIT")
-            .execute(&mut *conn)
-            .await
-            .map(|_| results)
-            .map_err(StoreError::from),
-        Err(e) => Err(e),
-    };
+    let outcome = group_commit_in_tx(conn, unit_ids, requests).await;
     if outcome.is_err() {
         // A failed statement or a failed COMMIT (busy, I/O error) leaves the transaction open: close it, or every
-        // later `BEGIN` on this connection would fail. (When SQLite already rolled back, this fails harmlessly.)
+        // later `BEGIN` on this connection would fail. (When SQLite already rolled back, or the BEGIN itself
+        // failed, this fails harmlessly.)
         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
     }
     outcome
 }
 
-async fn load_heads(conn: &mut SqliteConnection, units: &[&SyncUnit]) -> Result<HashMap<SyncUnit, Head>, StoreError> {
+/// The counters a commit starts from: the last ordinal and the last unit id.
+struct Counters {
+    last_ordinal: i64,
+    last_unit_id: i64,
+}
+
+/// Begins the transaction and reads the counters and the heads of `units`: the first statement text carries
+/// `BEGIN IMMEDIATE`, the counters and up to [`MAX_UNITS_PER_STATEMENT`] heads, so a commit of few units reads in
+/// one round trip.
+async fn begin_and_load_heads(
+    conn: &mut SqliteConnection,
+    units: &[&SyncUnit],
+) -> Result<(Counters, HashMap<SyncUnit, Head>), StoreError> {
     let mut heads = HashMap::with_capacity(units.len());
+    let mut counters = None;
     let mut rest = units;
-    for size in pow2_chunks(units.len(), MAX_UNITS_PER_STATEMENT) {
-        let (chunk, tail) = rest.split_at(size);
+    let mut first = true;
+    while first || !rest.is_empty() {
+        let (chunk, tail) = rest.split_at(rest.len().min(MAX_UNITS_PER_STATEMENT));
         rest = tail;
-        let mut q = sqlx::query(heads_sql(size));
-        for unit in chunk {
+        let shape = chunk.len().next_power_of_two();
+        let sql = if first {
+            begin_heads_sql(shape)
+        } else {
+            heads_sql(shape)
+        };
+        first = false;
+        let mut q = sqlx::query(sql);
+        // Padding repeats the last unit: a repeated member of an IN list changes nothing.
+        for i in 0..shape {
+            let unit = chunk.get(i).or(chunk.last()).ok_or(StoreError::Closed)?;
             q = q
                 .bind(unit.document_id.to_string())
                 .bind(unit.scope.as_str())
                 .bind(unit.branch.as_str());
         }
         for row in q.fetch_all(&mut *conn).await? {
+            if row.len() == 2 {
+                counters = Some(Counters {
+                    last_ordinal: row.get(0),
+                    last_unit_id: row.get(1),
+                });
+                continue;
+            }
             let unit = unit_from_row(&row, 1)?;
             heads.insert(
                 unit,
@@ -474,7 +501,12 @@ async fn load_heads(conn: &mut SqliteConnection, units: &[&SyncUnit]) -> Result<
             );
         }
     }
-    Ok(heads)
+    let counters = counters.ok_or_else(|| StoreError::Corrupt {
+        unit: "operations table".to_owned(),
+        index: 0,
+        reason: "the counters query returned no row".to_owned(),
+    })?;
+    Ok((counters, heads))
 }
 
 fn unit_from_row(row: &sqlx::sqlite::SqliteRow, at: usize) -> Result<SyncUnit, StoreError> {
@@ -498,29 +530,26 @@ fn insert_sql(rows: usize) -> &'static str {
     pow2_sql(&CACHE, rows, MAX_INSERT_ROWS, |n| {
         repeated_sql(
             // OR ROLLBACK: a failure already rolls the whole group back (and retries each request alone), so SQLite
-            // need not keep a statement journal to undo this statement alone.
+            // need not keep a statement journal to undo this statement alone. The statement has a power-of-two
+            // number of rows; the padding rows are all NULL and filtered out.
             "INSERT OR ROLLBACK INTO operations (unit_id, idx, ordinal, skip, timestamp_ms, hash, error, operation, size) \
-             VALUES ",
+             SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9 FROM (VALUES ",
             "(?,?,?,?,?,?,?,?,?)",
             n,
-            "",
+            ") WHERE column1 IS NOT NULL",
         )
     })
 }
 
-/// Splits `n` rows into statement sizes that are powers of two up to `max` (a power of two), so a handful of
+/// Splits `n` rows into statements of at most `max` rows, each padded up to a power of two, so a handful of
 /// statement shapes serve every batch: sqlx caches prepared statements by their text, and preparing a statement of
-/// hundreds of rows costs more than running it.
-fn pow2_chunks(mut n: usize, max: usize) -> Vec<usize> {
+/// hundreds of rows costs more than running it. Returns (rows, shape) per statement.
+fn padded_chunks(mut n: usize, max: usize) -> Vec<(usize, usize)> {
     let mut chunks = Vec::new();
     while n > 0 {
-        let size = if n >= max {
-            max
-        } else {
-            1 << (usize::BITS - 1 - n.leading_zeros())
-        };
-        chunks.push(size);
-        n -= size;
+        let rows = n.min(max);
+        chunks.push((rows, rows.next_power_of_two()));
+        n -= rows;
     }
     chunks
 }
@@ -575,6 +604,89 @@ fn upsert_heads_sql(n: usize) -> &'static str {
     })
 }
 
+/// `BEGIN IMMEDIATE`, the counters, then the heads of `n` units: the first round trip of a commit.
+fn begin_heads_sql(n: usize) -> &'static str {
+    static CACHE: OnceLock<Vec<String>> = OnceLock::new();
+    pow2_sql(&CACHE, n, MAX_UNITS_PER_STATEMENT, |n| {
+        format!(
+            "BEGIN IMMEDIATE; SELECT COALESCE((SELECT MAX(ordinal) FROM operations), 0), \
+             COALESCE((SELECT MAX(unit_id) FROM units), 0); {}",
+            heads_sql(n)
+        )
+    })
+}
+
+/// The most rows (operations, and units) whose statements are sent with `COMMIT` in one text: the shapes are
+/// cached per (operations, units) pair, so the bound keeps their number (7 × 7) and size small. Larger commits
+/// send their statements one by one, where the round trips weigh little against the rows.
+const MAX_COMBINED_ROWS: usize = 64;
+
+/// The inserts of `ops` operations, the upsert of `units` heads and `COMMIT`, in one text.
+fn insert_commit_sql(ops: usize, units: usize) -> &'static str {
+    static CACHE: OnceLock<Vec<Vec<String>>> = OnceLock::new();
+    debug_assert!(ops.is_power_of_two() && units.is_power_of_two());
+    debug_assert!(ops <= MAX_COMBINED_ROWS && units <= MAX_COMBINED_ROWS);
+    let shapes = CACHE.get_or_init(|| {
+        (0..=MAX_COMBINED_ROWS.trailing_zeros())
+            .map(|i| {
+                (0..=MAX_COMBINED_ROWS.trailing_zeros())
+                    .map(|u| format!("{}; {}; COMMIT", insert_sql(1 << i), upsert_heads_sql(1 << u)))
+                    .collect()
+            })
+            .collect()
+    });
+    &shapes[ops.trailing_zeros() as usize][units.trailing_zeros() as usize]
+}
+
+type Insert<'a> = (i64, &'a Row8, i64);
+
+fn bind_inserts<'q>(
+    mut q: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
+    rows: &[Insert<'q>],
+    shape: usize,
+) -> sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>> {
+    for (unit_id, row, ordinal) in rows {
+        q = q
+            .bind(*unit_id)
+            .bind(row.idx)
+            .bind(*ordinal)
+            .bind(row.skip)
+            .bind(row.timestamp_ms)
+            .bind(row.hash.as_slice())
+            .bind(row.error.as_deref())
+            .bind(row.operation.as_str())
+            .bind(row.operation.len() as i64);
+    }
+    for _ in rows.len()..shape {
+        for _ in 0..9 {
+            q = q.bind(None::<i64>);
+        }
+    }
+    q
+}
+
+fn bind_heads<'q>(
+    mut q: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
+    heads: &[(&'q SyncUnit, &'q Head)],
+    shape: usize,
+) -> sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>> {
+    // Padding repeats the last head: the repeated row updates the unit to the same values.
+    for i in 0..shape {
+        let Some((unit, head)) = heads.get(i).or(heads.last()) else {
+            break;
+        };
+        q = q
+            .bind(head.unit_id)
+            .bind(unit.document_id.to_string())
+            .bind(unit.scope.as_str())
+            .bind(unit.branch.as_str())
+            .bind(head.revision as i64)
+            .bind(head.last_hash.0.to_vec())
+            .bind(head.last_ts as i64);
+    }
+    q
+}
+
 async fn group_commit_in_tx(
     conn: &mut SqliteConnection,
     unit_ids: &mut HashMap<SyncUnit, i64>,
@@ -584,28 +696,19 @@ async fn group_commit_in_tx(
         let mut seen = std::collections::HashSet::new();
         requests.iter().map(|p| &p.unit).filter(|u| seen.insert(*u)).collect()
     };
-    let mut heads = load_heads(conn, &units).await?;
-    let mut next_ordinal: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(ordinal), 0) FROM operations")
-        .fetch_one(&mut *conn)
-        .await?;
-    let mut next_unit_id: Option<i64> = None;
+    let (counters, mut heads) = begin_and_load_heads(conn, &units).await?;
+    let mut next_ordinal = counters.last_ordinal;
+    let mut next_unit_id = counters.last_unit_id + 1;
     // (unit_id, row, ordinal) of every operation to insert, in commit order.
-    let mut inserts: Vec<(i64, &Row8, i64)> = Vec::new();
+    let mut inserts: Vec<Insert> = Vec::new();
     let mut header_changes: Vec<(DocumentId, &HeaderChange, u64)> = Vec::new();
     let mut results = Vec::with_capacity(requests.len());
     for p in requests {
         let head = match heads.get(&p.unit) {
             Some(h) => h.clone(),
             None => {
-                let unit_id = match next_unit_id {
-                    Some(id) => id,
-                    None => {
-                        sqlx::query_scalar("SELECT COALESCE(MAX(unit_id), 0) + 1 FROM units")
-                            .fetch_one(&mut *conn)
-                            .await?
-                    }
-                };
-                next_unit_id = Some(unit_id + 1);
+                let unit_id = next_unit_id;
+                next_unit_id += 1;
                 Head {
                     unit_id,
                     revision: 0,
@@ -656,50 +759,7 @@ async fn group_commit_in_tx(
         }));
     }
 
-    let mut rest = inserts.as_slice();
-    for size in pow2_chunks(inserts.len(), MAX_INSERT_ROWS) {
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
-        let mut q = sqlx::query(insert_sql(size));
-        for (unit_id, row, ordinal) in chunk {
-            q = q
-                .bind(*unit_id)
-                .bind(row.idx)
-                .bind(*ordinal)
-                .bind(row.skip)
-                .bind(row.timestamp_ms)
-                .bind(row.hash.as_slice())
-                .bind(row.error.as_deref())
-                .bind(row.operation.as_str())
-                .bind(row.operation.len() as i64);
-        }
-        q.execute(&mut *conn).await?;
-    }
-
-    let touched: Vec<(&SyncUnit, &Head)> = heads.iter().filter(|(_, h)| h.touched).collect();
-    let mut rest = touched.as_slice();
-    for size in pow2_chunks(touched.len(), MAX_UNITS_PER_STATEMENT) {
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
-        let mut q = sqlx::query(upsert_heads_sql(size));
-        for (unit, head) in chunk {
-            q = q
-                .bind(head.unit_id)
-                .bind(unit.document_id.to_string())
-                .bind(unit.scope.as_str())
-                .bind(unit.branch.as_str())
-                .bind(head.revision as i64)
-                .bind(head.last_hash.0.to_vec())
-                .bind(head.last_ts as i64);
-        }
-        q.execute(&mut *conn).await?;
-        for (unit, head) in chunk {
-            if head.is_new {
-                unit_ids.insert((*unit).clone(), head.unit_id);
-            }
-        }
-    }
-
+    // Header changes are rare (document scope): their statements go first, one by one.
     for (id, change, ts) in header_changes {
         let id = id.to_string();
         let q = match change {
@@ -717,6 +777,38 @@ async fn group_commit_in_tx(
             HeaderChange::Deleted => sqlx::query("UPDATE documents SET deleted = 1 WHERE document_id = ?").bind(id),
         };
         q.execute(&mut *conn).await?;
+    }
+
+    let touched: Vec<(&SyncUnit, &Head)> = heads.iter().filter(|(_, h)| h.touched).collect();
+    if !inserts.is_empty() && inserts.len() <= MAX_COMBINED_ROWS && touched.len() <= MAX_COMBINED_ROWS {
+        // The common case: the second and last round trip.
+        let (ops, units) = (inserts.len().next_power_of_two(), touched.len().next_power_of_two());
+        let q = bind_inserts(sqlx::query(insert_commit_sql(ops, units)), &inserts, ops);
+        bind_heads(q, &touched, units).execute(&mut *conn).await?;
+    } else {
+        let mut rest = inserts.as_slice();
+        for (rows, shape) in padded_chunks(inserts.len(), MAX_INSERT_ROWS) {
+            let (chunk, tail) = rest.split_at(rows);
+            rest = tail;
+            bind_inserts(sqlx::query(insert_sql(shape)), chunk, shape)
+                .execute(&mut *conn)
+                .await?;
+        }
+        let mut rest = touched.as_slice();
+        for (rows, shape) in padded_chunks(touched.len(), MAX_UNITS_PER_STATEMENT) {
+            let (chunk, tail) = rest.split_at(rows);
+            rest = tail;
+            bind_heads(sqlx::query(upsert_heads_sql(shape)), chunk, shape)
+                .execute(&mut *conn)
+                .await?;
+        }
+        sqlx::query("COMMIT").execute(&mut *conn).await?;
+    }
+    // Committed: new units are known from now on.
+    for (unit, head) in &touched {
+        if head.is_new {
+            unit_ids.insert((*unit).clone(), head.unit_id);
+        }
     }
     Ok(results)
 }
