@@ -83,6 +83,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("FOLIO_LOG").unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

