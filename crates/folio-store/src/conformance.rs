@@ -100,6 +100,7 @@ pub const SCENARIOS: &[Scenario] = &[
     by_arc!(concurrent_appenders_one_unit),
     by_arc!(many_units_in_parallel),
     by_ref!(append_batch_mixed),
+    by_ref!(batch_shapes),
     by_arc!(ordinal_order),
     by_ref!(header_index),
     by_ref!(keyframes),
@@ -164,6 +165,7 @@ macro_rules! conformance_tests {
             concurrent_appenders_one_unit,
             many_units_in_parallel,
             append_batch_mixed,
+            batch_shapes,
             ordinal_order,
             header_index,
             keyframes,
@@ -826,6 +828,69 @@ pub async fn concurrent_appenders_one_unit(store: Arc<dyn OperationStore>) {
         "one committed entry per success"
     );
     assert_verified(&*store, 1, total).await;
+}
+
+/// One `append_batch` of many shapes at once, on new and existing units: more units than one statement names
+/// (300), a request longer than one insert statement (1,100 operations), every size from 1 to 70, then the same
+/// units again. Backends cut and pad their statements by size; every operation must land whole, in order, once.
+pub async fn batch_shapes(store: &dyn OperationStore) {
+    const UNITS: usize = 300;
+    let size = |u: usize| match u {
+        0 => 1_100,
+        1..=70 => u,
+        _ => 1,
+    };
+    let mut chains: Vec<Chain> = (0..UNITS).map(|u| Chain::new(new_unit(Scope::ALL[u % 3]))).collect();
+    let mut stored: Vec<Vec<Operation>> = vec![Vec::new(); UNITS];
+    for round in 0..2 {
+        let requests: Vec<AppendRequest> = chains
+            .iter_mut()
+            .enumerate()
+            .map(|(u, chain)| {
+                let n = if round == 0 { size(u) } else { size(UNITS - 1 - u) };
+                let expected_revision = chain.next;
+                let operations = chain.ops(n);
+                stored[u].extend(operations.iter().cloned());
+                AppendRequest {
+                    unit: chain.unit.clone(),
+                    expected_revision,
+                    operations,
+                }
+            })
+            .collect();
+        let results = store.append_batch(requests).await;
+        assert_eq!(results.len(), UNITS, "one result per request");
+        for (u, result) in results.into_iter().enumerate() {
+            let appended = result.unwrap_or_else(|e| panic!("round {round}, unit {u}: {e}"));
+            assert_eq!(
+                appended.revision,
+                stored[u].len() as u64,
+                "round {round}, unit {u}: revision"
+            );
+            assert!(!appended.replayed, "round {round}, unit {u}: a fresh append");
+        }
+    }
+    let mut total = 0;
+    for (chain, ops) in chains.iter().zip(&stored) {
+        assert_eq!(
+            &read_all(store, &chain.unit, 0, None).await,
+            ops,
+            "{}: read back",
+            chain.unit
+        );
+        assert_eq!(
+            head(store, &chain.unit).await,
+            (ops.len() as u64, ops[ops.len() - 1].hash)
+        );
+        total += ops.len() as u64;
+    }
+    let committed = all_committed(store).await;
+    assert_eq!(committed.len() as u64, total, "one committed entry per operation");
+    assert!(
+        committed.windows(2).all(|w| w[0].ordinal < w[1].ordinal),
+        "ordinals increase"
+    );
+    assert_verified(store, UNITS as u64, total).await;
 }
 
 /// Hundreds of units written at once from concurrent tasks each end up with exactly their operations.
