@@ -531,8 +531,8 @@ async fn begin_and_load_heads(
         first = false;
         let mut q = sqlx::query(sql);
         // Padding repeats the last unit: a repeated member of an IN list changes nothing.
-        for i in 0..shape {
-            let unit = chunk.get(i).or(chunk.last()).ok_or(StoreError::Closed)?;
+        let padding = chunk.last().into_iter().cycle().take(shape - chunk.len());
+        for unit in chunk.iter().chain(padding) {
             q = q
                 .bind(unit.document_id.to_string())
                 .bind(unit.scope.as_str())
@@ -730,10 +730,8 @@ fn bind_heads<'q>(
     shape: usize,
 ) -> sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>> {
     // Padding repeats the last head: the repeated row updates the unit to the same values.
-    for i in 0..shape {
-        let Some((unit, head)) = heads.get(i).or(heads.last()) else {
-            break;
-        };
+    let padding = heads.last().into_iter().cycle().take(shape - heads.len());
+    for (unit, head) in heads.iter().chain(padding) {
         q = q
             .bind(head.unit_id)
             .bind(unit.document_id.to_string())
