@@ -47,6 +47,10 @@ pub enum StoreError {
     /// The database holds no folio store (and the caller asked not to create one).
     #[error("not a folio store: {0}")]
     NotAStore(String),
+    /// The disk did not confirm a commit (fsync of the write-ahead log failed). What the disk holds is unknown, so
+    /// this write and every later one on this store fail: restart the process, which recovers the log.
+    #[error("the disk did not confirm the write (fsync of the log failed: {0}); restart to recover")]
+    Unsynced(String),
     /// The store was closed (its writer stopped).
     #[error("the store is closed")]
     Closed,
