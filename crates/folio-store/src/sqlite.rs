@@ -5,8 +5,9 @@
 //!   `synchronous = NORMAL`, and a sync thread fsyncs the WAL and only then acknowledges every commit written
 //!   before it started, while the writer runs the next transaction (so the disk's latency does not hold the
 //!   write lock). The WAL's checksum chain keeps recovery to a prefix of the commits, so a later commit never
-//!   survives an earlier one. One consequence: another connection may read a commit in the moment between its
-//!   `COMMIT` and its fsync, and a power loss in that moment loses it; nobody was told it was stored.
+//!   survives an earlier one. Reads see a commit as soon as its `COMMIT` ran, so every read waits, before it
+//!   returns, for the fsync of every transaction begun by then (`Durability`; only while one is in flight): what
+//!   a caller reads cannot vanish in a power loss, and an ordinal handed to a pulling replica is never reused.
 //!   (`SqliteOptions::synchronous_full = false` skips the fsync: durable against process crashes only.)
 //! * **One writer task per store** owns a dedicated connection and group-commits every append that is waiting when
 //!   it wakes, in two round trips to sqlx's connection thread: `BEGIN IMMEDIATE` with the counters and one batched
@@ -94,6 +95,8 @@ pub struct SqliteStore {
     path: PathBuf,
     /// Units by their row id, as reads resolve them.
     unit_names: Arc<std::sync::Mutex<HashMap<i64, SyncUnit>>>,
+    /// How far the writer's transactions are on disk, when a sync thread fsyncs them (the default).
+    durability: Option<Arc<Durability>>,
 }
 
 /// Rows per query of `read_since`.
@@ -182,6 +185,14 @@ fn connect_options(options: &SqliteOptions) -> SqliteConnectOptions {
 }
 
 impl SqliteStore {
+    /// `value`, once everything committed before now is on disk (see [`Durability`]).
+    async fn settled<T>(&self, value: T) -> Result<T, StoreError> {
+        if let Some(durability) = &self.durability {
+            durability.settle().await?;
+        }
+        Ok(value)
+    }
+
     /// The units of `ids` (unit ids are never reused: a cache of them stays true).
     async fn units_by_id(&self, ids: impl Iterator<Item = i64>) -> Result<HashMap<i64, SyncUnit>, StoreError> {
         let mut wanted: Vec<i64> = ids.collect();
@@ -273,19 +284,22 @@ impl SqliteStore {
         // Durable commits without the fsync inside them: the writer commits with `synchronous = NORMAL` and a
         // thread of its own fsyncs the WAL before any caller hears of the commit, while the writer goes on with the
         // next transaction. (A commit that SQLite itself fsyncs holds the write lock, and every later commit,
-        // through the disk's latency.) Without a WAL file to sync, the writer stays on `FULL`.
+        // through the disk's latency.) Reads wait for the fsync of what they may have seen (`Durability`).
+        // Without a WAL file to sync, the writer stays on `FULL`.
         let syncer = if options.synchronous_full {
             match std::fs::File::open(wal_path(&options.path)) {
                 Ok(wal) => {
                     sqlx::query("PRAGMA synchronous = NORMAL")
                         .execute(&mut writer_conn)
                         .await?;
-                    let (acks, rx) = std::sync::mpsc::channel::<Ack>();
+                    let durability = Arc::new(Durability::default());
+                    let (acks, rx) = std::sync::mpsc::channel::<SyncGroup>();
+                    let synced = durability.clone();
                     std::thread::Builder::new()
                         .name("folio-wal-sync".to_owned())
-                        .spawn(move || sync_loop(|| wal.sync_data(), rx))
+                        .spawn(move || sync_loop(|| wal.sync_data(), rx, &synced))
                         .map_err(|e| StoreError::Unsynced(format!("cannot start the WAL sync thread: {e}")))?;
-                    Some(acks)
+                    Some((acks, durability))
                 }
                 Err(e) => {
                     tracing::debug!("no WAL file to sync ({e}): commits fsync themselves");
@@ -299,10 +313,12 @@ impl SqliteStore {
         let pool = retry_busy(deadline, || pool_options.clone().connect_with(connect.clone())).await?;
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let written = Arc::new(AtomicU64::new(0));
+        let durability = syncer.as_ref().map(|(_, d)| d.clone());
         tokio::spawn(writer_loop(writer_conn, rx, written.clone(), syncer));
         tokio::spawn(checkpointer(pool.clone(), tx.downgrade(), written));
         Ok(Self {
             pool,
+            durability,
             writer: tx,
             path: options.path,
             unit_names: Arc::default(),
@@ -425,49 +441,90 @@ fn wal_path(path: &Path) -> PathBuf {
 /// An acknowledgement waiting for the WAL to reach the disk: called with the fsync's failure, if it failed.
 type Ack = Box<dyn FnOnce(Option<&str>) + Send>;
 
-/// The WAL sync thread: fsyncs the WAL once for every acknowledgement that waits when it wakes (all of their
-/// commits were written before they were queued), then sends them. After a failed fsync nothing more is
-/// acknowledged: what the disk holds is unknown until a restart recovers the log.
-fn sync_loop(mut fsync: impl FnMut() -> std::io::Result<()>, acks: std::sync::mpsc::Receiver<Ack>) {
-    let mut failed: Option<String> = None;
-    while let Ok(first) = acks.recv() {
-        let mut group = vec![first];
-        group.extend(acks.try_iter());
-        if failed.is_none()
-            && let Err(e) = fsync()
-        {
-            tracing::error!("fsync of the SQLite write-ahead log failed: {e}; every later write on this store fails");
-            failed = Some(e.to_string());
+/// The acknowledgements of one of the writer's wake-ups, and its generation.
+type SyncGroup = (u64, Vec<Ack>);
+
+/// How far the writer's transactions are on disk when a sync thread fsyncs them. Each wake-up of the writer is a
+/// generation, counted before its first statement; the sync thread publishes the last generation it fsynced. A
+/// read waits, after it ran, until every generation begun by then is synced: whatever it saw was committed by one
+/// of them, so nothing a caller reads can vanish in a power loss (an ordinal handed to a pulling replica is never
+/// reused). Reads wait only while a commit is between its `COMMIT` and its fsync.
+#[derive(Default)]
+struct Durability {
+    /// Generations begun.
+    begun: AtomicU64,
+    /// The last generation fsynced (`u64::MAX` once the sync thread stopped).
+    synced: tokio::sync::watch::Sender<u64>,
+    /// Why an fsync failed: every later read and write fails.
+    failed: OnceLock<String>,
+}
+
+impl Durability {
+    /// Waits until everything committed before now is on disk.
+    async fn settle(&self) -> Result<(), StoreError> {
+        let wanted = self.begun.load(Ordering::SeqCst);
+        if *self.synced.borrow() < wanted {
+            let _ = self.synced.subscribe().wait_for(|synced| *synced >= wanted).await;
         }
-        for ack in group {
-            ack(failed.as_deref());
+        match self.failed.get() {
+            Some(reason) => Err(StoreError::Unsynced(reason.clone())),
+            None => Ok(()),
         }
     }
 }
 
+/// The WAL sync thread: fsyncs the WAL once for every group that waits when it wakes (all of their commits were
+/// written before they were queued), publishes the generation, then acknowledges. After a failed fsync nothing
+/// more is acknowledged: what the disk holds is unknown until a restart recovers the log.
+fn sync_loop(
+    mut fsync: impl FnMut() -> std::io::Result<()>,
+    groups: std::sync::mpsc::Receiver<SyncGroup>,
+    durability: &Durability,
+) {
+    while let Ok(first) = groups.recv() {
+        let mut generation = first.0;
+        let mut acks = first.1;
+        for (g, more) in groups.try_iter() {
+            generation = generation.max(g);
+            acks.extend(more);
+        }
+        if durability.failed.get().is_none()
+            && let Err(e) = fsync()
+        {
+            tracing::error!("fsync of the SQLite write-ahead log failed: {e}; every later write on this store fails");
+            let _ = durability.failed.set(e.to_string());
+        }
+        durability
+            .synced
+            .send_modify(|synced| *synced = (*synced).max(generation));
+        let failed = durability.failed.get().map(String::as_str);
+        for ack in acks {
+            ack(failed);
+        }
+    }
+    // The writer is gone: nothing more will be committed, and no read may wait for it.
+    durability.synced.send_replace(u64::MAX);
+}
+
 /// Sends `value` to `reply`: at once, or, when the store defers its fsyncs, once the WAL holding the commit is on
-/// disk. `unsynced` turns the value into what to send instead when that fsync failed.
+/// disk (the acknowledgement joins `pending`). `unsynced` turns the value into what to send instead when that fsync
+/// failed.
 fn acknowledge<T: Send + 'static>(
-    syncer: Option<&std::sync::mpsc::Sender<Ack>>,
+    pending: Option<&mut Vec<Ack>>,
     reply: oneshot::Sender<T>,
     value: T,
     unsynced: fn(T, &str) -> T,
 ) {
-    match syncer {
+    match pending {
         None => {
             let _ = reply.send(value);
         }
-        Some(acks) => {
-            let ack: Ack = Box::new(move |failed| {
-                let _ = reply.send(match failed {
-                    None => value,
-                    Some(reason) => unsynced(value, reason),
-                });
+        Some(pending) => pending.push(Box::new(move |failed| {
+            let _ = reply.send(match failed {
+                None => value,
+                Some(reason) => unsynced(value, reason),
             });
-            if let Err(std::sync::mpsc::SendError(ack)) = acks.send(ack) {
-                ack(Some("the WAL sync thread stopped"));
-            }
-        }
+        })),
     }
 }
 
@@ -480,7 +537,7 @@ async fn writer_loop(
     mut conn: SqliteConnection,
     mut rx: mpsc::Receiver<WriteCommand>,
     written: Arc<AtomicU64>,
-    syncer: Option<std::sync::mpsc::Sender<Ack>>,
+    syncer: Option<(std::sync::mpsc::Sender<SyncGroup>, Arc<Durability>)>,
 ) {
     let mut unit_ids: HashMap<SyncUnit, i64> = HashMap::new();
     while let Some(first) = rx.recv().await {
@@ -498,6 +555,11 @@ async fn writer_loop(
         let mut appends = Vec::new();
         let mut keyframes = Vec::new();
         let mut metas = Vec::new();
+        // This wake-up's generation, begun before any of its statements (reads wait for its fsync).
+        let generation = syncer
+            .as_ref()
+            .map(|(_, durability)| durability.begun.fetch_add(1, Ordering::SeqCst) + 1);
+        let mut pending = syncer.as_ref().map(|_| Vec::new());
         for cmd in batch {
             match cmd {
                 WriteCommand::Append { requests, reply } => appends.push((requests, reply)),
@@ -516,16 +578,23 @@ async fn writer_loop(
                 .flat_map(|(requests, _)| requests.iter())
                 .flat_map(|p| p.rows.iter().map(|r| r.operation.len() + 64))
                 .sum();
-            commit_appends(&mut conn, &mut unit_ids, appends, syncer.as_ref()).await;
+            commit_appends(&mut conn, &mut unit_ids, appends, pending.as_mut()).await;
             written.fetch_add(bytes as u64, Ordering::Relaxed);
         }
         for (keyframe, reply) in keyframes {
             let result = write_keyframe(&mut conn, &mut unit_ids, &keyframe).await;
-            acknowledge(syncer.as_ref(), reply, result, unsynced);
+            acknowledge(pending.as_mut(), reply, result, unsynced);
         }
         for (key, value, replace, reply) in metas {
             let result = write_meta(&mut conn, &key, &value, replace).await;
-            acknowledge(syncer.as_ref(), reply, result, unsynced);
+            acknowledge(pending.as_mut(), reply, result, unsynced);
+        }
+        if let (Some((groups, _)), Some(generation), Some(acks)) = (&syncer, generation, pending)
+            && let Err(std::sync::mpsc::SendError((_, acks))) = groups.send((generation, acks))
+        {
+            for ack in acks {
+                ack(Some("the WAL sync thread stopped"));
+            }
         }
     }
 }
@@ -536,7 +605,7 @@ async fn commit_appends(
     conn: &mut SqliteConnection,
     unit_ids: &mut HashMap<SyncUnit, i64>,
     batch: AppendBatch,
-    syncer: Option<&std::sync::mpsc::Sender<Ack>>,
+    mut pending: Option<&mut Vec<Ack>>,
 ) {
     let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
     let counts: Vec<usize> = requests.iter().map(Vec::len).collect();
@@ -568,7 +637,7 @@ async fn commit_appends(
     let mut results = results.into_iter();
     for (count, reply) in counts.into_iter().zip(replies) {
         let results: Vec<_> = results.by_ref().take(count).collect();
-        acknowledge(syncer, reply, results, |results, reason| {
+        acknowledge(pending.as_deref_mut(), reply, results, |results, reason| {
             results.into_iter().map(|r| unsynced(r, reason)).collect()
         });
     }
@@ -1227,6 +1296,7 @@ impl OperationStore for SqliteStore {
         // dropped stream stops the producer.
         let pool = self.pool.clone();
         let unit = unit.clone();
+        let durability = self.durability.clone();
         let (tx, rx) = mpsc::channel::<Vec<Result<Operation, StoreError>>>(2);
         tokio::spawn(async move {
             // Three stages run at once: SQLite fetches chunk n+1 (on the driver's thread) while this task parses
@@ -1243,6 +1313,12 @@ impl OperationStore for SqliteStore {
                     Err(_) => break,
                 };
                 if raw.count == 0 {
+                    break;
+                }
+                if let Some(durability) = &durability
+                    && let Err(e) = durability.settle().await
+                {
+                    let _ = tx.send(vec![Err(e)]).await;
                     break;
                 }
                 let next = raw.from + raw.count as u64;
@@ -1275,13 +1351,15 @@ impl OperationStore for SqliteStore {
                 .bind(unit.branch.as_str())
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row.map_or((0, OpHash::ZERO), |r| {
+        self.settled(row.map_or((0, OpHash::ZERO), |r| {
             (r.get::<i64, _>(0) as u64, blob_hash(r.get::<&[u8], _>(1)))
         }))
+        .await
     }
 
     async fn revisions(&self, document_id: DocumentId, branch: &Branch) -> Result<Revisions, StoreError> {
-        Ok(doc_revisions(&self.pool, document_id, branch).await?.0)
+        self.settled(doc_revisions(&self.pool, document_id, branch).await?.0)
+            .await
     }
 
     async fn header(&self, document_id: DocumentId, branch: &Branch) -> Result<Option<DocumentHeader>, StoreError> {
@@ -1290,9 +1368,12 @@ impl OperationStore for SqliteStore {
                 .bind(document_id.to_string())
                 .fetch_optional(&self.pool)
                 .await?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = row else {
+            return self.settled(None).await;
+        };
         let (revision, last_ts) = doc_revisions(&self.pool, document_id, branch).await?;
-        Ok(Some(header_from_row(&row, 0, document_id, branch, revision, last_ts)))
+        self.settled(Some(header_from_row(&row, 0, document_id, branch, revision, last_ts)))
+            .await
     }
 
     async fn list_headers(&self, query: &ListQuery) -> Result<Vec<DocumentHeader>, StoreError> {
@@ -1315,7 +1396,8 @@ impl OperationStore for SqliteStore {
         .bind(query.limit.min(i64::MAX as usize) as i64)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
+        let headers = rows
+            .iter()
             .map(|row| {
                 let id: &str = row.get(0);
                 let id = DocumentId::from_str(id).map_err(|e| StoreError::Corrupt {
@@ -1331,7 +1413,8 @@ impl OperationStore for SqliteStore {
                 let last_ts = row.get::<i64, _>(8) as u64;
                 Ok(header_from_row(row, 1, id, &query.branch, revision, last_ts))
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.settled(headers).await
     }
 
     async fn read_since(&self, after_ordinal: u64, limit: usize) -> Result<Vec<Committed>, StoreError> {
@@ -1380,14 +1463,14 @@ impl OperationStore for SqliteStore {
                 break;
             }
         }
-        Ok(out)
+        self.settled(out).await
     }
 
     async fn max_ordinal(&self) -> Result<u64, StoreError> {
         let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(ordinal), 0) FROM operations")
             .fetch_one(&self.pool)
             .await?;
-        Ok(max as u64)
+        self.settled(max as u64).await
     }
 
     async fn units(&self) -> Result<Vec<SyncUnit>, StoreError> {
@@ -1397,7 +1480,11 @@ impl OperationStore for SqliteStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|row| unit_from_row(row, 1)).collect()
+        let units = rows
+            .iter()
+            .map(|row| unit_from_row(row, 1))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.settled(units).await
     }
 
     async fn put_keyframe(&self, keyframe: &Keyframe) -> Result<(), StoreError> {
@@ -1413,10 +1500,11 @@ impl OperationStore for SqliteStore {
     }
 
     async fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+        let value = sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
             .bind(key)
             .fetch_optional(&self.pool)
-            .await?)
+            .await?;
+        self.settled(value).await
     }
 
     async fn put_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
@@ -1439,7 +1527,7 @@ impl OperationStore for SqliteStore {
         .bind(revision.min(i64::MAX as u64) as i64)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| Keyframe {
+        self.settled(row.map(|r| Keyframe {
             unit: unit.clone(),
             revision: r.get::<i64, _>(0) as u64,
             last_hash: blob_hash(r.get::<&[u8], _>(1)),
@@ -1447,6 +1535,7 @@ impl OperationStore for SqliteStore {
             state_hash: blob_hash(r.get::<&[u8], _>(3)),
             seen: seen_from_text(r.get::<&str, _>(4)),
         }))
+        .await
     }
 }
 
@@ -1494,58 +1583,85 @@ fn header_from_row(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
 
     use super::*;
 
     /// A sync thread whose fsync answers from `outcomes` (then succeeds) and counts its calls.
-    fn sync_thread(
-        outcomes: Vec<std::io::Result<()>>,
-    ) -> (
-        std::sync::mpsc::Sender<Ack>,
-        Arc<Mutex<usize>>,
-        std::thread::JoinHandle<()>,
-    ) {
-        let fsyncs = Arc::new(Mutex::new(0));
-        let counted = fsyncs.clone();
-        let mut outcomes = outcomes.into_iter();
-        let (acks, rx) = std::sync::mpsc::channel::<Ack>();
-        let thread = std::thread::spawn(move || {
-            sync_loop(
-                move || {
+    struct SyncThread {
+        groups: std::sync::mpsc::Sender<SyncGroup>,
+        fsyncs: Arc<Mutex<usize>>,
+        durability: Arc<Durability>,
+        thread: std::thread::JoinHandle<()>,
+    }
+
+    impl SyncThread {
+        fn start(outcomes: Vec<std::io::Result<()>>) -> Self {
+            let fsyncs = Arc::new(Mutex::new(0));
+            let durability = Arc::new(Durability::default());
+            let (counted, synced) = (fsyncs.clone(), durability.clone());
+            let mut outcomes = outcomes.into_iter();
+            let (groups, rx) = std::sync::mpsc::channel::<SyncGroup>();
+            let thread = std::thread::spawn(move || {
+                let fsync = move || {
                     *counted.lock().unwrap() += 1;
                     outcomes.next().unwrap_or(Ok(()))
-                },
-                rx,
-            )
-        });
-        (acks, fsyncs, thread)
+                };
+                sync_loop(fsync, rx, &synced)
+            });
+            Self {
+                groups,
+                fsyncs,
+                durability,
+                thread,
+            }
+        }
+
+        /// Sends one writer wake-up's result, as the writer does, and returns what its caller receives.
+        fn commit(&self, value: Result<u32, StoreError>) -> oneshot::Receiver<Result<u32, StoreError>> {
+            let generation = self.durability.begun.fetch_add(1, Ordering::SeqCst) + 1;
+            let (reply, received) = oneshot::channel();
+            let mut pending = Vec::new();
+            acknowledge(Some(&mut pending), reply, value, unsynced);
+            self.groups.send((generation, pending)).unwrap();
+            received
+        }
+
+        fn fsyncs(&self) -> usize {
+            *self.fsyncs.lock().unwrap()
+        }
+
+        fn stop(self) -> Arc<Durability> {
+            drop(self.groups);
+            self.thread.join().unwrap();
+            self.durability
+        }
     }
 
     #[test]
     fn commits_queued_together_are_acknowledged_after_one_fsync() {
-        let fsyncs = Arc::new(Mutex::new(0));
-        let counted = fsyncs.clone();
-        let (acks, rx) = std::sync::mpsc::channel::<Ack>();
+        let durability = Durability::default();
+        let fsyncs = Mutex::new(0);
+        let (groups, rx) = std::sync::mpsc::channel::<SyncGroup>();
         let mut waiting = Vec::new();
         for n in 0..3u32 {
             let (reply, mut received) = oneshot::channel();
-            acknowledge(Some(&acks), reply, Ok(n), unsynced);
+            let mut pending = Vec::new();
+            acknowledge(Some(&mut pending), reply, Ok(n), unsynced);
+            groups.send((u64::from(n) + 1, pending)).unwrap();
             assert!(
                 received.try_recv().is_err(),
                 "commit {n} was acknowledged before any fsync"
             );
             waiting.push(received);
         }
-        drop(acks);
+        drop(groups);
         // The three were queued before the sync thread woke: one fsync covers them.
-        sync_loop(
-            move || {
-                *counted.lock().unwrap() += 1;
-                Ok(())
-            },
-            rx,
-        );
+        let fsync = || {
+            *fsyncs.lock().unwrap() += 1;
+            Ok(())
+        };
+        sync_loop(fsync, rx, &durability);
         assert_eq!(*fsyncs.lock().unwrap(), 1);
         let delivered: Vec<u32> = waiting
             .into_iter()
@@ -1562,40 +1678,63 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_fsync_fails_its_commits_and_every_later_one() {
-        let (acks, fsyncs, thread) = sync_thread(vec![Err(std::io::Error::other("EIO on the log"))]);
+    fn a_failed_fsync_fails_its_commits_every_later_one_and_reads() {
+        let sync = SyncThread::start(vec![Err(std::io::Error::other("EIO on the log"))]);
         for n in 0..3u32 {
-            let (reply, received) = oneshot::channel();
-            acknowledge(Some(&acks), reply, Ok(n), unsynced);
-            let result = received.blocking_recv().expect("every caller hears back");
+            let result = sync.commit(Ok(n)).blocking_recv().expect("every caller hears back");
             assert!(
                 matches!(&result, Err(StoreError::Unsynced(reason)) if reason.contains("EIO on the log")),
                 "commit {n}: {result:?}"
             );
         }
         // Errors that were no success stay what they were.
-        let (reply, received) = oneshot::channel();
-        acknowledge(Some(&acks), reply, Err::<u32, _>(StoreError::Closed), unsynced);
-        assert!(matches!(received.blocking_recv().unwrap(), Err(StoreError::Closed)));
-        drop(acks);
-        thread.join().unwrap();
-        assert_eq!(*fsyncs.lock().unwrap(), 1, "no fsync after the failed one");
+        let result = sync.commit(Err(StoreError::Closed)).blocking_recv().unwrap();
+        assert!(matches!(result, Err(StoreError::Closed)), "{result:?}");
+        assert_eq!(sync.fsyncs(), 1, "no fsync after the failed one");
+        let durability = sync.stop();
+        let read = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(durability.settle());
+        assert!(matches!(read, Err(StoreError::Unsynced(_))), "{read:?}");
     }
 
     #[test]
     fn every_commit_is_synced_before_it_is_acknowledged() {
-        let (acks, fsyncs, thread) = sync_thread(Vec::new());
+        let sync = SyncThread::start(Vec::new());
         for n in 0..5u32 {
-            let (reply, received) = oneshot::channel();
-            acknowledge(Some(&acks), reply, Ok(n), unsynced);
-            assert_eq!(received.blocking_recv().unwrap().unwrap(), n);
+            assert_eq!(sync.commit(Ok(n)).blocking_recv().unwrap().unwrap(), n);
             assert_eq!(
-                *fsyncs.lock().unwrap(),
+                sync.fsyncs(),
                 n as usize + 1,
                 "commit {n} was answered before its fsync"
             );
+            assert_eq!(*sync.durability.synced.borrow(), u64::from(n) + 1);
         }
-        drop(acks);
-        thread.join().unwrap();
+        sync.stop();
+    }
+
+    #[tokio::test]
+    async fn a_read_waits_for_the_fsync_of_every_commit_begun_before_it_ended() {
+        let durability = Arc::new(Durability::default());
+        // Nothing committed: a read goes through.
+        durability.settle().await.unwrap();
+        // A commit (generation 1) between its COMMIT and its fsync: a read waits for it.
+        durability.begun.fetch_add(1, Ordering::SeqCst);
+        let waiting = tokio::spawn({
+            let durability = durability.clone();
+            async move { durability.settle().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the read returned before the commit it may have seen was synced"
+        );
+        durability.synced.send_replace(1);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("released by the fsync")
+            .unwrap()
+            .unwrap();
     }
 }
