@@ -1,11 +1,14 @@
 //! Tokens: random secrets given to clients once, stored hashed (blake3) in `DIR/tokens`, compared in constant time.
 //!
 //! The file holds one token a line: `<blake3 hex> <role> <created ms>`. `folio token create` appends to it; the
-//! server re-reads it when it changes, so tokens made while it runs work at once.
+//! server re-reads it when it changes: a token made while it runs works at once (an unknown token makes it look at
+//! the file), and one removed from the file stops working within a second (a known token makes it look at most
+//! once a second, not a `stat` per request).
 
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::Method;
 
@@ -61,7 +64,14 @@ struct Loaded {
 pub struct Tokens {
     path: PathBuf,
     loaded: RwLock<Loaded>,
+    /// When the file was last looked at, in milliseconds since `epoch`.
+    checked_ms: AtomicU64,
+    epoch: Instant,
 }
+
+/// How often a known token makes the file be looked at again (so a token removed from it stops working within
+/// this time); an unknown token always does (so a token just created works at once).
+const RECHECK: Duration = Duration::from_secs(1);
 
 /// A new random token (244 random bits).
 pub fn new_secret() -> String {
@@ -104,6 +114,8 @@ impl Tokens {
                 tokens,
             }),
             path,
+            checked_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
         })
     }
 
@@ -144,6 +156,8 @@ impl Tokens {
     }
 
     fn refresh(&self) {
+        let elapsed = self.epoch.elapsed().as_millis() as u64;
+        self.checked_ms.store(elapsed, Ordering::Relaxed);
         let now = modified(&self.path);
         let stale = self.loaded.read().map(|l| l.modified != now).unwrap_or(true);
         if stale && let Ok(tokens) = read_file(&self.path) {
@@ -154,13 +168,23 @@ impl Tokens {
 
     /// The role of `secret`, comparing its hash with every stored hash in constant time.
     pub fn role_of(&self, secret: &str) -> Option<Role> {
-        self.refresh();
         let hash = blake3::hash(secret.as_bytes());
+        let since = (self.epoch.elapsed().as_millis() as u64).saturating_sub(self.checked_ms.load(Ordering::Relaxed));
+        if since >= RECHECK.as_millis() as u64 {
+            self.refresh();
+        }
+        self.lookup(&hash).or_else(|| {
+            self.refresh();
+            self.lookup(&hash)
+        })
+    }
+
+    fn lookup(&self, hash: &blake3::Hash) -> Option<Role> {
         let loaded = self.loaded.read().unwrap_or_else(|e| e.into_inner());
         let mut found = None;
         for (stored, role) in &loaded.tokens {
             // blake3::Hash's equality is constant-time.
-            if *stored == hash {
+            if stored == hash {
                 found = Some(found.map_or(*role, |r: Role| r.max(*role)));
             }
         }
@@ -182,5 +206,33 @@ impl Tokens {
             )));
         }
         Ok(role)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_tokens_work_at_once_and_removed_ones_stop_within_the_recheck() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Tokens::create(dir.path(), Role::Write).unwrap();
+        let tokens = Tokens::open(dir.path()).unwrap();
+        assert_eq!(tokens.role_of(&first), Some(Role::Write));
+        // Created after loading: known at once.
+        let second = Tokens::create(dir.path(), Role::Read).unwrap();
+        assert_eq!(tokens.role_of(&second), Some(Role::Read));
+        assert_eq!(tokens.role_of("folio_not_a_token"), None);
+        // Removed from the file: refused once the recheck interval passed.
+        let kept: String = std::fs::read_to_string(dir.path().join("tokens"))
+            .unwrap()
+            .lines()
+            .filter(|line| !line.starts_with(&blake3::hash(first.as_bytes()).to_hex().to_string()))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        std::fs::write(dir.path().join("tokens"), kept).unwrap();
+        std::thread::sleep(RECHECK + Duration::from_millis(100));
+        assert_eq!(tokens.role_of(&first), None);
+        assert_eq!(tokens.role_of(&second), Some(Role::Read));
     }
 }

@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 
 pub use auth::{Role, Tokens};
 pub use error::ApiError;
-pub use state::{AppState, ServerConfig};
+pub use state::{AppShared, AppState, ServerConfig};
 
 use axum::routing::{get, post};
 use routes::{meta, sync};
@@ -110,12 +110,12 @@ pub fn app_state(reactor: folio_reactor::Reactor, config: ServerConfig) -> std::
     if let Some(path) = Tokens::ensure_admin(&config.data_dir)? {
         tracing::info!("created the admin token in {}", path.display());
     }
-    Ok(AppState {
+    Ok(AppState::new(state::AppShared {
         replica: folio_sync::Replica::from_reactor(reactor.clone()),
         reactor,
         tokens: Arc::new(Tokens::open(&config.data_dir)?),
         config: Arc::new(config),
-    })
+    }))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then lets in-flight requests finish and shuts the

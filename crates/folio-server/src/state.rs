@@ -39,9 +39,27 @@ impl ServerConfig {
     }
 }
 
-/// The handlers' state. Cheap to clone.
+/// The handlers' state: one shared allocation, so the clone every request takes is one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppShared>);
+
+impl AppState {
+    /// The state of `shared`.
+    pub fn new(shared: AppShared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppShared;
+
+    fn deref(&self) -> &AppShared {
+        &self.0
+    }
+}
+
+/// What the handlers share.
+pub struct AppShared {
     /// The engine.
     pub reactor: Reactor,
     /// The same engine as a sync replica (push, pull, live).
