@@ -28,8 +28,7 @@ pub use auth::{Role, Tokens};
 pub use error::ApiError;
 pub use state::{AppShared, AppState, ServerConfig};
 
-use axum::routing::{get, post};
-use routes::{meta, sync};
+use routes::meta;
 
 /// The token a request carries: `Authorization: Bearer <token>`, or the `token` query parameter (WebSockets).
 fn presented_token(req: &Request) -> Option<String> {
@@ -82,19 +81,8 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
 pub fn router(state: AppState) -> Router {
     let auth_state = state.clone();
     let sync_body_limit = state.config.sync_body_limit;
-    let (api, _) = openapi::build(move |routes| {
-        routes
-            // The sync routes are not in the OpenAPI description yet: their wire types (folio-sync) do not derive
-            // `JsonSchema`. To describe one, derive it and declare the route with `api_route` in `openapi.rs`.
-            .route("/v1/documents/{id}/conflicts", get(sync::conflicts))
-            .route("/v1/sync/info", get(sync::info))
-            .route(
-                "/v1/sync/push",
-                post(sync::push).layer(DefaultBodyLimit::max(sync_body_limit)),
-            )
-            .route("/v1/sync/pull", get(sync::pull))
-            .route("/v1/sync/live", get(sync::live))
-            .route_layer(middleware::from_fn_with_state(auth_state, authenticate))
+    let (api, _) = openapi::build(sync_body_limit, move |routes| {
+        routes.route_layer(middleware::from_fn_with_state(auth_state, authenticate))
     });
     api.fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)

@@ -16,6 +16,7 @@ use aide::generate::GenContext;
 use aide::openapi::{ApiKeyLocation, Info, Link, LinkOperation, OpenApi, Operation, ReferenceOr, SecurityScheme, Tag};
 use aide::operation::OperationOutput;
 use aide::transform::TransformOperation;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::PathRejection;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
@@ -25,7 +26,7 @@ use schemars::generate::SchemaSettings;
 use serde::Deserialize;
 
 use crate::ApiError;
-use crate::routes::{documents, jobs, meta};
+use crate::routes::{documents, jobs, meta, sync};
 use crate::state::AppState;
 use crate::ws;
 
@@ -54,11 +55,15 @@ pub struct ApiDocs {
 
 /// The description of the API as JSON text (what `GET /v1/openapi.json` answers and `schemas/openapi.json` holds).
 pub fn openapi_json() -> String {
-    build(|routes| routes).1.json.to_string()
+    build(crate::state::ServerConfig::new(".").sync_body_limit, |routes| routes)
+        .1
+        .json
+        .to_string()
 }
 
 /// The documented routes, with `authenticate` applied to those that need a token, and their description.
 pub(crate) fn build(
+    sync_body_limit: usize,
     authenticate: impl FnOnce(ApiRouter<AppState>) -> ApiRouter<AppState>,
 ) -> (Router<AppState>, ApiDocs) {
     aide::generate::infer_responses(true);
@@ -229,6 +234,71 @@ pub(crate) fn build(
                                 .with(|op| error::<426>(op, "UPGRADE_REQUIRED: the connection cannot be upgraded"))
                         })
                 }),
+            )
+            .api_route(
+                "/v1/documents/{id}/conflicts",
+                get_with(sync::conflicts, |op| {
+                    op.id("listConflicts")
+                        .tag("sync")
+                        .summary("Actions kept in the document's history but refused by its reducer after a merge")
+                        .with(read)
+                        .with(|op| error::<404>(op, "DOCUMENT_NOT_FOUND: no such document"))
+                }),
+            )
+            .api_route(
+                "/v1/sync/info",
+                get_with(sync::info, |op| {
+                    op.id("syncInfo")
+                        .tag("sync")
+                        .summary("This server as a sync remote: its replica id and the largest push body it takes")
+                        .with(read)
+                }),
+            )
+            .api_route(
+                "/v1/sync/push",
+                post_with(sync::push, |op| {
+                    op.id("syncPush")
+                        .tag("sync")
+                        .summary("Push a replica's actions; answers once every one is durably integrated")
+                        .description(
+                            "Entries are the pushing replica's own actions, in its commit order. Actions the server \
+                             has are counted as duplicates (a retried push is harmless); actions interleaving with \
+                             what it has are merged by rebase; an action its reducer refuses in its merged position \
+                             is kept, marked and listed in `rejected`. The body limit is `maxBodyBytes` of \
+                             `/v1/sync/info` (64 MiB by default).",
+                        )
+                        .with(write)
+                })
+                .layer(DefaultBodyLimit::max(sync_body_limit)),
+            )
+            .api_route(
+                "/v1/sync/pull",
+                get_with(sync::pull, |op| {
+                    op.id("syncPull")
+                        .tag("sync")
+                        .summary("What this server committed after a cursor, in commit order, paged")
+                        .with(read)
+                }),
+            )
+            .api_route(
+                "/v1/sync/live",
+                get_with(sync::live, |op| {
+                    op.id("syncLive")
+                        .tag("sync")
+                        .summary("Live sync over WebSocket: pull answers pushed as the server commits")
+                        .description(
+                            "A WebSocket handshake with the query of `/v1/sync/pull`. The server sends messages \
+                             shaped like a pull's answer (`{entries, cursor, more}`): first the catch-up after \
+                             `after`, then each commit as it happens. The token may be the `token` query \
+                             parameter instead of the bearer header.",
+                        )
+                        .security_requirement("token")
+                        .with(read)
+                        .with(|op| {
+                            error::<405>(op, "METHOD_NOT_ALLOWED: a handshake is a GET")
+                                .with(|op| error::<426>(op, "UPGRADE_REQUIRED: the connection cannot be upgraded"))
+                        })
+                }),
             );
 
     let mut api = OpenApi {
@@ -276,6 +346,10 @@ pub(crate) fn build(
         .tag(tag("documents", "Documents and their histories"))
         .tag(tag("jobs", "Jobs: a submitted request's progress"))
         .tag(tag("live", "Live events over WebSocket"))
+        .tag(tag(
+            "sync",
+            "Replicas: push, pull, live sync and the conflicts merges leave",
+        ))
     });
     add_links(&mut api);
     let mut json = serde_json::to_string_pretty(&api).expect("the description serializes");

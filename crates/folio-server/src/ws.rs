@@ -57,22 +57,25 @@ pub async fn subscribe(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     State(state): State<AppState>,
 ) -> Result<Response, ApiError> {
-    let ws = ws.map_err(|rejection| {
-        let status = rejection.status();
-        let code = match status {
-            StatusCode::BAD_REQUEST => "BAD_REQUEST",
-            StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
-            _ => "UPGRADE_REQUIRED",
-        };
-        ApiError::new(
-            status,
-            code,
-            format!("a WebSocket handshake is expected: {}", rejection.body_text()),
-        )
-    })?;
+    let ws = ws.map_err(not_a_handshake)?;
     Ok(ws
         .max_message_size(64 * 1024)
         .on_upgrade(move |socket| run(socket, state)))
+}
+
+/// The JSON error for a request to a WebSocket endpoint that is not a WebSocket handshake.
+pub fn not_a_handshake(rejection: WebSocketUpgradeRejection) -> ApiError {
+    let status = rejection.status();
+    let code = match status {
+        StatusCode::BAD_REQUEST => "BAD_REQUEST",
+        StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
+        _ => "UPGRADE_REQUIRED",
+    };
+    ApiError::new(
+        status,
+        code,
+        format!("a WebSocket handshake is expected: {}", rejection.body_text()),
+    )
 }
 
 async fn send(socket: &mut WebSocket, value: Value) -> bool {

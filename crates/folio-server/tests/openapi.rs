@@ -64,7 +64,7 @@ async fn the_description_says_which_operations_need_a_token() {
     let description: Value = serde_json::from_str(&folio_server::openapi::openapi_json()).unwrap();
     assert_eq!(description["openapi"], "3.1.0");
     let ops = operations(&description);
-    assert_eq!(ops.len(), 13, "{ops:?}");
+    assert_eq!(ops.len(), 18, "{ops:?}");
     for (method, path, needs_token) in ops {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let resp = s.client.request(method.clone(), s.url(&path)).send().await.unwrap();
@@ -228,6 +228,24 @@ async fn real_answers_have_the_fields_their_schemas_declare() {
     agrees("DocumentType", &types["documentTypes"][0]);
     let (_, health) = s.get("/v1/health").await;
     agrees("Health", &health);
+    let (status, info) = s.get("/v1/sync/info").await;
+    assert_eq!(status, 200);
+    agrees("RemoteInfo", &info);
+    let (status, pushed) = s
+        .post(
+            "/v1/sync/push",
+            serde_json::json!({"replica": "replica-b", "entries": []}),
+        )
+        .await;
+    assert_eq!(status, 200, "{pushed}");
+    agrees("PushResponse", &pushed);
+    let (status, pulled) = s.get("/v1/sync/pull?after=0&limit=2").await;
+    assert_eq!(status, 200);
+    agrees("PullResponse", &pulled);
+    agrees("SyncEntry", &pulled["entries"][0]);
+    let (status, conflicts) = s.get(&format!("/v1/documents/{id}/conflicts")).await;
+    assert_eq!(status, 200);
+    agrees("ConflictList", &conflicts);
     let (status, deleted) = s
         .call(reqwest::Method::DELETE, &format!("/v1/documents/{id}"), None)
         .await;

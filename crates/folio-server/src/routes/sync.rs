@@ -12,20 +12,22 @@
 use std::time::Duration;
 
 use axum::Json;
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
 use axum::response::Response;
 use futures::TryStreamExt;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use folio_core::merge::effective;
-use folio_core::{Branch, DocumentId, Scope, SyncUnit};
+use folio_core::{Branch, DocumentId, Operation, Scope, SyncUnit};
 use folio_reactor::{Event, Received};
-use folio_sync::{Filter, PullRequest, PushRequest, SyncError};
+use folio_sync::{Filter, PullRequest, PullResponse, PushRequest, PushResponse, RemoteInfo, SyncError};
 
 use crate::ApiError;
-use crate::body::{JsonBody, QueryParams};
+use crate::body::{IdPath, JsonBody, QueryParams};
 use crate::state::AppState;
 
 /// The most entries one push may carry.
@@ -48,15 +50,15 @@ impl From<SyncError> for ApiError {
 }
 
 /// `GET /v1/sync/info`.
-pub async fn info(State(state): State<AppState>) -> Json<Value> {
-    Json(json!(state.replica.info(state.config.sync_body_limit)))
+pub async fn info(State(state): State<AppState>) -> Json<RemoteInfo> {
+    Json(state.replica.info(state.config.sync_body_limit))
 }
 
 /// `POST /v1/sync/push`.
 pub async fn push(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<PushRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PushResponse>, ApiError> {
     if request.replica.is_empty() || request.replica.len() > 64 {
         return Err(ApiError::bad_request("replica must have 1 to 64 characters"));
     }
@@ -95,26 +97,26 @@ pub async fn push(
             )));
         }
     }
-    let answer = state.replica.integrate(request.entries).await?;
-    Ok(Json(json!(answer)))
+    Ok(Json(state.replica.integrate(request.entries).await?))
 }
 
 /// Query of `pull` and `live`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PullParams {
+    /// This server's commit ordinal the puller has integrated up to (the last answer's `cursor`; 0 at first).
     #[serde(default)]
     after: u64,
-    #[serde(default)]
+    /// At most this many entries (default 1,000, at most 10,000).
+    #[schemars(range(min = 1))]
     limit: Option<usize>,
-    #[serde(default)]
+    /// Leave out actions of this replica (the puller's own).
     exclude: Option<String>,
-    #[serde(default)]
+    /// Only these documents: comma-separated ids.
     document_ids: Option<String>,
-    #[serde(default)]
+    /// Only documents of these types: comma-separated.
     types: Option<String>,
     /// The token, for WebSocket clients that cannot set a header (read by the auth layer).
-    #[serde(default)]
     token: Option<String>,
 }
 
@@ -158,18 +160,18 @@ impl PullParams {
 pub async fn pull(
     State(state): State<AppState>,
     QueryParams(params): QueryParams<PullParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PullResponse>, ApiError> {
     let request = params.request()?;
-    let answer = state.replica.serve_pull(&request).await?;
-    Ok(Json(json!(answer)))
+    Ok(Json(state.replica.serve_pull(&request).await?))
 }
 
 /// `GET /v1/sync/live` (WebSocket).
 pub async fn live(
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     State(state): State<AppState>,
     QueryParams(params): QueryParams<PullParams>,
 ) -> Result<Response, ApiError> {
+    let ws = ws.map_err(crate::ws::not_a_handshake)?;
     let request = params.request()?;
     Ok(ws
         .max_message_size(64 * 1024)
@@ -227,10 +229,7 @@ async fn run_live(mut socket: WebSocket, state: AppState, mut request: PullReque
 
 /// `GET /v1/documents/{id}/conflicts`: the actions kept in the document's effective history but refused by their
 /// reducer in their merged position.
-pub async fn conflicts(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
-    let id: DocumentId = raw
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("{raw:?} is not a document id (a UUID)")))?;
+pub async fn conflicts(State(state): State<AppState>, IdPath(id): IdPath) -> Result<Json<ConflictList>, ApiError> {
     let branch = Branch::default();
     if state
         .reactor
@@ -257,15 +256,39 @@ pub async fn conflicts(State(state): State<AppState>, Path(raw): Path<String>) -
             .map_err(folio_reactor::ReactorError::from)?;
         for op in effective(&ops) {
             if let Some(reason) = &op.error {
-                conflicts.push(json!({
-                    "scope": scope,
-                    "index": op.index,
-                    "actionId": op.action.id,
-                    "reason": reason,
-                    "operation": op,
-                }));
+                conflicts.push(Conflict {
+                    scope,
+                    index: op.index,
+                    action_id: op.action.id,
+                    reason: reason.clone(),
+                    operation: op.clone(),
+                });
             }
         }
     }
-    Ok(Json(json!({ "conflicts": conflicts })))
+    Ok(Json(ConflictList { conflicts }))
+}
+
+/// The answer of `GET /v1/documents/{id}/conflicts`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ConflictList {
+    /// In scope order (document, then global), by index.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// An action kept in a document's effective history but refused by its reducer in its merged position: its index
+/// is occupied and the state did not change.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Conflict {
+    /// The scope of its log.
+    pub scope: Scope,
+    /// Its index in that log.
+    pub index: u64,
+    /// The action's id.
+    pub action_id: uuid::Uuid,
+    /// The reducer's reason (`CODE: sentence`).
+    pub reason: String,
+    /// The operation as stored.
+    pub operation: Operation,
 }
