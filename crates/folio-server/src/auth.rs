@@ -170,11 +170,15 @@ impl Tokens {
     pub fn role_of(&self, secret: &str) -> Option<Role> {
         let hash = blake3::hash(secret.as_bytes());
         let since = (self.epoch.elapsed().as_millis() as u64).saturating_sub(self.checked_ms.load(Ordering::Relaxed));
-        if since >= RECHECK.as_millis() as u64 {
+        let due = since >= RECHECK.as_millis() as u64;
+        if due {
             self.refresh();
         }
         self.lookup(&hash).or_else(|| {
-            self.refresh();
+            // Unknown: the file may have just gained it (unless it was looked at a moment ago).
+            if !due {
+                self.refresh();
+            }
             self.lookup(&hash)
         })
     }

@@ -227,12 +227,7 @@ pub(crate) fn build(
                      `{\"event\": \"subscribed\"}`, then `operations`, `deleted` and `lagged` events (see \
                      docs/http.md). The token may be the `token` query parameter instead of the bearer header.",
                         )
-                        .security_requirement("token")
-                        .with(read)
-                        .with(|op| {
-                            error::<405>(op, "METHOD_NOT_ALLOWED: a handshake is a GET")
-                                .with(|op| error::<426>(op, "UPGRADE_REQUIRED: the connection cannot be upgraded"))
-                        })
+                        .with(websocket)
                 }),
             )
             .api_route(
@@ -292,12 +287,7 @@ pub(crate) fn build(
                              `after`, then each commit as it happens. The token may be the `token` query \
                              parameter instead of the bearer header.",
                         )
-                        .security_requirement("token")
-                        .with(read)
-                        .with(|op| {
-                            error::<405>(op, "METHOD_NOT_ALLOWED: a handshake is a GET")
-                                .with(|op| error::<426>(op, "UPGRADE_REQUIRED: the connection cannot be upgraded"))
-                        })
+                        .with(websocket)
                 }),
             );
 
@@ -446,6 +436,14 @@ fn read(op: TransformOperation<'_>) -> TransformOperation<'_> {
         })
         .with(|op| error::<401>(op, "UNAUTHORIZED: no token, or an unknown one"))
         .with(|op| error::<500>(op, "INTERNAL: a bug; nothing stored is affected"))
+}
+
+/// A WebSocket handshake: [`read`]'s answers, the token also as a query parameter, and the refused handshakes.
+fn websocket(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.security_requirement("token")
+        .with(read)
+        .with(|op| error::<405>(op, "METHOD_NOT_ALLOWED: a handshake is a GET"))
+        .with(|op| error::<426>(op, "UPGRADE_REQUIRED: the connection cannot be upgraded"))
 }
 
 /// What every endpoint that changes documents may answer, besides [`read`]'s.

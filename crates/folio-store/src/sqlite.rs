@@ -293,13 +293,13 @@ impl SqliteStore {
                         .execute(&mut writer_conn)
                         .await?;
                     let durability = Arc::new(Durability::default());
-                    let (acks, rx) = std::sync::mpsc::channel::<SyncGroup>();
+                    let (groups, rx) = std::sync::mpsc::channel::<SyncGroup>();
                     let synced = durability.clone();
                     std::thread::Builder::new()
                         .name("folio-wal-sync".to_owned())
                         .spawn(move || sync_loop(|| wal.sync_data(), rx, &synced))
                         .map_err(|e| StoreError::Unsynced(format!("cannot start the WAL sync thread: {e}")))?;
-                    Some((acks, durability))
+                    Some(WalSync { groups, durability })
                 }
                 Err(e) => {
                     tracing::debug!("no WAL file to sync ({e}): commits fsync themselves");
@@ -313,7 +313,7 @@ impl SqliteStore {
         let pool = retry_busy(deadline, || pool_options.clone().connect_with(connect.clone())).await?;
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let written = Arc::new(AtomicU64::new(0));
-        let durability = syncer.as_ref().map(|(_, d)| d.clone());
+        let durability = syncer.as_ref().map(|s| s.durability.clone());
         tokio::spawn(writer_loop(writer_conn, rx, written.clone(), syncer));
         tokio::spawn(checkpointer(pool.clone(), tx.downgrade(), written));
         Ok(Self {
@@ -444,6 +444,28 @@ type Ack = Box<dyn FnOnce(Option<&str>) + Send>;
 /// The acknowledgements of one of the writer's wake-ups, and its generation.
 type SyncGroup = (u64, Vec<Ack>);
 
+/// The writer's side of the WAL sync thread.
+struct WalSync {
+    groups: std::sync::mpsc::Sender<SyncGroup>,
+    durability: Arc<Durability>,
+}
+
+impl WalSync {
+    /// Begins a wake-up's group: its generation is counted before any of its statements.
+    fn begin(&self) -> SyncGroup {
+        (self.durability.begun.fetch_add(1, Ordering::SeqCst) + 1, Vec::new())
+    }
+
+    /// Hands the group, its statements done, to the sync thread.
+    fn finish(&self, group: SyncGroup) {
+        if let Err(std::sync::mpsc::SendError((_, acks))) = self.groups.send(group) {
+            for ack in acks {
+                ack(Some("the WAL sync thread stopped"));
+            }
+        }
+    }
+}
+
 /// How far the writer's transactions are on disk when a sync thread fsyncs them. Each wake-up of the writer is a
 /// generation, counted before its first statement; the sync thread publishes the last generation it fsynced. A
 /// read waits, after it ran, until every generation begun by then is synced: whatever it saw was committed by one
@@ -537,7 +559,7 @@ async fn writer_loop(
     mut conn: SqliteConnection,
     mut rx: mpsc::Receiver<WriteCommand>,
     written: Arc<AtomicU64>,
-    syncer: Option<(std::sync::mpsc::Sender<SyncGroup>, Arc<Durability>)>,
+    syncer: Option<WalSync>,
 ) {
     let mut unit_ids: HashMap<SyncUnit, i64> = HashMap::new();
     while let Some(first) = rx.recv().await {
@@ -556,10 +578,8 @@ async fn writer_loop(
         let mut keyframes = Vec::new();
         let mut metas = Vec::new();
         // This wake-up's generation, begun before any of its statements (reads wait for its fsync).
-        let generation = syncer
-            .as_ref()
-            .map(|(_, durability)| durability.begun.fetch_add(1, Ordering::SeqCst) + 1);
-        let mut pending = syncer.as_ref().map(|_| Vec::new());
+        let mut group = syncer.as_ref().map(WalSync::begin);
+        let mut pending = group.as_mut().map(|(_, acks)| acks);
         for cmd in batch {
             match cmd {
                 WriteCommand::Append { requests, reply } => appends.push((requests, reply)),
@@ -578,23 +598,19 @@ async fn writer_loop(
                 .flat_map(|(requests, _)| requests.iter())
                 .flat_map(|p| p.rows.iter().map(|r| r.operation.len() + 64))
                 .sum();
-            commit_appends(&mut conn, &mut unit_ids, appends, pending.as_mut()).await;
+            commit_appends(&mut conn, &mut unit_ids, appends, pending.as_deref_mut()).await;
             written.fetch_add(bytes as u64, Ordering::Relaxed);
         }
         for (keyframe, reply) in keyframes {
             let result = write_keyframe(&mut conn, &mut unit_ids, &keyframe).await;
-            acknowledge(pending.as_mut(), reply, result, unsynced);
+            acknowledge(pending.as_deref_mut(), reply, result, unsynced);
         }
         for (key, value, replace, reply) in metas {
             let result = write_meta(&mut conn, &key, &value, replace).await;
-            acknowledge(pending.as_mut(), reply, result, unsynced);
+            acknowledge(pending.as_deref_mut(), reply, result, unsynced);
         }
-        if let (Some((groups, _)), Some(generation), Some(acks)) = (&syncer, generation, pending)
-            && let Err(std::sync::mpsc::SendError((_, acks))) = groups.send((generation, acks))
-        {
-            for ack in acks {
-                ack(Some("the WAL sync thread stopped"));
-            }
+        if let (Some(syncer), Some(group)) = (&syncer, group) {
+            syncer.finish(group);
         }
     }
 }
@@ -1589,9 +1605,8 @@ mod tests {
 
     /// A sync thread whose fsync answers from `outcomes` (then succeeds) and counts its calls.
     struct SyncThread {
-        groups: std::sync::mpsc::Sender<SyncGroup>,
+        sync: WalSync,
         fsyncs: Arc<Mutex<usize>>,
-        durability: Arc<Durability>,
         thread: std::thread::JoinHandle<()>,
     }
 
@@ -1610,20 +1625,18 @@ mod tests {
                 sync_loop(fsync, rx, &synced)
             });
             Self {
-                groups,
+                sync: WalSync { groups, durability },
                 fsyncs,
-                durability,
                 thread,
             }
         }
 
         /// Sends one writer wake-up's result, as the writer does, and returns what its caller receives.
         fn commit(&self, value: Result<u32, StoreError>) -> oneshot::Receiver<Result<u32, StoreError>> {
-            let generation = self.durability.begun.fetch_add(1, Ordering::SeqCst) + 1;
+            let mut group = self.sync.begin();
             let (reply, received) = oneshot::channel();
-            let mut pending = Vec::new();
-            acknowledge(Some(&mut pending), reply, value, unsynced);
-            self.groups.send((generation, pending)).unwrap();
+            acknowledge(Some(&mut group.1), reply, value, unsynced);
+            self.sync.finish(group);
             received
         }
 
@@ -1632,9 +1645,10 @@ mod tests {
         }
 
         fn stop(self) -> Arc<Durability> {
-            drop(self.groups);
+            let WalSync { groups, durability } = self.sync;
+            drop(groups);
             self.thread.join().unwrap();
-            self.durability
+            durability
         }
     }
 
@@ -1709,7 +1723,7 @@ mod tests {
                 n as usize + 1,
                 "commit {n} was answered before its fsync"
             );
-            assert_eq!(*sync.durability.synced.borrow(), u64::from(n) + 1);
+            assert_eq!(*sync.sync.durability.synced.borrow(), u64::from(n) + 1);
         }
         sync.stop();
     }
