@@ -21,7 +21,12 @@ use crate::operation::{Action, Operation};
 
 /// The index below which `op` cuts the effective history (its own index when it skips nothing).
 pub fn cut_of(op: &Operation) -> u64 {
-    op.index.saturating_sub(op.skip)
+    cut(op.index, op.skip)
+}
+
+/// The index below which an operation at `index` skipping `skip` cuts the effective history.
+pub fn cut(index: u64, skip: u64) -> u64 {
+    index.saturating_sub(skip)
 }
 
 /// Which operations of `ops` are effective. `ops` must be consecutive and run to the unit's head (no operation

@@ -304,9 +304,9 @@ impl DocumentView {
     /// Rehydrates a document with its global scope at `global_revision` and its document scope at
     /// `document_revision` (each at its head when `None`): the state a rebase rewinds to.
     ///
-    /// Logs are folded in one streamed pass. A log with merges (operations with a `skip`) needs the cuts first: the
-    /// fold that meets one starts over, reading the skipping operations' positions, going back to an earlier
-    /// keyframe when a cut reaches below the one it started from, then folding only the effective operations.
+    /// Logs are folded in one streamed pass, after the positions of their skipping operations (an indexed query,
+    /// see [`OperationStore::skips`]): only effective operations are folded, and when a cut reaches below the
+    /// keyframe the fold would start from, it starts from an earlier one.
     pub async fn hydrate_at(
         &self,
         key: &DocKey,
@@ -315,12 +315,8 @@ impl DocumentView {
     ) -> Result<Option<Document>, ReactorError> {
         let mut doc = Document::empty(key.id, key.branch.clone());
         let document = key.unit(Scope::Document);
-        if !self.fold(&mut doc, &document, 0, document_revision, None).await? {
-            doc = Document::empty(key.id, key.branch.clone());
-            let (_, cuts) = self.cuts(&document, None, document_revision).await?;
-            self.fold(&mut doc, &document, 0, document_revision, Some(&cuts))
-                .await?;
-        }
+        let (_, cuts) = self.cuts(&document, None, document_revision).await?;
+        self.fold(&mut doc, &document, 0, document_revision, &cuts).await?;
         if !doc.is_created() {
             return Ok(None);
         }
@@ -334,24 +330,20 @@ impl DocumentView {
         } else {
             None
         };
-        let created = doc.clone();
-        let mut from = self.restore(&mut doc, keyframe.as_ref());
-        // A fold that met a skip stores a keyframe at the head, so the next one past it is a single pass again.
-        let mut merged = false;
-        if !self.fold(&mut doc, &global, from, Some(target), None).await? {
-            doc = created;
-            let (keyframe, cuts) = self.cuts(&global, keyframe, Some(target)).await?;
-            from = self.restore(&mut doc, keyframe.as_ref());
-            self.fold(&mut doc, &global, from, Some(target), Some(&cuts)).await?;
-            merged = true;
-        }
+        let (keyframe, cuts) = self.cuts(&global, keyframe, Some(target)).await?;
+        let from = self.restore(&mut doc, keyframe.as_ref());
+        self.fold(&mut doc, &global, from, Some(target), &cuts).await?;
+        // A fold past a merge stores a keyframe at the head, so the next one starts after it.
+        let merged = !cuts.is_empty();
         if doc.header.revision.global < target {
             return Err(ReactorError::RevisionNotReached {
                 wanted: target,
                 reached: doc.header.revision.global,
             });
         }
-        self.fold(&mut doc, &key.unit(Scope::Local), 0, None, None).await?;
+        let local = key.unit(Scope::Local);
+        let (_, cuts) = self.cuts(&local, None, None).await?;
+        self.fold(&mut doc, &local, 0, None, &cuts).await?;
         if global_revision.is_none() && self.keyframe_every > 0 && (merged || target - from >= self.keyframe_every) {
             self.put_keyframe(key, &doc).await;
         }
@@ -385,15 +377,13 @@ impl DocumentView {
     ) -> Result<(Option<Keyframe>, Cuts), ReactorError> {
         loop {
             let from = keyframe.as_ref().map_or(0, |k| k.revision);
-            let mut skips = Vec::new();
-            let mut ops = self.store.read(unit, from, to);
-            while let Some(op) = ops.next().await {
-                let op = op?;
-                if op.skip > 0 {
-                    skips.push((op.index, folio_core::merge::cut_of(&op)));
-                }
-            }
-            let cuts = Cuts::new(skips);
+            let skips = self.store.skips(unit, from, to).await?;
+            let cuts = Cuts::new(
+                skips
+                    .into_iter()
+                    .map(|(index, skip)| (index, folio_core::merge::cut(index, skip)))
+                    .collect(),
+            );
             match cuts.min_cut() {
                 Some(cut) if cut < from => {
                     keyframe = match self.keyframe_every {
@@ -406,27 +396,23 @@ impl DocumentView {
         }
     }
 
-    /// Folds `unit`'s operations `from..to` into `doc`. Without `cuts`, stops and returns `false` at the first
-    /// operation with a skip (the caller starts over with the cuts); with them, folds the effective operations.
+    /// Folds `unit`'s operations `from..to` into `doc`, the effective ones as operations and the others as
+    /// occupied indexes (`cuts` from [`Self::cuts`]).
     async fn fold(
         &self,
         doc: &mut Document,
         unit: &SyncUnit,
         from: u64,
         to: Option<u64>,
-        cuts: Option<&Cuts>,
-    ) -> Result<bool, ReactorError> {
+        cuts: &Cuts,
+    ) -> Result<(), ReactorError> {
         let mut ops = self.store.read(unit, from, to);
         while let Some(op) = ops.next().await {
             let op = op?;
-            let effective = match cuts {
-                Some(cuts) => cuts.is_effective(op.index),
-                None if op.skip > 0 => return Ok(false),
-                None => true,
-            };
+            let effective = cuts.is_effective(op.index);
             doc.fold(&op, effective, &self.registry)
                 .map_err(|e| ReactorError::Corrupt(format!("{unit} at {}: {e}", op.index)))?;
         }
-        Ok(true)
+        Ok(())
     }
 }

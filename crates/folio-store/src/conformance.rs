@@ -94,6 +94,7 @@ macro_rules! by_arc {
 pub const SCENARIOS: &[Scenario] = &[
     by_ref!(append_and_read_back),
     by_ref!(read_streams_long_history),
+    by_ref!(skipping_operations),
     by_ref!(stale_revision),
     by_ref!(idempotent_replay),
     by_ref!(invalid_operations),
@@ -159,6 +160,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@tests $make;
             append_and_read_back,
             read_streams_long_history,
+            skipping_operations,
             stale_revision,
             idempotent_replay,
             invalid_operations,
@@ -232,6 +234,22 @@ impl Chain {
     /// The next operation, committing `action` (whatever its scope).
     pub fn push(&mut self, action: Action) -> Operation {
         let op = Operation::new(action, self.next, 0, None, &self.prev);
+        self.next += 1;
+        self.prev = op.hash;
+        self.millis = self.millis.max(op.timestamp_utc_ms) + 1;
+        op
+    }
+
+    /// The next operation, a `SET` action that skips the `skip` operations before it (a rebase's first operation).
+    pub fn skipping(&mut self, skip: u64) -> Operation {
+        let index = self.next;
+        let action = Action::new(
+            "SET",
+            json!({ "index": index }),
+            self.unit.scope,
+            HlcTimestamp::new(self.millis, 0),
+        );
+        let op = Operation::new(action, self.next, skip, None, &self.prev);
         self.next += 1;
         self.prev = op.hash;
         self.millis = self.millis.max(op.timestamp_utc_ms) + 1;
@@ -491,6 +509,80 @@ pub async fn append_and_read_back(store: &dyn OperationStore) {
     assert_eq!((empty.revision, empty.ordinals.len(), empty.replayed), (0, 0, false));
     assert_eq!(snapshot(store, &[&unit]).await, before, "empty appends write nothing");
     assert_eq!(head(store, &fresh).await, (0, OpHash::ZERO));
+}
+
+/// `skips` lists exactly the operations with a skip in the asked range, with their skips, in index order, whichever
+/// the scope, and nothing of another unit or of a unit never written.
+pub async fn skipping_operations(store: &dyn OperationStore) {
+    let skips =
+        |unit: SyncUnit, from: u64, to: Option<u64>| async move { store.skips(&unit, from, to).await.expect("skips") };
+    for scope in [Scope::Global, Scope::Document, Scope::Local] {
+        let unit = new_unit(scope);
+        let other = SyncUnit::main(
+            unit.document_id,
+            if scope == Scope::Global {
+                Scope::Local
+            } else {
+                Scope::Global
+            },
+        );
+        assert!(skips(unit.clone(), 0, None).await.is_empty(), "a unit never written");
+        let mut chain = Chain::new(unit.clone());
+        let mut ops = chain.ops(5);
+        ops.push(chain.skipping(3)); // index 5, cuts at 2
+        ops.extend(chain.ops(2));
+        ops.push(chain.skipping(1)); // index 8, cuts at 7
+        ops.extend(chain.ops(3));
+        ops.push(chain.skipping(12)); // index 12, cuts at 0
+        append_ok(store, &unit, 0, ops[..7].to_vec()).await;
+        append_ok(store, &unit, 7, ops[7..].to_vec()).await;
+        let mut noise = Chain::new(other.clone());
+        let mut others = noise.ops(2);
+        others.push(noise.skipping(2));
+        append_ok(store, &other, 0, others).await;
+
+        let all = vec![(5, 3), (8, 1), (12, 12)];
+        assert_eq!(
+            skips(unit.clone(), 0, None).await,
+            all,
+            "every skipping operation of {unit}"
+        );
+        let stored: Vec<(u64, u64)> = read_all(store, &unit, 0, None)
+            .await
+            .iter()
+            .filter(|op| op.skip > 0)
+            .map(|op| (op.index, op.skip))
+            .collect();
+        assert_eq!(stored, all, "skips agrees with the log read back");
+        for (from, to, expected) in [
+            (0, Some(5), vec![]),
+            (0, Some(6), vec![(5, 3)]),
+            (5, Some(9), vec![(5, 3), (8, 1)]),
+            (6, None, vec![(8, 1), (12, 12)]),
+            (9, Some(12), vec![]),
+            (12, Some(13), vec![(12, 12)]),
+            (13, None, vec![]),
+            (0, Some(u64::MAX), all.clone()),
+            (u64::MAX, None, vec![]),
+            (8, Some(2), vec![]),
+        ] {
+            assert_eq!(
+                skips(unit.clone(), from, to).await,
+                expected,
+                "skips of {unit} in [{from}, {to:?})"
+            );
+        }
+        assert_eq!(
+            skips(other.clone(), 0, None).await,
+            vec![(2, 2)],
+            "another scope of the document"
+        );
+        let branched = SyncUnit::new(unit.document_id, scope, branch("dev"));
+        assert!(
+            skips(branched, 0, None).await.is_empty(),
+            "another branch of the document"
+        );
+    }
 }
 
 /// A history longer than any backend's read chunk streams back whole, in order, from any offset.

@@ -178,6 +178,18 @@ impl OperationStore for MemoryStore {
         requests.into_iter().map(|r| inner.append_one(r)).collect()
     }
 
+    async fn skips(&self, unit: &SyncUnit, from: u64, to: Option<u64>) -> Result<Vec<(u64, u64)>, StoreError> {
+        let inner = self.read_lock();
+        let ops = inner.units.get(unit).map(|l| l.operations.as_slice()).unwrap_or(&[]);
+        let end = to.map_or(ops.len(), |t| (t as usize).min(ops.len()));
+        let start = (from as usize).min(end);
+        Ok(ops[start..end]
+            .iter()
+            .filter(|op| op.skip > 0)
+            .map(|op| (op.index, op.skip))
+            .collect())
+    }
+
     fn read(&self, unit: &SyncUnit, from: u64, to: Option<u64>) -> BoxStream<'static, Result<Operation, StoreError>> {
         let store = self.clone();
         let unit = unit.clone();

@@ -1359,6 +1359,28 @@ impl OperationStore for SqliteStore {
             .boxed()
     }
 
+    async fn skips(&self, unit: &SyncUnit, from: u64, to: Option<u64>) -> Result<Vec<(u64, u64)>, StoreError> {
+        // Answered from the partial index `operations_skipping`: the log's rows are not read.
+        let rows = sqlx::query(
+            "SELECT idx, skip FROM operations \
+             WHERE unit_id = (SELECT unit_id FROM units WHERE document_id = ? AND scope = ? AND branch = ?) \
+               AND skip > 0 AND idx >= ? AND idx < ? ORDER BY idx",
+        )
+        .bind(unit.document_id.to_string())
+        .bind(unit.scope.as_str())
+        .bind(unit.branch.as_str())
+        .bind(from.min(i64::MAX as u64) as i64)
+        .bind(to.map_or(i64::MAX, |t| t.min(i64::MAX as u64) as i64))
+        .fetch_all(&self.pool)
+        .await?;
+        self.settled(
+            rows.iter()
+                .map(|r| (r.get::<i64, _>(0) as u64, r.get::<i64, _>(1) as u64))
+                .collect(),
+        )
+        .await
+    }
+
     async fn head(&self, unit: &SyncUnit) -> Result<(u64, OpHash), StoreError> {
         let row =
             sqlx::query("SELECT revision, last_hash FROM units WHERE document_id = ? AND scope = ? AND branch = ?")

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::TryStreamExt;
 use futures::stream::BoxStream;
 
 use folio_core::{Branch, CausalContext, DocumentHeader, DocumentId, OpHash, Operation, Revisions, SyncUnit};
@@ -123,6 +124,21 @@ pub trait OperationStore: Send + Sync + 'static {
     /// The operations of `unit` with `from <= index < to` (to the end when `to` is `None`), in index order, as a
     /// stream: the whole history is never loaded at once.
     fn read(&self, unit: &SyncUnit, from: u64, to: Option<u64>) -> BoxStream<'static, Result<Operation, StoreError>>;
+
+    /// The `(index, skip)` of the operations of `unit` with `from <= index < to` (to the end when `to` is `None`)
+    /// whose skip is above 0, in index order: what a reader needs to tell the effective history (see
+    /// `folio_core::merge`) without loading the log. The default reads the log; stores with an index answer from
+    /// it.
+    async fn skips(&self, unit: &SyncUnit, from: u64, to: Option<u64>) -> Result<Vec<(u64, u64)>, StoreError> {
+        let mut ops = self.read(unit, from, to);
+        let mut found = Vec::new();
+        while let Some(op) = ops.try_next().await? {
+            if op.skip > 0 {
+                found.push((op.index, op.skip));
+            }
+        }
+        Ok(found)
+    }
 
     /// The revision (number of operations) of `unit`, and the hash of its last operation (`OpHash::ZERO` when
     /// empty).

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::TryStreamExt;
 
 use folio_core::merge::Cuts;
 use folio_core::{DocumentId, HlcTimestamp, ModelRegistry, Scope, SyncUnit};
@@ -189,7 +188,8 @@ impl Replica {
     }
 
     /// Which of `committed` are in their unit's effective history. The cuts come from every skipping operation of
-    /// the unit: the positions are cached per unit and extended by reading only what was committed since.
+    /// the unit (the store's index of them): they are cached per unit and extended by asking only for what was
+    /// committed since.
     async fn effective_of(&self, committed: &[Committed]) -> Result<HashSet<(SyncUnit, u64)>, SyncError> {
         let units: HashSet<&SyncUnit> = committed.iter().map(|c| &c.unit).collect();
         let mut cuts: HashMap<&SyncUnit, Cuts> = HashMap::new();
@@ -203,11 +203,9 @@ impl Replica {
                 .map_or(0, |s| s.0);
             let mut found = Vec::new();
             if head > scanned {
-                let mut ops = self.store().read(unit, scanned, Some(head));
-                while let Some(op) = ops.try_next().await? {
-                    if op.skip > 0 {
-                        found.push((op.index, folio_core::merge::cut_of(&op)));
-                    }
+                found = self.store().skips(unit, scanned, Some(head)).await?;
+                for entry in &mut found {
+                    entry.1 = folio_core::merge::cut(entry.0, entry.1);
                 }
             }
             let mut cache = self.skips.lock().unwrap_or_else(|e| e.into_inner());
