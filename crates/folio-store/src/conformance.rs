@@ -33,7 +33,7 @@ use folio_core::{
     SyncUnit, UtcIso, operation_hash,
 };
 
-use crate::{AppendRequest, Appended, Committed, Keyframe, ListQuery, OperationStore, StoreError, verify};
+use crate::{AppendRequest, Appended, Committed, Keyframe, ListQuery, OperationStore, SinceFilter, StoreError, verify};
 
 /// The physical time the suite's operations start at (2023-11-14), so timestamps are predictable.
 pub const T0: u64 = 1_700_000_000_000;
@@ -95,6 +95,7 @@ pub const SCENARIOS: &[Scenario] = &[
     by_ref!(append_and_read_back),
     by_ref!(read_streams_long_history),
     by_ref!(skipping_operations),
+    by_ref!(filtered_reads),
     by_ref!(stale_revision),
     by_ref!(idempotent_replay),
     by_ref!(invalid_operations),
@@ -161,6 +162,7 @@ macro_rules! conformance_tests {
             append_and_read_back,
             read_streams_long_history,
             skipping_operations,
+            filtered_reads,
             stale_revision,
             idempotent_replay,
             invalid_operations,
@@ -233,11 +235,7 @@ impl Chain {
 
     /// The next operation, committing `action` (whatever its scope).
     pub fn push(&mut self, action: Action) -> Operation {
-        let op = Operation::new(action, self.next, 0, None, &self.prev);
-        self.next += 1;
-        self.prev = op.hash;
-        self.millis = self.millis.max(op.timestamp_utc_ms) + 1;
-        op
+        self.push_skipping(action, 0)
     }
 
     /// The next operation, a `SET` action that skips the `skip` operations before it (a rebase's first operation).
@@ -249,6 +247,11 @@ impl Chain {
             self.unit.scope,
             HlcTimestamp::new(self.millis, 0),
         );
+        self.push_skipping(action, skip)
+    }
+
+    /// The next operation, committing `action` with a skip over the `skip` operations before it.
+    pub fn push_skipping(&mut self, action: Action, skip: u64) -> Operation {
         let op = Operation::new(action, self.next, skip, None, &self.prev);
         self.next += 1;
         self.prev = op.hash;
@@ -582,6 +585,117 @@ pub async fn skipping_operations(store: &dyn OperationStore) {
             skips(branched, 0, None).await.is_empty(),
             "another branch of the document"
         );
+    }
+}
+
+/// `read_since_filtered` returns exactly what `read_since` returns and the filter admits (effective operations, by
+/// author), pages by operations looked at, and its cursor lets a reader resume without missing or repeating one.
+pub async fn filtered_reads(store: &dyn OperationStore) {
+    let authors = [Some("r1"), Some("r2"), None];
+    let authored = |chain: &mut Chain, i: usize| {
+        let mut action = Action::new(
+            "SET",
+            json!({ "i": i }),
+            chain.unit.scope,
+            HlcTimestamp::new(chain.millis, 0),
+        );
+        action.replica = authors[i % 3].map(str::to_owned);
+        chain.push(action)
+    };
+    // Unit a: 6 operations, then one skipping 3 (cuts 3, 4, 5), then 2 more; unit b: 4 operations interleaved.
+    let (a, b) = (new_unit(Scope::Global), new_unit(Scope::Document));
+    let (mut chain_a, mut chain_b) = (Chain::new(a.clone()), Chain::new(b.clone()));
+    let first: Vec<Operation> = (0..6).map(|i| authored(&mut chain_a, i)).collect();
+    append_ok(store, &a, 0, first).await;
+    let b_ops: Vec<Operation> = (0..4).map(|i| authored(&mut chain_b, i)).collect();
+    append_ok(store, &b, 0, b_ops[..2].to_vec()).await;
+    let mut action = Action::new("SET", json!({ "i": 6 }), a.scope, HlcTimestamp::new(chain_a.millis, 0));
+    action.replica = Some("r2".into());
+    let mut more = vec![chain_a.push_skipping(action, 3)];
+    more.extend((7..9).map(|i| authored(&mut chain_a, i)));
+    append_ok(store, &a, 6, more).await;
+    append_ok(store, &b, 2, b_ops[2..].to_vec()).await;
+
+    let all = all_committed(store).await;
+    assert_eq!(all.len(), 13);
+    let max = all.last().map(|c| c.ordinal).unwrap_or_default();
+    let cut = |c: &Committed| c.unit == a && (3..6).contains(&c.operation.index);
+    for filter in [
+        SinceFilter::default(),
+        SinceFilter {
+            effective: true,
+            ..SinceFilter::default()
+        },
+        SinceFilter {
+            exclude_replica: Some("r1"),
+            ..SinceFilter::default()
+        },
+        SinceFilter {
+            only_replica: Some("r2"),
+            ..SinceFilter::default()
+        },
+        SinceFilter {
+            effective: true,
+            exclude_replica: Some("r2"),
+            only_replica: None,
+        },
+        SinceFilter {
+            effective: true,
+            exclude_replica: None,
+            only_replica: Some("r1"),
+        },
+        SinceFilter {
+            effective: false,
+            exclude_replica: Some("nobody"),
+            only_replica: Some("r1"),
+        },
+    ] {
+        let expected: Vec<Committed> = all
+            .iter()
+            .filter(|c| filter.admits_author(c.operation.action.replica.as_deref()))
+            .filter(|c| !(filter.effective && cut(c)))
+            .cloned()
+            .collect();
+        let whole = store
+            .read_since_filtered(0, 100, &filter)
+            .await
+            .expect("read_since_filtered");
+        assert_eq!(whole.committed, expected, "{filter:?}");
+        assert_eq!(
+            (whole.cursor, whole.scanned),
+            (max, all.len()),
+            "{filter:?}: looked at everything"
+        );
+        // In pages of 3 operations looked at: the same, each page's cursor where the next starts.
+        let mut paged = Vec::new();
+        let mut cursor = 0;
+        let mut pages = 0;
+        loop {
+            let page = store.read_since_filtered(cursor, 3, &filter).await.expect("page");
+            assert!(
+                page.scanned <= 3 && page.committed.len() <= page.scanned,
+                "{filter:?}: page size"
+            );
+            assert!(
+                page.committed
+                    .iter()
+                    .all(|c| c.ordinal > cursor && c.ordinal <= page.cursor)
+            );
+            paged.extend(page.committed);
+            cursor = page.cursor;
+            pages += 1;
+            if page.scanned < 3 {
+                break;
+            }
+        }
+        assert_eq!(paged, expected, "{filter:?}: in pages");
+        assert_eq!(
+            (cursor, pages),
+            (max, 5),
+            "{filter:?}: 13 operations are 4 full pages and an empty one"
+        );
+        let after = store.read_since_filtered(max, 10, &filter).await.expect("past the end");
+        assert_eq!((after.committed.len(), after.cursor, after.scanned), (0, max, 0));
     }
 }
 

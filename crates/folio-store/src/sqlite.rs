@@ -47,7 +47,9 @@ use folio_core::{
 };
 
 use crate::StoreError;
-use crate::store::{AppendRequest, Appended, Committed, Keyframe, ListQuery, OperationStore, links_to, precheck};
+use crate::store::{
+    AppendRequest, Appended, Committed, Keyframe, ListQuery, OperationStore, SinceFilter, SincePage, links_to, precheck,
+};
 
 /// The most operations a read stream fetches per query.
 const READ_CHUNK: i64 = 1024;
@@ -55,7 +57,7 @@ const READ_CHUNK: i64 = 1024;
 const READ_CHUNK_BYTES: i64 = 4 * 1024 * 1024;
 /// The most operations one group commit takes in.
 const MAX_BATCH_OPS: usize = 8192;
-/// The largest multi-row INSERT, in rows (9 parameters each; SQLite allows 32,766).
+/// The largest multi-row INSERT, in rows (10 parameters each; SQLite allows 32,766).
 const MAX_INSERT_ROWS: usize = 512;
 /// Requests waiting for the writer; callers wait when it is full.
 const WRITER_QUEUE: usize = 4096;
@@ -124,14 +126,14 @@ struct Prepared {
     unit: SyncUnit,
     expected_revision: u64,
     first: Option<Operation>,
-    rows: Vec<Row8>,
+    rows: Vec<OpRow>,
     last_hash: OpHash,
     last_ts: u64,
     header_changes: Vec<(HeaderChange, u64)>,
 }
 
 /// One operations row, minus its unit id and ordinal (assigned in the transaction).
-struct Row8 {
+struct OpRow {
     idx: i64,
     skip: i64,
     timestamp_ms: i64,
@@ -139,6 +141,8 @@ struct Row8 {
     error: Option<String>,
     /// The whole operation as JSON.
     operation: String,
+    /// The replica that authored the action.
+    replica: Option<String>,
 }
 
 enum WriteCommand {
@@ -381,12 +385,13 @@ fn prepare(request: AppendRequest) -> Result<Prepared, StoreError> {
             header_changes.push((change, op.timestamp_utc_ms));
         }
         last_ts = last_ts.max(op.timestamp_utc_ms);
-        rows.push(Row8 {
+        rows.push(OpRow {
             idx: op.index as i64,
             skip: op.skip as i64,
             timestamp_ms: op.timestamp_utc_ms as i64,
             hash: op.hash.0.to_vec(),
             error: op.error.clone(),
+            replica: op.action.replica.clone(),
             operation: serde_json::to_string(op).map_err(|e| StoreError::Corrupt {
                 unit: unit.to_string(),
                 index: op.index,
@@ -782,9 +787,11 @@ fn insert_sql(rows: usize) -> &'static str {
             // OR ROLLBACK: a failure already rolls the whole group back (and retries each request alone), so SQLite
             // need not keep a statement journal to undo this statement alone. The statement has a power-of-two
             // number of rows; the padding rows are all NULL and filtered out.
-            "INSERT OR ROLLBACK INTO operations (unit_id, idx, ordinal, skip, timestamp_ms, hash, error, operation, size) \
-             SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9 FROM (VALUES ",
-            "(?,?,?,?,?,?,?,?,?)",
+            "INSERT OR ROLLBACK INTO operations \
+             (unit_id, idx, ordinal, skip, timestamp_ms, hash, error, operation, size, replica) \
+             SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9, column10 \
+             FROM (VALUES ",
+            "(?,?,?,?,?,?,?,?,?,?)",
             n,
             ") WHERE column1 IS NOT NULL",
         )
@@ -888,7 +895,7 @@ fn insert_commit_sql(ops: usize, units: usize) -> &'static str {
     &shapes[ops.trailing_zeros() as usize][units.trailing_zeros() as usize]
 }
 
-type Insert<'a> = (i64, &'a Row8, i64);
+type Insert<'a> = (i64, &'a OpRow, i64);
 
 fn bind_inserts<'q>(
     mut q: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
@@ -905,10 +912,11 @@ fn bind_inserts<'q>(
             .bind(row.hash.as_slice())
             .bind(row.error.as_deref())
             .bind(row.operation.as_str())
-            .bind(row.operation.len() as i64);
+            .bind(row.operation.len() as i64)
+            .bind(row.replica.as_deref());
     }
     for _ in rows.len()..shape {
-        for _ in 0..9 {
+        for _ in 0..10 {
             q = q.bind(None::<i64>);
         }
     }
@@ -1067,7 +1075,7 @@ async fn replay_or_mismatch(
     conn: &mut SqliteConnection,
     p: &Prepared,
     head: &Head,
-    pending: &[(i64, &Row8, i64)],
+    pending: &[(i64, &OpRow, i64)],
 ) -> Result<Result<Appended, StoreError>, StoreError> {
     let end = p.expected_revision + p.rows.len() as u64;
     if p.expected_revision < head.revision && end <= head.revision {
@@ -1456,46 +1464,79 @@ impl OperationStore for SqliteStore {
     }
 
     async fn read_since(&self, after_ordinal: u64, limit: usize) -> Result<Vec<Committed>, StoreError> {
+        Ok(self
+            .read_since_filtered(after_ordinal, limit, &SinceFilter::default())
+            .await?
+            .committed)
+    }
+
+    async fn read_since_filtered(
+        &self,
+        after_ordinal: u64,
+        limit: usize,
+        filter: &SinceFilter<'_>,
+    ) -> Result<SincePage, StoreError> {
         // Pages of rows concatenated by SQLite (one text per page instead of a row object per operation: sqlx's
-        // per-row cost was most of a sync pull's read time), units resolved once per page.
-        let mut out: Vec<Committed> = Vec::with_capacity(limit.min(READ_SINCE_PAGE));
+        // per-row cost was most of a sync pull's read time), units resolved once per page. The filter runs in
+        // SQLite: a row it leaves out is never loaded nor decoded (the author from the `replica` column, rows
+        // without one kept for the check below; the cuts from the partial index of skipping operations).
+        let mut out = SincePage {
+            committed: Vec::with_capacity(limit.min(READ_SINCE_PAGE)),
+            cursor: after_ordinal,
+            scanned: 0,
+        };
         let mut after = after_ordinal.min(i64::MAX as u64) as i64;
-        while out.len() < limit {
-            let page = (limit - out.len()).min(READ_SINCE_PAGE);
-            let (text, count): (Option<String>, i64) = sqlx::query_as(
-                "SELECT group_concat(unit_id || ' ' || ordinal || ' ' || idx || ' ' || operation, char(10) \
-                 ORDER BY ordinal), count(*) \
-                 FROM (SELECT unit_id, ordinal, idx, operation FROM operations WHERE ordinal > ? \
-                       ORDER BY ordinal LIMIT ?)",
+        while out.scanned < limit {
+            let page = (limit - out.scanned).min(READ_SINCE_PAGE);
+            let (text, count, last): (Option<String>, i64, Option<i64>) = sqlx::query_as(
+                "SELECT group_concat(line, char(10) ORDER BY ordinal), count(*), max(ordinal) FROM ( \
+                   SELECT o.ordinal AS ordinal, CASE WHEN \
+                     (?3 IS NULL OR o.replica IS NULL OR o.replica <> ?3) \
+                     AND (?4 IS NULL OR o.replica IS NULL OR o.replica = ?4) \
+                     AND (?5 = 0 OR NOT EXISTS (SELECT 1 FROM operations s WHERE s.unit_id = o.unit_id \
+                       AND s.skip > 0 AND s.idx > o.idx AND s.idx - s.skip <= o.idx)) \
+                   THEN o.unit_id || ' ' || o.ordinal || ' ' || o.idx || ' ' || o.operation END AS line \
+                   FROM operations o WHERE o.ordinal > ?1 ORDER BY o.ordinal LIMIT ?2)",
             )
             .bind(after)
             .bind(page as i64)
+            .bind(filter.exclude_replica)
+            .bind(filter.only_replica)
+            .bind(filter.effective)
             .fetch_one(&self.pool)
             .await?;
-            let Some(text) = text else { break };
-            let mut rows = Vec::with_capacity(count as usize);
-            for line in text.split('\n') {
-                let mut parts = line.splitn(4, ' ');
-                let mut number = || parts.next().and_then(|n| n.parse::<i64>().ok());
-                let (Some(unit_id), Some(ordinal), Some(idx)) = (number(), number(), number()) else {
-                    return Err(corrupt_page(line));
-                };
-                let json = parts.next().ok_or_else(|| corrupt_page(line))?;
-                rows.push((unit_id, ordinal, idx as u64, json));
-            }
-            let units = self.units_by_id(rows.iter().map(|r| r.0)).await?;
-            for (unit_id, ordinal, idx, json) in rows {
-                let unit = units.get(&unit_id).ok_or_else(|| StoreError::Corrupt {
-                    unit: format!("unit id {unit_id}"),
-                    index: idx,
-                    reason: "an operation of a unit the units table does not name".to_owned(),
-                })?;
-                out.push(Committed {
-                    ordinal: ordinal as u64,
-                    unit: unit.clone(),
-                    operation: decode_operation(unit, idx, json)?,
-                });
-                after = ordinal;
+            let Some(last) = last else { break };
+            out.scanned += count as usize;
+            out.cursor = last as u64;
+            after = last;
+            if let Some(text) = text {
+                let mut rows = Vec::new();
+                for line in text.split('\n') {
+                    let mut parts = line.splitn(4, ' ');
+                    let mut number = || parts.next().and_then(|n| n.parse::<i64>().ok());
+                    let (Some(unit_id), Some(ordinal), Some(idx)) = (number(), number(), number()) else {
+                        return Err(corrupt_page(line));
+                    };
+                    let json = parts.next().ok_or_else(|| corrupt_page(line))?;
+                    rows.push((unit_id, ordinal, idx as u64, json));
+                }
+                let units = self.units_by_id(rows.iter().map(|r| r.0)).await?;
+                for (unit_id, ordinal, idx, json) in rows {
+                    let unit = units.get(&unit_id).ok_or_else(|| StoreError::Corrupt {
+                        unit: format!("unit id {unit_id}"),
+                        index: idx,
+                        reason: "an operation of a unit the units table does not name".to_owned(),
+                    })?;
+                    let operation = decode_operation(unit, idx, json)?;
+                    // Rows written before the `replica` column have none: their author is checked here.
+                    if filter.admits_author(operation.action.replica.as_deref()) {
+                        out.committed.push(Committed {
+                            ordinal: ordinal as u64,
+                            unit: unit.clone(),
+                            operation,
+                        });
+                    }
+                }
             }
             if (count as usize) < page {
                 break;

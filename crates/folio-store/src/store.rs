@@ -1,11 +1,13 @@
 //! The `OperationStore` trait and the types it speaks.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use futures::stream::BoxStream;
 
+use folio_core::merge::{self, Cuts};
 use folio_core::{Branch, CausalContext, DocumentHeader, DocumentId, OpHash, Operation, Revisions, SyncUnit};
 
 use crate::StoreError;
@@ -19,6 +21,35 @@ pub struct Appended {
     pub ordinals: Vec<u64>,
     /// True when the operations were already stored at those indexes (a retried append): nothing was written.
     pub replayed: bool,
+}
+
+/// Which operations [`OperationStore::read_since_filtered`] returns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SinceFilter<'a> {
+    /// Only operations of their unit's effective history: none that a later skipping operation cuts.
+    pub effective: bool,
+    /// Leave out the actions authored by this replica.
+    pub exclude_replica: Option<&'a str>,
+    /// Only the actions authored by this replica.
+    pub only_replica: Option<&'a str>,
+}
+
+impl SinceFilter<'_> {
+    /// Whether an action authored by `author` passes the author conditions.
+    pub fn admits_author(&self, author: Option<&str>) -> bool {
+        self.exclude_replica.is_none_or(|x| author != Some(x)) && self.only_replica.is_none_or(|me| author == Some(me))
+    }
+}
+
+/// A page of [`OperationStore::read_since_filtered`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SincePage {
+    /// The operations that passed the filter, in ordinal order.
+    pub committed: Vec<Committed>,
+    /// The last ordinal looked at (the `after_ordinal` asked when none was): every ordinal up to it was considered.
+    pub cursor: u64,
+    /// How many operations were looked at: fewer than the limit means there was nothing more then.
+    pub scanned: usize,
 }
 
 /// One append of a batch: `operations` for `unit`, which must be at `expected_revision`.
@@ -155,6 +186,45 @@ pub trait OperationStore: Send + Sync + 'static {
 
     /// Up to `limit` operations committed after `after_ordinal`, in ordinal order (readers catch up with this).
     async fn read_since(&self, after_ordinal: u64, limit: usize) -> Result<Vec<Committed>, StoreError>;
+
+    /// Looks at up to `limit` operations committed after `after_ordinal`, in ordinal order, and returns those that
+    /// `filter` lets through, with the last ordinal looked at (where the next page starts). What sync serves a
+    /// puller and builds an outbox from: stores that can filter without decoding do (SQLite); the default filters
+    /// what [`OperationStore::read_since`] returns.
+    async fn read_since_filtered(
+        &self,
+        after_ordinal: u64,
+        limit: usize,
+        filter: &SinceFilter<'_>,
+    ) -> Result<SincePage, StoreError> {
+        let committed = self.read_since(after_ordinal, limit).await?;
+        let scanned = committed.len();
+        let cursor = committed.last().map_or(after_ordinal, |c| c.ordinal);
+        let mut cuts: HashMap<SyncUnit, Cuts> = HashMap::new();
+        if filter.effective {
+            // A cut of operation `i` comes from a later operation of its unit: ask from the lowest index read.
+            let mut lowest: HashMap<&SyncUnit, u64> = HashMap::new();
+            for c in &committed {
+                let low = lowest.entry(&c.unit).or_insert(c.operation.index);
+                *low = (*low).min(c.operation.index);
+            }
+            for (unit, from) in lowest {
+                let skips = self.skips(unit, from, None).await?;
+                let skips = skips.into_iter().map(|(i, s)| (i, merge::cut(i, s))).collect();
+                cuts.insert(unit.clone(), Cuts::new(skips));
+            }
+        }
+        let committed = committed
+            .into_iter()
+            .filter(|c| filter.admits_author(c.operation.action.replica.as_deref()))
+            .filter(|c| cuts.get(&c.unit).is_none_or(|k| k.is_effective(c.operation.index)))
+            .collect();
+        Ok(SincePage {
+            committed,
+            cursor,
+            scanned,
+        })
+    }
 
     /// The highest ordinal committed so far (0 when empty).
     async fn max_ordinal(&self) -> Result<u64, StoreError>;

@@ -1,16 +1,15 @@
 //! A replica: a reactor on its own store, serving pulls and pushes to others and integrating what it receives. The
 //! I/O half of sync, around the pure functions of [`crate::protocol`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use folio_core::merge::Cuts;
 use folio_core::{DocumentId, HlcTimestamp, ModelRegistry, Scope, SyncUnit};
 use folio_reactor::{JobHandle, Reactor, ReactorConfig, ReactorError};
-use folio_store::{Committed, OperationStore};
+use folio_store::{Committed, OperationStore, SinceFilter};
 
 use crate::SyncError;
 use crate::protocol::{
@@ -39,12 +38,7 @@ const JOBS_IN_FLIGHT: usize = 256;
 #[derive(Clone)]
 pub struct Replica {
     reactor: Reactor,
-    /// Per unit: how far its log was scanned, and the `(index, cut)` of its skipping operations up to there.
-    skips: Arc<Mutex<HashMap<SyncUnit, ScannedSkips>>>,
 }
-
-/// How far a unit's log was scanned, and the `(index, cut)` of its skipping operations up to there.
-type ScannedSkips = (u64, Vec<(u64, u64)>);
 
 impl std::fmt::Debug for Replica {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -64,10 +58,7 @@ impl Replica {
 
     /// A replica around a reactor made with [`Reactor::open`] (so that its replica id is the store's).
     pub fn from_reactor(reactor: Reactor) -> Self {
-        Self {
-            reactor,
-            skips: Arc::default(),
-        }
+        Self { reactor }
     }
 
     /// The replica id.
@@ -169,58 +160,25 @@ impl Replica {
         Ok(())
     }
 
-    /// Every operation committed after `after`, in ordinal order, read in pages (for outboxes: they are bounded by
-    /// what was not acknowledged).
-    async fn committed_since(&self, after: u64) -> Result<Vec<Committed>, SyncError> {
+    /// Every own effective operation committed after `after`, in ordinal order, read in pages (for outboxes: they
+    /// are bounded by what was not acknowledged), and the last ordinal considered.
+    async fn own_since(&self, after: u64) -> Result<(Vec<Committed>, u64), SyncError> {
+        let filter = SinceFilter {
+            effective: true,
+            exclude_replica: None,
+            only_replica: Some(self.id()),
+        };
         let mut all = Vec::new();
         let mut cursor = after;
         loop {
-            let page = self.store().read_since(cursor, READ_PAGE).await?;
-            let Some(last) = page.last() else { break };
-            cursor = last.ordinal;
-            let full = page.len() == READ_PAGE;
-            all.extend(page);
-            if !full {
+            let page = self.store().read_since_filtered(cursor, READ_PAGE, &filter).await?;
+            cursor = page.cursor;
+            all.extend(page.committed);
+            if page.scanned < READ_PAGE {
                 break;
             }
         }
-        Ok(all)
-    }
-
-    /// Which of `committed` are in their unit's effective history. The cuts come from every skipping operation of
-    /// the unit (the store's index of them): they are cached per unit and extended by asking only for what was
-    /// committed since.
-    async fn effective_of(&self, committed: &[Committed]) -> Result<HashSet<(SyncUnit, u64)>, SyncError> {
-        let units: HashSet<&SyncUnit> = committed.iter().map(|c| &c.unit).collect();
-        let mut cuts: HashMap<&SyncUnit, Cuts> = HashMap::new();
-        for unit in units {
-            let head = self.store().head(unit).await?.0;
-            let scanned = self
-                .skips
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(unit)
-                .map_or(0, |s| s.0);
-            let mut found = Vec::new();
-            if head > scanned {
-                found = self.store().skips(unit, scanned, Some(head)).await?;
-                for entry in &mut found {
-                    entry.1 = folio_core::merge::cut(entry.0, entry.1);
-                }
-            }
-            let mut cache = self.skips.lock().unwrap_or_else(|e| e.into_inner());
-            let entry = cache.entry(unit.clone()).or_insert((0, Vec::new()));
-            if head > entry.0 {
-                entry.0 = head;
-                entry.1.extend(found);
-            }
-            cuts.insert(unit, Cuts::new(entry.1.clone()));
-        }
-        Ok(committed
-            .iter()
-            .filter(|c| cuts.get(&c.unit).is_none_or(|k| k.is_effective(c.operation.index)))
-            .map(|c| (c.unit.clone(), c.operation.index))
-            .collect())
+        Ok((all, cursor))
     }
 
     /// The document types of `documents` (from the header index), for filters by type.
@@ -249,16 +207,10 @@ impl Replica {
     /// The own replicated actions after local ordinal `after` that `filter` lets through, with their ordinals, and
     /// the last ordinal considered.
     pub async fn outbox(&self, after: u64, filter: &Filter) -> Result<(Vec<(u64, SyncEntry)>, u64), SyncError> {
-        let committed = self.committed_since(after).await?;
-        let upto = committed.last().map_or(after, |c| c.ordinal);
-        let effective = self.effective_of(&committed).await?;
+        let (committed, upto) = self.own_since(after).await?;
         let admitted = self.admitted(&committed, filter).await?;
-        let is_effective = |c: &Committed| effective.contains(&(c.unit.clone(), c.operation.index));
         let admit = |d: DocumentId| admitted.get(&d).copied().unwrap_or(filter.is_all());
-        Ok((
-            entries_of(&committed, &is_effective, None, Some(self.id()), &admit),
-            upto,
-        ))
+        Ok((entries_of(&committed, &|_| true, None, Some(self.id()), &admit), upto))
     }
 
     /// Compresses this replica's own actions that were never sent (after [`SENT_KEY`]), unit by unit, where the
@@ -267,15 +219,13 @@ impl Replica {
         let sent = self.sent().await?;
         // Unsent actions were committed after the last acknowledgement of every remote; reading from the start
         // would be exact but long, so read what no remote acknowledged (the smallest pushed mark).
-        let committed = self.committed_since(self.least_pushed().await?).await?;
-        let effective = self.effective_of(&committed).await?;
+        let (committed, _) = self.own_since(self.least_pushed().await?).await?;
         let mut runs: BTreeMap<SyncUnit, Vec<folio_core::Action>> = BTreeMap::new();
         for c in &committed {
             if c.unit.scope == Scope::Global
                 && c.operation.action.replica.as_deref() == Some(self.id())
                 && c.operation.action.timestamp() > sent
                 && c.operation.error.is_none()
-                && effective.contains(&(c.unit.clone(), c.operation.index))
             {
                 runs.entry(c.unit.clone()).or_default().push(c.operation.action.clone());
             }
@@ -303,14 +253,18 @@ impl Replica {
     /// own, in commit order.
     pub async fn serve_pull(&self, request: &PullRequest) -> Result<PullResponse, SyncError> {
         let limit = request.limit.clamp(1, READ_PAGE);
-        let committed = self.store().read_since(request.after, limit).await?;
-        let cursor = committed.last().map_or(request.after, |c| c.ordinal);
-        let more = committed.len() == limit && cursor < self.store().max_ordinal().await?;
-        let effective = self.effective_of(&committed).await?;
+        // The store leaves out what is not effective and the puller's own actions, mostly without decoding them.
+        let filter = SinceFilter {
+            effective: true,
+            exclude_replica: request.exclude.as_deref(),
+            only_replica: None,
+        };
+        let page = self.store().read_since_filtered(request.after, limit, &filter).await?;
+        let (committed, cursor) = (page.committed, page.cursor);
+        let more = page.scanned == limit && cursor < self.store().max_ordinal().await?;
         let admitted = self.admitted(&committed, &request.filter).await?;
-        let is_effective = |c: &Committed| effective.contains(&(c.unit.clone(), c.operation.index));
         let admit = |d: DocumentId| admitted.get(&d).copied().unwrap_or(request.filter.is_all());
-        let entries: Vec<SyncEntry> = entries_of(&committed, &is_effective, request.exclude.as_deref(), None, &admit)
+        let entries: Vec<SyncEntry> = entries_of(&committed, &|_| true, request.exclude.as_deref(), None, &admit)
             .into_iter()
             .map(|(_, e)| e)
             .collect();

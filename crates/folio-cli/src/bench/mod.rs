@@ -56,6 +56,17 @@ pub fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// CPU time the process has used so far, user and system (Linux `/proc/self/stat`, in clock ticks of 10 ms):
+/// beside a wall time on a shared machine, it shows whether a change did less work or merely waited less.
+pub fn cpu_time() -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces, hence the last ')'): utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let ticks: u64 = fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
+    Some(std::time::Duration::from_millis(ticks * 10))
+}
+
 /// Resets the peak resident memory to the current resident memory (Linux `clear_refs` 5), so the next
 /// [`peak_rss`] covers only what comes after. Returns false where the OS does not allow it.
 pub fn reset_peak_rss() -> bool {

@@ -110,6 +110,7 @@ async fn round(params: &Params, n: u32) -> Result<Duration, CliError> {
     progress.finish();
 
     let start = Instant::now();
+    let cpu = super::cpu_time();
     for (name, r) in [("a", &a), ("b", &b), ("a", &a)] {
         let t = Instant::now();
         let report = sync_round(r, &remote, &options).await.map_err(fail)?;
@@ -121,6 +122,12 @@ async fn round(params: &Params, n: u32) -> Result<Duration, CliError> {
         ));
     }
     let elapsed = start.elapsed();
+    if let (Some(before), Some(after)) = (cpu, super::cpu_time()) {
+        note(format!(
+            "  CPU time while converging: {:.2?}",
+            after.saturating_sub(before)
+        ));
+    }
 
     // Converged: the same state everywhere (checked outside the timing).
     let client = reqwest::Client::new();
