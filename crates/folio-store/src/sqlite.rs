@@ -1814,4 +1814,46 @@ mod tests {
             .unwrap()
             .unwrap();
     }
+
+    #[tokio::test]
+    async fn rows_without_the_replica_column_are_filtered_by_their_decoded_author() {
+        use folio_core::{Action, HlcTimestamp};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("folio.db")).await.unwrap();
+        let unit = SyncUnit::main(DocumentId::new(), Scope::Global);
+        let mut chain = crate::conformance::Chain::new(unit.clone());
+        let ops: Vec<Operation> = [Some("r1"), Some("r2"), None, Some("r1")]
+            .into_iter()
+            .map(|author| {
+                let mut action = Action::new("SET", serde_json::json!({}), Scope::Global, HlcTimestamp::new(1, 0));
+                action.replica = author.map(str::to_owned);
+                chain.push(action)
+            })
+            .collect();
+        store.append(&unit, 0, ops.clone()).await.unwrap();
+        // As a store written before the column existed: no row names its author.
+        sqlx::query("UPDATE operations SET replica = NULL")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let indexes = |filter: SinceFilter<'static>| {
+            let store = store.clone();
+            async move {
+                let page = store.read_since_filtered(0, 10, &filter).await.unwrap();
+                assert_eq!(page.scanned, 4);
+                page.committed.iter().map(|c| c.operation.index).collect::<Vec<_>>()
+            }
+        };
+        let exclude = SinceFilter {
+            exclude_replica: Some("r1"),
+            ..SinceFilter::default()
+        };
+        let only = SinceFilter {
+            only_replica: Some("r1"),
+            ..SinceFilter::default()
+        };
+        assert_eq!(indexes(exclude).await, vec![1, 2]);
+        assert_eq!(indexes(only).await, vec![0, 3]);
+        assert_eq!(indexes(SinceFilter::default()).await, vec![0, 1, 2, 3]);
+    }
 }
