@@ -148,8 +148,9 @@ impl Executor {
             }
         };
         let previous_global = slot.as_ref().map_or(0, |d| d.header.revision.global);
-        // Operations accepted so far in this group, in order: replayed onto a fresh copy after a rejection.
-        let mut accepted: Vec<Operation> = Vec::new();
+        // Operations accepted so far in this group, in order, as ranges of the pending appends (`by_scope[slot]`):
+        // replayed onto a fresh copy after a rejection.
+        let mut accepted: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
         let mut by_scope: Vec<Pending> = Vec::new();
         for mut job in group.jobs {
             let doc = slot.get_or_insert_with(|| Document::empty(key.id, key.branch.clone()));
@@ -189,7 +190,6 @@ impl Executor {
             };
             match result {
                 Ok(ops) => {
-                    accepted.extend(ops.iter().cloned());
                     let slot = match by_scope.iter().position(|p| p.request.unit.scope == job.scope) {
                         Some(i) => i,
                         None => {
@@ -211,6 +211,7 @@ impl Executor {
                     p.request.operations.extend(ops);
                     let end = p.request.operations.len();
                     p.jobs.push((job, start..end));
+                    accepted.push((slot, start..end));
                 }
                 Err(e) => {
                     fail(&self.shared, job, e);
@@ -221,7 +222,10 @@ impl Executor {
                         Err(_) => None,
                     };
                     let mut rebuilt = true;
-                    for op in &accepted {
+                    let replay = accepted
+                        .iter()
+                        .flat_map(|(slot, range)| &by_scope[*slot].request.operations[range.clone()]);
+                    for op in replay {
                         let doc = fresh.get_or_insert_with(|| Document::empty(key.id, key.branch.clone()));
                         if doc.apply(op, &self.shared.registry).is_err() {
                             rebuilt = false;
