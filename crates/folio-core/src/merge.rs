@@ -56,6 +56,16 @@ pub struct Cuts {
 }
 
 impl Cuts {
+    /// From the `(index, skip)` pairs of the skipping operations, as `OperationStore::skips` lists them.
+    pub fn from_skips(skips: Vec<(u64, u64)>) -> Self {
+        Self::new(
+            skips
+                .into_iter()
+                .map(|(index, skip)| (index, cut(index, skip)))
+                .collect(),
+        )
+    }
+
     /// From the `(index, cut)` pairs of the skipping operations.
     pub fn new(mut skips: Vec<(u64, u64)>) -> Self {
         skips.sort_unstable();

@@ -377,13 +377,7 @@ impl DocumentView {
     ) -> Result<(Option<Keyframe>, Cuts), ReactorError> {
         loop {
             let from = keyframe.as_ref().map_or(0, |k| k.revision);
-            let skips = self.store.skips(unit, from, to).await?;
-            let cuts = Cuts::new(
-                skips
-                    .into_iter()
-                    .map(|(index, skip)| (index, folio_core::merge::cut(index, skip)))
-                    .collect(),
-            );
+            let cuts = Cuts::from_skips(self.store.skips(unit, from, to).await?);
             match cuts.min_cut() {
                 Some(cut) if cut < from => {
                     keyframe = match self.keyframe_every {

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use futures::TryStreamExt;
 use futures::stream::BoxStream;
 
-use folio_core::merge::{self, Cuts};
+use folio_core::merge::Cuts;
 use folio_core::{Branch, CausalContext, DocumentHeader, DocumentId, OpHash, Operation, Revisions, SyncUnit};
 
 use crate::StoreError;
@@ -209,9 +209,7 @@ pub trait OperationStore: Send + Sync + 'static {
                 *low = (*low).min(c.operation.index);
             }
             for (unit, from) in lowest {
-                let skips = self.skips(unit, from, None).await?;
-                let skips = skips.into_iter().map(|(i, s)| (i, merge::cut(i, s))).collect();
-                cuts.insert(unit.clone(), Cuts::new(skips));
+                cuts.insert(unit.clone(), Cuts::from_skips(self.skips(unit, from, None).await?));
             }
         }
         let committed = committed

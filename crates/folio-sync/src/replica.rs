@@ -222,11 +222,8 @@ impl Replica {
         let (committed, _) = self.own_since(self.least_pushed().await?).await?;
         let mut runs: BTreeMap<SyncUnit, Vec<folio_core::Action>> = BTreeMap::new();
         for c in &committed {
-            if c.unit.scope == Scope::Global
-                && c.operation.action.replica.as_deref() == Some(self.id())
-                && c.operation.action.timestamp() > sent
-                && c.operation.error.is_none()
-            {
+            // `own_since` gave only own effective operations.
+            if c.unit.scope == Scope::Global && c.operation.action.timestamp() > sent && c.operation.error.is_none() {
                 runs.entry(c.unit.clone()).or_default().push(c.operation.action.clone());
             }
         }
