@@ -9,6 +9,7 @@ mod output;
 use std::process::ExitCode;
 
 use clap::Parser;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use crate::cmd::Command;
 use crate::context::Global;
@@ -78,11 +79,22 @@ fn main() -> ExitCode {
     } else {
         "warn,sqlx::query=error"
     };
+    // A server's request log goes through a thread of its own, which writes whatever lines are waiting at once
+    // (one write for many requests instead of one per request); the guard flushes it when `main` returns.
+    let (writer, _log_guard) = if matches!(cli.command, Command::Serve(_)) {
+        let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(false)
+            .thread_name("folio-log")
+            .finish(std::io::BufWriter::new(std::io::stderr()));
+        (BoxMakeWriter::new(writer), Some(guard))
+    } else {
+        (BoxMakeWriter::new(std::io::stderr), None)
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FOLIO_LOG").unwrap_or_else(|_| default_level.into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
