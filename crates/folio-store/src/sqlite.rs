@@ -15,6 +15,9 @@
 //!   as one multi-statement text (a round trip costs two thread wake-ups, 100–250 µs here: at 64 writers six of
 //!   them cost more than the SQL). Statement shapes are padded to powers of two so one cached prepared statement
 //!   serves every size. Encoding and in-request hash checks happen in the caller's task, in parallel.
+//! * **Checkpoints** run on the writer's connection between two of its transactions, after every 1 MiB of
+//!   operations, so they copy every frame and the WAL starts over from its beginning (bounded, and written in place
+//!   instead of extending the file); `journal_size_limit` trims it back to 64 MiB after a burst.
 //! * **Several processes** may open the same file: `BEGIN IMMEDIATE` takes the write lock before the revision check,
 //!   and a busy timeout waits for the other process; the result is `RevisionMismatch` or success, never a duplicate
 //!   index or a gap (the primary key `(unit_id, idx)` would refuse one anyway).
@@ -733,7 +736,7 @@ async fn begin_and_load_heads(
         };
         first = false;
         let mut q = sqlx::query(sql);
-        // Padding repeats the last unit: a repeated member of an IN list changes nothing.
+        // Padding repeats the last unit: its row comes back again, the same.
         let padding = chunk.last().into_iter().cycle().take(shape - chunk.len());
         for unit in chunk.iter().chain(padding) {
             q = q
@@ -845,12 +848,15 @@ fn pow2_sql(cache: &'static OnceLock<Vec<String>>, n: usize, max: usize, build: 
 fn heads_sql(n: usize) -> &'static str {
     static CACHE: OnceLock<Vec<String>> = OnceLock::new();
     pow2_sql(&CACHE, n, MAX_UNITS_PER_STATEMENT, |n| {
+        // A join from the list, so each unit is one search of the units' unique index. (A row-value `IN (VALUES
+        // …)` made SQLite scan every unit and build a temporary b-tree of the list, on every commit.)
         repeated_sql(
-            "SELECT unit_id, document_id, scope, branch, revision, last_hash, last_ts_ms FROM units \
-             WHERE (document_id, scope, branch) IN (VALUES ",
+            "SELECT u.unit_id, u.document_id, u.scope, u.branch, u.revision, u.last_hash, u.last_ts_ms \
+             FROM (VALUES ",
             "(?,?,?)",
             n,
-            ")",
+            ") AS v CROSS JOIN units AS u \
+             ON u.document_id = v.column1 AND u.scope = v.column2 AND u.branch = v.column3",
         )
     })
 }
