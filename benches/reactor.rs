@@ -227,16 +227,12 @@ async fn e2e_raw(dir: &std::path::Path, run: usize) -> Duration {
         .await
         .unwrap();
     sqlx::query(
-        "CREATE TABLE ops (unit_id INTEGER NOT NULL, idx INTEGER NOT NULL, ordinal INTEGER NOT NULL, skip INTEGER NOT NULL, \
-         timestamp_ms INTEGER NOT NULL, hash BLOB NOT NULL, error TEXT, operation TEXT NOT NULL, size INTEGER NOT NULL, PRIMARY KEY (unit_id, idx)) WITHOUT ROWID",
+        "CREATE TABLE ops (ordinal INTEGER PRIMARY KEY, unit_id INTEGER NOT NULL, idx INTEGER NOT NULL, skip INTEGER NOT NULL, \
+         timestamp_ms INTEGER NOT NULL, hash BLOB NOT NULL, error TEXT, operation TEXT NOT NULL, size INTEGER NOT NULL, UNIQUE (unit_id, idx))",
     )
     .execute(&pool)
     .await
     .unwrap();
-    sqlx::query("CREATE UNIQUE INDEX ops_ordinal ON ops (ordinal)")
-        .execute(&pool)
-        .await
-        .unwrap();
     let clock = HybridClock::new();
     let rows: Vec<(String, Vec<u8>)> = (0..E2E_OPS)
         .map(|i| {

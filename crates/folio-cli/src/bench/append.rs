@@ -245,15 +245,12 @@ pub(crate) async fn raw_round(params: &Params, target: &Target, n: u32) -> Resul
         )
         .await?;
     sqlx::query(
-        "CREATE TABLE operations (unit_id INTEGER NOT NULL, idx INTEGER NOT NULL, ordinal INTEGER NOT NULL, \
+        "CREATE TABLE operations (ordinal INTEGER PRIMARY KEY, unit_id INTEGER NOT NULL, idx INTEGER NOT NULL, \
          skip INTEGER NOT NULL, timestamp_ms INTEGER NOT NULL, hash BLOB NOT NULL, error TEXT, operation TEXT NOT NULL, \
-         size INTEGER NOT NULL, PRIMARY KEY (unit_id, idx)) WITHOUT ROWID",
+         size INTEGER NOT NULL, UNIQUE (unit_id, idx))",
     )
     .execute(&pool)
     .await?;
-    sqlx::query("CREATE UNIQUE INDEX operations_by_ordinal ON operations (ordinal)")
-        .execute(&pool)
-        .await?;
     let rows = raw_rows(params);
     let start = Instant::now();
     let mut ordinal = 0i64;
