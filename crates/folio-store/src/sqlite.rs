@@ -849,7 +849,7 @@ fn heads_sql(n: usize) -> &'static str {
     static CACHE: OnceLock<Vec<String>> = OnceLock::new();
     pow2_sql(&CACHE, n, MAX_UNITS_PER_STATEMENT, |n| {
         // A join from the list, so each unit is one search of the units' unique index. (A row-value `IN (VALUES
-        // …)` made SQLite scan every unit and build a temporary b-tree of the list, on every commit.)
+        // …)` built a temporary b-tree of the list on every commit; older SQLite versions also scanned every unit.)
         repeated_sql(
             "SELECT u.unit_id, u.document_id, u.scope, u.branch, u.revision, u.last_hash, u.last_ts_ms \
              FROM (VALUES ",
@@ -1955,13 +1955,13 @@ mod tests {
             .await
             .unwrap();
         let all = sqlx::migrate!("./migrations/sqlite");
-        let before = sqlx::migrate::Migrator {
+        let up_to_5 = sqlx::migrate::Migrator {
             migrations: std::borrow::Cow::Owned(all.migrations.iter().filter(|m| m.version <= 5).cloned().collect()),
             ignore_missing: false,
             locking: true,
             no_tx: false,
         };
-        before.run_direct(&mut conn).await.unwrap();
+        up_to_5.run_direct(&mut conn).await.unwrap();
         let schema: String = sqlx::query_scalar("SELECT sql FROM sqlite_schema WHERE name = 'operations'")
             .fetch_one(&mut conn)
             .await
