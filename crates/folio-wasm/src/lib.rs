@@ -1,0 +1,283 @@
+//! # folio-wasm
+//!
+//! folio-core for the browser: the [`core::Core`] of a replica (load a document from its logs, apply local actions,
+//! integrate other replicas' actions, compress unsent ones) and folio-core's pure functions (canonical JSON, the hash
+//! chain, state hashes), exported to JavaScript with wasm-bindgen. The browser client (`clients/js`) keeps the logs
+//! in IndexedDB and moves them over HTTP; every fold, hash, order and merge is done here, by folio-core.
+//!
+//! Everything crosses the boundary as JSON text: operations keep their exact wire bytes (a float read by
+//! `JSON.parse` and written back by `JSON.stringify` may change its text and so its hash), and the host stores them
+//! as text. Each exported method answers a JSON text: the result, or `{"error": {code, message}}`.
+//!
+//! The crate builds natively too (the wasm-bindgen exports are then plain functions), so the workspace's tests and
+//! clippy cover it, and the golden tests fold the same histories natively and in WebAssembly.
+#![forbid(unsafe_code)]
+
+pub mod core;
+
+use folio_core::{Branch, DocumentId, Operation};
+use serde::Serialize;
+use uuid::Uuid;
+use wasm_bindgen::prelude::*;
+
+use crate::core::{Core, Failure, LoadInput, LocalAction, Outcome, SyncEntry};
+
+fn ok<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|e| fail(&Failure::from_parts("INTERNAL", e.to_string())))
+}
+
+fn fail(f: &Failure) -> String {
+    serde_json::json!({ "error": f }).to_string()
+}
+
+fn answer<T: Serialize>(result: Result<T, Failure>) -> String {
+    match result {
+        Ok(v) => ok(&v),
+        Err(f) => fail(&f),
+    }
+}
+
+fn parse<'a, T: serde::Deserialize<'a>>(what: &str, text: &'a str) -> Result<T, Failure> {
+    serde_json::from_str(text).map_err(|e| Failure::from_parts("INVALID_REQUEST", format!("{what}: {e}")))
+}
+
+fn key(id: &str, branch: &str) -> Result<(DocumentId, Branch), Failure> {
+    let id: DocumentId = id
+        .parse()
+        .map_err(|_| Failure::from_parts("INVALID_REQUEST", format!("{id:?} is not a document id")))?;
+    let branch = if branch.is_empty() {
+        Branch::default()
+    } else {
+        Branch::new(branch).map_err(|e| Failure::from_parts("INVALID_REQUEST", e.to_string()))?
+    };
+    Ok((id, branch))
+}
+
+#[cfg(target_arch = "wasm32")]
+fn physical_now() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn physical_now() -> u64 {
+    folio_core::clock::system_millis()
+}
+
+/// A replica's core, for JavaScript.
+#[wasm_bindgen]
+pub struct ReplicaCore {
+    core: Core,
+}
+
+#[wasm_bindgen]
+impl ReplicaCore {
+    /// The core of replica `replica`, on the host's clock (`Date.now()`), ids seeded with `seed` (random from the
+    /// host: `crypto.getRandomValues`).
+    #[wasm_bindgen(constructor)]
+    pub fn new(replica: &str, seed_hi: u32, seed_lo: u32) -> ReplicaCore {
+        let seed = (u64::from(seed_hi) << 32) | u64::from(seed_lo);
+        ReplicaCore {
+            core: Core::new(replica, Box::new(physical_now), seed),
+        }
+    }
+
+    /// The replica id.
+    pub fn replica(&self) -> String {
+        self.core.replica().to_owned()
+    }
+
+    /// A new UUID v7.
+    #[wasm_bindgen(js_name = newId)]
+    pub fn new_id(&mut self) -> String {
+        self.core.new_id().to_string()
+    }
+
+    /// Takes in a clock seen elsewhere (`millis`, `counter`).
+    pub fn observe(&self, millis: f64, counter: u32) {
+        self.core.observe(millis as u64, counter);
+    }
+
+    /// Whether a document is in memory.
+    #[wasm_bindgen(js_name = isLoaded)]
+    pub fn is_loaded(&self, id: &str, branch: &str) -> bool {
+        key(id, branch).is_ok_and(|(id, branch)| self.core.is_loaded(id, &branch))
+    }
+
+    /// Forgets a document.
+    pub fn unload(&mut self, id: &str, branch: &str) {
+        if let Ok((id, branch)) = key(id, branch) {
+            self.core.unload(id, &branch);
+        }
+    }
+
+    /// Loads a document (`LoadInput` JSON): `{"loaded": true}`, `{"need": [{documentId, before}]}` or an error.
+    pub fn load(&mut self, input: &str) -> String {
+        answer(parse::<LoadInput>("load input", input).and_then(|input| {
+            let id = input.id;
+            self.core.load(input).map(|r| match r {
+                Ok(()) => serde_json::json!({ "loaded": true }),
+                Err(need) => serde_json::json!({ "need": [need], "documentId": id }),
+            })
+        }))
+    }
+
+    /// The document's wire JSON (`{header, state, stateHash}`), `null` when not created.
+    pub fn document(&self, id: &str, branch: &str) -> String {
+        match key(id, branch).and_then(|(id, branch)| self.core.document_json(id, &branch)) {
+            Ok(Some(text)) => text,
+            Ok(None) => "null".to_owned(),
+            Err(f) => fail(&f),
+        }
+    }
+
+    /// The document's header, `null` when not created.
+    pub fn header(&self, id: &str, branch: &str) -> String {
+        match key(id, branch).and_then(|(id, branch)| self.core.header_json(id, &branch)) {
+            Ok(Some(text)) => text,
+            Ok(None) => "null".to_owned(),
+            Err(f) => fail(&f),
+        }
+    }
+
+    /// A keyframe of the global state at the head, `null` when not created.
+    pub fn keyframe(&self, id: &str, branch: &str) -> String {
+        answer(key(id, branch).and_then(|(id, branch)| self.core.keyframe(id, &branch)))
+    }
+
+    /// Creates a document: the `Appended` of its `CREATE_DOCUMENT`. `id` may be empty (made here);
+    /// `initial_state` is JSON text or empty.
+    pub fn create(&mut self, document_type: &str, name: &str, id: &str, initial_state: &str) -> String {
+        answer((|| {
+            let id = if id.is_empty() {
+                None
+            } else {
+                Some(key(id, "")?.0)
+            };
+            let initial = if initial_state.is_empty() {
+                None
+            } else {
+                Some(parse("initial state", initial_state)?)
+            };
+            self.core.create(document_type, name, id, initial)
+        })())
+    }
+
+    /// Applies local actions (`[{type, input, scope?}]`, one scope): the `Appended` or the reducer's error.
+    pub fn apply(&mut self, id: &str, branch: &str, actions: &str) -> String {
+        answer(key(id, branch).and_then(|(id, branch)| {
+            let actions: Vec<LocalAction> = parse("actions", actions)?;
+            self.core.apply(id, &branch, actions)
+        }))
+    }
+
+    /// Integrates sync entries (`[SyncEntry]` JSON text, or a pull answer `{entries, …}`).
+    pub fn integrate(&mut self, entries: &str) -> String {
+        answer(parse_entries(entries).and_then(|entries| self.core.integrate(entries)))
+    }
+
+    /// Compresses own unsent actions (`["<action id>", …]`) of a document's global log.
+    pub fn compress(&mut self, id: &str, branch: &str, ids: &str) -> String {
+        answer(key(id, branch).and_then(|(id, branch)| {
+            let ids: Vec<Uuid> = parse("action ids", ids)?;
+            self.core.compress(id, &branch, ids)
+        }))
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct PullAnswer {
+    entries: Vec<SyncEntry>,
+}
+
+fn parse_entries(text: &str) -> Result<Vec<SyncEntry>, Failure> {
+    if text.trim_start().starts_with('{') {
+        Ok(parse::<PullAnswer>("pull answer", text)?.entries)
+    } else {
+        parse("sync entries", text)
+    }
+}
+
+/// The units (`{documentId, branch, scope}`) the entries of a pull answer or of an entry list touch, in order of
+/// first appearance: the documents the host must load before integrating.
+#[wasm_bindgen(js_name = entryUnits)]
+pub fn entry_units(entries: &str) -> String {
+    answer(parse_entries(entries).map(|entries| {
+        let mut seen = std::collections::HashSet::new();
+        entries
+            .iter()
+            .filter(|e| seen.insert((e.document_id, e.branch.clone(), e.scope)))
+            .map(|e| serde_json::json!({ "documentId": e.document_id, "branch": e.branch, "scope": e.scope }))
+            .collect::<Vec<_>>()
+    }))
+}
+
+/// Folds whole logs (`LoadInput` JSON) into the document's wire JSON, `null` when not created.
+#[wasm_bindgen(js_name = foldLogs)]
+pub fn fold_logs(input: &str) -> String {
+    match parse::<LoadInput>("logs", input).and_then(core::fold_logs) {
+        Ok(Some(text)) => text,
+        Ok(None) => "null".to_owned(),
+        Err(f) => fail(&f),
+    }
+}
+
+/// The effective operations of a whole log (`[Operation]`) that carry an error: `[{index, actionId, reason,
+/// operation}]`.
+#[wasm_bindgen]
+pub fn conflicts(ops: &str) -> String {
+    answer(parse::<Vec<Operation>>("operations", ops).map(|ops| {
+        core::conflicts(&ops)
+            .into_iter()
+            .map(|op| {
+                serde_json::json!({
+                    "scope": op.action.scope,
+                    "index": op.index,
+                    "actionId": op.action.id,
+                    "reason": op.error,
+                    "operation": op,
+                })
+            })
+            .collect::<Vec<_>>()
+    }))
+}
+
+/// The canonical JSON text of a JSON value (sorted keys, no whitespace).
+#[wasm_bindgen(js_name = canonicalJson)]
+pub fn canonical_json(value: &str) -> String {
+    match parse::<serde_json::Value>("value", value) {
+        Ok(v) => String::from_utf8(folio_core::hash::canonical_json(&v)).unwrap_or_default(),
+        Err(f) => fail(&f),
+    }
+}
+
+/// blake3 (hex) of the canonical JSON of a value: the state hash of a `folio/json` state.
+#[wasm_bindgen(js_name = valueHash)]
+pub fn value_hash(value: &str) -> String {
+    match parse::<serde_json::Value>("value", value) {
+        Ok(v) => folio_core::hash::value_hash(&v).to_hex(),
+        Err(f) => fail(&f),
+    }
+}
+
+/// Checks a chain of operations (`[Operation]`) from index `first_index` over `prev` (hex, empty: zeros): the last
+/// hash, or an error.
+#[wasm_bindgen(js_name = checkChain)]
+pub fn check_chain(prev: &str, first_index: f64, ops: &str) -> String {
+    answer((|| {
+        let prev = if prev.is_empty() {
+            folio_core::OpHash::ZERO
+        } else {
+            prev.parse()
+                .map_err(|e: folio_core::CoreError| Failure::from_parts("INVALID_REQUEST", e.to_string()))?
+        };
+        let ops: Vec<Operation> = parse("operations", ops)?;
+        folio_core::check_chain(&prev, first_index as u64, &ops)
+            .map(|h| h.to_hex())
+            .map_err(|e| Failure::from_parts("CORRUPT_RECORD", e.to_string()))
+    })())
+}
+
+/// The answer of an integration or compression, for tests: whether it asks for wider windows.
+pub fn needs<T>(outcome: &Outcome<T>) -> bool {
+    matches!(outcome, Outcome::Need { .. })
+}
