@@ -225,7 +225,12 @@ struct DocCore {
 }
 
 fn skips_of(ops: &[Operation]) -> Cuts {
-    Cuts::from_skips(ops.iter().filter(|op| op.skip > 0).map(|op| (op.index, op.skip)).collect())
+    Cuts::from_skips(
+        ops.iter()
+            .filter(|op| op.skip > 0)
+            .map(|op| (op.index, op.skip))
+            .collect(),
+    )
 }
 
 impl DocCore {
@@ -247,7 +252,9 @@ impl DocCore {
     ) -> Result<Result<Option<Document>, Need>, Failure> {
         let id = self.doc.header.id;
         let mut doc = Document::empty(id, self.doc.header.branch.clone());
-        let document_to = document.map_or(self.document_ops.len(), |d| d.min(self.document_ops.len() as u64) as usize);
+        let document_to = document.map_or(self.document_ops.len(), |d| {
+            d.min(self.document_ops.len() as u64) as usize
+        });
         let dops = &self.document_ops[..document_to];
         let cuts = skips_of(dops);
         for op in dops {
@@ -418,7 +425,10 @@ impl Core {
         check_chain(&OpHash::ZERO, 0, &input.document_ops)
             .map_err(|e| Failure::corrupt(format!("{id}/document: {e}")))?;
         check_chain(&OpHash::ZERO, 0, &input.local_ops).map_err(|e| Failure::corrupt(format!("{id}/local: {e}")))?;
-        let (prev, start) = input.keyframe.as_ref().map_or((OpHash::ZERO, 0), |k| (k.last_hash, k.revision));
+        let (prev, start) = input
+            .keyframe
+            .as_ref()
+            .map_or((OpHash::ZERO, 0), |k| (k.last_hash, k.revision));
         check_chain(&prev, start, &input.global_ops).map_err(|e| Failure::corrupt(format!("{id}/global: {e}")))?;
         for (ops, scope) in [
             (&input.document_ops, Scope::Document),
@@ -426,7 +436,10 @@ impl Core {
             (&input.local_ops, Scope::Local),
         ] {
             if let Some(op) = ops.iter().find(|op| op.action.scope != scope) {
-                return Err(Failure::corrupt(format!("{id}/{scope} at {}: an action of another scope", op.index)));
+                return Err(Failure::corrupt(format!(
+                    "{id}/{scope} at {}: an action of another scope",
+                    op.index
+                )));
             }
         }
         let mut core = DocCore {
@@ -488,7 +501,11 @@ impl Core {
         }
         let id = id.unwrap_or_else(|| DocumentId(self.new_id()));
         let branch = Branch::default();
-        if self.docs.get(&(id, branch.clone())).is_some_and(|d| d.head(Scope::Document) > 0) {
+        if self
+            .docs
+            .get(&(id, branch.clone()))
+            .is_some_and(|d| d.head(Scope::Document) > 0)
+        {
             return Err(Failure::new("DOCUMENT_EXISTS", format!("document {id} exists")));
         }
         let mut input = serde_json::json!({ "documentType": document_type, "name": name });
@@ -517,7 +534,9 @@ impl Core {
     /// Applies local actions (one scope) all or nothing: stamped by this replica (its id, the causal context of
     /// what the unit integrated, a clock after everything in the unit) as the reactor's executor stamps them.
     pub fn apply(&mut self, id: DocumentId, branch: &Branch, actions: Vec<LocalAction>) -> Result<Appended, Failure> {
-        let scope = actions.first().map_or(Scope::Global, |a| a.scope.unwrap_or(Scope::Global));
+        let scope = actions
+            .first()
+            .map_or(Scope::Global, |a| a.scope.unwrap_or(Scope::Global));
         if actions.is_empty() {
             return Err(Failure::invalid("no action to apply"));
         }
@@ -563,7 +582,10 @@ impl Core {
             }
             ops.push(op);
         }
-        let core = self.docs.get_mut(&key).ok_or_else(|| Failure::invalid("document vanished"))?;
+        let core = self
+            .docs
+            .get_mut(&key)
+            .ok_or_else(|| Failure::invalid("document vanished"))?;
         core.doc = doc;
         core.push_ops(scope, &ops);
         let keyframe = (scope == Scope::Global
@@ -590,7 +612,10 @@ impl Core {
                 return Err(Failure::invalid(format!("{}: the local scope is never synced", key.0)));
             }
             if let Some(a) = actions.iter().find(|a| a.scope != *scope) {
-                return Err(Failure::invalid(format!("action {} is not of the scope of its entry", a.id)));
+                return Err(Failure::invalid(format!(
+                    "action {} is not of the scope of its entry",
+                    a.id
+                )));
             }
             if !self.docs.contains_key(key) {
                 return Err(Failure::new("NOT_LOADED", format!("document {} is not loaded", key.0)));
@@ -639,7 +664,12 @@ impl Core {
 
     /// Compresses this replica's own unsent actions `ids` of a document's global log when they are the end of its
     /// effective history and its model knows how (the reactor's compression).
-    pub fn compress(&mut self, id: DocumentId, branch: &Branch, ids: Vec<Uuid>) -> Result<Outcome<Compressed>, Failure> {
+    pub fn compress(
+        &mut self,
+        id: DocumentId,
+        branch: &Branch,
+        ids: Vec<Uuid>,
+    ) -> Result<Outcome<Compressed>, Failure> {
         let key = (id, branch.clone());
         self.get(id, branch)?;
         match self.merge(&key, Scope::Global, MergeKind::Compress(ids))? {
@@ -766,13 +796,19 @@ impl Core {
                     marked
                 }
                 Err(ApplyError::NotCreated) => {
-                    return Err(Failure::new("DOCUMENT_NOT_FOUND", format!("document {} not found", key.0)));
+                    return Err(Failure::new(
+                        "DOCUMENT_NOT_FOUND",
+                        format!("document {} not found", key.0),
+                    ));
                 }
                 Err(e) => return Err(Failure::corrupt(format!("{}/{scope} at {index}: {e}", key.0))),
             };
             ops.push(op);
         }
-        let core = self.docs.get_mut(key).ok_or_else(|| Failure::invalid("document vanished"))?;
+        let core = self
+            .docs
+            .get_mut(key)
+            .ok_or_else(|| Failure::invalid("document vanished"))?;
         core.doc = doc;
         core.push_ops(scope, &ops);
         if rebased && scope == Scope::Document {
@@ -888,7 +924,10 @@ fn plan_compress(
 
 fn apply_failure(e: ApplyError, action_index: usize) -> Failure {
     let (code, message) = match e {
-        ApplyError::NotCreated => ("DOCUMENT_NOT_FOUND".to_owned(), "the document is not created".to_owned()),
+        ApplyError::NotCreated => (
+            "DOCUMENT_NOT_FOUND".to_owned(),
+            "the document is not created".to_owned(),
+        ),
         ApplyError::UnknownDocumentType(t) => ("UNKNOWN_DOCUMENT_TYPE".to_owned(), format!("no model for {t:?}")),
         ApplyError::Rejected(r) => (r.code, r.message),
         other => ("CORRUPT_RECORD".to_owned(), other.to_string()),
@@ -946,6 +985,9 @@ pub fn fold_logs(input: LoadInput) -> Result<Option<String>, Failure> {
     let (id, branch) = (input.id, input.branch.clone());
     match core.load(input)? {
         Ok(()) => core.document_json(id, &branch),
-        Err(need) => Err(Failure::corrupt(format!("a skip cuts below the keyframe at {}", need.before))),
+        Err(need) => Err(Failure::corrupt(format!(
+            "a skip cuts below the keyframe at {}",
+            need.before
+        ))),
     }
 }

@@ -148,11 +148,7 @@ impl ReplicaCore {
     /// `initial_state` is JSON text or empty.
     pub fn create(&mut self, document_type: &str, name: &str, id: &str, initial_state: &str) -> String {
         answer((|| {
-            let id = if id.is_empty() {
-                None
-            } else {
-                Some(key(id, "")?.0)
-            };
+            let id = if id.is_empty() { None } else { Some(key(id, "")?.0) };
             let initial = if initial_state.is_empty() {
                 None
             } else {
