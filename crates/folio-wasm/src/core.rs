@@ -479,6 +479,11 @@ impl Core {
             .then(|| serde_json::to_string(&core.doc.header).unwrap_or_default()))
     }
 
+    /// The document's revisions, when loaded.
+    pub fn revisions(&self, id: DocumentId, branch: &Branch) -> Option<folio_core::Revisions> {
+        self.docs.get(&(id, branch.clone())).map(|d| d.doc.header.revision)
+    }
+
     /// A keyframe of the document's global state at its head.
     pub fn keyframe(&self, id: DocumentId, branch: &Branch) -> Result<Option<KeyframeData>, Failure> {
         Ok(self.get(id, branch)?.keyframe())

@@ -20,7 +20,116 @@ use serde::Serialize;
 use uuid::Uuid;
 use wasm_bindgen::prelude::*;
 
-use crate::core::{Core, Failure, LoadInput, LocalAction, Outcome, SyncEntry};
+use crate::core::{Appended, Compressed, Core, Failure, Integrated, LoadInput, LocalAction, Outcome, SyncEntry};
+
+/// An operation as the host stores it: its wire text, the entry text it is pushed as, and what the host indexes.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OpOut {
+    index: u64,
+    skip: u64,
+    id: Uuid,
+    replica: Option<String>,
+    error: Option<String>,
+    millis: u64,
+    counter: u32,
+    json: String,
+    entry: String,
+}
+
+/// [`Appended`] with texts: operations and keyframes keep their exact bytes through the host.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AppendedOut {
+    document_id: DocumentId,
+    branch: Branch,
+    scope: folio_core::Scope,
+    operations: Vec<OpOut>,
+    keyframe: Option<String>,
+    keyframe_revision: Option<u64>,
+}
+
+fn entry_text(a: &Appended, action: &folio_core::Action) -> String {
+    serde_json::to_string(&SyncEntry {
+        document_id: a.document_id,
+        scope: a.scope,
+        branch: a.branch.clone(),
+        action: action.clone(),
+    })
+    .unwrap_or_default()
+}
+
+fn appended_out(a: &Appended) -> AppendedOut {
+    AppendedOut {
+        document_id: a.document_id,
+        branch: a.branch.clone(),
+        scope: a.scope,
+        operations: a
+            .operations
+            .iter()
+            .map(|op| OpOut {
+                index: op.index,
+                skip: op.skip,
+                id: op.action.id,
+                replica: op.action.replica.clone(),
+                error: op.error.clone(),
+                millis: op.action.timestamp_utc_ms,
+                counter: op.action.counter,
+                json: serde_json::to_string(op).unwrap_or_default(),
+                entry: entry_text(a, &op.action),
+            })
+            .collect(),
+        keyframe: a.keyframe.as_ref().and_then(|k| serde_json::to_string(k).ok()),
+        keyframe_revision: a.keyframe.as_ref().map(|k| k.revision),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IntegratedOut {
+    appended: Vec<AppendedOut>,
+    new: usize,
+    duplicates: usize,
+    rejected: Vec<crate::core::Rejected>,
+}
+
+fn integrated_out(i: Integrated) -> Outcome<IntegratedOut> {
+    Outcome::Done(IntegratedOut {
+        appended: i.appended.iter().map(appended_out).collect(),
+        new: i.new,
+        duplicates: i.duplicates,
+        rejected: i.rejected,
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CompressedOut {
+    appended: Vec<AppendedOut>,
+    /// The entry texts that replace the run in the outbox, in order.
+    entries: Vec<String>,
+    saved: usize,
+}
+
+fn compressed_out(c: Compressed) -> Outcome<CompressedOut> {
+    let entries = c
+        .appended
+        .first()
+        .map(|a| c.actions.iter().map(|action| entry_text(a, action)).collect())
+        .unwrap_or_default();
+    Outcome::Done(CompressedOut {
+        appended: c.appended.iter().map(appended_out).collect(),
+        entries,
+        saved: c.saved,
+    })
+}
+
+fn map_outcome<T, U>(o: Outcome<T>, f: impl FnOnce(T) -> Outcome<U>) -> Outcome<U> {
+    match o {
+        Outcome::Done(t) => f(t),
+        Outcome::Need { need } => Outcome::Need { need },
+    }
+}
 
 fn ok<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|e| fail(&Failure::from_parts("INTERNAL", e.to_string())))
@@ -139,9 +248,18 @@ impl ReplicaCore {
         }
     }
 
-    /// A keyframe of the global state at the head, `null` when not created.
+    /// A keyframe of the global state at the head (`KeyframeData` JSON text), `null` when not created.
     pub fn keyframe(&self, id: &str, branch: &str) -> String {
         answer(key(id, branch).and_then(|(id, branch)| self.core.keyframe(id, &branch)))
+    }
+
+    /// The global revision of a loaded document (0 when not loaded).
+    #[wasm_bindgen(js_name = globalRevision)]
+    pub fn global_revision(&self, id: &str, branch: &str) -> f64 {
+        key(id, branch)
+            .ok()
+            .and_then(|(id, branch)| self.core.revisions(id, &branch))
+            .map_or(0.0, |r| r.global as f64)
     }
 
     /// Creates a document: the `Appended` of its `CREATE_DOCUMENT`. `id` may be empty (made here);
@@ -154,7 +272,7 @@ impl ReplicaCore {
             } else {
                 Some(parse("initial state", initial_state)?)
             };
-            self.core.create(document_type, name, id, initial)
+            self.core.create(document_type, name, id, initial).map(|a| appended_out(&a))
         })())
     }
 
@@ -162,20 +280,24 @@ impl ReplicaCore {
     pub fn apply(&mut self, id: &str, branch: &str, actions: &str) -> String {
         answer(key(id, branch).and_then(|(id, branch)| {
             let actions: Vec<LocalAction> = parse("actions", actions)?;
-            self.core.apply(id, &branch, actions)
+            self.core.apply(id, &branch, actions).map(|a| appended_out(&a))
         }))
     }
 
     /// Integrates sync entries (`[SyncEntry]` JSON text, or a pull answer `{entries, …}`).
     pub fn integrate(&mut self, entries: &str) -> String {
-        answer(parse_entries(entries).and_then(|entries| self.core.integrate(entries)))
+        answer(
+            parse_entries(entries)
+                .and_then(|entries| self.core.integrate(entries))
+                .map(|o| map_outcome(o, integrated_out)),
+        )
     }
 
     /// Compresses own unsent actions (`["<action id>", …]`) of a document's global log.
     pub fn compress(&mut self, id: &str, branch: &str, ids: &str) -> String {
         answer(key(id, branch).and_then(|(id, branch)| {
             let ids: Vec<Uuid> = parse("action ids", ids)?;
-            self.core.compress(id, &branch, ids)
+            self.core.compress(id, &branch, ids).map(|o| map_outcome(o, compressed_out))
         }))
     }
 }

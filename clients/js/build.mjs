@@ -1,0 +1,65 @@
+// Builds dist/: folio-wasm for wasm32 (cargo), its JavaScript glue (wasm-bindgen --target web), wasm-opt when
+// installed, then one ES module bundle (esbuild) with its .wasm beside it and .d.ts types (tsc).
+//
+// Environment: CARGO_TARGET_DIR (default /var/tmp/folio-wasm-target), WASM_BINDGEN (default: wasm-bindgen on PATH,
+// or /var/tmp/folio-tools/bin/wasm-bindgen), FOLIO_WASM_PROFILE (release, default; or dev).
+import { execFileSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as esbuild from "esbuild";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, "..", "..");
+const target = process.env.CARGO_TARGET_DIR || "/var/tmp/folio-wasm-target";
+const profile = process.env.FOLIO_WASM_PROFILE || "release";
+const run = (cmd, args, opts = {}) => execFileSync(cmd, args, { stdio: "inherit", ...opts });
+const which = (name) => {
+  try {
+    return execFileSync("sh", ["-c", `command -v ${name}`], { encoding: "utf8" }).trim() || null;
+  } catch {
+    return null;
+  }
+};
+
+run("nice", ["-n", "10", "cargo", "build", "-p", "folio-wasm", "--target", "wasm32-unknown-unknown",
+  ...(profile === "release" ? ["--release"] : [])], { cwd: root, env: { ...process.env, CARGO_TARGET_DIR: target } });
+const wasm = join(target, "wasm32-unknown-unknown", profile === "release" ? "release" : "debug", "folio_wasm.wasm");
+
+const bindgen = process.env.WASM_BINDGEN || which("wasm-bindgen") || "/var/tmp/folio-tools/bin/wasm-bindgen";
+const pkg = join(here, "wasm-pkg");
+rmSync(pkg, { recursive: true, force: true });
+run(bindgen, ["--target", "web", "--out-dir", pkg, "--out-name", "folio_wasm", wasm]);
+
+const dist = join(here, "dist");
+rmSync(dist, { recursive: true, force: true });
+mkdirSync(dist, { recursive: true });
+const optimised = join(dist, "folio-client.wasm");
+// wasm-opt only when asked (FOLIO_WASM_OPT=1): Debian bookworm's binaryen 108 breaks wasm-bindgen 0.2.130's
+// externref table ("WebAssembly.Table.set(): Argument 1 is invalid for table").
+const opt = process.env.FOLIO_WASM_OPT === "1" ? which("wasm-opt") : null;
+if (opt) {
+  // The features rustc used (reference types for wasm-bindgen's externref table, bulk memory, …) are read from
+  // the module's target_features section.
+  run(opt, ["-O2", "--detect-features", join(pkg, "folio_wasm_bg.wasm"), "-o", optimised]);
+} else {
+  copyFileSync(join(pkg, "folio_wasm_bg.wasm"), optimised);
+}
+
+await esbuild.build({
+  entryPoints: [join(here, "src", "index.ts")],
+  bundle: true,
+  format: "esm",
+  platform: "neutral",
+  target: "es2022",
+  outfile: join(dist, "folio-client.js"),
+  external: ["node:*"],
+  sourcemap: true,
+  logLevel: "warning",
+});
+
+run(process.execPath, [join(here, "node_modules", "typescript", "bin", "tsc"), "-p", here, "--emitDeclarationOnly",
+  "--declaration", "--noEmit", "false", "--outDir", join(dist, "types")]);
+writeFileSync(join(dist, "folio-client.d.ts"), 'export * from "./types/src/index.js";\n');
+if (!existsSync(join(dist, "types", "src", "index.d.ts"))) throw new Error("types were not written");
+console.log(`built ${dist}`);

@@ -1,0 +1,624 @@
+/**
+ * `Folio`: a replica of folio documents in the browser (contract: `shared/spec/js-client.md`).
+ *
+ * The replica core (folio-core compiled to WebAssembly) folds, stamps, merges and compresses; this class keeps its
+ * logs in IndexedDB ({@link ReplicaStore}) and moves actions with `folio serve` ({@link HttpRemote}), following
+ * folio-sync's rounds: compress the unsent outbox, push it in pages (the sent clock is stored before a page leaves,
+ * the acknowledged rows are deleted after the server answered), then pull after the cursor, integrating each page
+ * and moving the cursor in the transaction that stores what it covers.
+ *
+ * Local changes and integrations go through one queue (the core and the database change together); the network is
+ * never awaited inside it, so `apply` never waits for a sync.
+ */
+import { FolioError, storageError } from "./errors.js";
+import { HttpRemote, type FetchLike } from "./remote.js";
+import { type Commit, type OpRecord, type OutboxRecord, ReplicaStore, docKey, unitKey } from "./store.js";
+import type {
+  ActionInput,
+  Conflict,
+  DocumentHeader,
+  FolioDocument,
+  Operation,
+  RejectedAction,
+  Status,
+  SyncReport,
+} from "./types.js";
+import { ReplicaCore, entryUnits, isFailure, loadWasm, wasmConflicts, type WasmSource } from "./wasm.js";
+
+export interface OpenOptions {
+  /** A `folio serve` (`http://127.0.0.1:4780`); omit to work local-only. */
+  url?: string;
+  /** A write token (read tokens can pull only). */
+  token?: string;
+  /** The local replica's name: one IndexedDB database per name and origin. */
+  name?: string;
+  /** Sync by itself while online (a round at open and after local changes, then live). Default: true with a `url`. */
+  autoSync?: boolean;
+  /** Follow the server live over WebSocket after a round. Default: true where `WebSocket` exists. */
+  live?: boolean;
+  /** Compress own unsent actions before pushing them (as `folio sync` does). Default: true. */
+  compress?: boolean;
+  /** Entries per push request at most (also bounded by the server's `maxBodyBytes`). Default 2000. */
+  pushEntries?: number;
+  /** Entries per pull request. Default 2000. */
+  pullEntries?: number;
+  /** The `.wasm` (default: `folio-client.wasm` beside this module). */
+  wasm?: WasmSource;
+  /** IndexedDB (default: `globalThis.indexedDB`; tests pass fake-indexeddb's). */
+  indexedDB?: IDBFactory;
+  /** fetch (default: `globalThis.fetch`). */
+  fetch?: FetchLike;
+  /** WebSocket constructor (default: `globalThis.WebSocket`). */
+  WebSocket?: typeof WebSocket;
+}
+
+/** What `apply` resolves to once the operations are durable in IndexedDB. */
+export interface ApplyResult {
+  revision: number;
+  operations: Operation[];
+}
+
+type Listener<T> = (value: T) => void;
+
+/** The answer of the core's `apply`/`create`/`integrate`/`compress`: operations with their texts. */
+interface OpOut {
+  index: number;
+  skip: number;
+  id: string;
+  replica: string | null;
+  error: string | null;
+  millis: number;
+  counter: number;
+  json: string;
+  entry: string;
+}
+
+interface AppendedOut {
+  documentId: string;
+  branch: string;
+  scope: "global" | "local" | "document";
+  operations: OpOut[];
+  keyframe: string | null;
+  keyframeRevision: number | null;
+}
+
+interface Need {
+  documentId: string;
+  before: number;
+}
+
+const BRANCH = "main";
+const META_REPLICA = "replica";
+const META_REMOTE = "sync/remote";
+const META_SENT = "sync/sent-clock";
+const cursorKey = (remote: string) => `sync/remote/${remote}/pulled`;
+
+function randomHex(bytes: number): string {
+  const b = new Uint8Array(bytes);
+  crypto.getRandomValues(b);
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+function parseClock(text: string | undefined): [number, number] {
+  if (!text) return [0, 0];
+  const [ms, c] = text.split(".");
+  return [Number(ms) || 0, Number(c) || 0];
+}
+
+function after(a: [number, number], b: [number, number]): boolean {
+  return a[0] > b[0] || (a[0] === b[0] && a[1] > b[1]);
+}
+
+export class Folio {
+  private readonly core: ReplicaCore;
+  private queue: Promise<unknown> = Promise.resolve();
+  private rounds: Promise<unknown> = Promise.resolve();
+  private readonly listeners = new Map<string, Set<Listener<FolioDocument>>>();
+  private readonly statusListeners = new Set<Listener<Status>>();
+  private readonly remote: HttpRemote | null;
+  private closed = false;
+  private stopped = false;
+  private socket: WebSocket | null = null;
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private backoff = 500;
+  private syncRequested = false;
+  private roundRunning = false;
+  private current: Status = { online: false, pending: 0, lastSyncAt: null, conflicts: 0, error: null };
+
+  private constructor(
+    private readonly store: ReplicaStore,
+    readonly replicaId: string,
+    private readonly options: OpenOptions,
+  ) {
+    const seed = new Uint32Array(2);
+    crypto.getRandomValues(seed);
+    this.core = new ReplicaCore(replicaId, seed[0] ?? 0, seed[1] ?? 0);
+    const fetchImpl = options.fetch ?? ((input: string, init?: RequestInit) => globalThis.fetch(input, init));
+    this.remote = options.url ? new HttpRemote(options.url, options.token, fetchImpl) : null;
+  }
+
+  /** Opens (or makes) the replica `name` of this origin and, with a `url`, starts syncing. */
+  static async open(options: OpenOptions = {}): Promise<Folio> {
+    await loadWasm(options.wasm);
+    const factory = options.indexedDB ?? globalThis.indexedDB;
+    if (!factory) throw new FolioError("STORAGE_ERROR", "IndexedDB is not available here");
+    const store = await ReplicaStore.open(factory, options.name ?? "default");
+    let replica = await store.getMeta(META_REPLICA);
+    if (!replica) {
+      replica = randomHex(8);
+      await store.putMeta({ [META_REPLICA]: replica });
+    }
+    const folio = new Folio(store, replica, options);
+    const [ms, c] = parseClock(await store.getMeta(META_SENT));
+    folio.core.observe(ms, c);
+    folio.current.pending = await store.outboxCount();
+    if (folio.remote && (options.autoSync ?? true)) folio.requestSync();
+    return folio;
+  }
+
+  /** Sync's state now. */
+  get status(): Status {
+    return { ...this.current };
+  }
+
+  /** `status`: called with the new status on every change. Returns the function that stops it. */
+  on(event: "status", listener: Listener<Status>): () => void {
+    if (event !== "status") throw new FolioError("INVALID_REQUEST", `no event ${String(event)}`);
+    this.statusListeners.add(listener);
+    return () => this.statusListeners.delete(listener);
+  }
+
+  private setStatus(change: Partial<Status>): void {
+    this.current = { ...this.current, ...change };
+    const s = this.status;
+    for (const l of this.statusListeners) {
+      try {
+        l(s);
+      } catch (e) {
+        console.error("folio status listener failed", e);
+      }
+    }
+  }
+
+  /** Runs `fn` alone: the core and the database change together. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(() => {
+      if (this.closed) throw new FolioError("CLOSED", "the replica is closed");
+      return fn();
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private call<T>(text: string): T {
+    const value = JSON.parse(text) as unknown;
+    if (isFailure(value)) {
+      const { code, message, actionIndex } = value.error;
+      throw new FolioError(code, message, actionIndex === undefined ? {} : { actionIndex });
+    }
+    return value as T;
+  }
+
+  /** Loads a document into the core from IndexedDB (from its latest keyframe, or from one at or below `before`). */
+  private async ensureLoaded(id: string, before?: number): Promise<void> {
+    if (before === undefined && this.core.isLoaded(id, BRANCH)) return;
+    let bound = before;
+    for (let attempt = 0; attempt < 64; attempt++) {
+      const input = await this.store.loadInput(id, BRANCH, bound);
+      let answer: { loaded?: boolean; need?: Need[] };
+      try {
+        answer = this.call(this.core.load(input));
+      } catch (e) {
+        const err = e as FolioError;
+        if (err.code === "INVALID_REQUEST" || err.code === "CORRUPT_RECORD") {
+          throw new FolioError("CORRUPT_RECORD", `document ${id} does not read back from IndexedDB: ${err.message}`);
+        }
+        throw e;
+      }
+      if (answer.loaded) return;
+      const need = answer.need?.[0];
+      if (!need) break;
+      bound = need.before;
+    }
+    throw new FolioError("CORRUPT_RECORD", `document ${id}: no keyframe lets it load`);
+  }
+
+  private docRecord(id: string): Commit["docs"] {
+    const header = this.core.header(id, BRANCH);
+    if (header === "null") return [];
+    const h = this.call<DocumentHeader>(header);
+    return [{ k: docKey(id, BRANCH), id, branch: BRANCH, type: h.documentType, header, deleted: !!h.deleted }];
+  }
+
+  /** Records for the operations of `appended`, their keyframes and, for own replicated ones, outbox rows. */
+  private records(appended: AppendedOut[], outbox: boolean): Commit {
+    const ops: OpRecord[] = [];
+    const keyframes: NonNullable<Commit["keyframes"]> = [];
+    const outboxAdd: OutboxRecord[] = [];
+    for (const a of appended) {
+      const u = unitKey(a.documentId, a.scope, a.branch);
+      for (const op of a.operations) {
+        ops.push({ u, i: op.index, j: op.json, s: op.skip, r: op.replica, e: op.error });
+        if (outbox && a.scope !== "local") {
+          outboxAdd.push({ doc: a.documentId, scope: a.scope, j: op.entry, id: op.id, ms: op.millis, c: op.counter });
+        }
+      }
+      if (a.keyframe && a.keyframeRevision !== null) keyframes.push({ u, rev: a.keyframeRevision, j: a.keyframe });
+    }
+    return { ops, keyframes, outboxAdd };
+  }
+
+  /** Stores a change the core made to `ids`; when the browser refuses it, the core forgets them (they reload). */
+  private async store_(commit: Commit, ids: string[]): Promise<void> {
+    try {
+      await this.store.commit(commit);
+    } catch (e) {
+      for (const id of ids) this.core.unload(id, BRANCH);
+      throw storageError(e, "storing operations");
+    }
+  }
+
+  /** Creates a document (offline too): its header. */
+  async create(
+    documentType: string,
+    name = "",
+    options: { id?: string; initialState?: unknown } = {},
+  ): Promise<DocumentHeader> {
+    const header = await this.exclusive(async () => {
+      if (options.id) await this.ensureLoaded(options.id);
+      const initial = options.initialState === undefined ? "" : JSON.stringify(options.initialState);
+      const appended = this.call<AppendedOut>(this.core.create(documentType, name, options.id ?? "", initial));
+      const id = appended.documentId;
+      const commit = this.records([appended], true);
+      commit.docs = this.docRecord(id);
+      await this.store_(commit, [id]);
+      this.current.pending += commit.outboxAdd?.length ?? 0;
+      return { id, header: this.call<DocumentHeader>(this.core.header(id, BRANCH)) };
+    });
+    this.changed([header.id]);
+    this.setStatus({});
+    this.requestSync();
+    return header.header;
+  }
+
+  /** Applies actions (one scope) all or nothing; resolves once durable in IndexedDB. A refused action rejects with
+   * the reducer's code, and nothing is stored. */
+  async apply(id: string, actions: ActionInput[]): Promise<ApplyResult> {
+    const result = await this.exclusive(async () => {
+      await this.ensureLoaded(id);
+      const appended = this.call<AppendedOut>(this.core.apply(id, BRANCH, JSON.stringify(actions)));
+      const commit = this.records([appended], true);
+      commit.docs = this.docRecord(id);
+      await this.store_(commit, [id]);
+      this.current.pending += commit.outboxAdd?.length ?? 0;
+      const last = appended.operations[appended.operations.length - 1];
+      return {
+        revision: last ? last.index + 1 : 0,
+        operations: appended.operations.map((op) => JSON.parse(op.json) as Operation),
+      };
+    });
+    this.changed([id]);
+    this.setStatus({});
+    this.requestSync();
+    return result;
+  }
+
+  /** The document (`{header, state, stateHash}`), or null when this replica does not know it. */
+  async get<G = unknown, L = unknown>(id: string): Promise<FolioDocument<G, L> | null> {
+    return this.exclusive(async () => {
+      await this.ensureLoaded(id);
+      return this.call<FolioDocument<G, L> | null>(this.core.document(id, BRANCH));
+    });
+  }
+
+  /** Calls `listener` with the document after every local or remote change. Returns the function that stops it. */
+  subscribe<G = unknown, L = unknown>(id: string, listener: Listener<FolioDocument<G, L>>): () => void {
+    let set = this.listeners.get(id);
+    if (!set) {
+      set = new Set();
+      this.listeners.set(id, set);
+    }
+    set.add(listener as Listener<FolioDocument>);
+    return () => set.delete(listener as Listener<FolioDocument>);
+  }
+
+  private changed(ids: string[]): void {
+    for (const id of new Set(ids)) {
+      const set = this.listeners.get(id);
+      if (!set || set.size === 0) continue;
+      let doc: FolioDocument | null = null;
+      try {
+        doc = this.call<FolioDocument | null>(this.core.document(id, BRANCH));
+      } catch {
+        doc = null;
+      }
+      if (!doc) continue;
+      for (const l of set) {
+        try {
+          l(doc);
+        } catch (e) {
+          console.error("folio subscriber failed", e);
+        }
+      }
+    }
+  }
+
+  /** The actions kept in the document's history but refused by their reducer in their merged position. */
+  async conflicts(id: string): Promise<Conflict[]> {
+    const out: Conflict[] = [];
+    for (const scope of ["document", "global"] as const) {
+      const log = await this.store.unitLog(id, scope, BRANCH);
+      out.push(...this.call<Conflict[]>(wasmConflicts(log)));
+    }
+    return out;
+  }
+
+  /** Headers of the documents this replica has (deleted ones left out), optionally of one type. */
+  async list(filter: { type?: string; includeDeleted?: boolean } = {}): Promise<DocumentHeader[]> {
+    const docs = await this.store.docs();
+    return docs
+      .filter((d) => (!filter.type || d.type === filter.type) && (filter.includeDeleted || !d.deleted))
+      .map((d) => JSON.parse(d.header) as DocumentHeader);
+  }
+
+  /** Closes the replica: stops syncing, waits for what is being stored, closes the database. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.stopped = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.socket?.close();
+    this.socket = null;
+    await this.queue;
+    await this.rounds.catch(() => undefined);
+    this.closed = true;
+    this.store.close();
+  }
+
+  // ---- sync ----
+
+  /** Runs one round now (push, then pull) and resolves with what it moved; rejects with a FolioError (`OFFLINE`,
+   * `UNAUTHORIZED`, …). Also restarts a sync stopped by `UNAUTHORIZED`. */
+  async sync(): Promise<SyncReport> {
+    if (!this.remote) throw new FolioError("OFFLINE", "this replica has no server (open it with a url)");
+    this.stopped = false;
+    const run = this.rounds.then(() => this.round());
+    this.rounds = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Asks for a round soon (after local changes, at open, on reconnection), unless stopped or offline-waiting. */
+  private requestSync(): void {
+    if (!this.remote || this.stopped || this.closed || !(this.options.autoSync ?? true)) return;
+    if (this.roundRunning) {
+      this.syncRequested = true;
+      return;
+    }
+    if (this.retryTimer) return; // a retry is scheduled
+    this.roundRunning = true;
+    queueMicrotask(() => {
+      void this.background();
+    });
+  }
+
+  private async background(): Promise<void> {
+    try {
+      do {
+        this.syncRequested = false;
+        const run = this.rounds.then(() => this.round());
+        this.rounds = run.catch(() => undefined);
+        await run;
+      } while (this.syncRequested && !this.stopped && !this.closed);
+      this.backoff = 500;
+      this.roundRunning = false;
+      this.openLive();
+    } catch (e) {
+      this.roundRunning = false;
+      const err = e as FolioError;
+      if (this.stopped || this.closed || err.code === "UNAUTHORIZED" || err.code === "FORBIDDEN") return;
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = null;
+        this.requestSync();
+      }, this.backoff);
+      this.backoff = Math.min(this.backoff * 2, 30_000);
+    }
+  }
+
+  private failed(e: unknown): FolioError {
+    const err = e instanceof FolioError ? e : new FolioError("SYNC_ERROR", String((e as Error)?.message ?? e));
+    if (err.code === "UNAUTHORIZED" || err.code === "FORBIDDEN") {
+      this.stopped = true;
+      this.socket?.close();
+    }
+    this.setStatus({ online: err.code !== "OFFLINE" && err.code !== "SERVER_ERROR" ? this.current.online : false, error: err.toJSON() });
+    return err;
+  }
+
+  /** One round: compress, push, pull. */
+  private async round(): Promise<SyncReport> {
+    const remote = this.remote;
+    if (!remote) throw new FolioError("OFFLINE", "no server");
+    if (this.closed) throw new FolioError("CLOSED", "the replica is closed");
+    try {
+      const info = await remote.info();
+      if (info.replica === this.replicaId) throw new FolioError("INVALID_REQUEST", "a replica cannot sync with itself");
+      const report: SyncReport = {
+        remote: info.replica,
+        compressed: 0,
+        pushed: 0,
+        pushedNew: 0,
+        pulled: 0,
+        pulledNew: 0,
+        conflicts: [],
+      };
+      if (this.options.compress ?? true) report.compressed = await this.exclusive(() => this.compressOutbox());
+      await this.push(remote, info.maxBodyBytes, report);
+      await this.pull(remote, info.replica, report);
+      const seen = new Set<string>();
+      report.conflicts = report.conflicts.filter((c) => !seen.has(c.actionId) && seen.add(c.actionId));
+      this.setStatus({
+        online: true,
+        error: null,
+        lastSyncAt: Date.now(),
+        pending: await this.store.outboxCount(),
+        conflicts: this.current.conflicts + report.conflicts.length,
+      });
+      return report;
+    } catch (e) {
+      throw this.failed(e);
+    }
+  }
+
+  /** Compresses each document's run of own unsent global actions (after the sent clock). */
+  private async compressOutbox(): Promise<number> {
+    const sent = parseClock(await this.store.getMeta(META_SENT));
+    const rows = await this.store.outbox();
+    const runs = new Map<string, OutboxRecord[]>();
+    for (const row of rows) {
+      if (row.scope !== "global" || !after([row.ms, row.c], sent)) continue;
+      const run = runs.get(row.doc) ?? [];
+      run.push(row);
+      runs.set(row.doc, run);
+    }
+    let saved = 0;
+    for (const [id, run] of runs) {
+      if (run.length < 2) continue;
+      await this.ensureLoaded(id);
+      const ids = JSON.stringify(run.map((r) => r.id));
+      let answer: { appended?: AppendedOut[]; saved?: number; need?: Need[] } = this.call(this.core.compress(id, BRANCH, ids));
+      for (let i = 0; answer.need && i < 64; i++) {
+        const need = answer.need[0];
+        if (!need) break;
+        this.core.unload(id, BRANCH);
+        await this.ensureLoaded(id, need.before);
+        answer = this.call(this.core.compress(id, BRANCH, ids));
+      }
+      if (!answer.appended || answer.appended.length === 0) continue;
+      const commit = this.records(answer.appended, true);
+      commit.outboxDelete = run.map((r) => r.seq as number);
+      commit.docs = this.docRecord(id);
+      await this.store_(commit, [id]);
+      saved += answer.saved ?? 0;
+      this.changed([id]);
+    }
+    return saved;
+  }
+
+  private async push(remote: HttpRemote, maxBodyBytes: number, report: SyncReport): Promise<void> {
+    const rows = await this.store.outbox();
+    const maxEntries = Math.max(1, this.options.pushEntries ?? 2000);
+    const maxBytes = Math.max(16 * 1024, Math.floor(maxBodyBytes / 2));
+    let i = 0;
+    while (i < rows.length) {
+      const page: OutboxRecord[] = [];
+      let bytes = 0;
+      while (i < rows.length && page.length < maxEntries) {
+        const row = rows[i] as OutboxRecord;
+        if (page.length > 0 && bytes + row.j.length + 1 > maxBytes) break;
+        page.push(row);
+        bytes += row.j.length + 1;
+        i++;
+      }
+      // The sent clock is stored before the page leaves: these actions are never compressed afterwards.
+      let latest: [number, number] = parseClock(await this.store.getMeta(META_SENT));
+      for (const row of page) if (after([row.ms, row.c], latest)) latest = [row.ms, row.c];
+      await this.store.putMeta({ [META_SENT]: `${latest[0]}.${latest[1]}` });
+      const body = `{"replica":${JSON.stringify(this.replicaId)},"entries":[${page.map((r) => r.j).join(",")}]}`;
+      const answer = await remote.push(body);
+      report.pushed += page.length;
+      report.pushedNew += answer.new;
+      report.conflicts.push(...answer.rejected);
+      // Acknowledged: the rows leave the outbox (the push mark moves) only now.
+      await this.store.commit({ outboxDelete: page.map((r) => r.seq as number) });
+      this.setStatus({ pending: Math.max(0, this.current.pending - page.length) });
+    }
+  }
+
+  private async pull(remote: HttpRemote, remoteId: string, report: SyncReport): Promise<void> {
+    const key = cursorKey(remoteId);
+    await this.store.putMeta({ [META_REMOTE]: remoteId });
+    let cursor = Number((await this.store.getMeta(key)) ?? "0") || 0;
+    const limit = Math.max(1, this.options.pullEntries ?? 2000);
+    for (;;) {
+      const text = await remote.pull(cursor, limit, this.replicaId);
+      const answer = JSON.parse(text) as { entries: unknown[]; cursor: number; more: boolean };
+      const integrated = await this.exclusive(() => this.integrate(text, { [key]: String(Math.max(cursor, answer.cursor)) }));
+      report.pulled += answer.entries.length;
+      report.pulledNew += integrated.new;
+      report.conflicts.push(...integrated.rejected);
+      cursor = Math.max(cursor, answer.cursor);
+      if (!answer.more) break;
+    }
+  }
+
+  /** Integrates a pull answer (or live message) and stores it with `meta` (the cursor) in one transaction. */
+  private async integrate(text: string, meta: Record<string, string>): Promise<{ new: number; rejected: RejectedAction[] }> {
+    const units = this.call<{ documentId: string }[]>(entryUnits(text));
+    const ids = [...new Set(units.map((u) => u.documentId))];
+    for (const id of ids) await this.ensureLoaded(id);
+    let answer: { appended?: AppendedOut[]; new?: number; rejected?: RejectedAction[]; need?: Need[] } = this.call(
+      this.core.integrate(text),
+    );
+    for (let i = 0; answer.need && i < 64; i++) {
+      for (const need of answer.need) {
+        this.core.unload(need.documentId, BRANCH);
+        await this.ensureLoaded(need.documentId, need.before);
+      }
+      answer = this.call(this.core.integrate(text));
+    }
+    if (answer.need) throw new FolioError("CORRUPT_RECORD", "documents do not load far enough back to integrate");
+    const commit = this.records(answer.appended ?? [], false);
+    commit.docs = ids.flatMap((id) => this.docRecord(id) ?? []);
+    commit.meta = meta;
+    await this.store_(commit, ids);
+    this.changed(ids);
+    return { new: answer.new ?? 0, rejected: answer.rejected ?? [] };
+  }
+
+  /** Follows the server live: each message is a pull's answer after the cursor. */
+  private openLive(): void {
+    const remote = this.remote;
+    const WS = this.options.WebSocket ?? (globalThis as { WebSocket?: typeof WebSocket }).WebSocket;
+    if (!remote || !WS || this.socket || this.stopped || this.closed || this.options.live === false) return;
+    void (async () => {
+      const remoteId = await this.store.getMeta(META_REMOTE);
+      if (!remoteId || this.socket || this.stopped || this.closed) return;
+      const key = cursorKey(remoteId);
+      const cursor = Number((await this.store.getMeta(key)) ?? "0") || 0;
+      let ws: WebSocket;
+      try {
+        ws = new WS(remote.liveUrl(cursor, this.replicaId));
+      } catch {
+        return;
+      }
+      this.socket = ws;
+      ws.onmessage = (event: MessageEvent) => {
+        const text = String(event.data);
+        const run = this.rounds.then(async () => {
+          const answer = JSON.parse(text) as { cursor: number };
+          const current = Number((await this.store.getMeta(key)) ?? "0") || 0;
+          const integrated = await this.exclusive(() => this.integrate(text, { [key]: String(Math.max(current, answer.cursor)) }));
+          this.setStatus({
+            online: true,
+            lastSyncAt: Date.now(),
+            conflicts: this.current.conflicts + integrated.rejected.length,
+          });
+        });
+        this.rounds = run.catch((e) => {
+          this.failed(e);
+          ws.close();
+        });
+      };
+      ws.onclose = () => {
+        if (this.socket === ws) this.socket = null;
+        if (this.stopped || this.closed) return;
+        this.setStatus({ online: false });
+        // Reconnect through a round (it pushes what waited and catches up), with backoff.
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = null;
+          this.requestSync();
+        }, this.backoff);
+        this.backoff = Math.min(this.backoff * 2, 30_000);
+      };
+    })();
+  }
+}

@@ -1,0 +1,77 @@
+/** `folio serve` as a sync remote: `GET /v1/sync/info`, `POST /v1/sync/push`, `GET /v1/sync/pull`, and the live
+ * WebSocket `GET /v1/sync/live` (the token goes in its `token` query parameter: a browser cannot set headers on a
+ * WebSocket). */
+import { FolioError } from "./errors.js";
+import type { PushResponse, RemoteInfo } from "./types.js";
+
+export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
+
+export class HttpRemote {
+  readonly base: string;
+
+  constructor(
+    url: string,
+    private readonly token: string | undefined,
+    private readonly fetchImpl: FetchLike,
+  ) {
+    this.base = url.replace(/\/+$/, "");
+  }
+
+  private async send(path: string, init: RequestInit = {}): Promise<string> {
+    const headers: Record<string, string> = { ...(init.headers as Record<string, string> | undefined) };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    let response: Response;
+    try {
+      response = await this.fetchImpl(`${this.base}${path}`, { ...init, headers });
+    } catch (e) {
+      throw new FolioError("OFFLINE", `${this.base} cannot be reached: ${(e as Error)?.message ?? e}`, { cause: e });
+    }
+    let text: string;
+    try {
+      text = await response.text();
+    } catch (e) {
+      throw new FolioError("OFFLINE", `${this.base}: the answer was cut (${(e as Error)?.message ?? e})`, { cause: e });
+    }
+    if (!response.ok) {
+      let code = "";
+      let message = "";
+      try {
+        const body = JSON.parse(text) as { error?: { code?: string; message?: string } };
+        code = body.error?.code ?? "";
+        message = body.error?.message ?? "";
+      } catch {
+        message = text.slice(0, 200);
+      }
+      const status = response.status;
+      if (status === 401) code = "UNAUTHORIZED";
+      else if (status === 403) code = code || "FORBIDDEN";
+      else if (status >= 500) code = "SERVER_ERROR";
+      throw new FolioError(code || `HTTP_${status}`, message || `${this.base}${path} answered ${status}`, { status });
+    }
+    return text;
+  }
+
+  async info(): Promise<RemoteInfo> {
+    return JSON.parse(await this.send("/v1/sync/info")) as RemoteInfo;
+  }
+
+  /** Pushes a `PushRequest` given as text (its entries are the outbox's texts). */
+  async push(body: string): Promise<PushResponse> {
+    return JSON.parse(
+      await this.send("/v1/sync/push", { method: "POST", headers: { "content-type": "application/json" }, body }),
+    ) as PushResponse;
+  }
+
+  /** A pull's answer as text (its entries go to the core as they are). */
+  async pull(after: number, limit: number, exclude: string): Promise<string> {
+    const q = `after=${after}&limit=${limit}&exclude=${encodeURIComponent(exclude)}`;
+    return this.send(`/v1/sync/pull?${q}`);
+  }
+
+  liveUrl(after: number, exclude: string): string {
+    const ws = this.base.replace(/^http/, "ws");
+    let q = `after=${after}&exclude=${encodeURIComponent(exclude)}`;
+    if (this.token) q += `&token=${encodeURIComponent(this.token)}`;
+    return `${ws}/v1/sync/live?${q}`;
+  }
+}

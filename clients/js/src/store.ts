@@ -1,0 +1,201 @@
+/**
+ * The replica's IndexedDB database, one per origin and name (`folio:<name>`):
+ *
+ * - `ops`: every operation of every sync unit, key `[unit, index]`, its wire JSON text in `j` (never re-encoded).
+ * - `keyframes`: global states at revisions, key `[unit, revision]`, so opening a document folds only its tail.
+ * - `docs`: headers by `<id>/<branch>` (for `list`).
+ * - `outbox`: own replicated actions the server has not acknowledged, in order (auto-increment `seq`), as the
+ *   entry text they are pushed as. Deleting rows acknowledged by a push *is* the push mark.
+ * - `meta`: the replica id, the server's replica id, the pull cursor, the sent clock.
+ *
+ * Every change is one transaction: operations with their header, keyframe, outbox rows and meta (a pull's cursor
+ * moves in the transaction that stores what it covers), so a crash between two steps loses and duplicates nothing.
+ */
+import { FolioError, storageError } from "./errors.js";
+import { finished, request } from "./idb.js";
+
+export interface OpRecord {
+  u: string;
+  i: number;
+  /** The operation's wire JSON text. */
+  j: string;
+  s: number;
+  r: string | null;
+  e: string | null;
+}
+
+export interface OutboxRecord {
+  seq?: number;
+  doc: string;
+  scope: string;
+  /** The SyncEntry text pushed. */
+  j: string;
+  id: string;
+  ms: number;
+  c: number;
+}
+
+export interface DocRecord {
+  k: string;
+  id: string;
+  branch: string;
+  type: string;
+  /** The header's JSON text. */
+  header: string;
+  deleted: boolean;
+}
+
+/** What one transaction writes. */
+export interface Commit {
+  ops?: OpRecord[];
+  keyframes?: { u: string; rev: number; j: string }[];
+  docs?: DocRecord[];
+  outboxAdd?: OutboxRecord[];
+  outboxDelete?: number[];
+  meta?: Record<string, string>;
+}
+
+const STORES = ["ops", "keyframes", "docs", "outbox", "meta"] as const;
+
+export function unitKey(id: string, scope: string, branch: string): string {
+  return `${id}/${scope}/${branch}`;
+}
+
+export function docKey(id: string, branch: string): string {
+  return `${id}/${branch}`;
+}
+
+function unitRange(u: string, from = 0, to = Number.MAX_SAFE_INTEGER): IDBKeyRange {
+  return IDBKeyRange.bound([u, from], [u, to]);
+}
+
+export class ReplicaStore {
+  private constructor(
+    readonly db: IDBDatabase,
+    readonly name: string,
+  ) {}
+
+  static async open(factory: IDBFactory, name: string): Promise<ReplicaStore> {
+    const req = factory.open(`folio:${name}`, 1);
+    req.onupgradeneeded = () => {
+      const db = req.result;
+      db.createObjectStore("ops", { keyPath: ["u", "i"] });
+      db.createObjectStore("keyframes", { keyPath: ["u", "rev"] });
+      db.createObjectStore("docs", { keyPath: "k" });
+      db.createObjectStore("outbox", { keyPath: "seq", autoIncrement: true });
+      db.createObjectStore("meta", { keyPath: "k" });
+    };
+    try {
+      const db = await request(req);
+      return new ReplicaStore(db, name);
+    } catch (e) {
+      throw storageError(e, `opening IndexedDB folio:${name}`);
+    }
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  private tx(stores: readonly string[], mode: IDBTransactionMode): IDBTransaction {
+    try {
+      // Strict durability where the browser knows it: committed means flushed.
+      return this.db.transaction(stores as string[], mode, { durability: "strict" });
+    } catch (e) {
+      throw storageError(e, "starting an IndexedDB transaction");
+    }
+  }
+
+  async getMeta(k: string): Promise<string | undefined> {
+    const tx = this.tx(["meta"], "readonly");
+    const row = (await request(tx.objectStore("meta").get(k))) as { v: string } | undefined;
+    return row?.v;
+  }
+
+  async putMeta(values: Record<string, string>): Promise<void> {
+    await this.commit({ meta: values });
+  }
+
+  /** Writes everything in one transaction. */
+  async commit(c: Commit): Promise<void> {
+    const tx = this.tx(STORES, "readwrite");
+    const done = finished(tx);
+    try {
+      const ops = tx.objectStore("ops");
+      for (const op of c.ops ?? []) ops.add(op);
+      const keyframes = tx.objectStore("keyframes");
+      for (const k of c.keyframes ?? []) keyframes.put(k);
+      const docs = tx.objectStore("docs");
+      for (const d of c.docs ?? []) docs.put(d);
+      const outbox = tx.objectStore("outbox");
+      for (const seq of c.outboxDelete ?? []) outbox.delete(seq);
+      for (const row of c.outboxAdd ?? []) outbox.add(row);
+      const meta = tx.objectStore("meta");
+      for (const [k, v] of Object.entries(c.meta ?? {})) meta.put({ k, v });
+    } catch (e) {
+      try {
+        tx.abort();
+      } catch {
+        // already aborted
+      }
+      done.catch(() => undefined);
+      throw storageError(e, "storing operations");
+    }
+    try {
+      await done;
+    } catch (e) {
+      throw storageError(e, "storing operations");
+    }
+  }
+
+  /** The logs of a document as the replica core's `LoadInput` text: the whole `document` and `local` logs, the
+   * global log from its latest keyframe at or below `before` (none: from 0). */
+  async loadInput(id: string, branch: string, before?: number): Promise<string> {
+    const tx = this.tx(["ops", "keyframes"], "readonly");
+    const ops = tx.objectStore("ops");
+    const g = unitKey(id, "global", branch);
+    const [documentOps, localOps, keyframe] = await Promise.all([
+      request(ops.getAll(unitRange(unitKey(id, "document", branch)))) as Promise<OpRecord[]>,
+      request(ops.getAll(unitRange(unitKey(id, "local", branch)))) as Promise<OpRecord[]>,
+      new Promise<{ rev: number; j: string } | null>((resolve, reject) => {
+        const cursor = tx.objectStore("keyframes").openCursor(unitRange(g, 0, before ?? Number.MAX_SAFE_INTEGER), "prev");
+        cursor.onsuccess = () => resolve((cursor.result?.value as { rev: number; j: string } | undefined) ?? null);
+        cursor.onerror = () => reject(cursor.error);
+      }),
+    ]);
+    const from = keyframe && typeof keyframe.rev === "number" ? keyframe.rev : 0;
+    const globalOps = (await request(ops.getAll(unitRange(g, from)))) as OpRecord[];
+    const texts = (rows: OpRecord[]) => {
+      for (const r of rows) {
+        if (typeof r?.j !== "string") {
+          throw new FolioError("CORRUPT_RECORD", `document ${id}: the operation record ${JSON.stringify(r?.i)} of ${r?.u} has no text`);
+        }
+      }
+      return rows.map((r) => r.j).join(",");
+    };
+    const kf = keyframe && from > 0 ? keyframe.j : "null";
+    return `{"id":${JSON.stringify(id)},"branch":${JSON.stringify(branch)},"documentOps":[${texts(documentOps)}],"keyframe":${kf},"globalOps":[${texts(globalOps)}],"localOps":[${texts(localOps)}]}`;
+  }
+
+  /** A whole unit log as a JSON array text. */
+  async unitLog(id: string, scope: string, branch: string): Promise<string> {
+    const tx = this.tx(["ops"], "readonly");
+    const rows = (await request(tx.objectStore("ops").getAll(unitRange(unitKey(id, scope, branch))))) as OpRecord[];
+    return `[${rows.map((r) => r.j).join(",")}]`;
+  }
+
+  async outbox(): Promise<OutboxRecord[]> {
+    const tx = this.tx(["outbox"], "readonly");
+    return (await request(tx.objectStore("outbox").getAll())) as OutboxRecord[];
+  }
+
+  async outboxCount(): Promise<number> {
+    const tx = this.tx(["outbox"], "readonly");
+    return request(tx.objectStore("outbox").count());
+  }
+
+  async docs(): Promise<DocRecord[]> {
+    const tx = this.tx(["docs"], "readonly");
+    return (await request(tx.objectStore("docs").getAll())) as DocRecord[];
+  }
+}
