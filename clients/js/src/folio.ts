@@ -361,6 +361,31 @@ export class Folio {
       .map((d) => JSON.parse(d.header) as DocumentHeader);
   }
 
+  /**
+   * Rebuilds a document whose stored records do not read back (`CORRUPT_RECORD`): its local copy is dropped and
+   * made again from the server's log and this replica's own actions still in the outbox. Its `local` scope (never
+   * synced) is lost.
+   */
+  async repair(id: string): Promise<void> {
+    const remote = this.remote;
+    if (!remote) throw new FolioError("OFFLINE", "a repair needs the server (open the replica with a url)");
+    const pages: string[] = [];
+    for (let cursor = 0; ; ) {
+      const text = await remote.pullDocument(cursor, 2000, id);
+      const answer = JSON.parse(text) as { cursor: number; more: boolean };
+      pages.push(text);
+      cursor = answer.cursor;
+      if (!answer.more) break;
+    }
+    await this.exclusive(async () => {
+      this.core.unload(id, BRANCH);
+      await this.store.deleteDocument(id, BRANCH);
+      for (const page of pages) await this.integrate(page, {});
+      const own = (await this.store.outbox()).filter((r) => r.doc === id);
+      if (own.length > 0) await this.integrate(`[${own.map((r) => r.j).join(",")}]`, {});
+    });
+  }
+
   /** Closes the replica: stops syncing, waits for what is being stored, closes the database. */
   async close(): Promise<void> {
     if (this.closed) return;

@@ -68,6 +68,11 @@ export class HttpRemote {
     return this.send(`/v1/sync/pull?${q}`);
   }
 
+  /** A pull of one document's entries, every author's (for a repair). */
+  async pullDocument(after: number, limit: number, documentId: string): Promise<string> {
+    return this.send(`/v1/sync/pull?after=${after}&limit=${limit}&documentIds=${encodeURIComponent(documentId)}`);
+  }
+
   liveUrl(after: number, exclude: string): string {
     const ws = this.base.replace(/^http/, "ws");
     let q = `after=${after}&exclude=${encodeURIComponent(exclude)}`;

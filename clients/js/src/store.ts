@@ -177,6 +177,23 @@ export class ReplicaStore {
     return `{"id":${JSON.stringify(id)},"branch":${JSON.stringify(branch)},"documentOps":[${texts(documentOps)}],"keyframe":${kf},"globalOps":[${texts(globalOps)}],"localOps":[${texts(localOps)}]}`;
   }
 
+  /** Deletes a document's operations, keyframes and header (before `repair` rebuilds it), in one transaction. */
+  async deleteDocument(id: string, branch: string): Promise<void> {
+    const tx = this.tx(STORES, "readwrite");
+    const done = finished(tx);
+    for (const scope of ["document", "global", "local"]) {
+      const range = unitRange(unitKey(id, scope, branch));
+      tx.objectStore("ops").delete(range);
+      tx.objectStore("keyframes").delete(range);
+    }
+    tx.objectStore("docs").delete(docKey(id, branch));
+    try {
+      await done;
+    } catch (e) {
+      throw storageError(e, "deleting a document");
+    }
+  }
+
   /** A whole unit log as a JSON array text. */
   async unitLog(id: string, scope: string, branch: string): Promise<string> {
     const tx = this.tx(["ops"], "readonly");

@@ -1,0 +1,143 @@
+// The browser replica (fake-indexeddb in Node, the WebAssembly core) against a real `folio serve` and a Rust replica
+// (`folio sync` from the CLI): offline work, reopening, convergence with conflicts and rejections.
+import "fake-indexeddb/auto";
+import { IDBFactory } from "fake-indexeddb";
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { Folio } from "../dist/folio-client.js";
+import { WASM, api, folio, startServer, tempDir } from "./helpers.mjs";
+
+let server;
+before(async () => {
+  server = await startServer();
+});
+after(async () => {
+  await server?.stop();
+});
+
+const open = (factory, name = "default", extra = {}) =>
+  Folio.open({ url: server.url, token: server.token, name, indexedDB: factory, wasm: WASM, autoSync: false, ...extra });
+
+async function rustDoc(dataDir, id) {
+  return JSON.parse(await folio(["doc", "get", id, "--json", "--data-dir", dataDir]));
+}
+
+async function rustSync(dataDir) {
+  return JSON.parse(await folio(["sync", "--remote", server.url, "--token", server.token, "--data-dir", dataDir, "--json"]));
+}
+
+test("offline work survives a reopen and reaches the server", async () => {
+  const idb = new IDBFactory();
+  const offline = await Folio.open({ name: "offline", indexedDB: idb, wasm: WASM });
+  const header = await offline.create("folio/todo-list", "Groceries");
+  const r = await offline.apply(header.id, [
+    { type: "ADD_TODO", input: { id: "milk", title: "Buy milk" } },
+    { type: "ADD_TODO", input: { id: "eggs", title: "Buy eggs" } },
+  ]);
+  assert.equal(r.revision, 2);
+  assert.equal(r.operations.length, 2);
+  await assert.rejects(offline.apply(header.id, [{ type: "ADD_TODO", input: { id: "x", title: " " } }]), (e) => {
+    assert.equal(e.code, "EMPTY_TITLE");
+    assert.equal(e.actionIndex, 0);
+    return true;
+  });
+  assert.equal(offline.status.pending, 3);
+  const before = await offline.get(header.id);
+  await offline.close();
+
+  const again = await open(idb, "offline");
+  assert.equal(again.status.pending, 3, "pending actions survive a reopen");
+  assert.deepEqual(await again.get(header.id), before);
+  assert.deepEqual((await again.list()).map((h) => h.id), [header.id]);
+  const report = await again.sync();
+  assert.equal(report.pushed, 3);
+  assert.equal(again.status.pending, 0);
+  assert.equal(again.status.online, true);
+  const served = await api(server, `/v1/documents/${header.id}`);
+  assert.equal(served.stateHash, before.stateHash);
+  assert.deepEqual(served.state.global, before.state.global);
+  await again.close();
+});
+
+test("a browser, a Rust replica and the server converge, with a refused action reported everywhere", async () => {
+  const rust = tempDir("folio-rust-");
+  const browser = await open(new IDBFactory(), "b");
+  try {
+    const doc = await browser.create("folio/json", "Shared");
+    await browser.apply(doc.id, [{ type: "SET", input: { path: "/list", value: ["x", "y"] } }]);
+    const todo = await browser.create("folio/todo-list", "Todos");
+    await browser.apply(todo.id, [{ type: "ADD_TODO", input: { id: "a", title: "first" } }]);
+    await browser.sync();
+    await rustSync(rust.dir);
+    assert.equal((await rustDoc(rust.dir, doc.id)).stateHash, (await browser.get(doc.id)).stateHash);
+
+    // Concurrent edits: both remove element 0 (the second in the total order is refused where it is merged), both
+    // edit the same todo item and add their own.
+    await folio(["doc", "apply", doc.id, "REMOVE", '{"path":"/list","index":0}', "--data-dir", rust.dir]);
+    await folio(["doc", "apply", doc.id, "REMOVE", '{"path":"/list","index":0}', "--data-dir", rust.dir]);
+    await folio(["doc", "apply", todo.id, "UPDATE_TODO", '{"id":"a","title":"rust"}', "--data-dir", rust.dir]);
+    await folio(["doc", "apply", todo.id, "ADD_TODO", '{"id":"r","title":"from rust"}', "--data-dir", rust.dir]);
+    await browser.apply(doc.id, [{ type: "REMOVE", input: { path: "/list", index: 0 } }]);
+    await browser.apply(doc.id, [{ type: "SET", input: { path: "/n", value: 1.0 } }]);
+    await browser.apply(todo.id, [{ type: "UPDATE_TODO", input: { id: "a", title: "browser", done: true } }]);
+    await browser.apply(todo.id, [{ type: "ADD_TODO", input: { id: "b", title: "from the browser" } }]);
+
+    const rustReport = await rustSync(rust.dir);
+    const browserReport = await browser.sync();
+    const rustReport2 = await rustSync(rust.dir);
+    await browser.sync();
+
+    for (const id of [doc.id, todo.id]) {
+      const served = await api(server, `/v1/documents/${id}`);
+      const mine = await browser.get(id);
+      const theirs = await rustDoc(rust.dir, id);
+      assert.equal(mine.stateHash, served.stateHash, `browser = server for ${id}`);
+      assert.equal(theirs.stateHash, served.stateHash, `rust = server for ${id}`);
+      assert.deepEqual(mine.state.global, served.state.global);
+    }
+    const state = (await browser.get(doc.id)).state.global;
+    assert.equal(state.list.length, 0, "two removals of three succeeded");
+
+    // The refused removal is kept and reported on every side.
+    const serverConflicts = (await api(server, `/v1/documents/${doc.id}/conflicts`)).conflicts;
+    const mine = await browser.conflicts(doc.id);
+    assert.equal(serverConflicts.length, 1);
+    assert.equal(mine.length, 1);
+    assert.equal(mine[0].actionId, serverConflicts[0].actionId);
+    assert.match(mine[0].reason, /^INDEX_OUT_OF_BOUNDS/);
+    const rustLog = JSON.parse(await folio(["doc", "log", doc.id, "--json", "--data-dir", rust.dir]));
+    const rustOps = Array.isArray(rustLog) ? rustLog : rustLog.operations;
+    assert.ok(rustOps.some((op) => op.action.id === mine[0].actionId && op.error), "the Rust replica keeps it, marked");
+    const reported = [...rustReport.conflicts, ...rustReport2.conflicts, ...browserReport.conflicts].map((c) => c.actionId);
+    assert.ok(reported.includes(mine[0].actionId), "a sync round reported it");
+    assert.ok(browser.status.conflicts >= 0);
+  } finally {
+    await browser.close();
+    rust.remove();
+  }
+});
+
+test("two browsers converge through the server, and subscribe sees remote changes", async () => {
+  const a = await open(new IDBFactory(), "a");
+  const b = await open(new IDBFactory(), "b");
+  try {
+    const doc = await a.create("folio/todo-list", "Shared");
+    await a.sync();
+    await b.sync();
+    const seen = [];
+    const off = b.subscribe(doc.id, (d) => seen.push(d.header.revision.global));
+    await a.apply(doc.id, [{ type: "ADD_TODO", input: { id: "1", title: "a1" } }]);
+    await b.apply(doc.id, [{ type: "ADD_TODO", input: { id: "2", title: "b1" } }]);
+    await a.sync();
+    await b.sync();
+    await a.sync();
+    const [da, db] = [await a.get(doc.id), await b.get(doc.id)];
+    assert.equal(da.stateHash, db.stateHash);
+    assert.deepEqual(Object.keys(da.state.global.items).sort(), ["1", "2"]);
+    assert.ok(seen.length >= 2, "subscriber saw its own and the remote change");
+    off();
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
