@@ -272,7 +272,9 @@ impl ReplicaCore {
             } else {
                 Some(parse("initial state", initial_state)?)
             };
-            self.core.create(document_type, name, id, initial).map(|a| appended_out(&a))
+            self.core
+                .create(document_type, name, id, initial)
+                .map(|a| appended_out(&a))
         })())
     }
 
@@ -297,7 +299,9 @@ impl ReplicaCore {
     pub fn compress(&mut self, id: &str, branch: &str, ids: &str) -> String {
         answer(key(id, branch).and_then(|(id, branch)| {
             let ids: Vec<Uuid> = parse("action ids", ids)?;
-            self.core.compress(id, &branch, ids).map(|o| map_outcome(o, compressed_out))
+            self.core
+                .compress(id, &branch, ids)
+                .map(|o| map_outcome(o, compressed_out))
         }))
     }
 }
