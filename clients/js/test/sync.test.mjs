@@ -23,7 +23,7 @@ async function rustDoc(dataDir, id) {
 }
 
 async function rustSync(dataDir) {
-  return JSON.parse(await folio(["sync", "--remote", server.url, "--token", server.token, "--data-dir", dataDir, "--json"]));
+  return JSON.parse(await folio(["sync", "--remote", server.url, "--token", server.token, "--data-dir", dataDir, "--json"])).report;
 }
 
 test("offline work survives a reopen and reaches the server", async () => {
