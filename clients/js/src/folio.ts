@@ -121,6 +121,7 @@ export class Folio {
   private socket: WebSocket | null = null;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private backoff = 500;
+  private liveBackoff = 500;
   private syncRequested = false;
   private roundRunning = false;
   private current: Status = { online: false, pending: 0, lastSyncAt: null, conflicts: 0, error: null };
@@ -622,6 +623,9 @@ export class Folio {
         return;
       }
       this.socket = ws;
+      ws.onopen = () => {
+        this.liveBackoff = 500;
+      };
       ws.onmessage = (event: MessageEvent) => {
         const text = String(event.data);
         const run = this.rounds.then(async () => {
@@ -643,12 +647,13 @@ export class Folio {
         if (this.socket === ws) this.socket = null;
         if (this.stopped || this.closed) return;
         this.setStatus({ online: false });
-        // Reconnect through a round (it pushes what waited and catches up), with backoff.
+        // Reconnect through a round (it pushes what waited and catches up), with a backoff that only a live
+        // connection that opened resets (where the WebSocket is refused, rounds go on at that pace).
         this.retryTimer = setTimeout(() => {
           this.retryTimer = null;
           this.requestSync();
-        }, this.backoff);
-        this.backoff = Math.min(this.backoff * 2, 30_000);
+        }, this.liveBackoff);
+        this.liveBackoff = Math.min(this.liveBackoff * 2, 30_000);
       };
     })();
   }

@@ -89,6 +89,7 @@ test("browser replicas and the server converge whatever the schedule", async () 
         for (const r of replicas) await r.close();
       }
     }),
-    { numRuns: Number(process.env.FOLIO_PROPERTY_RUNS || 12), verbose: 1 },
+    { numRuns: Number(process.env.FOLIO_PROPERTY_RUNS || 25), verbose: 1 },
   );
+  assert.ok(run >= Number(process.env.FOLIO_PROPERTY_RUNS || 25), `${run} schedules ran`);
 });

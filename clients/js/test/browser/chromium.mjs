@@ -21,6 +21,9 @@ export const ARGS = [
   "--disable-background-networking",
   "--disable-component-update",
   "--disable-sync",
+  // The test page is served through request routing, which Chromium does not count as a loopback origin: without
+  // this, its WebSocket to the 127.0.0.1 server is refused (net::ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS).
+  "--disable-features=LocalNetworkAccessChecks",
 ];
 
 /** Launches Chromium with a fresh profile; `open(origin)` gives a page of the test app on `origin`. */

@@ -24,6 +24,14 @@ const rustDoc = async (dir, id) => JSON.parse(await folio(["doc", "get", id, "--
 
 async function openFolio(page, options) {
   return page.evaluate(async (o) => {
+    if (!window.pulls) {
+      window.pulls = 0;
+      const f0 = window.fetch.bind(window);
+      window.fetch = (input, init) => {
+        if (String(input).includes("/v1/sync/pull")) window.pulls++;
+        return f0(input, init);
+      };
+    }
     window.folio = await window.Folio.open(o);
     window.statuses = [];
     window.folio.on("status", (s) => window.statuses.push(s));
@@ -109,10 +117,13 @@ test("offline in Chromium, reload, online: browser, Rust replica and server conv
   await openFolio(page, options);
   await waitFor(page, () => window.folio.status.pending === 0 && window.folio.status.online, undefined, "sync after reconnect");
   const rustSecond = await rustSync(rust.dir);
-  // Live: the browser receives what the Rust replica pushes without asking.
+  // Live: the browser receives what the Rust replica pushes without asking (no pull request: the WebSocket).
+  await waitFor(page, () => window.statuses.some((s) => s.online), undefined, "online");
+  const pulls = await page.evaluate(() => window.pulls);
   await folio(["doc", "apply", ids.todo, "ADD_TODO", '{"id":"rust-live","title":"live"}', "--data-dir", rust.dir]);
   await rustSync(rust.dir);
   await waitFor(page, async (id) => !!(await window.folio.get(id)).state.global.items["rust-live"], ids.todo, "live delivery");
+  assert.equal(await page.evaluate(() => window.pulls), pulls, "delivered over the live WebSocket");
   await rustSync(rust.dir);
 
   for (const id of [ids.json, ids.todo, offline.made]) {
