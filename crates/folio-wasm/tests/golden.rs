@@ -375,7 +375,7 @@ async fn generate() -> Fixture {
                 let (t, input) = if doc == todo {
                     match rng.next() % 4 {
                         0 => ("ADD_TODO", json!({"id": id, "title": rng.pick(&["one", "two", ""])})),
-                        1 => ("UPDATE_TODO", json!({"id": id, "done": rng.next() % 2 == 0})),
+                        1 => ("UPDATE_TODO", json!({"id": id, "done": rng.next().is_multiple_of(2)})),
                         2 => ("DELETE_TODO", json!({"id": id})),
                         _ => ("CLEAR_DONE", json!({})),
                     }
@@ -412,7 +412,7 @@ async fn generate() -> Fixture {
             }
             _ => {
                 let other = if std::ptr::eq(r, &s) { *rng.pick(&[&a, &b]) } else { &s };
-                round(r, other, rng.next() % 2 == 0).await;
+                round(r, other, rng.next().is_multiple_of(2)).await;
             }
         }
     }
