@@ -846,7 +846,7 @@ impl OperationStore for PgStore {
         let rows = sqlx::query(
             "SELECT idx, operation FROM operations \
              WHERE unit_id = (SELECT unit_id FROM units WHERE document_id = $1 AND scope = $2 AND branch = $3) \
-               AND (operation::json ->> 'id') = ANY($4) ORDER BY idx",
+               AND substr(operation, 8, 36) = ANY($4) ORDER BY idx",
         )
         .bind(unit.document_id.to_string())
         .bind(unit.scope.as_str())
