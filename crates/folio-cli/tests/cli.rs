@@ -774,7 +774,10 @@ fn verify_names_a_document_that_cannot_be_replayed() {
         sqlite.append(&unit, revision, vec![op]).await.unwrap();
     });
 
-    store.run(&["verify"]).fails(1, &bad);
+    let human = store.run(&["verify"]);
+    assert_eq!(human.code, Some(1), "{human:#?}");
+    assert!(human.stdout.starts_with(&format!("UNREADABLE: document {bad}")), "{human:#?}");
+    assert!(human.stderr.starts_with("folio: ") && human.stderr.contains(&bad), "{human:#?}");
     let report = store.run(&["verify", "--json"]);
     assert_eq!(report.code, Some(1), "{report:#?}");
     let report: Value = serde_json::from_str(&report.stdout).unwrap();
