@@ -21,9 +21,6 @@ use crate::follower::Follower;
 use crate::job::{Job, JobHandle, JobId, JobKind, JobOutcome, JobStatus, JobTable};
 use crate::view::{DocKey, DocumentView};
 
-/// How far ahead of this replica's wall clock an action's clock may be (one day); further is refused.
-pub const MAX_CLOCK_AHEAD_MS: u64 = 24 * 3600 * 1000;
-
 /// What the executors and the handle share.
 pub(crate) struct Shared {
     pub store: Arc<dyn OperationStore>,
@@ -158,6 +155,13 @@ impl Reactor {
         &self.inner.shared.config
     }
 
+    /// The latest action clock (milliseconds) this replica accepts now: its wall clock plus
+    /// [`ReactorConfig::max_clock_ahead`]. Every door actions come in by checks it.
+    pub fn clock_horizon(&self) -> u64 {
+        let ahead = u64::try_from(self.inner.shared.config.max_clock_ahead.as_millis()).unwrap_or(u64::MAX);
+        folio_core::clock::system_millis().saturating_add(ahead)
+    }
+
     /// This replica's id (stamped on the actions it authors).
     pub fn replica_id(&self) -> &str {
         &self.inner.shared.config.replica_id
@@ -230,11 +234,13 @@ impl Reactor {
             ));
         }
         // A clock far ahead would drag this replica's clock (and every later action) with it.
-        let horizon = folio_core::clock::system_millis().saturating_add(MAX_CLOCK_AHEAD_MS);
+        let horizon = self.clock_horizon();
         if let Some(a) = actions.iter().find(|a| a.timestamp_utc_ms > horizon) {
             return Err(ReactorError::InvalidRequest(format!(
-                "action {}: its clock ({} ms) is more than a day ahead of this replica's",
-                a.id, a.timestamp_utc_ms
+                "action {}: its clock ({} ms) is more than {} s ahead of this replica's",
+                a.id,
+                a.timestamp_utc_ms,
+                self.inner.shared.config.max_clock_ahead.as_secs()
             )));
         }
         for action in &actions {
