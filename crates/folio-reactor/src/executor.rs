@@ -292,6 +292,11 @@ impl Executor {
         let shared = self.shared.clone();
         match result {
             Ok(appended) => {
+                if let Ok(mut failure) = shared.write_failure.lock()
+                    && failure.is_some()
+                {
+                    *failure = None;
+                }
                 let ops = p.request.operations;
                 let mut completions = Vec::with_capacity(p.jobs.len());
                 shared.view.apply_committed(&p.key, &ops);
@@ -384,6 +389,9 @@ impl Executor {
             Err(e) => {
                 self.working.remove(&p.key);
                 shared.view.invalidate(&p.key);
+                if !matches!(e, StoreError::InvalidOperations { .. }) {
+                    *shared.write_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                }
                 let error = ReactorError::from(e);
                 for (job, _) in p.jobs {
                     fail(&shared, job, error.clone());
