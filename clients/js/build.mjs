@@ -58,6 +58,20 @@ await esbuild.build({
   logLevel: "warning",
 });
 
+// The SharedWorker that hosts the replica for every tab of an origin (src/worker.ts): beside folio-client.js, which
+// starts it as `new URL("./folio-worker.js", import.meta.url)`; it loads folio-client.wasm from beside itself.
+await esbuild.build({
+  entryPoints: [join(here, "src", "worker.ts")],
+  bundle: true,
+  format: "esm",
+  platform: "neutral",
+  target: "es2022",
+  outfile: join(dist, "folio-worker.js"),
+  external: ["node:*"],
+  sourcemap: true,
+  logLevel: "warning",
+});
+
 run(process.execPath, [join(here, "node_modules", "typescript", "bin", "tsc"), "-p", here, "--emitDeclarationOnly",
   "--declaration", "--noEmit", "false", "--outDir", join(dist, "types")]);
 writeFileSync(join(dist, "folio-client.d.ts"), 'export * from "./types/src/index.js";\n');

@@ -2,7 +2,11 @@
  * folio-client: a replica of folio documents in the browser, folded by folio-core compiled to WebAssembly, stored in
  * IndexedDB, synced with `folio serve`. Contract: `shared/spec/js-client.md`.
  */
-export { Folio } from "./folio.js";
+// The class apps use: one replica per origin and name shared by the tabs (a SharedWorker, or a leader tab).
+export { Folio } from "./tabs.js";
+export type { FolioOptions, SharedMode } from "./tabs.js";
+// The replica itself (what the SharedWorker or the leader tab runs; Node and tests may use it directly).
+export { Folio as FolioReplica } from "./folio.js";
 export type { ApplyResult, OpenOptions } from "./folio.js";
 export { FolioError } from "./errors.js";
 export type * from "./types.js";

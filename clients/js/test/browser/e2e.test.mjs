@@ -52,7 +52,7 @@ test("offline in Chromium, reload, online: browser, Rust replica and server conv
   const rust = tempDir("folio-rust-");
   const { page, context } = browser;
   await browser.open(server.url);
-  const options = { url: server.url, token: server.token, name: "e2e" };
+  const options = { url: server.url, token: server.token, name: "e2e", shared: "off" }; // the replica itself (tabs: test/browser/tabs.test.mjs)
   const replica = await openFolio(page, options);
   assert.match(replica, /^[0-9a-f]{16}$/);
 

@@ -1,0 +1,204 @@
+/**
+ * The replica's host: one `FolioReplica` (the IndexedDB replica and its one network connection) serving every tab
+ * of an origin and name. It runs in a SharedWorker (`worker.ts`) or, where there is none, in the tab that holds the
+ * Web Lock `folio-replica:<name>` (`tabs.ts`). Whoever hosts holds that lock while the replica is open, so two
+ * replicas never write the same database at once (a new app version's worker waits for the old one to let go).
+ *
+ * Each tab is a connection: its calls go to the replica in order of arrival (the replica queues them itself), its
+ * subscriptions share one replica subscription per document, and every status change goes to every tab. A tab that
+ * goes away without saying `bye` (closed, crashed) is noticed through its own Web Lock `folio-tab:<name>:<tab>`:
+ * the host asks for it, and gets it when the tab is gone.
+ */
+import { FolioError } from "./errors.js";
+import { Folio as FolioReplica, type OpenOptions } from "./folio.js";
+import { METHODS, PROTOCOL, type HostOptions, type Method, type ToHost, type ToTab, type WireError } from "./protocol.js";
+import type { FolioDocument, Status } from "./types.js";
+
+/** How the host sends to one tab. */
+export interface HostLink {
+  post(message: ToTab): void;
+  close?(): void;
+}
+
+export function wireError(e: unknown): WireError {
+  if (e instanceof FolioError) {
+    const out: WireError = { code: e.code, message: e.message };
+    if (e.actionIndex !== undefined) out.actionIndex = e.actionIndex;
+    if (e.status !== undefined) out.status = e.status;
+    return out;
+  }
+  const err = e as { name?: string; message?: string } | null;
+  return { code: "INTERNAL", message: `${err?.name ?? "Error"}: ${err?.message ?? String(e)}` };
+}
+
+class Connection {
+  tab = "";
+  readonly subs = new Set<string>();
+  alive = true;
+  constructor(readonly link: HostLink) {}
+  post(message: ToTab): void {
+    if (!this.alive) return;
+    try {
+      this.link.post(message);
+    } catch {
+      this.alive = false;
+    }
+  }
+}
+
+type Replica = Pick<FolioReplica, "replicaId" | "status" | "on" | "subscribe" | "close"> &
+  Record<Method, (...args: never[]) => Promise<unknown>>;
+
+export class Host {
+  private replica: Promise<Replica> | null = null;
+  private readonly connections = new Set<Connection>();
+  private readonly docSubs = new Map<string, { count: number; off: () => void }>();
+  private closed = false;
+
+  /**
+   * @param id this host's id (sent in `ready`; a tab seeing another id knows the host changed)
+   * @param acquire called once before the replica opens: resolves when this host may own the database
+   */
+  constructor(
+    readonly id: string,
+    private readonly acquire: (name: string) => Promise<void> = async () => undefined,
+  ) {}
+
+  /** A new tab. */
+  connect(link: HostLink): (message: ToHost) => void {
+    const conn = new Connection(link);
+    this.connections.add(conn);
+    return (message) => {
+      void this.receive(conn, message);
+    };
+  }
+
+  private open(options: HostOptions): Promise<Replica> {
+    if (!this.replica) {
+      this.replica = (async () => {
+        await this.acquire(options.name);
+        const open: OpenOptions = { ...options };
+        if (options.wasm) open.wasm = options.wasm;
+        const replica = (await FolioReplica.open(open)) as unknown as Replica;
+        replica.on("status", (s: Status) => {
+          for (const c of this.connections) c.post({ t: "status", s });
+        });
+        return replica;
+      })();
+      this.replica.catch(() => {
+        this.replica = null;
+      });
+    }
+    return this.replica;
+  }
+
+  private async receive(conn: Connection, message: ToHost): Promise<void> {
+    if (this.closed || !conn.alive) return;
+    switch (message.t) {
+      case "hello": {
+        if (message.v !== PROTOCOL) {
+          conn.post({
+            t: "refused",
+            h: message.h,
+            error: { code: "VERSION_MISMATCH", message: `the replica's host speaks protocol ${PROTOCOL}, the tab ${message.v}: reload` },
+          });
+          return;
+        }
+        conn.tab = message.tab;
+        this.watch(conn);
+        try {
+          const replica = await this.open(message.options);
+          conn.post({ t: "ready", v: PROTOCOL, h: message.h, host: this.id, replicaId: replica.replicaId, status: replica.status });
+        } catch (e) {
+          conn.post({ t: "refused", h: message.h, error: wireError(e) });
+        }
+        return;
+      }
+      case "call": {
+        try {
+          if (!METHODS.includes(message.m)) throw new FolioError("INVALID_REQUEST", `no method ${message.m}`);
+          if (!this.replica) throw new FolioError("CLOSED", "say hello first");
+          const replica = await this.replica;
+          const fn = replica[message.m] as (...args: unknown[]) => Promise<unknown>;
+          const v = await fn.apply(replica, message.a);
+          conn.post({ t: "ret", n: message.n, v: v === undefined ? null : v });
+        } catch (e) {
+          conn.post({ t: "err", n: message.n, e: wireError(e) });
+        }
+        return;
+      }
+      case "sub":
+        if (!conn.subs.has(message.doc)) {
+          conn.subs.add(message.doc);
+          await this.subscribeDoc(message.doc);
+        }
+        return;
+      case "unsub":
+        if (conn.subs.delete(message.doc)) this.unsubscribeDoc(message.doc);
+        return;
+      case "bye":
+        this.drop(conn);
+        return;
+    }
+  }
+
+  private async subscribeDoc(doc: string): Promise<void> {
+    const entry = this.docSubs.get(doc);
+    if (entry) {
+      entry.count++;
+      return;
+    }
+    const slot = { count: 1, off: () => undefined as unknown };
+    this.docSubs.set(doc, slot as { count: number; off: () => void });
+    const replica = await this.replica;
+    if (!replica) return;
+    slot.off = replica.subscribe(doc, (d: FolioDocument) => {
+      for (const c of this.connections) if (c.subs.has(doc)) c.post({ t: "doc", doc, v: d });
+    });
+  }
+
+  private unsubscribeDoc(doc: string): void {
+    const entry = this.docSubs.get(doc);
+    if (!entry) return;
+    if (--entry.count <= 0) {
+      entry.off();
+      this.docSubs.delete(doc);
+    }
+  }
+
+  /** Notices a tab that disappears without `bye`: its lock becomes free when it is gone. */
+  private watch(conn: Connection): void {
+    const locks = (globalThis.navigator as Navigator | undefined)?.locks;
+    if (!locks || !conn.tab) return;
+    void locks
+      .request(`folio-tab:${conn.tab}`, { mode: "exclusive" }, async () => {
+        this.drop(conn);
+      })
+      .catch(() => undefined);
+  }
+
+  private drop(conn: Connection): void {
+    if (!this.connections.delete(conn)) return;
+    conn.alive = false;
+    for (const doc of conn.subs) this.unsubscribeDoc(doc);
+    conn.subs.clear();
+    try {
+      conn.link.close?.();
+    } catch {
+      // already closed
+    }
+  }
+
+  /** The number of tabs connected now. */
+  get tabs(): number {
+    return this.connections.size;
+  }
+
+  /** Closes the replica (waits for what it is storing). */
+  async close(): Promise<void> {
+    this.closed = true;
+    const replica = this.replica;
+    this.replica = null;
+    if (replica) await (await replica.catch(() => null))?.close();
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * The messages between a tab and the replica's host (a SharedWorker, or the leader tab elected with Web Locks).
+ *
+ * A tab says `hello` (with the options it opened with), then `call`s the replica's methods and `sub`scribes to
+ * documents; the host answers each call (`ret`/`err` with the call's number), sends `status` on every change to
+ * every tab and `doc` to the tabs that subscribed to it. Everything is structured-cloneable; documents travel as
+ * the objects `get` answers (their hashes are computed in the host, never in the tab).
+ */
+import type { DocumentHeader, FolioDocument, Status } from "./types.js";
+
+/** Bumped when a message changes shape: a tab and a host of different versions refuse each other. */
+export const PROTOCOL = 1;
+
+/** The replica's methods a tab may call through the host. */
+export type Method = "create" | "apply" | "get" | "sync" | "conflicts" | "list" | "repair";
+export const METHODS: readonly Method[] = ["create", "apply", "get", "sync", "conflicts", "list", "repair"];
+
+/** The options a tab sends in `hello` (those of `Folio.open` that can cross to another context). */
+export interface HostOptions {
+  url?: string;
+  token?: string;
+  name: string;
+  autoSync?: boolean;
+  live?: boolean;
+  compress?: boolean;
+  pushEntries?: number;
+  pullEntries?: number;
+  /** An absolute URL of the `.wasm` (default: beside the worker's script). */
+  wasm?: string;
+}
+
+export interface WireError {
+  code: string;
+  message: string;
+  actionIndex?: number;
+  status?: number;
+}
+
+export type ToHost =
+  | { t: "hello"; v: number; h: number; tab: string; options: HostOptions }
+  | { t: "call"; n: number; m: Method; a: unknown[] }
+  | { t: "sub"; doc: string }
+  | { t: "unsub"; doc: string }
+  | { t: "bye" };
+
+export type ToTab =
+  | { t: "ready"; v: number; h: number; host: string; replicaId: string; status: Status }
+  | { t: "refused"; h: number; error: WireError }
+  | { t: "ret"; n: number; v: unknown }
+  | { t: "err"; n: number; e: WireError }
+  | { t: "status"; s: Status }
+  | { t: "doc"; doc: string; v: FolioDocument };
+
+/** What crosses a BroadcastChannel in leader mode: a message to the host from a tab, to one tab from the host, or
+ * the announcement of a new leader. */
+export type OnChannel =
+  | { k: "host"; from: string; m: ToHost }
+  | { k: "tab"; to: string; m: ToTab }
+  | { k: "leader"; leader: string };
+
+/** Results the tab turns back into typed values. */
+export type Headers = DocumentHeader[];
