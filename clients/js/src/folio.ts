@@ -105,6 +105,11 @@ function parseClock(text: string | undefined): [number, number] {
   return [Number(ms) || 0, Number(c) || 0];
 }
 
+/** A retry delay spread over [d/2, 3d/2): replicas that lost the server together do not come back together. */
+function jitter(d: number): number {
+  return Math.round(d * (0.5 + Math.random()));
+}
+
 function after(a: [number, number], b: [number, number]): boolean {
   return a[0] > b[0] || (a[0] === b[0] && a[1] > b[1]);
 }
@@ -412,6 +417,17 @@ export class Folio {
     return run;
   }
 
+  /** The network is back (the browser's `online` event): retry now instead of at the end of the backoff. */
+  reconnect(): void {
+    if (this.retryTimer) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+    }
+    this.backoff = 500;
+    this.liveBackoff = 500;
+    this.requestSync();
+  }
+
   /** Asks for a round soon (after local changes, at open, on reconnection), unless stopped or offline-waiting. */
   private requestSync(): void {
     if (!this.remote || this.stopped || this.closed || !(this.options.autoSync ?? true)) return;
@@ -444,7 +460,7 @@ export class Folio {
       this.retryTimer = setTimeout(() => {
         this.retryTimer = null;
         this.requestSync();
-      }, this.backoff);
+      }, jitter(this.backoff));
       this.backoff = Math.min(this.backoff * 2, 30_000);
     }
   }
@@ -652,7 +668,7 @@ export class Folio {
         this.retryTimer = setTimeout(() => {
           this.retryTimer = null;
           this.requestSync();
-        }, this.liveBackoff);
+        }, jitter(this.liveBackoff));
         this.liveBackoff = Math.min(this.liveBackoff * 2, 30_000);
       };
     })();

@@ -47,7 +47,7 @@ class Connection {
 }
 
 type Replica = Pick<FolioReplica, "replicaId" | "status" | "on" | "subscribe" | "close"> &
-  Record<Method, (...args: never[]) => Promise<unknown>>;
+  Record<Method, (...args: never[]) => unknown>;
 
 export class Host {
   private replica: Promise<Replica> | null = null;
@@ -119,7 +119,7 @@ export class Host {
           if (!METHODS.includes(message.m)) throw new FolioError("INVALID_REQUEST", `no method ${message.m}`);
           if (!this.replica) throw new FolioError("CLOSED", "say hello first");
           const replica = await this.replica;
-          const fn = replica[message.m] as (...args: unknown[]) => Promise<unknown>;
+          const fn = replica[message.m] as (...args: unknown[]) => unknown;
           const v = await fn.apply(replica, message.a);
           conn.post({ t: "ret", n: message.n, v: v === undefined ? null : v });
         } catch (e) {
@@ -187,6 +187,11 @@ export class Host {
     } catch {
       // already closed
     }
+  }
+
+  /** The network is back: the replica retries now (its backoff would wait). */
+  reconnect(): void {
+    void this.replica?.then((r) => r.reconnect()).catch(() => undefined);
   }
 
   /** The number of tabs connected now. */

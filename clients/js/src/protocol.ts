@@ -12,8 +12,8 @@ import type { DocumentHeader, FolioDocument, Status } from "./types.js";
 export const PROTOCOL = 1;
 
 /** The replica's methods a tab may call through the host. */
-export type Method = "create" | "apply" | "get" | "sync" | "conflicts" | "list" | "repair";
-export const METHODS: readonly Method[] = ["create", "apply", "get", "sync", "conflicts", "list", "repair"];
+export type Method = "create" | "apply" | "get" | "sync" | "conflicts" | "list" | "repair" | "reconnect";
+export const METHODS: readonly Method[] = ["create", "apply", "get", "sync", "conflicts", "list", "repair", "reconnect"];
 
 /** The options a tab sends in `hello` (those of `Folio.open` that can cross to another context). */
 export interface HostOptions {

@@ -46,6 +46,7 @@ interface Backend {
   conflicts(id: string): Promise<Conflict[]>;
   list(filter?: { type?: string; includeDeleted?: boolean }): Promise<DocumentHeader[]>;
   repair(id: string): Promise<void>;
+  reconnect(): void;
   close(): Promise<void>;
 }
 
@@ -202,6 +203,9 @@ class Client implements Backend {
   }
   repair(id: string): Promise<void> {
     return this.call("repair", id);
+  }
+  reconnect(): void {
+    this.call("reconnect").catch(() => undefined);
   }
 
   subscribe(id: string, listener: Listener<FolioDocument>): () => void {
@@ -376,35 +380,36 @@ async function viaLeader(options: FolioOptions, client: Client, roles: { leading
 
 /** One replica per origin and name, shared by the tabs (see the module's notes). */
 export class Folio {
-  private readonly roles = { leading: false };
+  private readonly onOnline = () => this.backend.reconnect();
 
   private constructor(
     private readonly backend: Backend,
     private readonly kind: "worker" | "leader" | "off",
-  ) {}
+    private readonly roles = { leading: false },
+  ) {
+    // The browser says the network is back: sync now rather than at the end of the backoff.
+    globalThis.addEventListener?.("online", this.onOnline);
+  }
 
   /** Opens (or joins) the replica `name` of this origin and, with a `url`, starts syncing. */
   static async open(options: FolioOptions = {}): Promise<Folio> {
     const mode = chooseMode(options);
     if (mode === "off") return new Folio(await FolioReplica.open(options), "off");
-    const client = new Client(hostOptions(options));
-    const folio = new Folio(client, mode);
     if (mode === "worker") {
+      const client = new Client(hostOptions(options));
       try {
         await viaWorker(options, client);
-        return folio;
+        return new Folio(client, "worker");
       } catch (e) {
         // The worker's script did not load (or the browser refused it): the tabs elect a leader instead.
         if (options.shared === "worker" || !(e instanceof FolioError) || e.code !== "WORKER_FAILED") throw e;
         console.warn(`folio: ${e.message}; electing a leader tab instead`);
-        const again = new Client(hostOptions(options));
-        const leading = new Folio(again, "leader");
-        await viaLeader(options, again, leading.roles);
-        return leading;
       }
     }
-    await viaLeader(options, client, folio.roles);
-    return folio;
+    const client = new Client(hostOptions(options));
+    const roles = { leading: false };
+    await viaLeader(options, client, roles);
+    return new Folio(client, "leader", roles);
   }
 
   /** Which mode runs: `worker` (a SharedWorker hosts the replica), `leader` (this tab hosts it for the others),
@@ -461,6 +466,7 @@ export class Folio {
   }
 
   close(): Promise<void> {
+    globalThis.removeEventListener?.("online", this.onOnline);
     return this.backend.close();
   }
 }

@@ -37,3 +37,6 @@ scope.onconnect = (event) => {
   const deliver = host.connect({ post: (m) => port.postMessage(m), close: () => port.close() });
   port.onmessage = (e: MessageEvent<ToHost>) => deliver(e.data);
 };
+
+// Where the worker hears it, the network coming back retries at once (tabs tell it too).
+globalThis.addEventListener?.("online", () => host.reconnect());
