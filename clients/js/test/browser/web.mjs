@@ -29,14 +29,14 @@ function statOf(path) {
 }
 
 /** `folio serve --static APP` on a fixed port over a kept data directory: `stop()` and `start()` again. */
-export async function appServer(extraArgs = []) {
+export async function appServer({ staticDir = APP, args: extraArgs = [] } = {}) {
   const data = mkdtempSync(join(tmpdir(), "folio-web-"));
   let child = null;
   let url = null;
   let log = "";
   const start = async () => {
     const listen = url ? url.replace("http://", "") : "127.0.0.1:0";
-    child = spawn(FOLIO_BIN, ["serve", "--data-dir", data, "--listen", listen, "--static", APP, ...extraArgs], {
+    child = spawn(FOLIO_BIN, ["serve", "--data-dir", data, "--listen", listen, "--static", staticDir, ...extraArgs], {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info" },
     });
