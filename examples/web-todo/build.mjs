@@ -2,7 +2,8 @@
 // folio-client bundled in), the service worker (src/sw.ts, told the version and the files of the app shell), the
 // client's SharedWorker and .wasm (from clients/js/dist: run `npm run build` there first), and public/.
 //
-//   node examples/web-todo/build.mjs
+//   node examples/web-todo/build.mjs              (WEB_TODO_OUT=DIR writes elsewhere; WEB_TODO_VERSION_SALT=S forces a
+//                                                 new version, for the update test)
 //
 // The version is a hash of every file of the shell: a changed file makes a new service worker (a new cache) and a
 // new replica worker URL, which is how a new version is picked up (README.md).
@@ -15,7 +16,7 @@ import { fileURLToPath } from "node:url";
 const here = dirname(fileURLToPath(import.meta.url));
 const client = join(here, "..", "..", "clients", "js");
 const esbuild = createRequire(join(client, "package.json"))("esbuild");
-const dist = join(here, "dist");
+const dist = process.env.WEB_TODO_OUT || join(here, "dist");
 const clientDist = join(client, "dist");
 for (const f of ["folio-client.js", "folio-worker.js", "folio-client.wasm"]) {
   if (!existsSync(join(clientDist, f))) throw new Error(`${join(clientDist, f)} is missing: run npm run build in clients/js`);

@@ -6,10 +6,11 @@
 // with the same state hash. A screenshot of the app is taken at the end and what it shows is checked.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { tempDir } from "../helpers.mjs";
+import { startProxy, tempDir } from "../helpers.mjs";
 import {
   addTodo,
   appServer,
@@ -17,6 +18,7 @@ import {
   browser,
   buildApp,
   ready,
+  ROOT,
   rustDoc,
   rustSync,
   served,
@@ -206,5 +208,61 @@ test("without SharedWorker the tabs elect a leader; it closes offline and the ne
   } finally {
     await br.close();
     await server.close();
+  }
+});
+
+test("a new version of the app is picked up at a safe point without losing pending actions", async () => {
+  // Version 1 of the app in a directory of its own; the page's origin is a proxy that can cut the API off alone.
+  const out = mkdtempSync(join(tmpdir(), "folio-web-todo-v-"));
+  const build = (salt) => {
+    execFileSync(process.execPath, [join(ROOT, "examples", "web-todo", "build.mjs")], {
+      env: { ...process.env, WEB_TODO_OUT: out, WEB_TODO_VERSION_SALT: salt },
+      stdio: "ignore",
+    });
+    return JSON.parse(readFileSync(join(out, "version.json"), "utf8")).version;
+  };
+  const v1 = build("one");
+  const server = await appServer({ staticDir: out });
+  const proxy = await startProxy(server.url);
+  const br = await browser();
+  try {
+    const a = await br.tab(proxy.url, `/#token=${server.token}`);
+    assert.equal(await a.textContent("#version"), v1);
+    await a.waitForFunction(() => !!navigator.serviceWorker.controller, null, { timeout: 20_000 });
+    const id = await a.getAttribute("body", "data-doc");
+    await a.waitForFunction(() => window.folio.status.pending === 0 && window.folio.status.lastSyncAt, null, { timeout: 20_000 });
+
+    // The API goes away (the app's files do not): two todos wait in the outbox.
+    proxy.mode = (req) => (req.url.startsWith("/v1/") ? "drop" : "pass");
+    await addTodo(a, "Made under v1");
+    await addTodo(a, "Also under v1");
+    await waitTitles(a, ["Made under v1", "Also under v1"], "before the update");
+    await a.waitForFunction(() => window.folio.status.pending >= 2, null, { timeout: 10_000 });
+
+    // Version 2 is deployed; the page finds it, offers it, and reloads into it when asked.
+    const v2 = build("two");
+    assert.notEqual(v2, v1);
+    await a.evaluate(async () => (await navigator.serviceWorker.getRegistration()).update());
+    await a.waitForSelector("#update:not([hidden])", { timeout: 20_000 });
+    assert.equal(await a.textContent("#version"), v1, "nothing changes before the person says so");
+    await Promise.all([a.waitForEvent("load", { timeout: 30_000 }), a.click("#update-now")]);
+    await ready(a);
+    assert.equal(await a.textContent("#version"), v2, "the page runs version 2");
+    await waitTitles(a, ["Made under v1", "Also under v1"], "after the update");
+    assert.ok((await a.evaluate(() => window.folio.status.pending)) >= 2, "the actions made under v1 are still pending");
+    const caches = await a.evaluate(() => caches.keys());
+    assert.deepEqual(caches, [`web-todo-${v2}`], "the old version's cache is gone");
+
+    // The API comes back: they reach the server.
+    proxy.mode = "pass";
+    await a.evaluate(() => window.folio.sync());
+    await a.waitForFunction(() => window.folio.status.pending === 0, null, { timeout: 20_000 });
+    const doc = await served(server, id);
+    assert.deepEqual(Object.values(doc.state.global.items).map((i) => i.title).sort(), ["Also under v1", "Made under v1"]);
+  } finally {
+    await br.close();
+    await proxy.stop();
+    await server.close();
+    rmSync(out, { recursive: true, force: true });
   }
 });
