@@ -695,6 +695,14 @@ impl Core {
             return Ok(None);
         };
         let (tail, from) = core.tail(scope);
+        if from > 0 {
+            // A merge looks up the ids it appends in the whole log (an id reused with other content is refused
+            // where it comes second in the total order, as the executor's `taken_ids`): the window must start at 0.
+            return Ok(Some(Need {
+                document_id: key.0,
+                before: 0,
+            }));
+        }
         if !tail_covers(&tail, from, min) {
             return Ok(Some(Need {
                 document_id: key.0,
@@ -725,6 +733,12 @@ impl Core {
             .ok_or_else(|| Failure::new("NOT_LOADED", format!("document {} is not loaded", key.0)))?;
         let head = core.head(scope);
         let mut report = Report::default();
+        if scope == Scope::Global && core.start() > 0 {
+            return Ok(Err(Need {
+                document_id: key.0,
+                before: 0,
+            }));
+        }
         let plan = {
             let (tail, from) = core.tail(scope);
             match &kind {
@@ -780,13 +794,40 @@ impl Core {
                 (actions, head - cut, true)
             }
         };
+        // The executor's `taken_ids`: an action id belongs to the first action in the total order that carries
+        // it; ids of effective operations before the merged run, and ids seen earlier in the run, mark the later
+        // action rejected.
+        let mut taken: HashSet<Uuid> = {
+            let wanted: HashSet<Uuid> = actions.iter().map(|a| a.id).collect();
+            let before = head - skip;
+            let log = match scope {
+                Scope::Document => &core.document_ops,
+                _ => &core.global_ops,
+            };
+            log.iter()
+                .zip(effective_mask(log))
+                .filter(|(op, e)| *e && op.index < before && wanted.contains(&op.action.id))
+                .map(|(op, _)| op.action.id)
+                .collect()
+        };
         let mut ops = Vec::with_capacity(actions.len());
         for (i, action) in actions.into_iter().enumerate() {
             self.clock.observe(action.timestamp());
             let index = head + i as u64;
             let skip = if i == 0 { skip } else { 0 };
             let op = Operation::new(action, index, skip, None, &doc.head(scope));
-            let op = match doc.fold(&op, true, registry) {
+            let folded = if taken.insert(op.action.id) {
+                doc.fold(&op, true, registry)
+            } else {
+                Err(ApplyError::Rejected(folio_core::Rejection::new(
+                    folio_core::merge::DUPLICATE_ACTION_ID,
+                    format!(
+                        "action id {} is used by an earlier action of the document",
+                        op.action.id
+                    ),
+                )))
+            };
+            let op = match folded {
                 Ok(()) => op,
                 Err(ApplyError::Rejected(reason)) => {
                     let reason = reason.to_string();
@@ -804,6 +845,12 @@ impl Core {
                     return Err(Failure::new(
                         "DOCUMENT_NOT_FOUND",
                         format!("document {} not found", key.0),
+                    ));
+                }
+                Err(ApplyError::ReducerPanicked(message)) => {
+                    return Err(Failure::new(
+                        "REDUCER_PANICKED",
+                        format!("{}/{scope} at {index}: {message}", key.0),
                     ));
                 }
                 Err(e) => return Err(Failure::corrupt(format!("{}/{scope} at {index}: {e}", key.0))),
@@ -906,7 +953,9 @@ fn plan_compress(
         Err(need) => return Ok(Err(need)),
     };
     let actions: Vec<Action> = run.iter().map(|op| op.action.clone()).collect();
-    let Some(mut compressed) = model.compress(&base.state, &actions) else {
+    // The model's code: a panic leaves the actions as they are (where panics unwind: on wasm32 they abort).
+    let compressed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.compress(&base.state, &actions)));
+    let Ok(Some(mut compressed)) = compressed else {
         return Ok(Ok(MergePlan::Nothing));
     };
     if compressed.len() >= actions.len() {
@@ -935,6 +984,7 @@ fn apply_failure(e: ApplyError, action_index: usize) -> Failure {
         ),
         ApplyError::UnknownDocumentType(t) => ("UNKNOWN_DOCUMENT_TYPE".to_owned(), format!("no model for {t:?}")),
         ApplyError::Rejected(r) => (r.code, r.message),
+        ApplyError::ReducerPanicked(m) => ("REDUCER_PANICKED".to_owned(), m),
         other => ("CORRUPT_RECORD".to_owned(), other.to_string()),
     };
     Failure {
