@@ -141,3 +141,52 @@ test("two browsers converge through the server, and subscribe sees remote change
     await b.close();
   }
 });
+
+test("keyframes: a long document opens from its latest keyframe, and a rebase deep below it still merges", async () => {
+  const idbA = new IDBFactory();
+  const a = await open(idbA, "long-a");
+  const b = await open(new IDBFactory(), "long-b");
+  try {
+    const doc = await a.create("folio/todo-list", "Long");
+    await a.sync();
+    await b.sync();
+    // B acts first (its clock is earlier) but syncs last: its action sorts near the start of A's long history.
+    await b.apply(doc.id, [{ type: "ADD_TODO", input: { id: "early", title: "from b" } }]);
+    for (let i = 0; i < 600; i += 50) {
+      await a.apply(doc.id, Array.from({ length: 50 }, (_, k) => ({ type: "ADD_TODO", input: { id: `a${(i + k) % 40}`, title: `t${i + k}` } })));
+    }
+    await a.close();
+    const keyframes = await new Promise((resolve, reject) => {
+      const req = idbA.open("folio:long-a");
+      req.onsuccess = () => {
+        const db = req.result;
+        const all = db.transaction("keyframes").objectStore("keyframes").getAllKeys();
+        all.onsuccess = () => {
+          db.close();
+          resolve(all.result.map((k) => k[1]));
+        };
+        all.onerror = () => reject(all.error);
+      };
+      req.onerror = () => reject(req.error);
+    });
+    assert.deepEqual(keyframes, [250, 500]);
+
+    const a2 = await open(idbA, "long-a", { compress: false });
+    const before = await a2.get(doc.id);
+    assert.equal(before.header.revision.global, 600);
+    await b.sync();
+    await a2.sync(); // pulls B's early action: a rebase over ~600 operations, below both keyframes
+    await b.sync();
+    const [da, db, served] = [await a2.get(doc.id), await b.get(doc.id), await api(server, `/v1/documents/${doc.id}`)];
+    assert.equal(da.stateHash, served.stateHash);
+    assert.equal(db.stateHash, served.stateHash);
+    assert.ok(da.state.global.items.early);
+    await a2.close();
+    // Reopened after the rebase: from the keyframe stored after it, the same document.
+    const a3 = await open(idbA, "long-a");
+    assert.equal((await a3.get(doc.id)).stateHash, served.stateHash);
+    await a3.close();
+  } finally {
+    await b.close();
+  }
+});
