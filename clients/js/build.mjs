@@ -4,7 +4,7 @@
 // Environment: CARGO_TARGET_DIR (default /var/tmp/folio-wasm-target), WASM_BINDGEN (default: wasm-bindgen on PATH,
 // or /var/tmp/folio-tools/bin/wasm-bindgen), FOLIO_WASM_PROFILE (release, default; or dev).
 import { execFileSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
@@ -61,5 +61,10 @@ await esbuild.build({
 run(process.execPath, [join(here, "node_modules", "typescript", "bin", "tsc"), "-p", here, "--emitDeclarationOnly",
   "--declaration", "--noEmit", "false", "--outDir", join(dist, "types")]);
 writeFileSync(join(dist, "folio-client.d.ts"), 'export * from "./types/src/index.js";\n');
+// The declarations of wasm-bindgen's glue, which src/wasm.ts imports as ../wasm-pkg/folio_wasm.js.
+mkdirSync(join(dist, "types", "wasm-pkg"), { recursive: true });
+// Without its `[Symbol.dispose]` member, which needs TypeScript's esnext library in the app (free() stays).
+const glue = readFileSync(join(pkg, "folio_wasm.d.ts"), "utf8").replace(/^.*\[Symbol\.dispose\]\(\).*\n/gm, "");
+writeFileSync(join(dist, "types", "wasm-pkg", "folio_wasm.d.ts"), glue);
 if (!existsSync(join(dist, "types", "src", "index.d.ts"))) throw new Error("types were not written");
 console.log(`built ${dist}`);
