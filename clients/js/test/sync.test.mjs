@@ -190,3 +190,38 @@ test("keyframes: a long document opens from its latest keyframe, and a rebase de
     await b.close();
   }
 });
+
+test("local scope stays here; document scope renames and deletes, everywhere", async () => {
+  const a = await open(new IDBFactory(), "scopes-a");
+  const b = await open(new IDBFactory(), "scopes-b");
+  try {
+    const doc = await a.create("folio/todo-list", "Before");
+    await a.apply(doc.id, [{ type: "SET", input: { path: "/draft", value: "mine" }, scope: "local" }]);
+    assert.equal(a.status.pending, 1, "a local action is never pushed");
+    await a.apply(doc.id, [{ type: "SET_NAME", input: { name: "After" }, scope: "document" }]);
+    await assert.rejects(a.apply(doc.id, [{ type: "SET_NAME", input: {}, scope: "global" }]), { code: "UNKNOWN_ACTION" });
+    await assert.rejects(
+      a.apply(doc.id, [{ type: "ADD_TODO", input: { id: "x", title: "t" } }, { type: "SET_NAME", input: { name: "n" }, scope: "document" }]),
+      { code: "INVALID_REQUEST" },
+    );
+    await a.sync();
+    await b.sync();
+    const seen = await b.get(doc.id);
+    assert.equal(seen.header.name, "After");
+    assert.deepEqual(seen.state.local, {});
+    assert.deepEqual((await a.get(doc.id)).state.local, { draft: "mine" });
+    assert.equal((await api(server, `/v1/documents/${doc.id}`)).header.name, "After");
+    await b.apply(doc.id, [{ type: "DELETE_DOCUMENT", input: {}, scope: "document" }]);
+    await assert.rejects(b.apply(doc.id, [{ type: "ADD_TODO", input: { id: "x", title: "t" } }]), { code: "DOCUMENT_DELETED" });
+    await b.sync();
+    await a.sync();
+    assert.equal((await a.get(doc.id)).header.deleted, true);
+    assert.ok(!(await a.list()).some((h) => h.id === doc.id), "deleted documents are not listed");
+    assert.ok((await a.list({ includeDeleted: true })).some((h) => h.id === doc.id && h.deleted));
+    assert.ok((await a.list({ type: "folio/json" })).every((h) => h.documentType === "folio/json"));
+    assert.equal(await a.get("0190c5a0-0000-7000-8000-000000000000"), null, "an unknown document is null");
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
