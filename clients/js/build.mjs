@@ -35,13 +35,14 @@ const dist = join(here, "dist");
 rmSync(dist, { recursive: true, force: true });
 mkdirSync(dist, { recursive: true });
 const optimised = join(dist, "folio-client.wasm");
-// wasm-opt only when asked (FOLIO_WASM_OPT=1): Debian bookworm's binaryen 108 breaks wasm-bindgen 0.2.130's
-// externref table ("WebAssembly.Table.set(): Argument 1 is invalid for table").
-const opt = process.env.FOLIO_WASM_OPT === "1" ? which("wasm-opt") : null;
+// wasm-opt only when asked: FOLIO_WASM_OPT=<path of a wasm-opt> (binaryen 116 or later: npm's `binaryen` package
+// works, e.g. node_modules/.bin/wasm-opt after `npm i --no-save binaryen`; 825 KB become 666 KB). Debian bookworm's
+// binaryen 108 breaks wasm-bindgen 0.2.130's externref table ("WebAssembly.Table.set(): Argument 1 is invalid").
+const opt = process.env.FOLIO_WASM_OPT || null;
 if (opt) {
   // The features rustc used (reference types for wasm-bindgen's externref table, bulk memory, …) are read from
   // the module's target_features section.
-  run(opt, ["-O2", "--detect-features", join(pkg, "folio_wasm_bg.wasm"), "-o", optimised]);
+  run(opt, ["-O2", join(pkg, "folio_wasm_bg.wasm"), "-o", optimised]);
 } else {
   copyFileSync(join(pkg, "folio_wasm_bg.wasm"), optimised);
 }
