@@ -776,8 +776,14 @@ fn verify_names_a_document_that_cannot_be_replayed() {
 
     let human = store.run(&["verify"]);
     assert_eq!(human.code, Some(1), "{human:#?}");
-    assert!(human.stdout.starts_with(&format!("UNREADABLE: document {bad}")), "{human:#?}");
-    assert!(human.stderr.starts_with("folio: ") && human.stderr.contains(&bad), "{human:#?}");
+    assert!(
+        human.stdout.starts_with(&format!("UNREADABLE: document {bad}")),
+        "{human:#?}"
+    );
+    assert!(
+        human.stderr.starts_with("folio: ") && human.stderr.contains(&bad),
+        "{human:#?}"
+    );
     let report = store.run(&["verify", "--json"]);
     assert_eq!(report.code, Some(1), "{report:#?}");
     let report: Value = serde_json::from_str(&report.stdout).unwrap();
@@ -803,4 +809,27 @@ fn sync_refuses_an_https_remote_up_front() {
         .run(&["sync", "--remote", "https://folio.example", "--token", "t"])
         .fails(2, "https:// remotes are not supported");
     assert!(!Path::new(store.dir()).join("folio.db").exists(), "nothing was opened");
+}
+
+/// `doc apply --action-id`: the same action again is a retry (the original revision, nothing appended), another
+/// action under the id is refused, and a bad id is a usage error.
+#[test]
+fn apply_with_an_action_id_is_retried_once() {
+    let store = Store::new();
+    let id = store.create("groceries");
+    let action_id = uuid::Uuid::now_v7().to_string();
+    let apply = |input: &str| store.run(&["doc", "apply", &id, "ADD_TODO", input, "--action-id", &action_id]);
+    assert_eq!(apply(r#"{"id":"milk","title":"Milk"}"#).ok().trim(), "1");
+    store.add(&id, "eggs", "Eggs");
+    assert_eq!(
+        apply(r#"{"id":"milk","title":"Milk"}"#).ok().trim(),
+        "1",
+        "the original outcome"
+    );
+    apply(r#"{"id":"milk","title":"Oat milk"}"#).fails(1, "DUPLICATE_ACTION_ID");
+    assert_eq!(store.revision(&id), 2, "each action once");
+    store
+        .run(&["doc", "apply", &id, "ADD_TODO", "{}", "--action-id", "nope"])
+        .fails(2, "--action-id");
+    store.assert_verifies();
 }

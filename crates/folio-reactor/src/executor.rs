@@ -10,12 +10,12 @@ use tokio::sync::mpsc;
 
 use futures::TryStreamExt;
 
-use folio_core::merge::{MergePlan, effective, plan_merge, tail_covers};
+use folio_core::merge::{MergePlan, effective, fold_merged, plan_merge, tail_covers};
 use folio_core::{Action, ApplyError, Document, Operation, Scope, order_key};
 use folio_store::{AppendRequest, StoreError};
 
 use crate::ReactorError;
-use crate::event::Event;
+use crate::event::{Event, commit_events};
 use crate::job::{Job, JobKind, JobOutcome, JobStatus, MergeReport};
 use crate::reactor::Shared;
 use crate::view::DocKey;
@@ -292,6 +292,11 @@ impl Executor {
         let shared = self.shared.clone();
         match result {
             Ok(appended) => {
+                if let Ok(mut failure) = shared.write_failure.lock()
+                    && failure.is_some()
+                {
+                    *failure = None;
+                }
                 let ops = p.request.operations;
                 let mut completions = Vec::with_capacity(p.jobs.len());
                 shared.view.apply_committed(&p.key, &ops);
@@ -311,12 +316,6 @@ impl Executor {
                     }
                     None => String::new(),
                 };
-                // Events go out before the jobs complete: whoever sees a completed job and subscribes afterwards
-                // does not receive its operations again.
-                let deleted = p.request.unit.scope == Scope::Document
-                    && ops
-                        .iter()
-                        .any(|op| op.action.action_type == folio_core::document::DELETE_DOCUMENT);
                 let ordinals = appended.ordinals;
                 for (mut job, range) in p.jobs {
                     let job_ops = ops[range.clone()].to_vec();
@@ -331,28 +330,10 @@ impl Executor {
                     };
                     completions.push((job, outcome));
                 }
-                let conflicts: Vec<Event> = ops
-                    .iter()
-                    .filter_map(|op| {
-                        op.error.as_ref().map(|reason| Event::Conflict {
-                            unit: p.request.unit.clone(),
-                            index: op.index,
-                            action_id: op.action.id,
-                            reason: reason.clone(),
-                        })
-                    })
-                    .collect();
-                shared.bus.publish(Event::OperationsCommitted {
-                    unit: p.request.unit,
-                    document_type: document_type.into(),
-                    operations: ops.into(),
-                    ordinals: ordinals.into(),
-                });
-                if deleted {
-                    shared.bus.publish(Event::DocumentDeleted { document_id: p.key.id });
-                }
-                for conflict in conflicts {
-                    shared.bus.publish(conflict);
+                // Events go out before the jobs complete: whoever sees a completed job and subscribes afterwards
+                // does not receive its operations again.
+                for event in commit_events(p.request.unit, document_type.into(), ops.into(), ordinals.into()) {
+                    shared.bus.publish(event);
                 }
                 for (job, outcome) in completions {
                     complete(&shared, job, outcome);
@@ -384,6 +365,9 @@ impl Executor {
             Err(e) => {
                 self.working.remove(&p.key);
                 shared.view.invalidate(&p.key);
+                if !matches!(e, StoreError::InvalidOperations { .. }) {
+                    *shared.write_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                }
                 let error = ReactorError::from(e);
                 for (job, _) in p.jobs {
                     fail(&shared, job, error.clone());
@@ -494,7 +478,7 @@ fn run_job(doc: &mut Document, job: &Job, shared: &Shared) -> Result<Vec<Operati
     }
     let mut ops = Vec::with_capacity(job.actions.len());
     for (i, action) in job.actions.iter().enumerate() {
-        let action = stamp(doc, scope, action.clone(), shared);
+        let action = doc.stamp(scope, action.clone(), &shared.config.replica_id, &shared.clock);
         let op = Operation::new(action, start + i as u64, 0, None, &doc.head(scope));
         match doc.apply(&op, &shared.registry) {
             Ok(()) => ops.push(op),
@@ -502,27 +486,6 @@ fn run_job(doc: &mut Document, job: &Job, shared: &Shared) -> Result<Vec<Operati
         }
     }
     Ok(ops)
-}
-
-/// Makes a local action this replica's: its replica id when it has none, the causal context of what the unit has
-/// integrated, and a clock after everything in the unit (a client's clock that lags is advanced), so the effective
-/// history stays sorted by the total order.
-fn stamp(doc: &Document, scope: Scope, mut action: Action, shared: &Shared) -> Action {
-    let me = &shared.config.replica_id;
-    let seen = doc.seen(scope);
-    if let Some(latest) = seen.0.values().max().copied() {
-        shared.clock.observe(latest);
-        if action.timestamp() <= latest {
-            let now = shared.clock.now();
-            action.timestamp_utc_ms = now.millis;
-            action.counter = now.counter;
-        }
-    }
-    let author = action.replica.get_or_insert_with(|| me.clone()).clone();
-    if action.context.is_empty() {
-        action.context = seen.without(&author);
-    }
-    action
 }
 
 /// The most operations of a unit's tail read at once while looking for the common prefix of a merge.
@@ -604,46 +567,19 @@ async fn merge(
             (actions, head - cut)
         }
     };
-    // An action id belongs to the first action in the total order that carries it: ids taken before the merged run
-    // (with other content: exact duplicates were dropped by the plan) and ids seen earlier in the run mark the later
-    // action rejected, kept in the history like any refusal.
-    let mut taken = taken_ids(shared, &unit, head - skip, head, &actions).await?;
-    let mut ops = Vec::with_capacity(actions.len());
-    for (i, action) in actions.into_iter().enumerate() {
-        shared.clock.observe(action.timestamp());
-        let index = head + i as u64;
-        let skip = if i == 0 { skip } else { 0 };
-        let op = Operation::new(action, index, skip, None, &doc.head(scope));
-        let folded = if taken.insert(op.action.id) {
-            doc.fold(&op, true, &shared.registry)
-        } else {
-            Err(ApplyError::Rejected(folio_core::Rejection::new(
-                folio_core::merge::DUPLICATE_ACTION_ID,
-                format!(
-                    "action id {} is used by an earlier action of the document",
-                    op.action.id
-                ),
-            )))
-        };
-        let op = match folded {
-            Ok(()) => op,
-            Err(ApplyError::Rejected(reason)) => {
-                // Kept in the history, marked: its index is taken and the state does not change.
-                let reason = reason.to_string();
-                report.rejected.push((op.action.id, reason.clone()));
-                let marked = Operation::new(op.action, index, skip, Some(reason), &doc.head(scope));
-                doc.fold(&marked, true, &shared.registry)
-                    .map_err(|e| ReactorError::Corrupt(format!("{unit} at {index}: {e}")))?;
-                marked
-            }
-            Err(ApplyError::NotCreated) => return Err(ReactorError::DocumentNotFound(key.id)),
-            Err(ApplyError::ReducerPanicked(message)) => {
-                return Err(ReactorError::ReducerPanicked(format!("{unit} at {index}: {message}")));
-            }
-            Err(e) => return Err(ReactorError::Corrupt(format!("{unit} at {index}: {e}"))),
-        };
-        ops.push(op);
-    }
+    // An action id belongs to the first action in the total order that carries it: the ids the effective history
+    // holds before the merged run (with other content: exact duplicates were dropped by the plan).
+    let taken = taken_ids(shared, &unit, head - skip, head, &actions).await?;
+    let folded = fold_merged(doc, scope, skip, actions, taken, &shared.registry, |a| {
+        shared.clock.observe(a.timestamp())
+    })
+    .map_err(|(index, e)| match e {
+        ApplyError::NotCreated => ReactorError::DocumentNotFound(key.id),
+        ApplyError::ReducerPanicked(message) => ReactorError::ReducerPanicked(format!("{unit} at {index}: {message}")),
+        e => ReactorError::Corrupt(format!("{unit} at {index}: {e}")),
+    })?;
+    report.rejected = folded.rejected;
+    let ops = folded.operations;
     report.appended = ops.len();
     Ok((ops, report))
 }

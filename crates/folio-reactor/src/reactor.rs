@@ -31,6 +31,9 @@ pub(crate) struct Shared {
     pub config: ReactorConfig,
     /// This replica's clock: stamps local actions, observes every integrated one.
     pub clock: HybridClock,
+    /// The store's last refusal of a commit for another reason than a stale revision (a full disk, a lost
+    /// database), until a commit succeeds again: what readiness reports.
+    pub write_failure: Mutex<Option<String>>,
 }
 
 struct Inner {
@@ -107,6 +110,7 @@ impl Reactor {
             registry,
             config,
             clock: HybridClock::new(),
+            write_failure: Mutex::new(None),
         });
         let follower = shared
             .store
@@ -378,6 +382,31 @@ impl Reactor {
     /// Events from now on.
     pub fn subscribe(&self) -> Subscription {
         self.inner.shared.bus.subscribe()
+    }
+
+    /// Whether this reactor can serve: it accepts jobs, its store answers a read within `timeout`, and its last
+    /// commit did not fail (a store that refuses writes, say for a full disk, is not ready until one succeeds).
+    /// `Err` says why not.
+    pub async fn ready(&self, timeout: std::time::Duration) -> Result<(), String> {
+        if !self.inner.accepting.load(Ordering::Acquire) {
+            return Err("the reactor is shutting down".into());
+        }
+        match tokio::time::timeout(timeout, self.inner.shared.store.max_ordinal()).await {
+            Err(_) => return Err(format!("the store did not answer within {} ms", timeout.as_millis())),
+            Ok(Err(e)) => return Err(format!("the store does not answer: {e}")),
+            Ok(Ok(_)) => {}
+        }
+        let failure = self
+            .inner
+            .shared
+            .write_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match failure {
+            Some(reason) => Err(format!("the store refused the last commit: {reason}")),
+            None => Ok(()),
+        }
     }
 
     /// Stops taking jobs, lets the executors finish every queued job (completed or visibly failed), and waits
