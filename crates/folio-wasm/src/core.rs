@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use folio_core::merge::{Cuts, MergePlan, effective, effective_mask, plan_merge, tail_covers};
+use folio_core::merge::{Cuts, MergePlan, effective, effective_mask, fold_merged, plan_merge, tail_covers};
 use folio_core::{
     Action, ApplyError, Branch, CausalContext, Document, DocumentId, HybridClock, ModelRegistry, OpHash, Operation,
     Scope, check_chain, order_key,
@@ -580,7 +580,7 @@ impl Core {
                 replica: None,
                 context: CausalContext::default(),
             };
-            let action = stamp(&doc, scope, action, &self.replica, &self.clock);
+            let action = doc.stamp(scope, action, &self.replica, &self.clock);
             let op = Operation::new(action, start + i as u64, 0, None, &doc.head(scope));
             if let Err(e) = doc.apply(&op, &self.registry) {
                 return Err(apply_failure(e, i));
@@ -795,9 +795,8 @@ impl Core {
             }
         };
         // The executor's `taken_ids`: an action id belongs to the first action in the total order that carries
-        // it; ids of effective operations before the merged run, and ids seen earlier in the run, mark the later
-        // action rejected.
-        let mut taken: HashSet<Uuid> = {
+        // it; the ids the effective history holds before the merged run (`fold_merged` adds those of the run).
+        let taken: HashSet<Uuid> = {
             let wanted: HashSet<Uuid> = actions.iter().map(|a| a.id).collect();
             let before = head - skip;
             let log = match scope {
@@ -810,53 +809,27 @@ impl Core {
                 .map(|(op, _)| op.action.id)
                 .collect()
         };
-        let mut ops = Vec::with_capacity(actions.len());
-        for (i, action) in actions.into_iter().enumerate() {
-            self.clock.observe(action.timestamp());
-            let index = head + i as u64;
-            let skip = if i == 0 { skip } else { 0 };
-            let op = Operation::new(action, index, skip, None, &doc.head(scope));
-            let folded = if taken.insert(op.action.id) {
-                doc.fold(&op, true, registry)
-            } else {
-                Err(ApplyError::Rejected(folio_core::Rejection::new(
-                    folio_core::merge::DUPLICATE_ACTION_ID,
-                    format!(
-                        "action id {} is used by an earlier action of the document",
-                        op.action.id
-                    ),
-                )))
-            };
-            let op = match folded {
-                Ok(()) => op,
-                Err(ApplyError::Rejected(reason)) => {
-                    let reason = reason.to_string();
-                    report.rejected.push(Rejected {
-                        document_id: key.0,
-                        action_id: op.action.id,
-                        reason: reason.clone(),
-                    });
-                    let marked = Operation::new(op.action, index, skip, Some(reason), &doc.head(scope));
-                    doc.fold(&marked, true, registry)
-                        .map_err(|e| Failure::corrupt(format!("{}/{scope} at {index}: {e}", key.0)))?;
-                    marked
-                }
-                Err(ApplyError::NotCreated) => {
-                    return Err(Failure::new(
-                        "DOCUMENT_NOT_FOUND",
-                        format!("document {} not found", key.0),
-                    ));
-                }
-                Err(ApplyError::ReducerPanicked(message)) => {
-                    return Err(Failure::new(
-                        "REDUCER_PANICKED",
-                        format!("{}/{scope} at {index}: {message}", key.0),
-                    ));
-                }
-                Err(e) => return Err(Failure::corrupt(format!("{}/{scope} at {index}: {e}", key.0))),
-            };
-            ops.push(op);
-        }
+        let clock = &self.clock;
+        let folded = fold_merged(&mut doc, scope, skip, actions, taken, registry, |a| {
+            clock.observe(a.timestamp())
+        })
+        .map_err(|(index, e)| match e {
+            ApplyError::NotCreated => Failure::new("DOCUMENT_NOT_FOUND", format!("document {} not found", key.0)),
+            ApplyError::ReducerPanicked(message) => {
+                Failure::new("REDUCER_PANICKED", format!("{}/{scope} at {index}: {message}", key.0))
+            }
+            e => Failure::corrupt(format!("{}/{scope} at {index}: {e}", key.0)),
+        })?;
+        report.rejected = folded
+            .rejected
+            .into_iter()
+            .map(|(action_id, reason)| Rejected {
+                document_id: key.0,
+                action_id,
+                reason,
+            })
+            .collect();
+        let ops = folded.operations;
         let core = self
             .docs
             .get_mut(key)
@@ -899,25 +872,6 @@ struct Report {
     duplicates: usize,
     replaced: usize,
     rejected: Vec<Rejected>,
-}
-
-/// The executor's `stamp`: the replica id when the action has none, the causal context of what the unit has
-/// integrated, and a clock after everything in the unit.
-fn stamp(doc: &Document, scope: Scope, mut action: Action, me: &str, clock: &HybridClock) -> Action {
-    let seen = doc.seen(scope);
-    if let Some(latest) = seen.0.values().max().copied() {
-        clock.observe(latest);
-        if action.timestamp() <= latest {
-            let now = clock.now();
-            action.timestamp_utc_ms = now.millis;
-            action.counter = now.counter;
-        }
-    }
-    let author = action.replica.get_or_insert_with(|| me.to_owned()).clone();
-    if action.context.is_empty() {
-        action.context = seen.without(&author);
-    }
-    action
 }
 
 /// The executor's `plan_compress`, on the window in memory.
