@@ -4,7 +4,7 @@
 // Environment: CARGO_TARGET_DIR (default /var/tmp/folio-wasm-target), WASM_BINDGEN (default: wasm-bindgen on PATH,
 // or /var/tmp/folio-tools/bin/wasm-bindgen), FOLIO_WASM_PROFILE (release, default; or dev).
 import { execFileSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
@@ -35,13 +35,14 @@ const dist = join(here, "dist");
 rmSync(dist, { recursive: true, force: true });
 mkdirSync(dist, { recursive: true });
 const optimised = join(dist, "folio-client.wasm");
-// wasm-opt only when asked (FOLIO_WASM_OPT=1): Debian bookworm's binaryen 108 breaks wasm-bindgen 0.2.130's
-// externref table ("WebAssembly.Table.set(): Argument 1 is invalid for table").
-const opt = process.env.FOLIO_WASM_OPT === "1" ? which("wasm-opt") : null;
+// wasm-opt only when asked: FOLIO_WASM_OPT=<path of a wasm-opt> (binaryen 116 or later: npm's `binaryen` package
+// works, e.g. node_modules/.bin/wasm-opt after `npm i --no-save binaryen`; 825 KB become 666 KB). Debian bookworm's
+// binaryen 108 breaks wasm-bindgen 0.2.130's externref table ("WebAssembly.Table.set(): Argument 1 is invalid").
+const opt = process.env.FOLIO_WASM_OPT || null;
 if (opt) {
   // The features rustc used (reference types for wasm-bindgen's externref table, bulk memory, …) are read from
   // the module's target_features section.
-  run(opt, ["-O2", "--detect-features", join(pkg, "folio_wasm_bg.wasm"), "-o", optimised]);
+  run(opt, ["-O2", join(pkg, "folio_wasm_bg.wasm"), "-o", optimised]);
 } else {
   copyFileSync(join(pkg, "folio_wasm_bg.wasm"), optimised);
 }
@@ -75,5 +76,10 @@ await esbuild.build({
 run(process.execPath, [join(here, "node_modules", "typescript", "bin", "tsc"), "-p", here, "--emitDeclarationOnly",
   "--declaration", "--noEmit", "false", "--outDir", join(dist, "types")]);
 writeFileSync(join(dist, "folio-client.d.ts"), 'export * from "./types/src/index.js";\n');
+// The declarations of wasm-bindgen's glue, which src/wasm.ts imports as ../wasm-pkg/folio_wasm.js.
+mkdirSync(join(dist, "types", "wasm-pkg"), { recursive: true });
+// Without its `[Symbol.dispose]` member, which needs TypeScript's esnext library in the app (free() stays).
+const glue = readFileSync(join(pkg, "folio_wasm.d.ts"), "utf8").replace(/^.*\[Symbol\.dispose\]\(\).*\n/gm, "");
+writeFileSync(join(dist, "types", "wasm-pkg", "folio_wasm.d.ts"), glue);
 if (!existsSync(join(dist, "types", "src", "index.d.ts"))) throw new Error("types were not written");
 console.log(`built ${dist}`);

@@ -7,8 +7,8 @@
 //    IndexedDB), then 9,000 more in applies of 100 actions to reach 10,000 operations;
 // 2. cold open of that 10,000-operation document from IndexedDB after a page reload (WebAssembly compile,
 //    `Folio.open`, `get`), 5 times;
-// 3. sync with `folio serve`: the replica pushes its 10,000 operations; a fresh replica (another database) pulls
-//    them.
+// 3. sync with `folio serve`: the replica pushes its 10,000 operations (without compression); a fresh replica
+//    (another database) pulls them; then, on a second document made the same way, the push with compression.
 // Rust side: `folio bench append --writers 1 --docs 1 --ops 1000 --batch 1`, `folio bench rehydrate --ops 10000`,
 // `folio bench sync --ops 10000 --docs 1`.
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -31,7 +31,7 @@ try {
   const page = await browser.open(server.url);
   const built = await page.evaluate(
     async ({ N, SINGLE }) => {
-      const f = await window.Folio.open({ name: "bench", autoSync: false });
+      const f = await window.Folio.open({ name: "bench", autoSync: false, shared: "off" });
       const doc = await f.create("folio/todo-list", "bench");
       const times = [];
       for (let i = 0; i < SINGLE; i++) {
@@ -66,7 +66,7 @@ try {
     opens.push(
       await page.evaluate(async (id) => {
         const t0 = performance.now();
-        const f = await window.Folio.open({ name: "bench", autoSync: false });
+        const f = await window.Folio.open({ name: "bench", autoSync: false, shared: "off" });
         const t1 = performance.now();
         const d = await f.get(id);
         const t2 = performance.now();
@@ -82,24 +82,38 @@ try {
 
   const sync = await page.evaluate(
     async ({ url, token, id, stateHash }) => {
-      const f = await window.Folio.open({ url, token, name: "bench", autoSync: false });
+      // Uncompressed, so that 10,000 operations move (the model would fold the 9,000 updates of 500 items away).
+      const f = await window.Folio.open({ url, token, name: "bench", autoSync: false, compress: false, shared: "off" });
       const t0 = performance.now();
       const push = await f.sync();
       const t1 = performance.now();
       await f.close();
-      const g = await window.Folio.open({ url, token, name: "bench-pull", autoSync: false });
+      const g = await window.Folio.open({ url, token, name: "bench-pull", autoSync: false, shared: "off" });
       const t2 = performance.now();
       const pull = await g.sync();
       const t3 = performance.now();
       const d = await g.get(id);
       await g.close();
       if (d.stateHash !== stateHash) throw new Error("pulled replica differs");
-      return { pushMs: t1 - t0, pushed: push.pushed, compressed: push.compressed, pullMs: t3 - t2, pulled: pull.pulled };
+      // The same history on another document, pushed with compression (as `folio sync` does by default).
+      const h = await window.Folio.open({ url, token, name: "bench-compress", autoSync: false, shared: "off" });
+      const doc = await h.create("folio/todo-list", "bench 2");
+      for (let i = 0; i < 10_000; i += 100) {
+        await h.apply(doc.id, Array.from({ length: 100 }, (_, k) => ({ type: "UPDATE_TODO", input: { id: `i${(i + k) % 500}`, title: "x", done: (i + k) % 2 === 0 } })));
+      }
+      const t4 = performance.now();
+      const compressed = await h.sync();
+      const t5 = performance.now();
+      await h.close();
+      return {
+        pushMs: t1 - t0, pushed: push.pushed, pullMs: t3 - t2, pulled: pull.pulled,
+        compressedPushMs: t5 - t4, compressedAway: compressed.compressed, compressedPushed: compressed.pushed,
+      };
     },
     { url: server.url, token: server.token, id: built.id, stateHash: built.stateHash },
   );
   results.chromium.sync = sync;
-  console.log(`chromium sync: push ${sync.pushed} actions (compressed away ${sync.compressed}) in ${ms(sync.pushMs)}; a fresh replica pulls ${sync.pulled} in ${ms(sync.pullMs)}`);
+  console.log(`chromium sync: push ${sync.pushed} actions in ${ms(sync.pushMs)}; a fresh replica pulls ${sync.pulled} in ${ms(sync.pullMs)}; with compression: ${sync.compressedAway} compressed away, ${sync.compressedPushed} pushed, ${ms(sync.compressedPushMs)}`);
 } finally {
   await browser.close();
   await server.stop();
@@ -113,6 +127,14 @@ results.rust.append = await bench(["append", "--writers", "1", "--docs", "1", "-
 results.rust.rehydrate = await bench(["rehydrate", "--ops", String(N), "--rounds", "5"]);
 results.rust.sync = await bench(["sync", "--ops", String(N), "--docs", "1", "--rounds", "1"]);
 console.log(`rust (${FOLIO_BIN}):`);
-console.log(JSON.stringify(results.rust, null, 1));
+for (const [name, reports] of Object.entries(results.rust)) {
+  for (const report of reports) {
+    for (const c of report.results) {
+      const t = c.time ?? {};
+      const lat = c.latencyP50Ns ? `, p50 ${ms(c.latencyP50Ns / 1e6)}, p99 ${ms(c.latencyP99Ns / 1e6)}` : "";
+      console.log(`  ${name} ${c.case} (${c.ops} ops): median ${ms((t.medianNs ?? 0) / 1e6)}${lat}`);
+    }
+  }
+}
 mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
 writeFileSync(new URL("./results/latest.json", import.meta.url), JSON.stringify(results, null, 2));

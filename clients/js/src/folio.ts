@@ -115,7 +115,8 @@ function after(a: [number, number], b: [number, number]): boolean {
 }
 
 export class Folio {
-  private readonly core: ReplicaCore;
+  private core: ReplicaCore;
+  private readonly seed: [number, number];
   private queue: Promise<unknown> = Promise.resolve();
   private rounds: Promise<unknown> = Promise.resolve();
   private readonly listeners = new Map<string, Set<Listener<FolioDocument>>>();
@@ -138,7 +139,8 @@ export class Folio {
   ) {
     const seed = new Uint32Array(2);
     crypto.getRandomValues(seed);
-    this.core = new ReplicaCore(replicaId, seed[0] ?? 0, seed[1] ?? 0);
+    this.seed = [seed[0] ?? 0, seed[1] ?? 1];
+    this.core = new ReplicaCore(replicaId, this.seed[0], this.seed[1]);
     const fetchImpl = options.fetch ?? ((input: string, init?: RequestInit) => globalThis.fetch(input, init));
     this.remote = options.url ? new HttpRemote(options.url, options.token, fetchImpl) : null;
   }
@@ -196,6 +198,19 @@ export class Folio {
     return run;
   }
 
+  /** Runs a core call. A trap (a panic: on wasm32 panics abort) leaves that core unusable: a new one takes its
+   * place, documents load again from IndexedDB, and the call fails with `CORE_FAILED`. */
+  private run(f: (core: ReplicaCore) => string): string {
+    try {
+      return f(this.core);
+    } catch (e) {
+      if (e instanceof FolioError) throw e;
+      this.seed[1] = (this.seed[1] + 1) >>> 0;
+      this.core = new ReplicaCore(this.replicaId, this.seed[0], this.seed[1]);
+      throw new FolioError("CORE_FAILED", `the WebAssembly core failed: ${(e as Error)?.message ?? e}`, { cause: e });
+    }
+  }
+
   private call<T>(text: string): T {
     const value = JSON.parse(text) as unknown;
     if (isFailure(value)) {
@@ -213,7 +228,7 @@ export class Folio {
       const input = await this.store.loadInput(id, BRANCH, bound);
       let answer: { loaded?: boolean; need?: Need[] };
       try {
-        answer = this.call(this.core.load(input));
+        answer = this.call(this.run((c) => c.load(input)));
       } catch (e) {
         const err = e as FolioError;
         if (err.code === "INVALID_REQUEST" || err.code === "CORRUPT_RECORD") {
@@ -230,7 +245,7 @@ export class Folio {
   }
 
   private docRecord(id: string): Commit["docs"] {
-    const header = this.core.header(id, BRANCH);
+    const header = this.run((c) => c.header(id, BRANCH));
     if (header === "null") return [];
     const h = this.call<DocumentHeader>(header);
     return [{ k: docKey(id, BRANCH), id, branch: BRANCH, type: h.documentType, header, deleted: !!h.deleted }];
@@ -273,13 +288,13 @@ export class Folio {
     const header = await this.exclusive(async () => {
       if (options.id) await this.ensureLoaded(options.id);
       const initial = options.initialState === undefined ? "" : JSON.stringify(options.initialState);
-      const appended = this.call<AppendedOut>(this.core.create(documentType, name, options.id ?? "", initial));
+      const appended = this.call<AppendedOut>(this.run((c) => c.create(documentType, name, options.id ?? "", initial)));
       const id = appended.documentId;
       const commit = this.records([appended], true);
       commit.docs = this.docRecord(id);
       await this.store_(commit, [id]);
       this.current.pending += commit.outboxAdd?.length ?? 0;
-      return { id, header: this.call<DocumentHeader>(this.core.header(id, BRANCH)) };
+      return { id, header: this.call<DocumentHeader>(this.run((c) => c.header(id, BRANCH))) };
     });
     this.changed([header.id]);
     this.setStatus({});
@@ -292,7 +307,7 @@ export class Folio {
   async apply(id: string, actions: ActionInput[]): Promise<ApplyResult> {
     const result = await this.exclusive(async () => {
       await this.ensureLoaded(id);
-      const appended = this.call<AppendedOut>(this.core.apply(id, BRANCH, JSON.stringify(actions)));
+      const appended = this.call<AppendedOut>(this.run((c) => c.apply(id, BRANCH, JSON.stringify(actions))));
       const commit = this.records([appended], true);
       commit.docs = this.docRecord(id);
       await this.store_(commit, [id]);
@@ -313,7 +328,7 @@ export class Folio {
   async get<G = unknown, L = unknown>(id: string): Promise<FolioDocument<G, L> | null> {
     return this.exclusive(async () => {
       await this.ensureLoaded(id);
-      return this.call<FolioDocument<G, L> | null>(this.core.document(id, BRANCH));
+      return this.call<FolioDocument<G, L> | null>(this.run((c) => c.document(id, BRANCH)));
     });
   }
 
@@ -334,7 +349,7 @@ export class Folio {
       if (!set || set.size === 0) continue;
       let doc: FolioDocument | null = null;
       try {
-        doc = this.call<FolioDocument | null>(this.core.document(id, BRANCH));
+        doc = this.call<FolioDocument | null>(this.run((c) => c.document(id, BRANCH)));
       } catch {
         doc = null;
       }
@@ -532,13 +547,13 @@ export class Folio {
         throw e;
       }
       const ids = JSON.stringify(run.map((r) => r.id));
-      let answer: { appended?: AppendedOut[]; saved?: number; need?: Need[] } = this.call(this.core.compress(id, BRANCH, ids));
+      let answer: { appended?: AppendedOut[]; saved?: number; need?: Need[] } = this.call(this.run((c) => c.compress(id, BRANCH, ids)));
       for (let i = 0; answer.need && i < 64; i++) {
         const need = answer.need[0];
         if (!need) break;
         this.core.unload(id, BRANCH);
         await this.ensureLoaded(id, need.before);
-        answer = this.call(this.core.compress(id, BRANCH, ids));
+        answer = this.call(this.run((c) => c.compress(id, BRANCH, ids)));
       }
       if (!answer.appended || answer.appended.length === 0) continue;
       const commit = this.records(answer.appended, true);
@@ -604,14 +619,14 @@ export class Folio {
     const ids = [...new Set(units.map((u) => u.documentId))];
     for (const id of ids) await this.ensureLoaded(id);
     let answer: { appended?: AppendedOut[]; new?: number; rejected?: RejectedAction[]; need?: Need[] } = this.call(
-      this.core.integrate(text),
+      this.run((c) => c.integrate(text)),
     );
     for (let i = 0; answer.need && i < 64; i++) {
       for (const need of answer.need) {
         this.core.unload(need.documentId, BRANCH);
         await this.ensureLoaded(need.documentId, need.before);
       }
-      answer = this.call(this.core.integrate(text));
+      answer = this.call(this.run((c) => c.integrate(text)));
     }
     if (answer.need) throw new FolioError("CORRUPT_RECORD", "documents do not load far enough back to integrate");
     const commit = this.records(answer.appended ?? [], false);

@@ -141,3 +141,87 @@ test("two browsers converge through the server, and subscribe sees remote change
     await b.close();
   }
 });
+
+test("keyframes: a long document opens from its latest keyframe, and a rebase deep below it still merges", async () => {
+  const idbA = new IDBFactory();
+  const a = await open(idbA, "long-a");
+  const b = await open(new IDBFactory(), "long-b");
+  try {
+    const doc = await a.create("folio/todo-list", "Long");
+    await a.sync();
+    await b.sync();
+    // B acts first (its clock is earlier) but syncs last: its action sorts near the start of A's long history.
+    await b.apply(doc.id, [{ type: "ADD_TODO", input: { id: "early", title: "from b" } }]);
+    for (let i = 0; i < 600; i += 50) {
+      await a.apply(doc.id, Array.from({ length: 50 }, (_, k) => ({ type: "ADD_TODO", input: { id: `a${(i + k) % 40}`, title: `t${i + k}` } })));
+    }
+    await a.close();
+    const keyframes = await new Promise((resolve, reject) => {
+      const req = idbA.open("folio:long-a");
+      req.onsuccess = () => {
+        const db = req.result;
+        const all = db.transaction("keyframes").objectStore("keyframes").getAllKeys();
+        all.onsuccess = () => {
+          db.close();
+          resolve(all.result.map((k) => k[1]));
+        };
+        all.onerror = () => reject(all.error);
+      };
+      req.onerror = () => reject(req.error);
+    });
+    assert.deepEqual(keyframes, [250, 500]);
+
+    const a2 = await open(idbA, "long-a", { compress: false });
+    const before = await a2.get(doc.id);
+    assert.equal(before.header.revision.global, 600);
+    await b.sync();
+    await a2.sync(); // pulls B's early action: a rebase over ~600 operations, below both keyframes
+    await b.sync();
+    const [da, db, served] = [await a2.get(doc.id), await b.get(doc.id), await api(server, `/v1/documents/${doc.id}`)];
+    assert.equal(da.stateHash, served.stateHash);
+    assert.equal(db.stateHash, served.stateHash);
+    assert.ok(da.state.global.items.early);
+    await a2.close();
+    // Reopened after the rebase: from the keyframe stored after it, the same document.
+    const a3 = await open(idbA, "long-a");
+    assert.equal((await a3.get(doc.id)).stateHash, served.stateHash);
+    await a3.close();
+  } finally {
+    await b.close();
+  }
+});
+
+test("local scope stays here; document scope renames and deletes, everywhere", async () => {
+  const a = await open(new IDBFactory(), "scopes-a");
+  const b = await open(new IDBFactory(), "scopes-b");
+  try {
+    const doc = await a.create("folio/todo-list", "Before");
+    await a.apply(doc.id, [{ type: "SET", input: { path: "/draft", value: "mine" }, scope: "local" }]);
+    assert.equal(a.status.pending, 1, "a local action is never pushed");
+    await a.apply(doc.id, [{ type: "SET_NAME", input: { name: "After" }, scope: "document" }]);
+    await assert.rejects(a.apply(doc.id, [{ type: "SET_NAME", input: {}, scope: "global" }]), { code: "UNKNOWN_ACTION" });
+    await assert.rejects(
+      a.apply(doc.id, [{ type: "ADD_TODO", input: { id: "x", title: "t" } }, { type: "SET_NAME", input: { name: "n" }, scope: "document" }]),
+      { code: "INVALID_REQUEST" },
+    );
+    await a.sync();
+    await b.sync();
+    const seen = await b.get(doc.id);
+    assert.equal(seen.header.name, "After");
+    assert.deepEqual(seen.state.local, {});
+    assert.deepEqual((await a.get(doc.id)).state.local, { draft: "mine" });
+    assert.equal((await api(server, `/v1/documents/${doc.id}`)).header.name, "After");
+    await b.apply(doc.id, [{ type: "DELETE_DOCUMENT", input: {}, scope: "document" }]);
+    await assert.rejects(b.apply(doc.id, [{ type: "ADD_TODO", input: { id: "x", title: "t" } }]), { code: "DOCUMENT_DELETED" });
+    await b.sync();
+    await a.sync();
+    assert.equal((await a.get(doc.id)).header.deleted, true);
+    assert.ok(!(await a.list()).some((h) => h.id === doc.id), "deleted documents are not listed");
+    assert.ok((await a.list({ includeDeleted: true })).some((h) => h.id === doc.id && h.deleted));
+    assert.ok((await a.list({ type: "folio/json" })).every((h) => h.documentType === "folio/json"));
+    assert.equal(await a.get("0190c5a0-0000-7000-8000-000000000000"), null, "an unknown document is null");
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});

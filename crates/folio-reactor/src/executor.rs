@@ -15,7 +15,7 @@ use folio_core::{Action, ApplyError, Document, Operation, Scope, order_key};
 use folio_store::{AppendRequest, StoreError};
 
 use crate::ReactorError;
-use crate::event::Event;
+use crate::event::{Event, commit_events};
 use crate::job::{Job, JobKind, JobOutcome, JobStatus, MergeReport};
 use crate::reactor::Shared;
 use crate::view::DocKey;
@@ -316,12 +316,6 @@ impl Executor {
                     }
                     None => String::new(),
                 };
-                // Events go out before the jobs complete: whoever sees a completed job and subscribes afterwards
-                // does not receive its operations again.
-                let deleted = p.request.unit.scope == Scope::Document
-                    && ops
-                        .iter()
-                        .any(|op| op.action.action_type == folio_core::document::DELETE_DOCUMENT);
                 let ordinals = appended.ordinals;
                 for (mut job, range) in p.jobs {
                     let job_ops = ops[range.clone()].to_vec();
@@ -336,28 +330,10 @@ impl Executor {
                     };
                     completions.push((job, outcome));
                 }
-                let conflicts: Vec<Event> = ops
-                    .iter()
-                    .filter_map(|op| {
-                        op.error.as_ref().map(|reason| Event::Conflict {
-                            unit: p.request.unit.clone(),
-                            index: op.index,
-                            action_id: op.action.id,
-                            reason: reason.clone(),
-                        })
-                    })
-                    .collect();
-                shared.bus.publish(Event::OperationsCommitted {
-                    unit: p.request.unit,
-                    document_type: document_type.into(),
-                    operations: ops.into(),
-                    ordinals: ordinals.into(),
-                });
-                if deleted {
-                    shared.bus.publish(Event::DocumentDeleted { document_id: p.key.id });
-                }
-                for conflict in conflicts {
-                    shared.bus.publish(conflict);
+                // Events go out before the jobs complete: whoever sees a completed job and subscribes afterwards
+                // does not receive its operations again.
+                for event in commit_events(p.request.unit, document_type.into(), ops.into(), ordinals.into()) {
+                    shared.bus.publish(event);
                 }
                 for (job, outcome) in completions {
                     complete(&shared, job, outcome);

@@ -32,6 +32,7 @@ mod executor;
 mod follower;
 mod job;
 mod reactor;
+mod reads;
 mod view;
 
 pub use config::ReactorConfig;
@@ -39,4 +40,5 @@ pub use error::ReactorError;
 pub use event::{Event, EventBus, Received, Subscription};
 pub use job::{JobHandle, JobId, JobOutcome, JobStatus, MergeReport};
 pub use reactor::{Reactor, Submit};
+pub use reads::OperationPage;
 pub use view::{DocKey, DocumentView};

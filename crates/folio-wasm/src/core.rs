@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use folio_core::merge::{Cuts, MergePlan, effective, effective_mask, plan_merge, tail_covers};
+use folio_core::merge::{Cuts, MergePlan, effective, effective_mask, fold_merged, plan_merge, tail_covers};
 use folio_core::{
     Action, ApplyError, Branch, CausalContext, Document, DocumentId, HybridClock, ModelRegistry, OpHash, Operation,
     Scope, check_chain, order_key,
@@ -580,7 +580,7 @@ impl Core {
                 replica: None,
                 context: CausalContext::default(),
             };
-            let action = stamp(&doc, scope, action, &self.replica, &self.clock);
+            let action = doc.stamp(scope, action, &self.replica, &self.clock);
             let op = Operation::new(action, start + i as u64, 0, None, &doc.head(scope));
             if let Err(e) = doc.apply(&op, &self.registry) {
                 return Err(apply_failure(e, i));
@@ -695,6 +695,14 @@ impl Core {
             return Ok(None);
         };
         let (tail, from) = core.tail(scope);
+        if from > 0 {
+            // A merge looks up the ids it appends in the whole log (an id reused with other content is refused
+            // where it comes second in the total order, as the executor's `taken_ids`): the window must start at 0.
+            return Ok(Some(Need {
+                document_id: key.0,
+                before: 0,
+            }));
+        }
         if !tail_covers(&tail, from, min) {
             return Ok(Some(Need {
                 document_id: key.0,
@@ -725,6 +733,12 @@ impl Core {
             .ok_or_else(|| Failure::new("NOT_LOADED", format!("document {} is not loaded", key.0)))?;
         let head = core.head(scope);
         let mut report = Report::default();
+        if scope == Scope::Global && core.start() > 0 {
+            return Ok(Err(Need {
+                document_id: key.0,
+                before: 0,
+            }));
+        }
         let plan = {
             let (tail, from) = core.tail(scope);
             match &kind {
@@ -780,36 +794,42 @@ impl Core {
                 (actions, head - cut, true)
             }
         };
-        let mut ops = Vec::with_capacity(actions.len());
-        for (i, action) in actions.into_iter().enumerate() {
-            self.clock.observe(action.timestamp());
-            let index = head + i as u64;
-            let skip = if i == 0 { skip } else { 0 };
-            let op = Operation::new(action, index, skip, None, &doc.head(scope));
-            let op = match doc.fold(&op, true, registry) {
-                Ok(()) => op,
-                Err(ApplyError::Rejected(reason)) => {
-                    let reason = reason.to_string();
-                    report.rejected.push(Rejected {
-                        document_id: key.0,
-                        action_id: op.action.id,
-                        reason: reason.clone(),
-                    });
-                    let marked = Operation::new(op.action, index, skip, Some(reason), &doc.head(scope));
-                    doc.fold(&marked, true, registry)
-                        .map_err(|e| Failure::corrupt(format!("{}/{scope} at {index}: {e}", key.0)))?;
-                    marked
-                }
-                Err(ApplyError::NotCreated) => {
-                    return Err(Failure::new(
-                        "DOCUMENT_NOT_FOUND",
-                        format!("document {} not found", key.0),
-                    ));
-                }
-                Err(e) => return Err(Failure::corrupt(format!("{}/{scope} at {index}: {e}", key.0))),
+        // The executor's `taken_ids`: an action id belongs to the first action in the total order that carries
+        // it; the ids the effective history holds before the merged run (`fold_merged` adds those of the run).
+        let taken: HashSet<Uuid> = {
+            let wanted: HashSet<Uuid> = actions.iter().map(|a| a.id).collect();
+            let before = head - skip;
+            let log = match scope {
+                Scope::Document => &core.document_ops,
+                _ => &core.global_ops,
             };
-            ops.push(op);
-        }
+            log.iter()
+                .zip(effective_mask(log))
+                .filter(|(op, e)| *e && op.index < before && wanted.contains(&op.action.id))
+                .map(|(op, _)| op.action.id)
+                .collect()
+        };
+        let clock = &self.clock;
+        let folded = fold_merged(&mut doc, scope, skip, actions, taken, registry, |a| {
+            clock.observe(a.timestamp())
+        })
+        .map_err(|(index, e)| match e {
+            ApplyError::NotCreated => Failure::new("DOCUMENT_NOT_FOUND", format!("document {} not found", key.0)),
+            ApplyError::ReducerPanicked(message) => {
+                Failure::new("REDUCER_PANICKED", format!("{}/{scope} at {index}: {message}", key.0))
+            }
+            e => Failure::corrupt(format!("{}/{scope} at {index}: {e}", key.0)),
+        })?;
+        report.rejected = folded
+            .rejected
+            .into_iter()
+            .map(|(action_id, reason)| Rejected {
+                document_id: key.0,
+                action_id,
+                reason,
+            })
+            .collect();
+        let ops = folded.operations;
         let core = self
             .docs
             .get_mut(key)
@@ -854,25 +874,6 @@ struct Report {
     rejected: Vec<Rejected>,
 }
 
-/// The executor's `stamp`: the replica id when the action has none, the causal context of what the unit has
-/// integrated, and a clock after everything in the unit.
-fn stamp(doc: &Document, scope: Scope, mut action: Action, me: &str, clock: &HybridClock) -> Action {
-    let seen = doc.seen(scope);
-    if let Some(latest) = seen.0.values().max().copied() {
-        clock.observe(latest);
-        if action.timestamp() <= latest {
-            let now = clock.now();
-            action.timestamp_utc_ms = now.millis;
-            action.counter = now.counter;
-        }
-    }
-    let author = action.replica.get_or_insert_with(|| me.to_owned()).clone();
-    if action.context.is_empty() {
-        action.context = seen.without(&author);
-    }
-    action
-}
-
 /// The executor's `plan_compress`, on the window in memory.
 fn plan_compress(
     core: &DocCore,
@@ -906,7 +907,9 @@ fn plan_compress(
         Err(need) => return Ok(Err(need)),
     };
     let actions: Vec<Action> = run.iter().map(|op| op.action.clone()).collect();
-    let Some(mut compressed) = model.compress(&base.state, &actions) else {
+    // The model's code: a panic leaves the actions as they are (where panics unwind: on wasm32 they abort).
+    let compressed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.compress(&base.state, &actions)));
+    let Ok(Some(mut compressed)) = compressed else {
         return Ok(Ok(MergePlan::Nothing));
     };
     if compressed.len() >= actions.len() {
@@ -935,6 +938,7 @@ fn apply_failure(e: ApplyError, action_index: usize) -> Failure {
         ),
         ApplyError::UnknownDocumentType(t) => ("UNKNOWN_DOCUMENT_TYPE".to_owned(), format!("no model for {t:?}")),
         ApplyError::Rejected(r) => (r.code, r.message),
+        ApplyError::ReducerPanicked(m) => ("REDUCER_PANICKED".to_owned(), m),
         other => ("CORRUPT_RECORD".to_owned(), other.to_string()),
     };
     Failure {

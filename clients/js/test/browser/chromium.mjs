@@ -1,6 +1,6 @@
-// Real headless Chromium (Debian's, driven by playwright-core: no browser download) with a page served on the
-// folio server's own origin through request routing: `/app/*` comes from clients/js, everything else goes to the
-// real server. (With `folio serve --cors-origin` the page could live on another origin.)
+// Real headless Chromium (Debian's, driven by playwright-core: no browser download) with the test app served
+// through request routing: `ORIGIN/app/*` comes from clients/js (so a reload works offline too), on the folio
+// server's own origin or on another one (then the server runs with `--cors-origin ORIGIN`).
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { extname, join } from "node:path";
@@ -22,7 +22,7 @@ export const ARGS = [
   "--disable-component-update",
   "--disable-sync",
   // The test page is served through request routing, which Chromium does not count as a loopback origin: without
-  // this, its WebSocket to the 127.0.0.1 server is refused (net::ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS).
+  // this, its calls to the 127.0.0.1 server are refused (net::ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS).
   "--disable-features=LocalNetworkAccessChecks",
 ];
 

@@ -7,10 +7,14 @@ import assert from "node:assert/strict";
 import { api, folio, startServer, tempDir } from "../helpers.mjs";
 import { launch } from "./chromium.mjs";
 
+// The app's origin: another origin than the server's, so every call is cross-origin (CORS, the WebSocket token in
+// the query). The page and the bundle are served by request routing, so a reload works offline.
+const APP = "http://folio-app.test";
+
 let server;
 let browser;
 before(async () => {
-  server = await startServer();
+  server = await startServer(["--cors-origin", APP]);
   browser = await launch();
 });
 after(async () => {
@@ -51,7 +55,7 @@ async function waitFor(page, fn, arg, what) {
 test("offline in Chromium, reload, online: browser, Rust replica and server converge, conflicts reported", async () => {
   const rust = tempDir("folio-rust-");
   const { page, context } = browser;
-  await browser.open(server.url);
+  await browser.open(APP);
   const options = { url: server.url, token: server.token, name: "e2e", shared: "off" }; // the replica itself (tabs: test/browser/tabs.test.mjs)
   const replica = await openFolio(page, options);
   assert.match(replica, /^[0-9a-f]{16}$/);
