@@ -16,7 +16,8 @@
 //    document, then sync until both have everything (as `folio bench sync --ops 10000 --docs 1` does with Rust
 //    replicas); also one-way: 10,000 pushed, then pulled by a fresh replica.
 //
-// Environment: FOLIO_BIN, CHROMIUM, FOLIO_BENCH_SIZES (default 1000,10000,100000), FOLIO_BENCH_RUST=0 (skip Rust).
+// Environment: FOLIO_BIN, CHROMIUM, FOLIO_BENCH_SIZES (default 1000,10000,100000), FOLIO_BENCH_CASES (default
+// open,apply,tabs,sync), FOLIO_BENCH_RUST=0 (skip Rust).
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,6 +28,7 @@ import { appServer, browser } from "../test/browser/web.mjs";
 const here = fileURLToPath(new URL(".", import.meta.url));
 const SIZES = (process.env.FOLIO_BENCH_SIZES || "1000,10000,100000").split(",").map(Number);
 const SAMPLES = 5;
+const CASES = new Set((process.env.FOLIO_BENCH_CASES || "open,apply,tabs,sync").split(","));
 const q = (xs, p) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(p * s.length))];
@@ -68,7 +70,7 @@ try {
 
   // ---- 1. cold open of keyframed documents ----
   results.chromium.open = [];
-  for (const n of SIZES) {
+  for (const n of CASES.has("open") ? SIZES : []) {
     const builder = await page();
     const built = await builder.evaluate(async (n) => {
       const f = await window.Folio.open({ name: `open-${n}`, shared: "off", autoSync: false });
@@ -118,7 +120,14 @@ try {
           const t3 = performance.now();
           await f.close();
           if (!d) throw new Error("no document");
-          return { wasm: t1 - t0, open: t2 - t1, get: t3 - t2 };
+          // Again in the same page: a new replica (nothing cached), the WebAssembly code now compiled.
+          const t4 = performance.now();
+          const g = await window.Folio.open({ name: `open-${n}`, shared: "off", autoSync: false });
+          const t5 = performance.now();
+          await g.get(id);
+          const t6 = performance.now();
+          await g.close();
+          return { wasm: t1 - t0, open: t2 - t1, get: t3 - t2, warmOpen: t5 - t4, warmGet: t6 - t5 };
         }, { n, id: built.id }),
       );
       await closeAll();
@@ -146,13 +155,15 @@ try {
       pageGetMs: med(page1.map((o) => o.get)),
       pageOpenGetMs: med(page1.map((o) => o.open + o.get)),
       pageTotalMs: med(page1.map((o) => o.wasm + o.open + o.get)),
+      warmOpenGetMs: med(page1.map((o) => o.warmOpen + o.warmGet)),
+      warmGetMs: med(page1.map((o) => o.warmGet)),
       workerFirstTabMs: med(worker.map((o) => o.open + o.get)),
       workerGetMs: med(worker.map((o) => o.get)),
       workerMode: worker[0]?.mode,
     };
     results.chromium.open.push(row);
     console.log(
-      `open ${row.ops} ops: replica open + get ${f(row.pageOpenGetMs)} (open ${f(row.pageOpenMs)}, get ${f(row.pageGetMs)}); wasm compile ${f(row.pageWasmMs)}; first tab via SharedWorker ${f(row.workerFirstTabMs)} (get ${f(row.workerGetMs)}) [built in ${(row.buildMs / 1000).toFixed(1)} s]`,
+      `open ${row.ops} ops: replica open + get ${f(row.pageOpenGetMs)} (open ${f(row.pageOpenMs)}, get ${f(row.pageGetMs)}); wasm compile ${f(row.pageWasmMs)}; again with compiled code ${f(row.warmOpenGetMs)} (get ${f(row.warmGetMs)}); first tab via SharedWorker ${f(row.workerFirstTabMs)} (get ${f(row.workerGetMs)}) [built in ${(row.buildMs / 1000).toFixed(1)} s]`,
     );
   }
 
@@ -174,8 +185,8 @@ try {
     await closeAll();
     return { p50: q(times, 0.5), p99: q(times, 0.99), n: times.length };
   };
-  results.chromium.apply = { page: await applyIn("off"), worker: await applyIn("worker") };
-  console.log(
+  if (CASES.has("apply")) results.chromium.apply = { page: await applyIn("off"), worker: await applyIn("worker") };
+  if (CASES.has("apply")) console.log(
     `apply (1 action, durable): in the page p50 ${f(results.chromium.apply.page.p50)} p99 ${f(results.chromium.apply.page.p99)}; from a tab through the SharedWorker p50 ${f(results.chromium.apply.worker.p50)} p99 ${f(results.chromium.apply.worker.p99)}`,
   );
 
@@ -217,14 +228,14 @@ try {
     await closeAll();
     return { p50: q(lat, 0.5), p99: q(lat, 0.99), n: lat.length, modes };
   };
-  results.chromium.tabToTab = { worker: await tabToTab("worker"), leader: await tabToTab("leader") };
-  console.log(
+  if (CASES.has("tabs")) results.chromium.tabToTab = { worker: await tabToTab("worker"), leader: await tabToTab("leader") };
+  if (CASES.has("tabs")) console.log(
     `tab to tab (apply in one, subscribe in another): SharedWorker p50 ${f(results.chromium.tabToTab.worker.p50)} p99 ${f(results.chromium.tabToTab.worker.p99)}; leader tab (${results.chromium.tabToTab.leader.modes}) p50 ${f(results.chromium.tabToTab.leader.p50)} p99 ${f(results.chromium.tabToTab.leader.p99)}`,
   );
 
   // ---- 4. sync ----
   const syncRuns = [];
-  for (let round = 0; round < 3; round++) {
+  for (let round = 0; round < (CASES.has("sync") ? 3 : 0); round++) {
     // Each round on a fresh server (its own origin and store): the pull of the one-way case moves its 10,000 only.
     const own = await appServer({ staticDir: site });
     const p = await br.context.newPage();
@@ -290,7 +301,7 @@ try {
     await closeAll();
     await own.close();
   }
-  results.chromium.sync = {
+  if (syncRuns.length) results.chromium.sync = {
     bothWaysMs: med(syncRuns.map((r) => r.bothMs)),
     moved: syncRuns[0].moved,
     pushMs: med(syncRuns.map((r) => r.pushMs)),
@@ -300,7 +311,7 @@ try {
     runs: syncRuns,
   };
   const s = results.chromium.sync;
-  console.log(
+  if (s) console.log(
     `sync: 2 x 5,000 offline operations on one document, both ways until converged ${f(s.bothWaysMs)} (${s.moved} entries moved); one way: push ${s.pushed} in ${f(s.pushMs)}, a fresh replica pulls ${s.pulled} in ${f(s.pullMs)}`,
   );
 } finally {
