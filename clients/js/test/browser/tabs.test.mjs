@@ -186,10 +186,11 @@ test("without SharedWorker the tabs elect a leader; it closes offline and the ne
     await waitTitles(a, offline, "the leader sees the follower's offline work");
     await waitBadge(b, "pending");
 
-    // The leader closes: tab B takes the lock and hosts the replica; nothing pending is lost.
+    // The leader closes: tab B takes the lock and hosts the replica; nothing pending is lost. Tab B adds a todo at
+    // once, while there may be no leader yet: its call waits and goes to the next leader (itself).
     await a.close();
-    await b.waitForFunction(() => document.getElementById("mode").textContent === "leader", null, { timeout: 20_000 });
     await addTodo(b, "After the hand-over");
+    await b.waitForFunction(() => document.getElementById("mode").textContent === "leader", null, { timeout: 20_000 });
     const all = [...offline, "After the hand-over"];
     await waitTitles(b, all, "the new leader");
     assert.ok((await b.evaluate(() => window.folio.status.pending)) >= 4, "the pending actions are still pending");
