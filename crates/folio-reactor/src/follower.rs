@@ -31,7 +31,7 @@ use folio_core::{DocumentId, Operation, SyncUnit};
 use folio_store::{CommitFeed, Committed, StoreError};
 
 use crate::event::{Event, commit_events};
-use crate::reactor::Shared;
+use crate::shared::Shared;
 use crate::view::DocKey;
 
 /// How often the follower reads the log when no notice came.
