@@ -53,19 +53,53 @@ pub struct ApiDocs {
     json: Arc<str>,
 }
 
-/// The description of the API as JSON text (what `GET /v1/openapi.json` answers and `schemas/openapi.json` holds).
+/// The description of the API as JSON text (what `GET /v1/openapi.json` answers and `schemas/openapi.json` holds):
+/// that of a server with the built-in models and the default limits.
 pub fn openapi_json() -> String {
-    build(crate::state::ServerConfig::new(".").sync_body_limit, |routes| routes)
-        .1
-        .json
-        .to_string()
+    let facts = Facts::new(
+        &crate::state::ServerConfig::new("."),
+        &folio_core::ModelRegistry::with_builtin(),
+    );
+    build(&facts, |routes| routes).1.json.to_string()
+}
+
+/// What the description states that the types alone cannot: the registered models and the server's limits.
+pub(crate) struct Facts {
+    /// The largest push body.
+    sync_body_limit: usize,
+    /// The most actions one request may carry.
+    max_actions: usize,
+    /// The registered document types, in registration order.
+    document_types: Vec<String>,
+    /// Every action type some scope of some registered model takes, sorted.
+    action_types: Vec<String>,
+}
+
+impl Facts {
+    pub(crate) fn new(config: &crate::state::ServerConfig, registry: &folio_core::ModelRegistry) -> Self {
+        use folio_core::document::{CREATE_DOCUMENT, DELETE_DOCUMENT, NOOP, SET_NAME};
+        let mut action_types: std::collections::BTreeSet<&str> = registry
+            .iter()
+            .flat_map(|model| model.action_types().iter().copied())
+            .collect();
+        // The document scope's actions, the local scope's (folio/json's, on every model) and NOOP.
+        action_types.extend([CREATE_DOCUMENT, SET_NAME, DELETE_DOCUMENT, NOOP]);
+        action_types.extend(folio_core::models::json::JSON_ACTION_TYPES.iter().copied());
+        Self {
+            sync_body_limit: config.sync_body_limit,
+            max_actions: config.max_actions,
+            document_types: registry.iter().map(|m| m.document_type().to_owned()).collect(),
+            action_types: action_types.into_iter().map(str::to_owned).collect(),
+        }
+    }
 }
 
 /// The documented routes, with `authenticate` applied to those that need a token, and their description.
 pub(crate) fn build(
-    sync_body_limit: usize,
+    facts: &Facts,
     authenticate: impl FnOnce(ApiRouter<AppState>) -> ApiRouter<AppState>,
 ) -> (Router<AppState>, ApiDocs) {
+    let sync_body_limit = facts.sync_body_limit;
     aide::generate::infer_responses(true);
     aide::generate::extract_schemas(true);
     // JSON Schema 2020-12, the dialect of OpenAPI 3.1 (aide's default generator writes draft 7), with shared types
@@ -130,6 +164,7 @@ pub(crate) fn build(
                         .tag("documents")
                         .summary("Create a document")
                         .with(write)
+                        .with(json_body)
                         .with(|op| error::<409>(op, "DOCUMENT_EXISTS: a document with this id exists"))
                         .with(|op| error::<422>(op, "UNKNOWN_DOCUMENT_TYPE: no model of this type is registered"))
                 })
@@ -153,7 +188,8 @@ pub(crate) fn build(
                     .with(|op| {
                         error::<408>(
                             op,
-                            "REVISION_NOT_REACHED: `minRevision` was not reached in time (`details.wanted`, `reached`)",
+                            "REVISION_NOT_REACHED: `minRevision` was not reached in time (10 s), or `revision` is \
+                             past the document's head (`details.wanted`, `reached`)",
                         )
                     })
                 })
@@ -173,7 +209,13 @@ pub(crate) fn build(
                         .tag("documents")
                         .summary("Apply actions to a document, all or nothing")
                         .with(write)
-                        .with(|op| error::<404>(op, "DOCUMENT_NOT_FOUND: no such document"))
+                        .with(json_body)
+                        .with(|op| {
+                            error::<404>(
+                                op,
+                                "DOCUMENT_NOT_FOUND: no such document, or it was deleted (`details.deleted`)",
+                            )
+                        })
                         .with(|op| {
                             error::<409>(
                                 op,
@@ -197,7 +239,12 @@ pub(crate) fn build(
                         .tag("documents")
                         .summary("A document's history in one scope and branch, paged by index")
                         .with(read)
-                        .with(|op| error::<404>(op, "DOCUMENT_NOT_FOUND: no such document"))
+                        .with(|op| {
+                            error::<404>(
+                                op,
+                                "DOCUMENT_NOT_FOUND: no such document, or it was deleted (`details.deleted`)",
+                            )
+                        })
                 }),
             )
             .api_route(
@@ -237,7 +284,12 @@ pub(crate) fn build(
                         .tag("sync")
                         .summary("Actions kept in the document's history but refused by its reducer after a merge")
                         .with(read)
-                        .with(|op| error::<404>(op, "DOCUMENT_NOT_FOUND: no such document"))
+                        .with(|op| {
+                            error::<404>(
+                                op,
+                                "DOCUMENT_NOT_FOUND: no such document, or it was deleted (`details.deleted`)",
+                            )
+                        })
                 }),
             )
             .api_route(
@@ -263,6 +315,14 @@ pub(crate) fn build(
                              `/v1/sync/info` (64 MiB by default).",
                         )
                         .with(write)
+                        .with(json_body)
+                        .with(|op| {
+                            error::<404>(
+                                op,
+                                "DOCUMENT_NOT_FOUND: an entry for a document whose `document` scope (its creation) \
+                                 was never pushed",
+                            )
+                        })
                 })
                 .layer(DefaultBodyLimit::max(sync_body_limit)),
             )
@@ -342,6 +402,7 @@ pub(crate) fn build(
         ))
     });
     add_links(&mut api);
+    state_what_types_cannot(&mut api, facts);
     let mut json = serde_json::to_string_pretty(&api).expect("the description serializes");
     json.push('\n');
     let docs = ApiDocs {
@@ -411,6 +472,120 @@ fn add_links(api: &mut OpenApi) {
     }
 }
 
+/// The schema of component `name`, as a JSON object.
+fn component<'a>(api: &'a mut OpenApi, name: &str) -> &'a mut serde_json::Map<String, serde_json::Value> {
+    api.components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut(name))
+        .and_then(|s| s.json_schema.as_object_mut())
+        .unwrap_or_else(|| panic!("the description has no schema {name}"))
+}
+
+/// Property `property` of component `name`.
+fn property<'a>(
+    api: &'a mut OpenApi,
+    name: &str,
+    property: &str,
+) -> &'a mut serde_json::Map<String, serde_json::Value> {
+    component(api, name)
+        .get_mut("properties")
+        .and_then(|p| p.get_mut(property))
+        .and_then(|p| p.as_object_mut())
+        .unwrap_or_else(|| panic!("{name} has no property {property}"))
+}
+
+/// What the server refuses that the types alone do not say, stated in their schemas so that the description
+/// allows exactly what the server accepts: the registered document types and action types as enums, the limits,
+/// the replica id's length, and the fields that must agree (one scope per request, an entry's scope and its
+/// action's). What no JSON Schema can say (an entry's action is the pushing replica's; a clock at most a day ahead
+/// of the server's; what a model refuses in a document's state) is said in the descriptions.
+fn state_what_types_cannot(api: &mut OpenApi, facts: &Facts) {
+    use serde_json::json;
+    property(api, "CreateDocument", "documentType").insert("enum".into(), json!(facts.document_types));
+
+    let action_type = property(api, "ActionInput", "type");
+    action_type.insert("enum".into(), json!(facts.action_types));
+    action_type.insert(
+        "description".into(),
+        json!(
+            "Its type: one of the model's action types (`GET /v1/document-types`), of the local scope's (those of \
+             `folio/json`), or of the document scope's (`SET_NAME`, `DELETE_DOCUMENT`, …). Any other is 422 \
+             `ACTION_REJECTED`; so is one the document's model does not take."
+        ),
+    );
+    property(api, "ActionInput", "timestampUtcMs").insert(
+        "description".into(),
+        json!(
+            "When it was made, milliseconds since the epoch as a decimal string (an integer is accepted too); at \
+             most a day ahead of the server's clock (400 `BAD_REQUEST` otherwise). Kept when later than every \
+             operation of the document, advanced otherwise."
+        ),
+    );
+    // One scope a request: all global (or omitted), all local, or all document.
+    let actions = property(api, "SubmitActions", "actions");
+    actions.insert("maxItems".into(), json!(facts.max_actions));
+    actions.insert(
+        "anyOf".into(),
+        json!([
+            { "items": { "properties": { "scope": { "enum": ["global", null] } } } },
+            { "items": { "properties": { "scope": { "const": "local" } }, "required": ["scope"] } },
+            { "items": { "properties": { "scope": { "const": "document" } }, "required": ["scope"] } }
+        ]),
+    );
+    actions.insert(
+        "description".into(),
+        json!(format!(
+            "The actions, all or nothing: at least one, at most {} (the server's `--max-actions`; more is 413), all \
+             of one scope (an omitted scope is `global`).",
+            facts.max_actions
+        )),
+    );
+
+    let replica = property(api, "PushRequest", "replica");
+    replica.insert("minLength".into(), json!(1));
+    replica.insert("maxLength".into(), json!(64));
+    replica.insert(
+        "description".into(),
+        json!(
+            "The pushing replica's id, 1 to 64 characters (not this server's own). Every entry's action carries it \
+             as its `replica`."
+        ),
+    );
+    // What folio-core's types read, which their schemas state loosely: a clock's milliseconds are a u64, its counter
+    // a u32, a causal context's replica ids 1 to 64 characters.
+    property(api, "Action", "timestampUtcMs").insert("pattern".into(), json!(crate::wire::at_most(u64::MAX)));
+    property(api, "Action", "counter").insert("maximum".into(), json!(u32::MAX));
+    let context = component(api, "CausalContext");
+    context.insert("propertyNames".into(), json!({ "minLength": 1, "maxLength": 64 }));
+    context.insert(
+        "additionalProperties".into(),
+        json!({
+            "type": "string",
+            "pattern": format!(
+                "^{}\\.{}$",
+                crate::wire::at_most(u64::MAX).trim_start_matches('^').trim_end_matches('$'),
+                crate::wire::at_most(u32::MAX.into()).trim_start_matches('^').trim_end_matches('$')
+            )
+        }),
+    );
+    property(api, "PushRequest", "entries").insert("maxItems".into(), json!(crate::routes::sync::MAX_PUSH_ENTRIES));
+    // An entry is of the global or the document scope (the local scope never leaves its replica), and its action is
+    // of the same scope.
+    let entry = component(api, "SyncEntry");
+    entry.insert(
+        "anyOf".into(),
+        json!(["global", "document"]
+            .iter()
+            .map(|scope| json!({
+                "properties": {
+                    "scope": { "const": scope },
+                    "action": { "properties": { "scope": { "const": scope } } }
+                }
+            }))
+            .collect::<Vec<_>>()),
+    );
+}
+
 fn tag(name: &str, description: &str) -> Tag {
     Tag {
         name: name.into(),
@@ -443,7 +618,25 @@ fn websocket(op: TransformOperation<'_>) -> TransformOperation<'_> {
     op.security_requirement("token")
         .with(read)
         .with(|op| error::<405>(op, "METHOD_NOT_ALLOWED: a handshake is a GET"))
-        .with(|op| error::<426>(op, "UPGRADE_REQUIRED: the connection cannot be upgraded"))
+        .with(|op| {
+            error::<426>(
+                op,
+                "UPGRADE_REQUIRED: not a WebSocket handshake (a plain GET: no `Connection: Upgrade` and \
+                 `Upgrade: websocket`; answered with those headers), another `Sec-WebSocket-Version` than 13 \
+                 (answered with `Sec-WebSocket-Version: 13`), or a connection that cannot be upgraded",
+            )
+        })
+}
+
+/// What every endpoint with a JSON body may answer, besides [`write`]'s.
+fn json_body(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.with(|op| {
+        error::<415>(
+            op,
+            "UNSUPPORTED_MEDIA_TYPE: the body is sent with another `Content-Type` than `application/json` \
+             (parameters such as `; charset=utf-8` are fine), or none; nothing was done",
+        )
+    })
 }
 
 /// What every endpoint that changes documents may answer, besides [`read`]'s.
