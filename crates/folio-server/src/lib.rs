@@ -11,8 +11,8 @@ mod error;
 pub mod openapi;
 mod routes;
 mod state;
-mod wire;
 mod whole;
+mod wire;
 mod ws;
 
 use std::future::Future;

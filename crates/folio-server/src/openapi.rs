@@ -146,44 +146,46 @@ pub(crate) fn build(
             }),
         );
 
-    let documented =
-        ApiRouter::new()
-            .api_route(
-                "/v1/document-types",
-                get_with(meta::document_types, |op| {
-                    op.id("listDocumentTypes")
-                        .tag("meta")
-                        .summary("The registered document models and their action types")
-                        .with(read)
-                }),
-            )
-            .api_route(
-                "/v1/documents",
-                post_with(documents::create, |op| {
-                    op.id("createDocument")
-                        .tag("documents")
-                        .summary("Create a document")
-                        .with(write)
-                        .with(json_body)
-                        .with(|op| error::<409>(op, "DOCUMENT_EXISTS: a document with this id exists"))
-                        .with(|op| error::<422>(op, "UNKNOWN_DOCUMENT_TYPE: no model of this type is registered"))
-                })
-                .get_with(documents::list, |op| {
-                    op.id("listDocuments")
-                        .tag("documents")
-                        .summary("List document headers, by type, paged by id (deleted documents are left out)")
-                        .with(read)
-                }),
-            )
-            .api_route(
-                "/v1/documents/{id}",
-                get_with(documents::get, |op| {
-                    op.id("getDocument")
+    let documented = ApiRouter::new()
+        .api_route(
+            "/v1/document-types",
+            get_with(meta::document_types, |op| {
+                op.id("listDocumentTypes")
+                    .tag("meta")
+                    .summary("The registered document models and their action types")
+                    .with(read)
+            }),
+        )
+        .api_route(
+            "/v1/documents",
+            post_with(documents::create, |op| {
+                op.id("createDocument")
+                    .tag("documents")
+                    .summary("Create a document")
+                    .with(write)
+                    .with(json_body)
+                    .with(|op| error::<409>(op, "DOCUMENT_EXISTS: a document with this id exists"))
+                    .with(|op| error::<422>(op, "UNKNOWN_DOCUMENT_TYPE: no model of this type is registered"))
+            })
+            .get_with(documents::list, |op| {
+                op.id("listDocuments")
+                    .tag("documents")
+                    .summary("List document headers, by type, paged by id (deleted documents are left out)")
+                    .with(read)
+            }),
+        )
+        .api_route(
+            "/v1/documents/{id}",
+            get_with(documents::get, |op| {
+                op.id("getDocument")
                     .tag("documents")
                     .summary("A document, optionally at a past global revision or once it reaches a minimum")
                     .with(read)
                     .with(|op| {
-                        error::<404>(op, "DOCUMENT_NOT_FOUND: no such document, or it was deleted (`details.deleted`)")
+                        error::<404>(
+                            op,
+                            "DOCUMENT_NOT_FOUND: no such document, or it was deleted (`details.deleted`)",
+                        )
                     })
                     .with(|op| {
                         error::<408>(
@@ -192,164 +194,164 @@ pub(crate) fn build(
                              past the document's head (`details.wanted`, `reached`)",
                         )
                     })
-                })
-                .delete_with(documents::delete, |op| {
-                    op.id("deleteDocument")
-                        .tag("documents")
-                        .summary("Mark a document deleted (an operation: its history stays readable)")
-                        .with(write)
-                        .with(|op| error::<404>(op, "DOCUMENT_NOT_FOUND: no such document"))
-                        .with(|op| error::<409>(op, "RETRIES_EXHAUSTED: other writers kept moving the head"))
-                }),
-            )
-            .api_route(
-                "/v1/documents/{id}/actions",
-                post_with(documents::actions, |op| {
-                    op.id("submitActions")
-                        .tag("documents")
-                        .summary("Apply actions to a document, all or nothing")
-                        .with(write)
-                        .with(json_body)
-                        .with(|op| {
-                            error::<404>(
-                                op,
-                                "DOCUMENT_NOT_FOUND: no such document, or it was deleted (`details.deleted`)",
-                            )
-                        })
-                        .with(|op| {
-                            error::<409>(
-                                op,
-                                "REVISION_MISMATCH: `expectedRevision` is stale (`details.expected`, `actual`); \
+            })
+            .delete_with(documents::delete, |op| {
+                op.id("deleteDocument")
+                    .tag("documents")
+                    .summary("Mark a document deleted (an operation: its history stays readable)")
+                    .with(write)
+                    .with(|op| error::<404>(op, "DOCUMENT_NOT_FOUND: no such document"))
+                    .with(|op| error::<409>(op, "RETRIES_EXHAUSTED: other writers kept moving the head"))
+            }),
+        )
+        .api_route(
+            "/v1/documents/{id}/actions",
+            post_with(documents::actions, |op| {
+                op.id("submitActions")
+                    .tag("documents")
+                    .summary("Apply actions to a document, all or nothing")
+                    .with(write)
+                    .with(json_body)
+                    .with(|op| {
+                        error::<404>(
+                            op,
+                            "DOCUMENT_NOT_FOUND: no such document, or it was deleted (`details.deleted`)",
+                        )
+                    })
+                    .with(|op| {
+                        error::<409>(
+                            op,
+                            "REVISION_MISMATCH: `expectedRevision` is stale (`details.expected`, `actual`); \
                          RETRIES_EXHAUSTED: other writers kept moving the head",
-                            )
-                        })
-                        .with(|op| {
-                            error::<422>(
-                                op,
-                                "ACTION_REJECTED: the model refused an action (`details.actionIndex`, `reason`, \
+                        )
+                    })
+                    .with(|op| {
+                        error::<422>(
+                            op,
+                            "ACTION_REJECTED: the model refused an action (`details.actionIndex`, `reason`, \
                          `reasonMessage`); nothing was stored",
-                            )
-                        })
-                }),
-            )
-            .api_route(
-                "/v1/documents/{id}/operations",
-                get_with(documents::operations, |op| {
-                    op.id("listOperations")
-                        .tag("documents")
-                        .summary("A document's history in one scope and branch, paged by index")
-                        .with(read)
-                        .with(|op| {
-                            error::<404>(
-                                op,
-                                "DOCUMENT_NOT_FOUND: no such document, or it was deleted (`details.deleted`)",
-                            )
-                        })
-                }),
-            )
-            .api_route(
-                "/v1/jobs/{jobId}",
-                get_with(jobs::get, |op| {
-                    op.id("getJob")
-                        .tag("jobs")
-                        .summary("A job's status")
-                        .with(read)
-                        .with(|op| {
-                            error::<404>(
-                                op,
-                                "JOB_NOT_FOUND: no such job (jobs are kept for a while after they end)",
-                            )
-                        })
-                }),
-            )
-            .api_route(
-                "/v1/subscribe",
-                get_with(ws::subscribe, |op| {
-                    op.id("subscribe")
-                        .tag("live")
-                        .summary("Live events over WebSocket")
-                        .description(
-                            "A WebSocket handshake. OpenAPI cannot describe the messages that follow: the client sends \
+                        )
+                    })
+            }),
+        )
+        .api_route(
+            "/v1/documents/{id}/operations",
+            get_with(documents::operations, |op| {
+                op.id("listOperations")
+                    .tag("documents")
+                    .summary("A document's history in one scope and branch, paged by index")
+                    .with(read)
+                    .with(|op| {
+                        error::<404>(
+                            op,
+                            "DOCUMENT_NOT_FOUND: no such document, or it was deleted (`details.deleted`)",
+                        )
+                    })
+            }),
+        )
+        .api_route(
+            "/v1/jobs/{jobId}",
+            get_with(jobs::get, |op| {
+                op.id("getJob")
+                    .tag("jobs")
+                    .summary("A job's status")
+                    .with(read)
+                    .with(|op| {
+                        error::<404>(
+                            op,
+                            "JOB_NOT_FOUND: no such job (jobs are kept for a while after they end)",
+                        )
+                    })
+            }),
+        )
+        .api_route(
+            "/v1/subscribe",
+            get_with(ws::subscribe, |op| {
+                op.id("subscribe")
+                    .tag("live")
+                    .summary("Live events over WebSocket")
+                    .description(
+                        "A WebSocket handshake. OpenAPI cannot describe the messages that follow: the client sends \
                      `{\"subscribe\": {\"documentIds\"?: [uuid], \"documentTypes\"?: [string]}}` and receives \
                      `{\"event\": \"subscribed\"}`, then `operations`, `deleted` and `lagged` events (see \
                      docs/http.md). The token may be the `token` query parameter instead of the bearer header.",
+                    )
+                    .with(websocket)
+            }),
+        )
+        .api_route(
+            "/v1/documents/{id}/conflicts",
+            get_with(sync::conflicts, |op| {
+                op.id("listConflicts")
+                    .tag("sync")
+                    .summary("Actions kept in the document's history but refused by its reducer after a merge")
+                    .with(read)
+                    .with(|op| {
+                        error::<404>(
+                            op,
+                            "DOCUMENT_NOT_FOUND: no such document, or it was deleted (`details.deleted`)",
                         )
-                        .with(websocket)
-                }),
-            )
-            .api_route(
-                "/v1/documents/{id}/conflicts",
-                get_with(sync::conflicts, |op| {
-                    op.id("listConflicts")
-                        .tag("sync")
-                        .summary("Actions kept in the document's history but refused by its reducer after a merge")
-                        .with(read)
-                        .with(|op| {
-                            error::<404>(
-                                op,
-                                "DOCUMENT_NOT_FOUND: no such document, or it was deleted (`details.deleted`)",
-                            )
-                        })
-                }),
-            )
-            .api_route(
-                "/v1/sync/info",
-                get_with(sync::info, |op| {
-                    op.id("syncInfo")
-                        .tag("sync")
-                        .summary("This server as a sync remote: its replica id and the largest push body it takes")
-                        .with(read)
-                }),
-            )
-            .api_route(
-                "/v1/sync/push",
-                post_with(sync::push, |op| {
-                    op.id("syncPush")
-                        .tag("sync")
-                        .summary("Push a replica's actions; answers once every one is durably integrated")
-                        .description(
-                            "Entries are the pushing replica's own actions, in its commit order. Actions the server \
+                    })
+            }),
+        )
+        .api_route(
+            "/v1/sync/info",
+            get_with(sync::info, |op| {
+                op.id("syncInfo")
+                    .tag("sync")
+                    .summary("This server as a sync remote: its replica id and the largest push body it takes")
+                    .with(read)
+            }),
+        )
+        .api_route(
+            "/v1/sync/push",
+            post_with(sync::push, |op| {
+                op.id("syncPush")
+                    .tag("sync")
+                    .summary("Push a replica's actions; answers once every one is durably integrated")
+                    .description(
+                        "Entries are the pushing replica's own actions, in its commit order. Actions the server \
                              has are counted as duplicates (a retried push is harmless); actions interleaving with \
                              what it has are merged by rebase; an action its reducer refuses in its merged position \
                              is kept, marked and listed in `rejected`. The body limit is `maxBodyBytes` of \
                              `/v1/sync/info` (64 MiB by default).",
-                        )
-                        .with(write)
-                        .with(json_body)
-                        .with(|op| {
-                            error::<404>(
-                                op,
-                                "DOCUMENT_NOT_FOUND: an entry for a document whose `document` scope (its creation) \
+                    )
+                    .with(write)
+                    .with(json_body)
+                    .with(|op| {
+                        error::<404>(
+                            op,
+                            "DOCUMENT_NOT_FOUND: an entry for a document whose `document` scope (its creation) \
                                  was never pushed",
-                            )
-                        })
-                })
-                .layer(DefaultBodyLimit::max(sync_body_limit)),
-            )
-            .api_route(
-                "/v1/sync/pull",
-                get_with(sync::pull, |op| {
-                    op.id("syncPull")
-                        .tag("sync")
-                        .summary("What this server committed after a cursor, in commit order, paged")
-                        .with(read)
-                }),
-            )
-            .api_route(
-                "/v1/sync/live",
-                get_with(sync::live, |op| {
-                    op.id("syncLive")
-                        .tag("sync")
-                        .summary("Live sync over WebSocket: pull answers pushed as the server commits")
-                        .description(
-                            "A WebSocket handshake with the query of `/v1/sync/pull`. The server sends messages \
+                        )
+                    })
+            })
+            .layer(DefaultBodyLimit::max(sync_body_limit)),
+        )
+        .api_route(
+            "/v1/sync/pull",
+            get_with(sync::pull, |op| {
+                op.id("syncPull")
+                    .tag("sync")
+                    .summary("What this server committed after a cursor, in commit order, paged")
+                    .with(read)
+            }),
+        )
+        .api_route(
+            "/v1/sync/live",
+            get_with(sync::live, |op| {
+                op.id("syncLive")
+                    .tag("sync")
+                    .summary("Live sync over WebSocket: pull answers pushed as the server commits")
+                    .description(
+                        "A WebSocket handshake with the query of `/v1/sync/pull`. The server sends messages \
                              shaped like a pull's answer (`{entries, cursor, more}`): first the catch-up after \
                              `after`, then each commit as it happens. The token may be the `token` query \
                              parameter instead of the bearer header.",
-                        )
-                        .with(websocket)
-                }),
-            );
+                    )
+                    .with(websocket)
+            }),
+        );
 
     let mut api = OpenApi {
         openapi: "3.1.0".into(),
@@ -574,15 +576,17 @@ fn state_what_types_cannot(api: &mut OpenApi, facts: &Facts) {
     let entry = component(api, "SyncEntry");
     entry.insert(
         "anyOf".into(),
-        json!(["global", "document"]
-            .iter()
-            .map(|scope| json!({
-                "properties": {
-                    "scope": { "const": scope },
-                    "action": { "properties": { "scope": { "const": scope } } }
-                }
-            }))
-            .collect::<Vec<_>>()),
+        json!(
+            ["global", "document"]
+                .iter()
+                .map(|scope| json!({
+                    "properties": {
+                        "scope": { "const": scope },
+                        "action": { "properties": { "scope": { "const": scope } } }
+                    }
+                }))
+                .collect::<Vec<_>>()
+        ),
     );
 }
 

@@ -66,11 +66,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Whole<D> {
         self.0.deserialize_unit_struct(name, Wrap::<V, false>(visitor))
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, D::Error> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, D::Error> {
         self.0.deserialize_newtype_struct(name, Wrap::<V, false>(visitor))
     }
 
@@ -298,14 +294,17 @@ mod tests {
     #[test]
     fn fractions_out_of_range_and_garbage_are_still_refused() {
         let base = |count: &str| {
-            format!(r#"{{"count": {count}, "small": null, "signed": 0, "list": [], "map": {{}}, "input": 0, "float": 0}}"#)
+            format!(
+                r#"{{"count": {count}, "small": null, "signed": 0, "list": [], "map": {{}}, "input": 0, "float": 0}}"#
+            )
         };
         for bad in ["3.5", "-1.0", "1e20", "18446744073709551616.0", "\"3\""] {
             assert!(from_slice::<Sample>(base(bad).as_bytes()).is_err(), "{bad}");
         }
         assert!(from_slice::<Sample>(base("18446744073709549568.0").as_bytes()).is_ok());
         assert!(from_slice::<Sample>(format!("{} x", base("1")).as_bytes()).is_err());
-        let small = r#"{"count": 1, "small": 4294967296.0, "signed": 0, "list": [], "map": {}, "input": 0, "float": 0}"#;
+        let small =
+            r#"{"count": 1, "small": 4294967296.0, "signed": 0, "list": [], "map": {}, "input": 0, "float": 0}"#;
         assert!(from_slice::<Sample>(small.as_bytes()).is_err());
     }
 }

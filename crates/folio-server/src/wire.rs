@@ -307,7 +307,11 @@ pub(crate) fn at_most(n: u64) -> String {
         let d = d - b'0';
         if d > 0 {
             let rest = k - i - 1;
-            let below = if d == 1 { "0".to_owned() } else { format!("[0-{}]", d - 1) };
+            let below = if d == 1 {
+                "0".to_owned()
+            } else {
+                format!("[0-{}]", d - 1)
+            };
             let tail = match rest {
                 0 => String::new(),
                 1 => "[0-9]".to_owned(),
@@ -369,9 +373,7 @@ mod opt_ms {
             if v.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&v) {
                 Ok(v as u64)
             } else {
-                Err(E::custom(format!(
-                    "timestampUtcMs must be whole milliseconds, got {v}"
-                )))
+                Err(E::custom(format!("timestampUtcMs must be whole milliseconds, got {v}")))
             }
         }
 

@@ -113,7 +113,9 @@ pub struct PullParams {
     /// Leave out actions of this replica (the puller's own).
     exclude: Option<String>,
     /// Only these documents: comma-separated ids (UUIDs, hyphenated; empty items are skipped).
-    #[schemars(regex(pattern = r"^,*([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(,+[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})*,*)?$"))]
+    #[schemars(regex(
+        pattern = r"^,*([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(,+[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})*,*)?$"
+    ))]
     document_ids: Option<String>,
     /// Only documents of these types: comma-separated.
     types: Option<String>,
