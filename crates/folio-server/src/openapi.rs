@@ -361,7 +361,7 @@ pub(crate) fn build(
             summary: Some("An event-sourced document engine: documents, their operations, jobs and live events".into()),
             description: Some(
                 "folio's HTTP API, version 1 (spec/http.md with the additions of docs/http.md). Bodies are JSON, \
-                 camelCase. Every error is `{\"error\": {\"code\", \"message\", \"details\"}}` with a stable code; \
+                 camelCase, sent as `Content-Type: application/json` (another type is 415). Every error is `{\"error\": {\"code\", \"message\", \"details\"}}` with a stable code; \
                  each operation lists its statuses and codes. Every endpoint but `/`, `/v1/health`, \
                  `/v1/openapi.json` and `/v1/schemas/{name}` needs `Authorization: Bearer <token>`; `read` \
                  tokens may GET, `write` and `admin` tokens may also POST and DELETE."
