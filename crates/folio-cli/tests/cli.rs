@@ -734,3 +734,102 @@ fn a_corrupted_store_is_detected() {
     assert_eq!(report["broken"]["unit"]["documentId"], id.as_str(), "{report}");
     assert_eq!(report["broken"]["unit"]["scope"], "global", "{report}");
 }
+
+/// A store holding an operation its model refuses now (the 200,000-segment `SET` that the version before the depth
+/// bound accepted, appended directly): `verify` finds the chains intact, names the document no read can replay, and
+/// fails; the other documents read as before.
+#[test]
+fn verify_names_a_document_that_cannot_be_replayed() {
+    use folio_core::{Action, HlcTimestamp, Operation, Scope, SyncUnit};
+    use folio_store::OperationStore;
+
+    let store = Store::new();
+    let good = store.create("good");
+    store.add(&good, "a", "A");
+    let bad = store
+        .run(&["doc", "create", "folio/json", "--name", "bad"])
+        .ok()
+        .trim()
+        .to_owned();
+    store
+        .run(&["doc", "apply", &bad, "SET", r#"{"path":"/ok","value":1}"#])
+        .ok();
+    store.assert_verifies();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let sqlite = folio_store::SqliteStore::open(store.db()).await.unwrap();
+        let unit = SyncUnit::main(bad.parse().unwrap(), Scope::Global);
+        let (revision, head) = sqlite.head(&unit).await.unwrap();
+        let action = Action::new(
+            "SET",
+            serde_json::json!({"path": "/a".repeat(200_000), "value": 1}),
+            Scope::Global,
+            HlcTimestamp::new(folio_core::clock::system_millis(), 0),
+        );
+        let op = Operation::new(action, revision, 0, None, &head);
+        sqlite.append(&unit, revision, vec![op]).await.unwrap();
+    });
+
+    let human = store.run(&["verify"]);
+    assert_eq!(human.code, Some(1), "{human:#?}");
+    assert!(
+        human.stdout.starts_with(&format!("UNREADABLE: document {bad}")),
+        "{human:#?}"
+    );
+    assert!(
+        human.stderr.starts_with("folio: ") && human.stderr.contains(&bad),
+        "{human:#?}"
+    );
+    let report = store.run(&["verify", "--json"]);
+    assert_eq!(report.code, Some(1), "{report:#?}");
+    let report: Value = serde_json::from_str(&report.stdout).unwrap();
+    assert_eq!(report["ok"], false, "{report}");
+    assert!(report["broken"].is_null(), "the chains are intact: {report}");
+    assert_eq!(report["unreadable"].as_array().map(Vec::len), Some(1), "{report}");
+    assert_eq!(report["unreadable"][0]["documentId"], bad.as_str());
+    let reason = report["unreadable"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("CORRUPT_HISTORY") && reason.contains("STATE_TOO_DEEP"),
+        "{reason}"
+    );
+    // Everything else reads as before.
+    assert_eq!(store.revision(&good), 1);
+    store.run(&["doc", "get", &bad]).fails(1, "STATE_TOO_DEEP");
+}
+
+/// Until the clients have TLS, an https:// remote is refused before anything is opened or sent.
+#[test]
+fn sync_refuses_an_https_remote_up_front() {
+    let store = Store::new();
+    store
+        .run(&["sync", "--remote", "https://folio.example", "--token", "t"])
+        .fails(2, "https:// remotes are not supported");
+    assert!(!Path::new(store.dir()).join("folio.db").exists(), "nothing was opened");
+}
+
+/// `doc apply --action-id`: the same action again is a retry (the original revision, nothing appended), another
+/// action under the id is refused, and a bad id is a usage error.
+#[test]
+fn apply_with_an_action_id_is_retried_once() {
+    let store = Store::new();
+    let id = store.create("groceries");
+    let action_id = uuid::Uuid::now_v7().to_string();
+    let apply = |input: &str| store.run(&["doc", "apply", &id, "ADD_TODO", input, "--action-id", &action_id]);
+    assert_eq!(apply(r#"{"id":"milk","title":"Milk"}"#).ok().trim(), "1");
+    store.add(&id, "eggs", "Eggs");
+    assert_eq!(
+        apply(r#"{"id":"milk","title":"Milk"}"#).ok().trim(),
+        "1",
+        "the original outcome"
+    );
+    apply(r#"{"id":"milk","title":"Oat milk"}"#).fails(1, "DUPLICATE_ACTION_ID");
+    assert_eq!(store.revision(&id), 2, "each action once");
+    store
+        .run(&["doc", "apply", &id, "ADD_TODO", "{}", "--action-id", "nope"])
+        .fails(2, "--action-id");
+    store.assert_verifies();
+}

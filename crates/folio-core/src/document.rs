@@ -213,6 +213,21 @@ pub enum ApplyError {
     /// The reducer refused the action.
     #[error("action rejected: {0}")]
     Rejected(#[from] Rejection),
+    /// The reducer panicked (a bug in the model): the action is not applied, and the state it was applied to may be
+    /// half changed, so the caller discards it.
+    #[error("the reducer panicked: {0}")]
+    ReducerPanicked(String),
+}
+
+/// The message of a caught panic.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
 }
 
 /// A document hydrated from its log: header, global state (typed, erased), local state (JSON).
@@ -415,8 +430,13 @@ impl Document {
                 // must not depend on another unit's state, or replicas that learnt of the deletion at different
                 // times would fold the same global history differently.
                 let model = self.model.as_ref().ok_or(ApplyError::NotCreated)?;
-                model.reduce_action(&mut self.state, action)?;
-                Ok(())
+                let state = &mut self.state;
+                // A reducer is the application's code: its panic fails this action (the caller discards the state it
+                // may have half changed), never the thread that folds it.
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.reduce_action(state, action))) {
+                    Ok(result) => Ok(result?),
+                    Err(payload) => Err(ApplyError::ReducerPanicked(panic_message(payload.as_ref()))),
+                }
             }
             Scope::Local => {
                 if self.model.is_none() {
@@ -442,7 +462,13 @@ impl Document {
                     .ok_or_else(|| ApplyError::UnknownDocumentType(create.document_type.clone()))?
                     .clone();
                 self.state = match &create.initial_state {
-                    Some(initial) => model.state_from_json(&initial.to_string())?,
+                    Some(initial) => {
+                        let depth = crate::depth::json_depth(initial);
+                        if depth > crate::depth::MAX_DEPTH {
+                            return Err(crate::depth::too_deep(depth).into());
+                        }
+                        model.state_from_json(&initial.to_string())?
+                    }
                     None => model.initial_state(),
                 };
                 self.header.document_type = create.document_type;

@@ -23,6 +23,7 @@
 
 pub mod causal;
 pub mod clock;
+pub mod depth;
 pub mod document;
 mod error;
 pub mod hash;

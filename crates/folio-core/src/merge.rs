@@ -12,12 +12,16 @@
 //! the rest of the merged operations, all in the total order. Every replica that integrated the same actions has
 //! the same effective history, hence the same state, whatever order it learnt them in.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use uuid::Uuid;
 
 use crate::causal::order_key;
 use crate::operation::{Action, Operation};
+
+/// The code of an action kept in the history but refused because an earlier action in the total order has its id
+/// with other content (see [`plan_merge`]).
+pub const DUPLICATE_ACTION_ID: &str = "DUPLICATE_ACTION_ID";
 
 /// The index below which `op` cuts the effective history (its own index when it skips nothing).
 pub fn cut_of(op: &Operation) -> u64 {
@@ -129,21 +133,43 @@ pub fn tail_covers(tail: &[&Operation], from: u64, min_incoming: &Action) -> boo
             .is_some_and(|first| order_key(&first.action) < order_key(min_incoming))
 }
 
+/// The total order of actions: [`order_key`], then, for two different actions under one key (the same id, clock
+/// and author: only a client that reuses an id makes them), their content, so that every replica sorts them alike.
+pub fn total_cmp(a: &Action, b: &Action) -> std::cmp::Ordering {
+    order_key(a).cmp(&order_key(b)).then_with(|| {
+        let content = |x: &Action| {
+            (
+                x.action_type.clone(),
+                x.scope.as_str(),
+                crate::hash::canonical_json(&x.input),
+            )
+        };
+        content(a).cmp(&content(b))
+    })
+}
+
 /// Plans the integration of `incoming` into a unit whose effective history ends with `tail` (which must cover them,
-/// see [`tail_covers`]). Duplicates (by action id, within `incoming` or with the tail) are dropped.
+/// see [`tail_covers`]). An action already there (the same id and content, in the tail or twice in `incoming`) is
+/// dropped. One that reuses a known id with other content is merged like any new action: the writer keeps the first
+/// of the two in the total order and marks the other rejected ([`DUPLICATE_ACTION_ID`]), so every replica keeps the
+/// same one.
 pub fn plan_merge(tail: &[&Operation], incoming: Vec<Action>) -> MergePlan {
-    let known: HashSet<Uuid> = tail.iter().map(|op| op.action.id).collect();
-    let mut seen = HashSet::with_capacity(incoming.len());
-    let mut new: Vec<Action> = incoming
-        .into_iter()
-        .filter(|a| !known.contains(&a.id) && seen.insert(a.id))
-        .collect();
+    let known: HashMap<Uuid, Vec<&Action>> = tail.iter().fold(HashMap::new(), |mut m, op| {
+        m.entry(op.action.id).or_insert_with(Vec::new).push(&op.action);
+        m
+    });
+    let mut new: Vec<Action> = Vec::with_capacity(incoming.len());
+    for a in incoming {
+        let is_known = known.get(&a.id).is_some_and(|v| v.contains(&&a));
+        if !is_known && !new.iter().any(|n| n.id == a.id && *n == a) {
+            new.push(a);
+        }
+    }
     if new.is_empty() {
         return MergePlan::Nothing;
     }
-    new.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
-    let first_new = order_key(&new[0]);
-    let q = tail.partition_point(|op| order_key(&op.action) < first_new);
+    new.sort_by(total_cmp);
+    let q = tail.partition_point(|op| total_cmp(&op.action, &new[0]).is_lt());
     if q == tail.len() {
         return MergePlan::Append(new);
     }
@@ -151,7 +177,7 @@ pub fn plan_merge(tail: &[&Operation], incoming: Vec<Action>) -> MergePlan {
     let cut = tail[q].index;
     let mut merged: Vec<Action> = tail[q..].iter().map(|op| op.action.clone()).collect();
     merged.extend(new);
-    merged.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
+    merged.sort_by(total_cmp);
     MergePlan::Rebase {
         base_revision,
         cut,

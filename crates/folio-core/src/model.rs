@@ -79,6 +79,14 @@ pub trait DocumentModel: Send + Sync + 'static {
         let _ = (state, actions);
         None
     }
+
+    /// Checks the state an action just produced; an error refuses the action. The default refuses a state nested
+    /// deeper than [`crate::depth::MAX_DEPTH`] (see [`crate::depth`]: deeper states crash whoever reads them), at
+    /// the cost of walking the state after every action. A model whose state cannot nest without bound by its type
+    /// (a fixed shape), or whose reducer bounds depth itself, overrides this with `Ok(())`.
+    fn check_state(state: &Self::State) -> Result<(), Rejection> {
+        crate::depth::check_state_depth(state, crate::depth::MAX_DEPTH)
+    }
 }
 
 /// Decodes a folio action (`type` plus `input`) into a model's adjacently tagged action enum without copying the
@@ -296,7 +304,8 @@ impl<M: DocumentModel> ErasedModel for ModelAdapter<M> {
         let state = state
             .downcast_mut::<M::State>()
             .unwrap_or_else(|| panic!("state handed to {} was made by another model", M::DOCUMENT_TYPE));
-        M::reduce_with(state, action, meta)
+        M::reduce_with(state, action, meta)?;
+        M::check_state(state)
     }
 
     fn state_to_json(&self, state: &ModelState) -> Value {

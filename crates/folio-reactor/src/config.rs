@@ -32,6 +32,13 @@ pub struct ReactorConfig {
     pub working_set: usize,
     /// This replica's id, stamped on the actions it authors.
     pub replica_id: String,
+    /// How far ahead of this replica's wall clock an action's clock may be; an action further ahead is refused
+    /// wherever it arrives (a submit, a sync push, the bucket promoter), because a clock in the future would win
+    /// every last-writer-wins edit until real time caught up with it. Offline devices are not affected by their
+    /// absence (their actions carry the past clocks of when they were made); a device whose own clock runs fast by
+    /// more than this has its pushes refused, with nothing lost, until real time catches up or its clock is fixed.
+    /// Default 5 minutes (`folio serve --max-clock-skew`).
+    pub max_clock_ahead: Duration,
 }
 
 impl Default for ReactorConfig {
@@ -48,6 +55,7 @@ impl Default for ReactorConfig {
             job_history: 100_000,
             working_set: 1024,
             replica_id: uuid::Uuid::now_v7().simple().to_string(),
+            max_clock_ahead: Duration::from_secs(5 * 60),
         }
     }
 }

@@ -5,8 +5,9 @@ use folio_core::{DocumentId, Rejection};
 /// What the reactor can refuse or fail a job with.
 ///
 /// Across the HTTP API: `Overloaded` is 429 `OVERLOADED`, `DocumentNotFound` 404, `DocumentExists` 409,
-/// `UnknownDocumentType` 422, `ActionRejected` 422 `ACTION_REJECTED`, `RevisionMismatch` 409, `RevisionNotReached`
-/// 408, `InvalidRequest` 400, `JobNotFound` 404, `ShuttingDown` 503, the rest 500 `INTERNAL`.
+/// `UnknownDocumentType` 422, `ActionRejected` 422 `ACTION_REJECTED`, `RevisionMismatch` 409, `DuplicateActionId` 409,
+/// `RevisionNotReached` 408, `InvalidRequest` 400, `JobNotFound` 404, `ShuttingDown` 503, `Corrupt` 500
+/// `CORRUPT_HISTORY`, `ReducerPanicked` 500 `REDUCER_PANICKED`, the rest 500 `INTERNAL`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReactorError {
@@ -64,9 +65,22 @@ pub enum ReactorError {
     /// The store failed; nothing acknowledged is affected.
     #[error("store error: {0}")]
     Store(String),
-    /// Stored data cannot be folded into a document.
+    /// Stored data cannot be folded into a document (the message names the unit and the index).
     #[error("stored history cannot be replayed: {0}")]
     Corrupt(String),
+    /// A reducer panicked (a bug in the model) on an action of the job, or while a read folded a stored one: the job
+    /// wrote nothing, and the executor goes on with every other document.
+    #[error("the reducer panicked: {0}")]
+    ReducerPanicked(String),
+    /// An action id is already used in the unit by an action with other content, or twice in one request: nothing
+    /// was written.
+    #[error("action id {action_id} {reason}")]
+    DuplicateActionId {
+        /// The id.
+        action_id: uuid::Uuid,
+        /// What it collides with.
+        reason: String,
+    },
 }
 
 impl From<folio_store::StoreError> for ReactorError {
@@ -90,7 +104,10 @@ impl ReactorError {
             ReactorError::RevisionNotReached { .. } => "REVISION_NOT_REACHED",
             ReactorError::InvalidRequest(_) => "BAD_REQUEST",
             ReactorError::JobNotFound(_) => "JOB_NOT_FOUND",
-            ReactorError::Store(_) | ReactorError::Corrupt(_) => "INTERNAL",
+            ReactorError::Corrupt(_) => "CORRUPT_HISTORY",
+            ReactorError::ReducerPanicked(_) => "REDUCER_PANICKED",
+            ReactorError::DuplicateActionId { .. } => "DUPLICATE_ACTION_ID",
+            ReactorError::Store(_) => "INTERNAL",
         }
     }
 }

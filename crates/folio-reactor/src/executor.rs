@@ -147,6 +147,20 @@ impl Executor {
                 return;
             }
         };
+        // The committed operations that carry the ids of the group's local actions: how a retried action is told
+        // from a new one, and a reused id from both.
+        let known = match known_actions(&self.shared, &key, &group.jobs).await {
+            Ok(known) => known,
+            Err(e) => {
+                if let Some(w) = self.working.get_mut(&key) {
+                    w.doc = slot;
+                }
+                for job in group.jobs {
+                    fail(&self.shared, job, e.clone());
+                }
+                return;
+            }
+        };
         let previous_global = slot.as_ref().map_or(0, |d| d.header.revision.global);
         // Operations accepted so far in this group, in order, as ranges of the pending appends (`by_scope[slot]`):
         // replayed onto a fresh copy after a rejection.
@@ -154,6 +168,37 @@ impl Executor {
         let mut by_scope: Vec<Pending> = Vec::new();
         for mut job in group.jobs {
             let doc = slot.get_or_insert_with(|| Document::empty(key.id, key.branch.clone()));
+            if job.kind == JobKind::Local {
+                let pending_ids = by_scope
+                    .iter()
+                    .filter(|p| p.request.unit.scope == job.scope)
+                    .flat_map(|p| p.request.operations.iter().map(|op| op.action.id));
+                match check_ids(&job, &known, pending_ids) {
+                    Ok(IdCheck::New) => {}
+                    Ok(IdCheck::Retry(operations)) => {
+                        let outcome = JobOutcome {
+                            job_id: job.id,
+                            revision: operations.last().map_or(0, |op| op.index + 1),
+                            operations,
+                            ordinals: Vec::new(),
+                            retries: job.attempts.len() as u32,
+                            merge: None,
+                        };
+                        complete(&self.shared, job, outcome);
+                        continue;
+                    }
+                    // Its actions are in this batch, not yet committed: the next batch answers it as a retry (or
+                    // runs it, if that commit fails).
+                    Ok(IdCheck::Pending) => {
+                        self.retry.push_back(job);
+                        continue;
+                    }
+                    Err(e) => {
+                        fail(&self.shared, job, e);
+                        continue;
+                    }
+                }
+            }
             let result = match job.kind {
                 JobKind::Local => run_job(doc, &job, &self.shared),
                 // A merge reads the committed tail of the log: it waits for the next batch when this one already
@@ -247,6 +292,11 @@ impl Executor {
         let shared = self.shared.clone();
         match result {
             Ok(appended) => {
+                if let Ok(mut failure) = shared.write_failure.lock()
+                    && failure.is_some()
+                {
+                    *failure = None;
+                }
                 let ops = p.request.operations;
                 let mut completions = Vec::with_capacity(p.jobs.len());
                 shared.view.apply_committed(&p.key, &ops);
@@ -339,6 +389,9 @@ impl Executor {
             Err(e) => {
                 self.working.remove(&p.key);
                 shared.view.invalidate(&p.key);
+                if !matches!(e, StoreError::InvalidOperations { .. }) {
+                    *shared.write_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                }
                 let error = ReactorError::from(e);
                 for (job, _) in p.jobs {
                     fail(&shared, job, error.clone());
@@ -346,6 +399,87 @@ impl Executor {
             }
         }
     }
+}
+
+/// Committed operations by scope and action id (the latest occurrence of each).
+type Known = HashMap<(Scope, uuid::Uuid), Operation>;
+
+/// Looks up the ids of `jobs`' local actions in their units: one query per scope.
+async fn known_actions(shared: &Shared, key: &DocKey, jobs: &[Job]) -> Result<Known, ReactorError> {
+    let mut known = Known::new();
+    for scope in [Scope::Global, Scope::Local, Scope::Document] {
+        let ids: Vec<uuid::Uuid> = jobs
+            .iter()
+            .filter(|j| j.kind == JobKind::Local && j.scope == scope)
+            .flat_map(|j| j.actions.iter().map(|a| a.id))
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        for op in shared.store.find_actions(&key.unit(scope), &ids).await? {
+            known.insert((scope, op.action.id), op);
+        }
+    }
+    Ok(known)
+}
+
+/// What a local job's action ids say about it.
+enum IdCheck {
+    /// None is used yet: run it.
+    New,
+    /// Every action is committed already with the same content: a retry, answered with these operations.
+    Retry(Vec<Operation>),
+    /// Its actions wait in this batch for their commit.
+    Pending,
+}
+
+/// Whether two actions with the same id are the same action: the same type, input and scope. Clocks, authors and
+/// causal contexts are the writer's to fill in, so a client's retry may differ there.
+fn same_content(a: &Action, b: &Action) -> bool {
+    a.action_type == b.action_type && a.input == b.input && a.scope == b.scope
+}
+
+/// Action ids are unique in their unit: a job whose actions are all committed with the same content is a retry; an
+/// id repeated in the job, used by another action, or committed for only some of the job's actions is refused.
+fn check_ids(job: &Job, known: &Known, pending: impl Iterator<Item = uuid::Uuid>) -> Result<IdCheck, ReactorError> {
+    let duplicate = |action_id, reason: &str| ReactorError::DuplicateActionId {
+        action_id,
+        reason: reason.to_owned(),
+    };
+    let mut ids = std::collections::HashSet::with_capacity(job.actions.len());
+    for action in &job.actions {
+        if !ids.insert(action.id) {
+            return Err(duplicate(action.id, "is used by two actions of the request"));
+        }
+    }
+    let mut retried = Vec::new();
+    for action in &job.actions {
+        match known.get(&(job.scope, action.id)) {
+            Some(op) if same_content(&op.action, action) => retried.push(op.clone()),
+            Some(_) => {
+                return Err(duplicate(
+                    action.id,
+                    "is already used by another action of the document",
+                ));
+            }
+            None => {}
+        }
+    }
+    if retried.is_empty() {
+        if pending.into_iter().any(|id| ids.contains(&id)) {
+            return Ok(IdCheck::Pending);
+        }
+        return Ok(IdCheck::New);
+    }
+    if retried.len() < job.actions.len() {
+        let new = job.actions.iter().find(|a| !known.contains_key(&(job.scope, a.id)));
+        return Err(duplicate(
+            new.map_or(job.actions[0].id, |a| a.id),
+            "comes with actions that are committed already: a retry must repeat the request as it was",
+        ));
+    }
+    retried.sort_by_key(|op| op.index);
+    Ok(IdCheck::Retry(retried))
 }
 
 /// Runs one job's actions on `doc`, returning its operations; on a refusal `doc` may be partly changed.
@@ -478,13 +612,28 @@ async fn merge(
             (actions, head - cut)
         }
     };
+    // An action id belongs to the first action in the total order that carries it: ids taken before the merged run
+    // (with other content: exact duplicates were dropped by the plan) and ids seen earlier in the run mark the later
+    // action rejected, kept in the history like any refusal.
+    let mut taken = taken_ids(shared, &unit, head - skip, head, &actions).await?;
     let mut ops = Vec::with_capacity(actions.len());
     for (i, action) in actions.into_iter().enumerate() {
         shared.clock.observe(action.timestamp());
         let index = head + i as u64;
         let skip = if i == 0 { skip } else { 0 };
         let op = Operation::new(action, index, skip, None, &doc.head(scope));
-        let op = match doc.fold(&op, true, &shared.registry) {
+        let folded = if taken.insert(op.action.id) {
+            doc.fold(&op, true, &shared.registry)
+        } else {
+            Err(ApplyError::Rejected(folio_core::Rejection::new(
+                folio_core::merge::DUPLICATE_ACTION_ID,
+                format!(
+                    "action id {} is used by an earlier action of the document",
+                    op.action.id
+                ),
+            )))
+        };
+        let op = match folded {
             Ok(()) => op,
             Err(ApplyError::Rejected(reason)) => {
                 // Kept in the history, marked: its index is taken and the state does not change.
@@ -496,12 +645,42 @@ async fn merge(
                 marked
             }
             Err(ApplyError::NotCreated) => return Err(ReactorError::DocumentNotFound(key.id)),
+            Err(ApplyError::ReducerPanicked(message)) => {
+                return Err(ReactorError::ReducerPanicked(format!("{unit} at {index}: {message}")));
+            }
             Err(e) => return Err(ReactorError::Corrupt(format!("{unit} at {index}: {e}"))),
         };
         ops.push(op);
     }
     report.appended = ops.len();
     Ok((ops, report))
+}
+
+/// The ids of `actions` that effective operations below index `before` carry already (`head`: the unit's revision).
+async fn taken_ids(
+    shared: &Shared,
+    unit: &folio_core::SyncUnit,
+    before: u64,
+    head: u64,
+    actions: &[Action],
+) -> Result<std::collections::HashSet<uuid::Uuid>, ReactorError> {
+    let ids: Vec<uuid::Uuid> = actions.iter().map(|a| a.id).collect();
+    let found: Vec<Operation> = shared
+        .store
+        .find_actions(unit, &ids)
+        .await?
+        .into_iter()
+        .filter(|op| op.index < before)
+        .collect();
+    if found.is_empty() {
+        return Ok(Default::default());
+    }
+    let cuts = folio_core::merge::Cuts::from_skips(shared.store.skips(unit, 0, Some(head)).await?);
+    Ok(found
+        .into_iter()
+        .filter(|op| cuts.is_effective(op.index))
+        .map(|op| op.action.id)
+        .collect())
 }
 
 fn plan_cut(plan: &MergePlan) -> u64 {
@@ -542,7 +721,9 @@ async fn plan_compress(
         return Ok(MergePlan::Nothing);
     };
     let actions: Vec<Action> = run.iter().map(|op| op.action.clone()).collect();
-    let Some(mut compressed) = model.compress(&base.state, &actions) else {
+    // The model's code: a panic leaves the actions as they are.
+    let compressed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.compress(&base.state, &actions)));
+    let Ok(Some(mut compressed)) = compressed else {
         return Ok(MergePlan::Nothing);
     };
     if compressed.len() >= actions.len() {
@@ -581,6 +762,9 @@ fn apply_error(e: ApplyError, job: &Job, action_index: usize) -> ReactorError {
         ApplyError::UnknownDocumentType(t) => ReactorError::UnknownDocumentType(t),
         ApplyError::Rejected(reason) if reason.code == "DOCUMENT_EXISTS" => ReactorError::DocumentExists(job.key.id),
         ApplyError::Rejected(reason) => ReactorError::ActionRejected { action_index, reason },
+        ApplyError::ReducerPanicked(message) => {
+            ReactorError::ReducerPanicked(format!("action {action_index}: {message}"))
+        }
         other => ReactorError::Corrupt(other.to_string()),
     }
 }

@@ -21,9 +21,6 @@ use crate::follower::Follower;
 use crate::job::{Job, JobHandle, JobId, JobKind, JobOutcome, JobStatus, JobTable};
 use crate::view::{DocKey, DocumentView};
 
-/// How far ahead of this replica's wall clock an action's clock may be (one day); further is refused.
-pub const MAX_CLOCK_AHEAD_MS: u64 = 24 * 3600 * 1000;
-
 /// What the executors and the handle share.
 pub(crate) struct Shared {
     pub store: Arc<dyn OperationStore>,
@@ -34,6 +31,9 @@ pub(crate) struct Shared {
     pub config: ReactorConfig,
     /// This replica's clock: stamps local actions, observes every integrated one.
     pub clock: HybridClock,
+    /// The store's last refusal of a commit for another reason than a stale revision (a full disk, a lost
+    /// database), until a commit succeeds again: what readiness reports.
+    pub write_failure: Mutex<Option<String>>,
 }
 
 struct Inner {
@@ -110,6 +110,7 @@ impl Reactor {
             registry,
             config,
             clock: HybridClock::new(),
+            write_failure: Mutex::new(None),
         });
         let follower = shared
             .store
@@ -156,6 +157,13 @@ impl Reactor {
     /// The settings.
     pub fn config(&self) -> &ReactorConfig {
         &self.inner.shared.config
+    }
+
+    /// The latest action clock (milliseconds) this replica accepts now: its wall clock plus
+    /// [`ReactorConfig::max_clock_ahead`]. Every door actions come in by checks it.
+    pub fn clock_horizon(&self) -> u64 {
+        let ahead = u64::try_from(self.inner.shared.config.max_clock_ahead.as_millis()).unwrap_or(u64::MAX);
+        folio_core::clock::system_millis().saturating_add(ahead)
     }
 
     /// This replica's id (stamped on the actions it authors).
@@ -230,11 +238,13 @@ impl Reactor {
             ));
         }
         // A clock far ahead would drag this replica's clock (and every later action) with it.
-        let horizon = folio_core::clock::system_millis().saturating_add(MAX_CLOCK_AHEAD_MS);
+        let horizon = self.clock_horizon();
         if let Some(a) = actions.iter().find(|a| a.timestamp_utc_ms > horizon) {
             return Err(ReactorError::InvalidRequest(format!(
-                "action {}: its clock ({} ms) is more than a day ahead of this replica's",
-                a.id, a.timestamp_utc_ms
+                "action {}: its clock ({} ms) is more than {} s ahead of this replica's",
+                a.id,
+                a.timestamp_utc_ms,
+                self.inner.shared.config.max_clock_ahead.as_secs()
             )));
         }
         for action in &actions {
@@ -372,6 +382,31 @@ impl Reactor {
     /// Events from now on.
     pub fn subscribe(&self) -> Subscription {
         self.inner.shared.bus.subscribe()
+    }
+
+    /// Whether this reactor can serve: it accepts jobs, its store answers a read within `timeout`, and its last
+    /// commit did not fail (a store that refuses writes, say for a full disk, is not ready until one succeeds).
+    /// `Err` says why not.
+    pub async fn ready(&self, timeout: std::time::Duration) -> Result<(), String> {
+        if !self.inner.accepting.load(Ordering::Acquire) {
+            return Err("the reactor is shutting down".into());
+        }
+        match tokio::time::timeout(timeout, self.inner.shared.store.max_ordinal()).await {
+            Err(_) => return Err(format!("the store did not answer within {} ms", timeout.as_millis())),
+            Ok(Err(e)) => return Err(format!("the store does not answer: {e}")),
+            Ok(Ok(_)) => {}
+        }
+        let failure = self
+            .inner
+            .shared
+            .write_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match failure {
+            Some(reason) => Err(format!("the store refused the last commit: {reason}")),
+            None => Ok(()),
+        }
     }
 
     /// Stops taking jobs, lets the executors finish every queued job (completed or visibly failed), and waits

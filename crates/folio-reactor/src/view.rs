@@ -9,7 +9,7 @@ use futures::StreamExt;
 use tokio::sync::Notify;
 
 use folio_core::merge::Cuts;
-use folio_core::{Branch, Document, DocumentId, ModelRegistry, Operation, Scope, SyncUnit};
+use folio_core::{ApplyError, Branch, Document, DocumentId, ModelRegistry, Operation, Scope, SyncUnit};
 use folio_store::{Keyframe, OperationStore};
 
 use crate::ReactorError;
@@ -404,8 +404,12 @@ impl DocumentView {
         while let Some(op) = ops.next().await {
             let op = op?;
             let effective = cuts.is_effective(op.index);
-            doc.fold(&op, effective, &self.registry)
-                .map_err(|e| ReactorError::Corrupt(format!("{unit} at {}: {e}", op.index)))?;
+            doc.fold(&op, effective, &self.registry).map_err(|e| match e {
+                ApplyError::ReducerPanicked(message) => {
+                    ReactorError::ReducerPanicked(format!("{unit} at {}: {message}", op.index))
+                }
+                e => ReactorError::Corrupt(format!("{unit} at {}: {e}", op.index)),
+            })?;
         }
         Ok(())
     }

@@ -77,15 +77,12 @@ fn now() -> HlcTimestamp {
     HlcTimestamp::new(folio_core::clock::system_millis(), 0)
 }
 
-/// How far ahead of the promoter's clock an action's clock may be (as `folio serve` refuses pushes): integrating
-/// an action moves the promoter's clock past it, so a clock far in the future would drag every later action along.
-pub const CLOCK_HORIZON_MS: u64 = 24 * 3600 * 1000;
-
-/// Validates one user-area batch: the entries that may be promoted, and the refusals.
-pub fn validate(user: &str, source: &str, batch: &Batch) -> (Vec<SyncEntry>, Vec<Rejection>) {
+/// Validates one user-area batch: the entries that may be promoted, and the refusals. `horizon` is the latest action
+/// clock the promoter accepts (`Reactor::clock_horizon`, as `folio serve` refuses pushes): integrating an action
+/// moves the promoter's clock past it, so a clock far in the future would drag every later action along.
+pub fn validate(user: &str, source: &str, batch: &Batch, horizon: u64) -> (Vec<SyncEntry>, Vec<Rejection>) {
     let mut accepted = Vec::new();
     let mut refused = Vec::new();
-    let horizon = folio_core::clock::system_millis() + CLOCK_HORIZON_MS;
     for entry in &batch.entries {
         let reason = if entry.action.replica.as_deref() != Some(user) {
             Some(format!(
@@ -95,7 +92,7 @@ pub fn validate(user: &str, source: &str, batch: &Batch) -> (Vec<SyncEntry>, Vec
         } else if entry.scope == Scope::Local || entry.action.scope != entry.scope {
             Some("LOCAL: local-scope actions never leave their replica".to_owned())
         } else if entry.action.timestamp_utc_ms > horizon {
-            Some("FUTURE: the action's clock is more than a day ahead of the promoter's".to_owned())
+            Some("FUTURE: the action's clock is further ahead of the promoter's than it accepts".to_owned())
         } else {
             None
         };
@@ -156,7 +153,7 @@ pub async fn promote(replica: &Replica, bucket: &Bucket, options: &PromoteOption
             report.objects += 1;
             match bucket.get_json::<Batch>(key).await {
                 Ok(batch) => {
-                    let (ok, bad) = validate(&user, key, &batch);
+                    let (ok, bad) = validate(&user, key, &batch, replica.reactor().clock_horizon());
                     for e in &ok {
                         authors.insert(e.action.id, (user.clone(), key.clone()));
                     }
@@ -358,6 +355,8 @@ mod tests {
         }
     }
 
+    const HORIZON_MS: u64 = 5 * 60 * 1000;
+
     #[test]
     fn validation_refuses_forged_local_and_future_actions() {
         let now = folio_core::clock::system_millis();
@@ -367,11 +366,11 @@ mod tests {
                 entry("u", Scope::Global, now),
                 entry("v", Scope::Global, now),
                 entry("u", Scope::Local, now),
-                entry("u", Scope::Global, now + 2 * CLOCK_HORIZON_MS),
+                entry("u", Scope::Global, now + 2 * HORIZON_MS),
                 entry("u", Scope::Document, now + 1000),
             ],
         };
-        let (ok, bad) = validate("u", "users/u/k.json", &batch);
+        let (ok, bad) = validate("u", "users/u/k.json", &batch, now + HORIZON_MS);
         assert_eq!(ok.len(), 2);
         let reasons: Vec<&str> = bad.iter().map(|r| r.reason.split(':').next().unwrap()).collect();
         assert_eq!(reasons, ["FORGED", "LOCAL", "FUTURE"]);

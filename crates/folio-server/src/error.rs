@@ -140,6 +140,14 @@ impl From<ReactorError> for ApiError {
             }
             ReactorError::InvalidRequest(_) => Self::new(StatusCode::BAD_REQUEST, code, message),
             ReactorError::JobNotFound(_) => Self::new(StatusCode::NOT_FOUND, code, message),
+            ReactorError::DuplicateActionId { action_id, .. } => {
+                Self::new(StatusCode::CONFLICT, code, message).with_details(json!({ "actionId": action_id }))
+            }
+            // The document's history cannot be folded (a stored operation its model refuses now, or a reducer that
+            // panics on it): the document is unreadable, everything else is served.
+            ReactorError::Corrupt(_) | ReactorError::ReducerPanicked(_) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, code, message)
+            }
             _ => Self::internal(message),
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod body;
+mod browser;
 mod error;
 pub mod openapi;
 mod routes;
@@ -85,11 +86,17 @@ pub fn router(state: AppState) -> Router {
     let (api, _) = openapi::build(&facts, move |routes| {
         routes.route_layer(middleware::from_fn_with_state(auth_state, authenticate))
     });
-    api.fallback(meta::not_found)
+    let mut app = api
+        .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.config.body_limit))
-        .layer(middleware::from_fn(log_request))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(state.config.body_limit));
+    if let Some(dir) = &state.config.static_dir {
+        app = app.layer(middleware::from_fn_with_state(dir.clone(), browser::serve_static));
+    }
+    if let Some(cors) = browser::cors(&state.config.cors_origins) {
+        app = app.layer(cors);
+    }
+    app.layer(middleware::from_fn(log_request)).with_state(state)
 }
 
 /// Builds the state: the tokens of the data directory (creating the admin token on first start). The reactor should

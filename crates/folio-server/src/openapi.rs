@@ -222,7 +222,9 @@ pub(crate) fn build(
                         error::<409>(
                             op,
                             "REVISION_MISMATCH: `expectedRevision` is stale (`details.expected`, `actual`); \
-                         RETRIES_EXHAUSTED: other writers kept moving the head",
+                         DUPLICATE_ACTION_ID: an action's id is committed for another action, or repeated in the \
+                         request (`details.actionId`; the same actions again are a retry, answered 200 as the \
+                         first time); RETRIES_EXHAUSTED: other writers kept moving the head; nothing was stored",
                         )
                     })
                     .with(|op| {
@@ -499,7 +501,7 @@ fn property<'a>(
 /// What the server refuses that the types alone do not say, stated in their schemas so that the description
 /// allows exactly what the server accepts: the registered document types and action types as enums, the limits,
 /// the replica id's length, and the fields that must agree (one scope per request, an entry's scope and its
-/// action's). What no JSON Schema can say (an entry's action is the pushing replica's; a clock at most a day ahead
+/// action's). What no JSON Schema can say (an entry's action is the pushing replica's; a clock at most `--max-clock-skew` ahead
 /// of the server's; what a model refuses in a document's state) is said in the descriptions.
 fn state_what_types_cannot(api: &mut OpenApi, facts: &Facts) {
     use serde_json::json;
@@ -519,7 +521,8 @@ fn state_what_types_cannot(api: &mut OpenApi, facts: &Facts) {
         "description".into(),
         json!(
             "When it was made, milliseconds since the epoch as a decimal string (an integer is accepted too); at \
-             most a day ahead of the server's clock (400 `BAD_REQUEST` otherwise). Kept when later than every \
+             most the server's `--max-clock-skew` (5 minutes by default) ahead of its clock (400 `BAD_REQUEST` otherwise). \
+             Kept when later than every \
              operation of the document, advanced otherwise."
         ),
     );
@@ -614,7 +617,14 @@ fn read(op: TransformOperation<'_>) -> TransformOperation<'_> {
             )
         })
         .with(|op| error::<401>(op, "UNAUTHORIZED: no token, or an unknown one"))
-        .with(|op| error::<500>(op, "INTERNAL: a bug; nothing stored is affected"))
+        .with(|op| {
+            error::<500>(
+                op,
+                "INTERNAL: a bug; REDUCER_PANICKED: a model's reducer panicked on an action or on the stored \
+                 history; CORRUPT_HISTORY: a document's stored history cannot be folded (the message names the unit \
+                 and index). Nothing stored is affected, and everything else is served",
+            )
+        })
 }
 
 /// A WebSocket handshake: [`read`]'s answers, the token also as a query parameter, and the refused handshakes.

@@ -23,6 +23,10 @@ pub struct ServerConfig {
     pub max_wait: Duration,
     /// The most items a page of a listing holds.
     pub max_page: usize,
+    /// Origins whose pages may call the API from a browser (`--cors-origin`); none by default.
+    pub cors_origins: Vec<String>,
+    /// A directory whose files are served at `/` beside the API (`--static`): a web app on the API's own origin.
+    pub static_dir: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -35,6 +39,8 @@ impl ServerConfig {
             max_actions: 1000,
             max_wait: Duration::from_secs(10),
             max_page: 1000,
+            cors_origins: Vec::new(),
+            static_dir: None,
         }
     }
 }

@@ -95,6 +95,7 @@ pub const SCENARIOS: &[Scenario] = &[
     by_ref!(append_and_read_back),
     by_ref!(read_streams_long_history),
     by_ref!(skipping_operations),
+    by_ref!(actions_by_id),
     by_ref!(filtered_reads),
     by_ref!(stale_revision),
     by_ref!(idempotent_replay),
@@ -162,6 +163,7 @@ macro_rules! conformance_tests {
             append_and_read_back,
             read_streams_long_history,
             skipping_operations,
+            actions_by_id,
             filtered_reads,
             stale_revision,
             idempotent_replay,
@@ -512,6 +514,66 @@ pub async fn append_and_read_back(store: &dyn OperationStore) {
     assert_eq!((empty.revision, empty.ordinals.len(), empty.replayed), (0, 0, false));
     assert_eq!(snapshot(store, &[&unit]).await, before, "empty appends write nothing");
     assert_eq!(head(store, &fresh).await, (0, OpHash::ZERO));
+}
+
+/// `find_actions`: the operations carrying given action ids, in index order, each occurrence of an action that a
+/// rebase re-appended, only in the unit asked for, and nothing for unknown ids or units.
+pub async fn actions_by_id(store: &dyn OperationStore) {
+    let unit = new_unit(Scope::Global);
+    let other = SyncUnit::main(unit.document_id, Scope::Local);
+    let ids_of = |ops: &[Operation]| ops.iter().map(|op| (op.index, op.action.id)).collect::<Vec<_>>();
+    assert!(
+        store
+            .find_actions(&unit, &[uuid::Uuid::now_v7()])
+            .await
+            .expect("find")
+            .is_empty(),
+        "a unit never written"
+    );
+    let mut chain = Chain::new(unit.clone());
+    let mut ops = chain.ops(6);
+    // A rebase: index 6 cuts at 4 and re-appends the actions of 4 and 5.
+    let again = [ops[4].action.clone(), ops[5].action.clone()];
+    ops.push(chain.push_skipping(again[0].clone(), 2));
+    ops.push(chain.push_skipping(again[1].clone(), 0));
+    append_ok(store, &unit, 0, ops[..5].to_vec()).await;
+    append_ok(store, &unit, 5, ops[5..].to_vec()).await;
+    let mut noise = Chain::new(other.clone());
+    let mut others = noise.ops(2);
+    // The same action id in another unit is another unit's business.
+    others.push(noise.push_skipping(
+        Action {
+            scope: Scope::Local,
+            ..ops[1].action.clone()
+        },
+        0,
+    ));
+    append_ok(store, &other, 0, others).await;
+
+    let find =
+        |unit: SyncUnit, ids: Vec<uuid::Uuid>| async move { store.find_actions(&unit, &ids).await.expect("find") };
+    let found = find(unit.clone(), vec![ops[3].action.id, ops[1].action.id]).await;
+    assert_eq!(
+        ids_of(&found),
+        vec![(1, ops[1].action.id), (3, ops[3].action.id)],
+        "in index order"
+    );
+    assert_eq!(found[0], ops[1], "the whole operation, as appended");
+    let found = find(unit.clone(), vec![again[0].id, again[1].id, uuid::Uuid::now_v7()]).await;
+    assert_eq!(
+        ids_of(&found),
+        vec![(4, again[0].id), (5, again[1].id), (6, again[0].id), (7, again[1].id)],
+        "every occurrence of a re-appended action, and nothing for an unknown id"
+    );
+    assert!(find(unit.clone(), Vec::new()).await.is_empty(), "no ids");
+    let found = find(other.clone(), vec![ops[1].action.id, ops[3].action.id]).await;
+    assert_eq!(ids_of(&found), vec![(2, ops[1].action.id)], "only the unit asked for");
+    // Many ids at once (more than one statement's worth in SQL backends).
+    let many: Vec<uuid::Uuid> = (0..1_200)
+        .map(|_| uuid::Uuid::now_v7())
+        .chain([ops[0].action.id])
+        .collect();
+    assert_eq!(ids_of(&find(unit.clone(), many).await), vec![(0, ops[0].action.id)]);
 }
 
 /// `skips` lists exactly the operations with a skip in the asked range, with their skips, in index order, whichever

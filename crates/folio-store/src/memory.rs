@@ -20,6 +20,8 @@ const READ_CHUNK: usize = 512;
 #[derive(Default)]
 struct UnitLog {
     operations: Vec<Arc<Operation>>,
+    /// The indexes of each action id (several when a rebase re-appended it).
+    by_action: std::collections::HashMap<uuid::Uuid, Vec<usize>>,
     /// The latest timestamp of its operations: the last modification its branch's header shows.
     last_ts: u64,
 }
@@ -110,6 +112,9 @@ impl Inner {
         log.last_ts = operations
             .iter()
             .fold(log.last_ts, |ts, op| ts.max(op.timestamp_utc_ms));
+        for op in &operations {
+            log.by_action.entry(op.action.id).or_default().push(op.index as usize);
+        }
         log.operations.extend(operations.into_iter().map(Arc::new));
         Ok(Appended {
             revision: log.operations.len() as u64,
@@ -176,6 +181,25 @@ impl OperationStore for MemoryStore {
     async fn append_batch(&self, requests: Vec<AppendRequest>) -> Vec<Result<Appended, StoreError>> {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         requests.into_iter().map(|r| inner.append_one(r)).collect()
+    }
+
+    async fn find_actions(&self, unit: &SyncUnit, ids: &[uuid::Uuid]) -> Result<Vec<Operation>, StoreError> {
+        let inner = self.read_lock();
+        let Some(log) = inner.units.get(unit) else {
+            return Ok(Vec::new());
+        };
+        let mut indexes: Vec<usize> = ids
+            .iter()
+            .filter_map(|id| log.by_action.get(id))
+            .flatten()
+            .copied()
+            .collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        Ok(indexes
+            .into_iter()
+            .map(|i| Operation::clone(&log.operations[i]))
+            .collect())
     }
 
     async fn skips(&self, unit: &SyncUnit, from: u64, to: Option<u64>) -> Result<Vec<(u64, u64)>, StoreError> {

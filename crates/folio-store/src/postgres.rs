@@ -837,6 +837,28 @@ impl OperationStore for PgStore {
             .boxed()
     }
 
+    async fn find_actions(&self, unit: &SyncUnit, ids: &[uuid::Uuid]) -> Result<Vec<Operation>, StoreError> {
+        // Answered from the expression index `operations_by_action` (migration 0003).
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let rows = sqlx::query(
+            "SELECT idx, operation FROM operations \
+             WHERE unit_id = (SELECT unit_id FROM units WHERE document_id = $1 AND scope = $2 AND branch = $3) \
+               AND substr(operation, 8, 36) = ANY($4) ORDER BY idx",
+        )
+        .bind(unit.document_id.to_string())
+        .bind(unit.scope.as_str())
+        .bind(unit.branch.as_str())
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| decode_operation(unit, r.get::<i64, _>(0) as u64, r.get::<&str, _>(1)))
+            .collect()
+    }
+
     async fn skips(&self, unit: &SyncUnit, from: u64, to: Option<u64>) -> Result<Vec<(u64, u64)>, StoreError> {
         // Answered from the partial index `operations_skipping`: the log's rows are not read.
         let rows = sqlx::query(

@@ -171,6 +171,25 @@ pub trait OperationStore: Send + Sync + 'static {
         Ok(found)
     }
 
+    /// The operations of `unit` whose action id is one of `ids`, in index order: what a writer needs to tell a
+    /// retried action (the same id and content, already committed) from a new one, and a reused id from both. An
+    /// action that a rebase re-appended is found at each of its indexes. The default reads the log; stores with an
+    /// index answer from it.
+    async fn find_actions(&self, unit: &SyncUnit, ids: &[uuid::Uuid]) -> Result<Vec<Operation>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: std::collections::HashSet<&uuid::Uuid> = ids.iter().collect();
+        let mut ops = self.read(unit, 0, None);
+        let mut found = Vec::new();
+        while let Some(op) = ops.try_next().await? {
+            if wanted.contains(&op.action.id) {
+                found.push(op);
+            }
+        }
+        Ok(found)
+    }
+
     /// The revision (number of operations) of `unit`, and the hash of its last operation (`OpHash::ZERO` when
     /// empty).
     async fn head(&self, unit: &SyncUnit) -> Result<(u64, OpHash), StoreError>;

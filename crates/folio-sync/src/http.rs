@@ -23,10 +23,15 @@ impl HttpRemote {
     /// The server at `base` (`http://127.0.0.1:4780`), with a token of the `write` role (or `admin`).
     pub fn new(base: &str, token: Option<String>) -> Result<Self, SyncError> {
         let base = base.trim_end_matches('/').to_owned();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
+        if base.starts_with("https://") {
+            // Refused here rather than at the first request: the HTTP and WebSocket clients are built without TLS.
             return Err(SyncError::Protocol(format!(
-                "{base:?} is not an http:// or https:// URL"
+                "{base:?}: https:// remotes are not supported yet (this build has no TLS client); reach the server \
+                 over http:// on a trusted network, or through a local TLS-terminating tunnel"
             )));
+        }
+        if !base.starts_with("http://") {
+            return Err(SyncError::Protocol(format!("{base:?} is not an http:// URL")));
         }
         let client = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))

@@ -1,6 +1,9 @@
 //! Randomised schedules: 3 to 5 replicas act on shared documents and sync in random pairs, with duplicated
-//! deliveries, partitions and restarts; after healing, every replica has the same state hash, a history `verify`
-//! accepts, and every acknowledged action (or its compressed form, at its author's choice).
+//! deliveries, partitions and restarts, clients that retry an action after a lost reply (on the same replica or on
+//! another one) and clients that reuse an action's id for another action; after healing, every replica has the same
+//! state hash, a history `verify` accepts, and every acknowledged action (or its compressed form, at its author's
+//! choice). The documents are todo lists and `folio/json` documents edited with non-commutative `INSERT`/`REMOVE`,
+//! where one action applied twice shows in the state.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -26,6 +29,14 @@ enum Step {
     Act {
         replica: usize,
         doc: usize,
+        action: (String, Value),
+    },
+    /// A client retries an acknowledged action (the same id and content) on a replica, after a lost reply.
+    Retry { replica: usize, pick: usize },
+    /// A client submits another action under an acknowledged action's id.
+    Reuse {
+        replica: usize,
+        pick: usize,
         action: (String, Value),
     },
     /// Replica renames a document (document scope).
@@ -58,9 +69,30 @@ fn todo_action() -> impl Strategy<Value = (String, Value)> {
     ]
 }
 
+/// `folio/json` actions on a list: inserting and removing do not commute, so an action applied twice shows.
+fn json_action() -> impl Strategy<Value = (String, Value)> {
+    prop_oneof![
+        4 => (0..3usize, 0..100u32)
+            .prop_map(|(index, v)| ("INSERT".to_owned(), json!({"path": "/list", "index": index, "value": v}))),
+        2 => (0..3usize).prop_map(|index| ("REMOVE".to_owned(), json!({"path": "/list", "index": index}))),
+        1 => (0..100u32).prop_map(|v| ("SET".to_owned(), json!({"path": "/last", "value": v}))),
+    ]
+}
+
+/// Documents 0 and 1 are todo lists, 2 and 3 `folio/json` documents.
+fn act(n: usize) -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (0..n, 0..2usize, todo_action()).prop_map(|(replica, doc, action)| Step::Act { replica, doc, action }),
+        (0..n, 2..4usize, json_action()).prop_map(|(replica, doc, action)| Step::Act { replica, doc, action }),
+    ]
+}
+
 fn step(n: usize) -> impl Strategy<Value = Step> {
     prop_oneof![
-        10 => (0..n, 0..2usize, todo_action()).prop_map(|(replica, doc, action)| Step::Act { replica, doc, action }),
+        10 => act(n),
+        2 => (0..n, any::<usize>()).prop_map(|(replica, pick)| Step::Retry { replica, pick }),
+        1 => (0..n, any::<usize>(), prop_oneof![todo_action(), json_action()])
+            .prop_map(|(replica, pick, action)| Step::Reuse { replica, pick, action }),
         1 => (0..n, 0..2usize, prop::sample::select(vec!["x", "y", "z"]))
             .prop_map(|(replica, doc, name)| Step::Rename { replica, doc, name: name.to_owned() }),
         6 => (0..n, 0..n, any::<bool>()).prop_map(|(from, to, compress)| Step::Sync { from, to, compress }),
@@ -114,6 +146,8 @@ struct World {
     docs: Vec<DocumentId>,
     /// Acknowledged actions: (author, document, id).
     acked: Vec<(usize, DocumentId, Uuid)>,
+    /// Acknowledged global actions as their clients submitted them, for retries: (author, document, action).
+    submitted: Vec<(usize, DocumentId, folio_core::Action)>,
     compressed_by: BTreeSet<usize>,
     deliveries: Arc<Mutex<Vec<Delivery>>>,
     partition: Option<u8>,
@@ -137,10 +171,15 @@ impl World {
             replicas.push(open(s).await);
         }
         let mut docs = Vec::new();
-        for name in ["left", "right"] {
+        for (document_type, name) in [
+            ("folio/todo-list", "left"),
+            ("folio/todo-list", "right"),
+            ("folio/json", "list"),
+            ("folio/json", "other list"),
+        ] {
             let doc = replicas[0]
                 .reactor()
-                .create_document("folio/todo-list", name, None)
+                .create_document(document_type, name, None)
                 .await
                 .expect("create");
             docs.push(doc.header.id);
@@ -150,6 +189,7 @@ impl World {
             replicas,
             docs,
             acked: Vec::new(),
+            submitted: Vec::new(),
             compressed_by: BTreeSet::new(),
             deliveries: Arc::new(Mutex::new(Vec::new())),
             partition: None,
@@ -198,12 +238,87 @@ impl World {
             Step::Act { replica, doc, action } => {
                 let r = &self.replicas[replica];
                 let (action_type, input) = action;
-                let action = r.reactor().action(action_type, input, Scope::Global);
+                // As a client sends it over HTTP: an id, a type, an input; the replica stamps its author and clock.
+                let mut action = r.reactor().action(action_type, input, Scope::Global);
+                action.replica = None;
                 let id = action.id;
                 let doc = self.docs[doc];
-                if let Ok(outcome) = r.reactor().apply(Submit::new(doc, vec![action])).await {
+                if let Ok(outcome) = r.reactor().apply(Submit::new(doc, vec![action.clone()])).await {
                     assert_eq!(outcome.operations.len(), 1);
                     self.acked.push((replica, doc, id));
+                    self.submitted.push((replica, doc, action));
+                }
+            }
+            Step::Retry { replica, pick } => {
+                if self.submitted.is_empty() {
+                    return;
+                }
+                let (_, doc, action) = self.submitted[pick % self.submitted.len()].clone();
+                let r = &self.replicas[replica];
+                let unit = SyncUnit::main(doc, Scope::Global);
+                let known = r
+                    .reactor()
+                    .store()
+                    .find_actions(&unit, &[action.id])
+                    .await
+                    .expect("find");
+                let before = r.reactor().store().head(&unit).await.expect("head").0;
+                let outcome = r.reactor().apply(Submit::new(doc, vec![action.clone()])).await;
+                let after = r.reactor().store().head(&unit).await.expect("head").0;
+                // The latest occurrence (a rebase re-appends an action) is what the replica answers with.
+                match known.last() {
+                    // The replica has it with the same content: the original outcome, nothing appended.
+                    Some(original)
+                        if original.action.input == action.input
+                            && original.action.action_type == action.action_type =>
+                    {
+                        let outcome = outcome.expect("a retry is answered");
+                        assert_eq!(outcome.operations.len(), 1);
+                        assert_eq!(outcome.operations[0].action.id, action.id);
+                        assert_eq!(outcome.operations[0].index, original.index, "the original operation");
+                        assert_eq!(before, after, "a retry appends nothing");
+                    }
+                    // Compressed by its author into another action under the same id.
+                    Some(_) => {
+                        assert!(outcome.is_err(), "another action under the id is refused");
+                        assert_eq!(before, after);
+                    }
+                    // A replica that never saw it takes it as new (a client retrying on another node); when the
+                    // original arrives, the first of the two in the total order is kept.
+                    None => {
+                        if outcome.is_err() {
+                            assert_eq!(before, after, "a refused action appends nothing");
+                        }
+                    }
+                }
+            }
+            Step::Reuse { replica, pick, action } => {
+                if self.submitted.is_empty() {
+                    return;
+                }
+                let (_, doc, original) = self.submitted[pick % self.submitted.len()].clone();
+                let r = &self.replicas[replica];
+                let mut reused = r.reactor().action(action.0, action.1, Scope::Global);
+                reused.replica = None;
+                reused.id = original.id;
+                let unit = SyncUnit::main(doc, Scope::Global);
+                let known = !r
+                    .reactor()
+                    .store()
+                    .find_actions(&unit, &[original.id])
+                    .await
+                    .expect("find")
+                    .is_empty();
+                let before = r.reactor().store().head(&unit).await.expect("head").0;
+                let outcome = r.reactor().apply(Submit::new(doc, vec![reused.clone()])).await;
+                let after = r.reactor().store().head(&unit).await.expect("head").0;
+                let same = reused.action_type == original.action_type && reused.input == original.input;
+                if known && !same {
+                    assert!(
+                        matches!(outcome, Err(folio_reactor::ReactorError::DuplicateActionId { .. })),
+                        "a reused id is refused: {outcome:?}"
+                    );
+                    assert_eq!(before, after, "nothing appended");
                 }
             }
             Step::Rename { replica, doc, name } => {

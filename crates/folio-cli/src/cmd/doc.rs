@@ -50,6 +50,10 @@ pub struct Apply {
     /// The branch.
     #[arg(long, default_value = "main")]
     branch: String,
+    /// The action's id (a UUID; a new one by default). Applying the same action again under its id is a retry:
+    /// nothing is appended and the original revision is printed; another action under a used id is refused.
+    #[arg(long)]
+    action_id: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +99,7 @@ fn reactor_error(e: ReactorError) -> CliError {
         ReactorError::ActionRejected { reason, .. } => {
             CliError::fail(format!("the action was rejected: {} ({})", reason.message, reason.code))
         }
+        ReactorError::DuplicateActionId { .. } => CliError::fail(format!("{e} (DUPLICATE_ACTION_ID)")),
         _ => CliError::fail(e.to_string()),
     }
 }
@@ -134,8 +139,16 @@ impl Apply {
         let branch = parse_branch(&self.branch)?;
         let input: Value = serde_json::from_str(&self.input)
             .map_err(|e| CliError::usage(format!("the input is not valid JSON: {e}")))?;
+        let action_id = self
+            .action_id
+            .as_deref()
+            .map(|s| uuid::Uuid::parse_str(s).map_err(|e| CliError::usage(format!("--action-id {s:?}: {e}"))))
+            .transpose()?;
         let reactor = global.reactor(Open::Create).await?;
-        let action = reactor.action(&self.action_type, input, scope);
+        let mut action = reactor.action(&self.action_type, input, scope);
+        if let Some(action_id) = action_id {
+            action.id = action_id;
+        }
         let submit = Submit {
             document_id: id,
             branch,

@@ -36,6 +36,16 @@ pub struct Serve {
     /// Store a keyframe every this many global operations of a document (0: never).
     #[arg(long, default_value_t = ReactorConfig::default().keyframe_every)]
     keyframe_every: u64,
+    /// Seconds an action's clock may be ahead of this server's before the action is refused (a clock in the future
+    /// would win every last-writer-wins edit until real time caught up).
+    #[arg(long, default_value_t = ReactorConfig::default().max_clock_ahead.as_secs())]
+    max_clock_skew: u64,
+    /// Let pages of this origin call the API from a browser (`https://app.example`); repeat for more. None by default.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
+    /// Serve the files of DIR at `/` beside the API (a web app on the API's own origin).
+    #[arg(long = "static", value_name = "DIR")]
+    static_dir: Option<std::path::PathBuf>,
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -73,14 +83,31 @@ impl Serve {
                 executors: self.executors,
                 cache_bytes: self.cache_mb * 1024 * 1024,
                 keyframe_every: self.keyframe_every,
+                max_clock_ahead: std::time::Duration::from_secs(self.max_clock_skew),
                 ..ReactorConfig::default()
             },
         )
         .await
         .map_err(|e| CliError::fail(format!("cannot open the replica: {e}")))?;
+        if let Some(dir) = &self.static_dir
+            && !dir.is_dir()
+        {
+            return Err(CliError::usage(format!("--static {}: not a directory", dir.display())));
+        }
+        for origin in &self.cors_origins {
+            if !(origin.starts_with("http://") || origin.starts_with("https://"))
+                || origin.trim_end_matches('/').matches('/').count() != 2
+            {
+                return Err(CliError::usage(format!(
+                    "--cors-origin {origin}: an origin is a scheme, a host and an optional port (https://app.example:8443)"
+                )));
+            }
+        }
         let config = ServerConfig {
             body_limit: self.body_limit,
             max_actions: self.max_actions,
+            cors_origins: self.cors_origins.clone(),
+            static_dir: self.static_dir.clone(),
             ..ServerConfig::new(&global.data_dir)
         };
         let state = folio_server::app_state(reactor, config)

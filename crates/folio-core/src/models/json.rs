@@ -127,6 +127,9 @@ pub enum JsonError {
     /// The path names nothing.
     #[error("nothing at {0:?}")]
     PathNotFound(String),
+    /// The value would sit deeper in the state than [`crate::depth::MAX_DEPTH`] levels.
+    #[error("the action would nest the state {0} levels deep; at most {max} are allowed", max = crate::depth::MAX_DEPTH)]
+    TooDeep(usize),
 }
 
 impl From<JsonError> for Rejection {
@@ -136,6 +139,7 @@ impl From<JsonError> for Rejection {
             JsonError::TypeClash { .. } => "TYPE_CLASH",
             JsonError::IndexOutOfBounds { .. } => "INDEX_OUT_OF_BOUNDS",
             JsonError::PathNotFound(_) => "PATH_NOT_FOUND",
+            JsonError::TooDeep(_) => crate::depth::TOO_DEEP,
         };
         Rejection::new(code, e.to_string())
     }
@@ -152,6 +156,11 @@ impl DocumentModel for JsonDocument {
 
     fn reduce(state: &mut JsonState, action: JsonAction) -> Result<(), Rejection> {
         apply(&mut state.0, action).map_err(Rejection::from)
+    }
+
+    /// [`apply`] refuses, before changing anything, an action that would nest the state too deep.
+    fn check_state(_: &JsonState) -> Result<(), Rejection> {
+        Ok(())
     }
 }
 
@@ -299,10 +308,33 @@ fn exists(root: &Value, tokens: &[String]) -> Result<bool, JsonError> {
     Ok(true)
 }
 
+/// Refuses an action that would put `value` below `tokens` (and `extra` more levels: an array it is inserted into)
+/// deeper than [`crate::depth::MAX_DEPTH`]. The state above the path is as deep as the path is long at most, and
+/// every state is checked this way, so no state ever nests deeper than the bound (see [`crate::depth`]).
+fn check_depth(tokens: &[String], extra: usize, value: &Value) -> Result<(), JsonError> {
+    let depth = tokens.len() + extra + crate::depth::json_depth(value);
+    if depth > crate::depth::MAX_DEPTH {
+        Err(JsonError::TooDeep(depth))
+    } else {
+        Ok(())
+    }
+}
+
+/// Parses a pointer that [`check_depth`] may accept: a path longer than the bound is refused before its tokens are
+/// unescaped one by one.
+fn parse_bounded(path: &str) -> Result<Vec<String>, JsonError> {
+    let segments = path.bytes().filter(|&b| b == b'/').count();
+    if segments > crate::depth::MAX_DEPTH {
+        return Err(JsonError::TooDeep(segments));
+    }
+    parse_pointer(path)
+}
+
 fn apply(root: &mut Value, action: JsonAction) -> Result<(), JsonError> {
     match action {
         JsonAction::Set(PathValue { path, value }) => {
-            let tokens = parse_pointer(&path)?;
+            let tokens = parse_bounded(&path)?;
+            check_depth(&tokens, 0, &value)?;
             let Some((last, parents)) = tokens.split_last() else {
                 *root = value;
                 return Ok(());
@@ -352,7 +384,8 @@ fn apply(root: &mut Value, action: JsonAction) -> Result<(), JsonError> {
             Ok(())
         }
         JsonAction::Merge(PathValue { path, value }) => {
-            let tokens = parse_pointer(&path)?;
+            let tokens = parse_bounded(&path)?;
+            check_depth(&tokens, 0, &value)?;
             let Value::Object(patch) = value else {
                 return Err(JsonError::TypeClash {
                     path,
@@ -373,7 +406,8 @@ fn apply(root: &mut Value, action: JsonAction) -> Result<(), JsonError> {
             }
         }
         JsonAction::Insert(PathIndexValue { path, index, value }) => {
-            let tokens = parse_pointer(&path)?;
+            let tokens = parse_bounded(&path)?;
+            check_depth(&tokens, 1, &value)?;
             // Refuse before creating anything: a rejected action leaves the state as it was.
             if index > 0 && !exists(root, &tokens)? {
                 return Err(JsonError::IndexOutOfBounds { path, index, len: 0 });

@@ -184,6 +184,11 @@ impl DocumentModel for TodoList {
         Self::reduce_with(state, action, &ActionMeta::unknown())
     }
 
+    /// A todo list has a fixed shape (items of strings and booleans): it cannot nest.
+    fn check_state(_: &TodoState) -> Result<(), Rejection> {
+        Ok(())
+    }
+
     fn reduce_with(state: &mut TodoState, action: TodoAction, meta: &ActionMeta<'_>) -> Result<(), Rejection> {
         match action {
             TodoAction::AddTodo(AddTodo { id, title, done }) => {

@@ -72,7 +72,7 @@ pub async fn push(
     }
     // Integrating an action moves this replica's clock past it: a clock far in the future would drag every later
     // action with it.
-    let horizon = folio_core::clock::system_millis() + 24 * 3600 * 1000;
+    let horizon = state.replica.reactor().clock_horizon();
     for (i, entry) in request.entries.iter().enumerate() {
         if entry.scope == Scope::Local {
             return Err(ApiError::bad_request(format!(
@@ -86,7 +86,8 @@ pub async fn push(
         }
         if entry.action.timestamp_utc_ms > horizon {
             return Err(ApiError::bad_request(format!(
-                "entry {i}: the action's clock is more than a day ahead of this server's"
+                "entry {i}: the action's clock is more than {} s ahead of this server's",
+                state.replica.reactor().config().max_clock_ahead.as_secs()
             )));
         }
         if entry.action.replica.as_deref() != Some(request.replica.as_str()) {

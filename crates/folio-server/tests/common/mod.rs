@@ -31,9 +31,18 @@ pub async fn start_with(
     reactor_config: ReactorConfig,
     configure: impl FnOnce(ServerConfig) -> ServerConfig,
 ) -> TestServer {
+    start_with_models(data_dir, ModelRegistry::with_builtin(), reactor_config, configure).await
+}
+
+pub async fn start_with_models(
+    data_dir: &Path,
+    registry: ModelRegistry,
+    reactor_config: ReactorConfig,
+    configure: impl FnOnce(ServerConfig) -> ServerConfig,
+) -> TestServer {
     std::fs::create_dir_all(data_dir).unwrap();
     let store = SqliteStore::open(data_dir.join("folio.db")).await.unwrap();
-    let reactor = Reactor::open(Arc::new(store), Arc::new(ModelRegistry::with_builtin()), reactor_config)
+    let reactor = Reactor::open(Arc::new(store), Arc::new(registry), reactor_config)
         .await
         .expect("reactor");
     let config = configure(ServerConfig::new(data_dir));
