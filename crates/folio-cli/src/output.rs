@@ -21,6 +21,11 @@ impl Out {
         writeln!(self.0, "{line}").map_err(write_error)
     }
 
+    /// Writes `text` as it is (no newline): for output streamed in pieces.
+    pub fn text(&mut self, text: impl Display) -> Result<(), CliError> {
+        write!(self.0, "{text}").map_err(write_error)
+    }
+
     /// Flushes what is buffered.
     pub fn finish(mut self) -> Result<(), CliError> {
         self.0.flush().map_err(write_error)

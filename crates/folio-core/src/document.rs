@@ -494,6 +494,26 @@ impl Document {
         }
     }
 
+    /// Makes a local action of `scope` this replica's (`me`) before it is applied: its author when it has none, the
+    /// causal context of what the unit has integrated, and a clock after everything in the unit (a client's clock
+    /// that lags is advanced, from `clock`), so the effective history stays sorted by the total order.
+    pub fn stamp(&self, scope: Scope, mut action: Action, me: &str, clock: &crate::clock::HybridClock) -> Action {
+        let seen = self.seen(scope);
+        if let Some(latest) = seen.0.values().max().copied() {
+            clock.observe(latest);
+            if action.timestamp() <= latest {
+                let now = clock.now();
+                action.timestamp_utc_ms = now.millis;
+                action.counter = now.counter;
+            }
+        }
+        let author = action.replica.get_or_insert_with(|| me.to_owned()).clone();
+        if action.context.is_empty() {
+            action.context = seen.without(&author);
+        }
+        action
+    }
+
     /// blake3 of the global state: equal on every replica for equal histories (local state is left out: it is
     /// per replica by definition).
     pub fn state_hash(&self) -> OpHash {

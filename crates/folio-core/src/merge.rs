@@ -12,11 +12,14 @@
 //! the rest of the merged operations, all in the total order. Every replica that integrated the same actions has
 //! the same effective history, hence the same state, whatever order it learnt them in.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use uuid::Uuid;
 
 use crate::causal::order_key;
+use crate::document::{ApplyError, Document};
+use crate::ids::Scope;
+use crate::model::{ModelRegistry, Rejection};
 use crate::operation::{Action, Operation};
 
 /// The code of an action kept in the history but refused because an earlier action in the total order has its id
@@ -183,6 +186,68 @@ pub fn plan_merge(tail: &[&Operation], incoming: Vec<Action>) -> MergePlan {
         cut,
         actions: merged,
     }
+}
+
+/// What [`fold_merged`] made: the operations to append, and the actions among them kept marked rejected, with the
+/// reason (`CODE: sentence`).
+#[derive(Debug, Default)]
+pub struct Folded {
+    /// The operations, in order, from the unit's head.
+    pub operations: Vec<Operation>,
+    /// `(action id, reason)` of each operation appended with an `error`.
+    pub rejected: Vec<(Uuid, String)>,
+}
+
+/// Folds the actions of a plan (in the total order, see [`plan_merge`]) into `doc` as operations of `scope` from its
+/// head, the first with `skip` (the caller has rewound `doc` to the common prefix for a rebase). An action its
+/// reducer refuses, or whose id an earlier action carries (`taken`: ids of the effective history before the merged
+/// run; then each action folded here), is kept in the history marked rejected: its index is taken, the state does
+/// not change, and every replica marks it alike. `observe` sees each action before it is folded (the writer's clock
+/// follows it). Any other error stops the fold, with the index it happened at.
+pub fn fold_merged(
+    doc: &mut Document,
+    scope: Scope,
+    skip: u64,
+    actions: Vec<Action>,
+    mut taken: HashSet<Uuid>,
+    registry: &ModelRegistry,
+    mut observe: impl FnMut(&Action),
+) -> Result<Folded, (u64, ApplyError)> {
+    let head = doc.header.revision.get(scope);
+    let mut folded = Folded {
+        operations: Vec::with_capacity(actions.len()),
+        rejected: Vec::new(),
+    };
+    for (i, action) in actions.into_iter().enumerate() {
+        observe(&action);
+        let index = head + i as u64;
+        let skip = if i == 0 { skip } else { 0 };
+        let op = Operation::new(action, index, skip, None, &doc.head(scope));
+        let result = if taken.insert(op.action.id) {
+            doc.fold(&op, true, registry)
+        } else {
+            Err(ApplyError::Rejected(Rejection::new(
+                DUPLICATE_ACTION_ID,
+                format!(
+                    "action id {} is used by an earlier action of the document",
+                    op.action.id
+                ),
+            )))
+        };
+        let op = match result {
+            Ok(()) => op,
+            Err(ApplyError::Rejected(reason)) => {
+                let reason = reason.to_string();
+                folded.rejected.push((op.action.id, reason.clone()));
+                let marked = Operation::new(op.action, index, skip, Some(reason), &doc.head(scope));
+                doc.fold(&marked, true, registry).map_err(|e| (index, e))?;
+                marked
+            }
+            Err(e) => return Err((index, e)),
+        };
+        folded.operations.push(op);
+    }
+    Ok(folded)
 }
 
 #[cfg(test)]

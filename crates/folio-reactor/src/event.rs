@@ -54,6 +54,46 @@ pub enum Event {
     },
 }
 
+/// The events one commit of `operations` to `unit` produces, in the order subscribers receive them: the operations;
+/// then, when a `DELETE_DOCUMENT` is among them (and not kept with a refusal), the document's deletion; then one
+/// [`Event::Conflict`] per operation kept with a reducer's refusal (a merge). The executor publishes these for its
+/// own commits, the follower for other nodes' commits: the same commits give the same events on every node.
+pub fn commit_events(
+    unit: SyncUnit,
+    document_type: Arc<str>,
+    operations: Arc<[Operation]>,
+    ordinals: Arc<[u64]>,
+) -> Vec<Event> {
+    let deleted = unit.scope == folio_core::Scope::Document
+        && operations
+            .iter()
+            .any(|op| op.action.action_type == folio_core::document::DELETE_DOCUMENT && op.error.is_none());
+    let conflicts: Vec<Event> = operations
+        .iter()
+        .filter_map(|op| {
+            op.error.as_ref().map(|reason| Event::Conflict {
+                unit: unit.clone(),
+                index: op.index,
+                action_id: op.action.id,
+                reason: reason.clone(),
+            })
+        })
+        .collect();
+    let document_id = unit.document_id;
+    let mut events = Vec::with_capacity(2 + conflicts.len());
+    events.push(Event::OperationsCommitted {
+        unit,
+        document_type,
+        operations,
+        ordinals,
+    });
+    if deleted {
+        events.push(Event::DocumentDeleted { document_id });
+    }
+    events.extend(conflicts);
+    events
+}
+
 /// What a subscriber receives.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Received {

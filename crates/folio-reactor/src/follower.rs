@@ -27,12 +27,11 @@ use futures::stream::BoxStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use folio_core::document::DELETE_DOCUMENT;
-use folio_core::{DocumentId, Operation, Scope, SyncUnit};
+use folio_core::{DocumentId, Operation, SyncUnit};
 use folio_store::{CommitFeed, Committed, StoreError};
 
-use crate::event::Event;
-use crate::reactor::Shared;
+use crate::event::{Event, commit_events};
+use crate::shared::Shared;
 use crate::view::DocKey;
 
 /// How often the follower reads the log when no notice came.
@@ -305,35 +304,8 @@ impl State {
         let operations: Vec<Operation> = run.drain(..).map(|c| c.operation).collect();
         self.shared.view.apply_committed(&key, &operations);
         let document_type = self.document_type(&key).await;
-        let deleted = unit.scope == Scope::Document
-            && operations
-                .iter()
-                .any(|op| op.action.action_type == DELETE_DOCUMENT && op.error.is_none());
-        // As the executor that committed them announced: operations kept with a reducer's refusal (a merge).
-        let conflicts: Vec<Event> = operations
-            .iter()
-            .filter_map(|op| {
-                op.error.as_ref().map(|reason| Event::Conflict {
-                    unit: unit.clone(),
-                    index: op.index,
-                    action_id: op.action.id,
-                    reason: reason.clone(),
-                })
-            })
-            .collect();
-        self.shared.bus.publish_now(Event::OperationsCommitted {
-            unit,
-            document_type,
-            operations: operations.into(),
-            ordinals: ordinals.into(),
-        });
-        if deleted {
-            self.shared
-                .bus
-                .publish_now(Event::DocumentDeleted { document_id: key.id });
-        }
-        for conflict in conflicts {
-            self.shared.bus.publish_now(conflict);
+        for event in commit_events(unit, document_type, operations.into(), ordinals.into()) {
+            self.shared.bus.publish_now(event);
         }
         self.cursor = self.cursor.max(last);
     }

@@ -32,6 +32,8 @@ mod executor;
 mod follower;
 mod job;
 mod reactor;
+mod reads;
+mod shared;
 mod view;
 
 pub use config::ReactorConfig;
@@ -39,4 +41,5 @@ pub use error::ReactorError;
 pub use event::{Event, EventBus, Received, Subscription};
 pub use job::{JobHandle, JobId, JobOutcome, JobStatus, MergeReport};
 pub use reactor::{Reactor, Submit};
+pub use reads::OperationPage;
 pub use view::{DocKey, DocumentView};

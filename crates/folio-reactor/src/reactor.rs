@@ -19,22 +19,8 @@ use crate::event::{EventBus, Subscription};
 use crate::executor::Executor;
 use crate::follower::Follower;
 use crate::job::{Job, JobHandle, JobId, JobKind, JobOutcome, JobStatus, JobTable};
+use crate::shared::Shared;
 use crate::view::{DocKey, DocumentView};
-
-/// What the executors and the handle share.
-pub(crate) struct Shared {
-    pub store: Arc<dyn OperationStore>,
-    pub registry: Arc<ModelRegistry>,
-    pub view: DocumentView,
-    pub bus: EventBus,
-    pub jobs: JobTable,
-    pub config: ReactorConfig,
-    /// This replica's clock: stamps local actions, observes every integrated one.
-    pub clock: HybridClock,
-    /// The store's last refusal of a commit for another reason than a stale revision (a full disk, a lost
-    /// database), until a commit succeeds again: what readiness reports.
-    pub write_failure: Mutex<Option<String>>,
-}
 
 struct Inner {
     shared: Arc<Shared>,

@@ -232,3 +232,92 @@ async fn a_deletion_through_one_node_reaches_the_other() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// The events of one document's commits, as a subscriber received them, until its deletion.
+async fn events_of(events: &mut Subscription, doc: folio_core::DocumentId) -> Vec<Event> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let received = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("timed out; received so far: {got:#?}"))
+            .expect("the bus is open");
+        let event = match received {
+            Received::Event(event) => event,
+            Received::Lagged { missed } => panic!("the subscriber lagged by {missed} events"),
+        };
+        let about = match &event {
+            Event::OperationsCommitted { unit, .. } | Event::Conflict { unit, .. } => unit.document_id == doc,
+            Event::DocumentDeleted { document_id } => *document_id == doc,
+            _ => false,
+        };
+        if about {
+            let last = matches!(event, Event::DocumentDeleted { .. });
+            got.push(event);
+            if last {
+                return got;
+            }
+        }
+    }
+}
+
+/// The executor announces its own commits and the follower announces the other node's: both make their events
+/// with `commit_events`, so the same commits (operations, a refusal kept by a merge, a deletion) give the same
+/// events on both nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn both_nodes_publish_the_same_events_for_the_same_commits() {
+    let db = TestDatabase::create().await;
+    let a = node(&db.url).await;
+    let b = node(&db.url).await;
+    let mut on_a = a.subscribe();
+    let mut on_b = b.subscribe();
+
+    let id = a
+        .create_document("folio/todo-list", "events", None)
+        .await
+        .expect("create")
+        .header
+        .id;
+    let add = a.action("ADD_TODO", json!({ "id": "x", "title": "X" }), Scope::Global);
+    a.apply(Submit::new(id, vec![add])).await.expect("apply");
+    // Another replica's action that the reducer refuses in its merged position: kept, marked, a conflict.
+    let mut refused = a.action("ADD_TODO", json!({ "id": "y", "title": "" }), Scope::Global);
+    refused.replica = Some("elsewhere".into());
+    let outcome = a
+        .integrate(id, Branch::default(), vec![refused])
+        .expect("integrate")
+        .wait()
+        .await
+        .expect("integrated");
+    assert_eq!(outcome.merge.expect("a merge report").rejected.len(), 1);
+    a.delete_document(id).await.expect("delete");
+
+    let seen_by_a = events_of(&mut on_a, id).await;
+    let seen_by_b = events_of(&mut on_b, id).await;
+    let kinds: Vec<&str> = seen_by_a
+        .iter()
+        .map(|e| match e {
+            Event::OperationsCommitted { .. } => "operations",
+            Event::Conflict { .. } => "conflict",
+            Event::DocumentDeleted { .. } => "deleted",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "operations",
+            "operations",
+            "operations",
+            "conflict",
+            "operations",
+            "deleted"
+        ]
+    );
+    assert_eq!(
+        seen_by_a, seen_by_b,
+        "the committing node and the other node announce the same events"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}

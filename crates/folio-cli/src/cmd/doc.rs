@@ -1,11 +1,10 @@
 //! `folio doc create | apply | get | log`.
 
 use clap::{Args, Subcommand};
-use futures::StreamExt;
 use serde_json::{Value, json};
 
-use folio_core::{Branch, DocumentId, Operation, Scope, SyncUnit};
-use folio_reactor::{ReactorError, Submit};
+use folio_core::{Branch, DocumentId, Scope, SyncUnit};
+use folio_reactor::{Reactor, ReactorError, Submit};
 
 use crate::CliError;
 use crate::context::{Global, Open};
@@ -223,56 +222,78 @@ fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
 }
 
+/// Operations read per page while printing a history: memory holds one page, whatever the history's length.
+const LOG_PAGE: usize = 1000;
+
 impl Log {
     async fn run(&self, global: &Global) -> Result<(), CliError> {
         let id = parse_id(&self.id)?;
         let scope = parse_scope(&self.scope)?;
         let branch = parse_branch(&self.branch)?;
-        let store = global.open_store(Open::Existing).await?;
-        if store.header(id, &branch).await?.is_none() {
-            return Err(CliError::fail(format!("document {id} not found")));
-        }
-        let unit = SyncUnit::new(id, scope, branch);
-        let mut ops = store.read(&unit, 0, None);
+        let reactor = global.reactor(Open::Existing).await?;
+        let result = self.print(&reactor, global, SyncUnit::new(id, scope, branch)).await;
+        reactor.shutdown().await;
+        result
+    }
+
+    /// Prints the history page by page (`{ "operations": [...] }` with `--json`, streamed).
+    async fn print(&self, reactor: &Reactor, global: &Global, unit: SyncUnit) -> Result<(), CliError> {
         let mut out = Out::new();
-        let mut all: Vec<Operation> = Vec::new();
+        let mut from = 0;
         let mut count = 0u64;
-        while let Some(op) = ops.next().await {
-            let op = op?;
-            count += 1;
-            if global.json {
-                all.push(op);
-                continue;
-            }
-            if count == 1 {
-                out.line(format_args!(
-                    "{:>6}  {:<24}  {:<20}  INPUT",
-                    "INDEX", "TIME (UTC)", "ACTION"
-                ))?;
-            }
-            out.line(format_args!(
-                "{:>6}  {:<24}  {:<20}  {}{}",
-                op.index,
-                folio_core::iso_from_millis(op.timestamp_utc_ms),
-                op.action.action_type,
-                op.action.input,
-                op.error
+        loop {
+            let page = reactor
+                .operations_page(&unit, from, LOG_PAGE)
+                .await
+                .map_err(|e| match e {
+                    ReactorError::DocumentNotFound(id) => CliError::fail(format!("document {id} not found")),
+                    e => reactor_error(e),
+                })?;
+            for op in &page.operations {
+                count += 1;
+                if global.json {
+                    let json = serde_json::to_string(op).map_err(|e| CliError::fail(e.to_string()))?;
+                    out.text(format_args!(
+                        "{}{json}",
+                        if count == 1 { "{\"operations\":[" } else { "," }
+                    ))?;
+                    continue;
+                }
+                if count == 1 {
+                    out.line(format_args!(
+                        "{:>6}  {:<24}  {:<20}  INPUT",
+                        "INDEX", "TIME (UTC)", "ACTION"
+                    ))?;
+                }
+                let rejected = op
+                    .error
                     .as_deref()
                     .map(|e| format!("  REJECTED: {e}"))
-                    .unwrap_or_default()
-                    + &if op.skip > 0 {
-                        format!("  (rebase: replaces from index {})", op.index - op.skip)
-                    } else {
-                        String::new()
-                    }
-            ))?;
+                    .unwrap_or_default();
+                let rebase = if op.skip > 0 {
+                    format!("  (rebase: replaces from index {})", op.index - op.skip)
+                } else {
+                    String::new()
+                };
+                out.line(format_args!(
+                    "{:>6}  {:<24}  {:<20}  {}{rejected}{rebase}",
+                    op.index,
+                    folio_core::iso_from_millis(op.timestamp_utc_ms),
+                    op.action.action_type,
+                    op.action.input,
+                ))?;
+            }
+            match page.next {
+                Some(next) => from = next,
+                None => break,
+            }
         }
         if global.json {
-            out.line(json!({ "operations": all }))?;
+            out.line(if count == 0 { "{\"operations\":[]}" } else { "]}" })?;
         } else if count == 0 {
             out.line(format_args!(
-                "no operations in the {scope} scope of {id} ({})",
-                unit.branch
+                "no operations in the {} scope of {} ({})",
+                unit.scope, unit.document_id, unit.branch
             ))?;
         }
         out.finish()
