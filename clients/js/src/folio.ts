@@ -1,5 +1,5 @@
 /**
- * `Folio`: a replica of folio documents in the browser (contract: `shared/spec/js-client.md`).
+ * `Folio`: a replica of folio documents in the browser (contract: `docs/spec/js-client.md`).
  *
  * The replica core (folio-core compiled to WebAssembly) folds, stamps, merges and compresses; this class keeps its
  * logs in IndexedDB ({@link ReplicaStore}) and moves actions with `folio serve` ({@link HttpRemote}), following
