@@ -3,9 +3,10 @@
 //! An event-sourced document engine. Applications describe a **document model** (a state and a pure reducer over
 //! single-argument **actions**); every change is an **operation** appended to an immutable log keyed by its **sync
 //! unit** `(document id, scope, branch)`. A [`Reactor`] takes actions through a bounded queue, runs the reducers and
-//! group-commits the operations to an [`OperationStore`] (in memory, or SQLite through sqlx), which refuses a stale
-//! write with [`StoreError::RevisionMismatch`]; the reactor reloads and retries. A [`DocumentView`] rehydrates
-//! documents from the log (nearest keyframe plus the streamed tail) and caches them by bytes.
+//! group-commits the operations to an [`OperationStore`] (in memory, SQLite, or PostgreSQL shared by several nodes,
+//! through sqlx), which refuses a stale write with [`StoreError::RevisionMismatch`]; the reactor reloads and
+//! retries. A [`DocumentView`] rehydrates documents from the log (nearest keyframe plus the streamed tail) and
+//! caches them by bytes.
 //!
 //! ## Data model
 //! * A document has three scopes: `global` (its shared state, replicated), `local` (per replica, never leaves it;
@@ -18,7 +19,10 @@
 //! Within one process, jobs on a document run one at a time in submission order. Between processes (or nodes),
 //! the store's revision check decides: the loser reloads the new head and re-runs its reducers on it. The built-in
 //! entity models follow folio's conflict principles: the last operation decides each field, an update of a deleted
-//! item recreates it, creating an id twice updates the first. Sync between replicas is a later layer.
+//! item recreates it, creating an id twice updates the first. An action id is unique in its unit: submitting an
+//! action again is a retry answered with its original outcome. Replicas sync offline-first with the `folio-sync`
+//! crate (`folio sync`, `folio serve`): actions merge in one total order (clock, author, id), so every replica
+//! reaches the same state hash, and an action its reducer refuses after a merge is kept, marked, and reported.
 //!
 //! ## Example
 //! ```

@@ -1,5 +1,5 @@
 /**
- * `Folio`: a replica of folio documents in the browser (contract: `shared/spec/js-client.md`).
+ * `Folio`: a replica of folio documents in the browser (contract: `docs/spec/js-client.md`).
  *
  * The replica core (folio-core compiled to WebAssembly) folds, stamps, merges and compresses; this class keeps its
  * logs in IndexedDB ({@link ReplicaStore}) and moves actions with `folio serve` ({@link HttpRemote}), following
@@ -508,13 +508,20 @@ export class Folio {
         conflicts: [],
       };
       if (this.options.compress ?? true) report.compressed = await this.exclusive(() => this.compressOutbox());
-      await this.push(remote, info.maxBodyBytes, report);
+      // A read token may pull but not push: the outbox waits (status.error says why) and changes still come in.
+      let refused: FolioError | null = null;
+      try {
+        await this.push(remote, info.maxBodyBytes, report);
+      } catch (e) {
+        if (!(e instanceof FolioError && e.code === "FORBIDDEN")) throw e;
+        refused = e;
+      }
       await this.pull(remote, info.replica, report);
       const seen = new Set<string>();
       report.conflicts = report.conflicts.filter((c) => !seen.has(c.actionId) && seen.add(c.actionId));
       this.setStatus({
         online: true,
-        error: null,
+        error: refused ? refused.toJSON() : null,
         lastSyncAt: Date.now(),
         pending: await this.store.outboxCount(),
         conflicts: this.current.conflicts + report.conflicts.length,

@@ -1,6 +1,6 @@
 /**
  * folio-client: a replica of folio documents in the browser, folded by folio-core compiled to WebAssembly, stored in
- * IndexedDB, synced with `folio serve`. Contract: `shared/spec/js-client.md`.
+ * IndexedDB, synced with `folio serve`. Contract: `docs/spec/js-client.md`.
  */
 // The class apps use: one replica per origin and name shared by the tabs (a SharedWorker, or a leader tab).
 export { Folio } from "./tabs.js";

@@ -89,7 +89,8 @@ export interface Status {
   lastSyncAt: number | null;
   /** Actions refused in their merged position, reported by sync since the replica was opened. */
   conflicts: number;
-  /** Why sync is failing or stopped (`UNAUTHORIZED` stops it until `sync()` is called again). */
+  /** Why sync is failing or stopped (`UNAUTHORIZED` stops it until `sync()` is called again; `FORBIDDEN`: a read
+   * token, own actions wait in the outbox while the server's changes still come in). */
   error: { code: string; message: string } | null;
 }
 

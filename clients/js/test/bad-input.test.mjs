@@ -174,3 +174,32 @@ test("a corrupted record: CORRUPT_RECORD for its document only, other documents 
   assert.equal(repaired.stateHash, (await api(server, `/v1/documents/${doc.id}`)).stateHash);
   await g.close();
 });
+
+test("a read token: changes come in, own actions wait (FORBIDDEN), nothing is lost", async () => {
+  const { folio } = await import("./helpers.mjs");
+  const readToken = (await folio(["token", "create", "--role", "read", "--data-dir", server.dataDir])).trim().split(/\s+/).pop();
+  const writer = await open(new IDBFactory(), "writer");
+  const idb = new IDBFactory();
+  const reader = await open(idb, "reader", { token: readToken });
+  const doc = await writer.create("folio/todo-list", "Shared");
+  await writer.sync();
+  await reader.sync();
+  await reader.apply(doc.id, [{ type: "ADD_TODO", input: { id: "mine", title: "waits" } }]);
+  await writer.apply(doc.id, [{ type: "ADD_TODO", input: { id: "theirs", title: "arrives" } }]);
+  await writer.sync();
+  const report = await reader.sync();
+  assert.equal(report.pushed, 0);
+  assert.equal(reader.status.error?.code, "FORBIDDEN");
+  assert.equal(reader.status.pending, 1);
+  const mine = await reader.get(doc.id);
+  assert.ok(mine.state.global.items.theirs && mine.state.global.items.mine);
+  await reader.close();
+  // The same replica with a write token pushes what waited.
+  const again = await open(idb, "reader");
+  await again.sync();
+  assert.equal(again.status.pending, 0);
+  await writer.sync();
+  assert.equal((await writer.get(doc.id)).stateHash, (await again.get(doc.id)).stateHash);
+  await again.close();
+  await writer.close();
+});

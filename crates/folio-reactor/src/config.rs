@@ -19,10 +19,9 @@ pub struct ReactorConfig {
     pub cache_bytes: usize,
     /// A keyframe is stored each time a document's global revision crosses a multiple of this (0: never), at the
     /// end of the job that crossed it (a job of many actions can put the keyframe past the multiple).
-    /// The default, 250, comes from `folio bench rehydrate --ops 1000,10000,100000,1000000 --keyframe-every K`:
-    /// at 250 a cold load takes 1.1-1.4 ms from a keyframe at the head and 3.2-3.6 ms with the longest tail (249
-    /// operations) at every history length; at 1,000 the longest tail took 8-12 ms. The price is storage: one copy
-    /// of the state every 250 operations.
+    /// The default, 250, comes from the keyframe sweep of `folio bench rehydrate --keyframe-every K` (figures in
+    /// `docs/benchmarks.md`): a cold load's longest tail stays short at every history length, for one copy of the
+    /// state every 250 operations.
     pub keyframe_every: u64,
     /// Events buffered per subscriber before the slowest ones are told they lagged.
     pub event_capacity: usize,

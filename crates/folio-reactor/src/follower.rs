@@ -31,7 +31,7 @@ use folio_core::{DocumentId, Operation, SyncUnit};
 use folio_store::{CommitFeed, Committed, StoreError};
 
 use crate::event::{Event, commit_events};
-use crate::reactor::Shared;
+use crate::shared::Shared;
 use crate::view::DocKey;
 
 /// How often the follower reads the log when no notice came.
@@ -51,6 +51,8 @@ const TYPE_CACHE: usize = 65_536;
 pub(crate) struct Follower {
     stop: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// True once the follower knows where it starts: every commit after that point reaches the bus.
+    started: watch::Receiver<bool>,
 }
 
 impl Follower {
@@ -58,11 +60,20 @@ impl Follower {
     pub fn start(shared: Arc<Shared>, feed: Arc<dyn CommitFeed>) -> Option<Self> {
         let own = shared.bus.install_sequencer(SEQUENCER_CAPACITY)?;
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(shared, feed, own, stopped));
+        let (start, started) = watch::channel(false);
+        let task = tokio::spawn(run(shared, feed, own, stopped, start));
         Some(Self {
             stop,
             task: Mutex::new(Some(task)),
+            started,
         })
+    }
+
+    /// Waits until the follower read where it starts (the store's last ordinal then): commits of other nodes made
+    /// after this returns reach this node's subscribers.
+    pub async fn started(&self) {
+        let mut started = self.started.clone();
+        let _ = started.wait_for(|s| *s).await;
     }
 
     /// Stops the follower (after it published what it holds) and waits for it.
@@ -108,6 +119,7 @@ async fn run(
     feed: Arc<dyn CommitFeed>,
     own_rx: mpsc::Receiver<Event>,
     mut stopped: watch::Receiver<bool>,
+    started: watch::Sender<bool>,
 ) {
     let mut notices: BoxStream<'static, ()> = feed.notices();
     let cursor = loop {
@@ -119,6 +131,7 @@ async fn run(
             }
         }
     };
+    let _ = started.send(true);
     let mut state = State {
         shared,
         feed,

@@ -33,6 +33,7 @@ mod follower;
 mod job;
 mod reactor;
 mod reads;
+mod shared;
 mod view;
 
 pub use config::ReactorConfig;

@@ -19,22 +19,8 @@ use crate::event::{EventBus, Subscription};
 use crate::executor::Executor;
 use crate::follower::Follower;
 use crate::job::{Job, JobHandle, JobId, JobKind, JobOutcome, JobStatus, JobTable};
+use crate::shared::Shared;
 use crate::view::{DocKey, DocumentView};
-
-/// What the executors and the handle share.
-pub(crate) struct Shared {
-    pub store: Arc<dyn OperationStore>,
-    pub registry: Arc<ModelRegistry>,
-    pub view: DocumentView,
-    pub bus: EventBus,
-    pub jobs: JobTable,
-    pub config: ReactorConfig,
-    /// This replica's clock: stamps local actions, observes every integrated one.
-    pub clock: HybridClock,
-    /// The store's last refusal of a commit for another reason than a stale revision (a full disk, a lost
-    /// database), until a commit succeeds again: what readiness reports.
-    pub write_failure: Mutex<Option<String>>,
-}
 
 struct Inner {
     shared: Arc<Shared>,
@@ -179,7 +165,12 @@ impl Reactor {
         mut config: ReactorConfig,
     ) -> Result<Self, ReactorError> {
         config.replica_id = store.replica_id().await?;
-        Ok(Self::new(store, registry, config))
+        let reactor = Self::new(store, registry, config);
+        // On a shared store: other nodes' commits reach this node's subscribers from when this returns.
+        if let Some(follower) = &reactor.inner.follower {
+            follower.started().await;
+        }
+        Ok(reactor)
     }
 
     /// A new action of this replica, stamped by its clock.
@@ -384,12 +375,18 @@ impl Reactor {
         self.inner.shared.bus.subscribe()
     }
 
-    /// Whether this reactor can serve: it accepts jobs, its store answers a read within `timeout`, and its last
-    /// commit did not fail (a store that refuses writes, say for a full disk, is not ready until one succeeds).
-    /// `Err` says why not.
+    /// Whether this reactor can serve: it accepts jobs, its store answers a read within `timeout`, its last
+    /// commit did not fail (a store that refuses writes, say for a full disk, is not ready until one succeeds), and
+    /// on a store shared with other nodes its follower knows where it starts (their commits from then on reach this
+    /// node's subscribers). `Err` says why not.
     pub async fn ready(&self, timeout: std::time::Duration) -> Result<(), String> {
         if !self.inner.accepting.load(Ordering::Acquire) {
             return Err("the reactor is shutting down".into());
+        }
+        if let Some(follower) = &self.inner.follower
+            && tokio::time::timeout(timeout, follower.started()).await.is_err()
+        {
+            return Err("the follower of the other nodes' commits has not started".into());
         }
         match tokio::time::timeout(timeout, self.inner.shared.store.max_ordinal()).await {
             Err(_) => return Err(format!("the store did not answer within {} ms", timeout.as_millis())),

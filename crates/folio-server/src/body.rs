@@ -5,8 +5,8 @@ use aide::openapi::{Operation, Parameter, ParameterData, ParameterSchemaOrConten
 use aide::operation::{OperationInput, add_parameters};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
@@ -52,10 +52,37 @@ pub fn too_deep(bytes: &[u8], max: usize) -> bool {
     false
 }
 
+/// Whether the request says its body is JSON: `Content-Type: application/json`, parameters (`; charset=utf-8`)
+/// allowed, case-insensitive.
+pub fn declares_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// 415 `UNSUPPORTED_MEDIA_TYPE`: a body sent as anything but `application/json`. Refused before the body is read,
+/// so that a request a browser may send cross-origin without a preflight (`text/plain`) never acts.
+fn unsupported_media_type(headers: &HeaderMap) -> ApiError {
+    let got = match headers.get(header::CONTENT_TYPE) {
+        None => "no Content-Type".to_owned(),
+        Some(value) => format!("Content-Type {:?}", String::from_utf8_lossy(value.as_bytes())),
+    };
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "UNSUPPORTED_MEDIA_TYPE",
+        format!("the body must be sent as application/json, not with {got}"),
+    )
+}
+
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        if !declares_json(req.headers()) {
+            return Err(unsupported_media_type(req.headers()));
+        }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::too_large(format!(
@@ -74,7 +101,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 "the body nests deeper than {MAX_DEPTH} levels"
             )));
         }
-        serde_json::from_slice(&bytes)
+        crate::whole::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::bad_request(format!("the body is not a valid request: {e}")))
     }

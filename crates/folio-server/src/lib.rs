@@ -12,6 +12,7 @@ mod error;
 pub mod openapi;
 mod routes;
 mod state;
+mod whole;
 mod wire;
 mod ws;
 
@@ -81,8 +82,8 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
 /// `openapi.rs`.
 pub fn router(state: AppState) -> Router {
     let auth_state = state.clone();
-    let sync_body_limit = state.config.sync_body_limit;
-    let (api, _) = openapi::build(sync_body_limit, move |routes| {
+    let facts = openapi::Facts::new(&state.config, state.reactor.registry());
+    let (api, _) = openapi::build(&facts, move |routes| {
         routes.route_layer(middleware::from_fn_with_state(auth_state, authenticate))
     });
     let mut app = api

@@ -53,19 +53,53 @@ pub struct ApiDocs {
     json: Arc<str>,
 }
 
-/// The description of the API as JSON text (what `GET /v1/openapi.json` answers and `schemas/openapi.json` holds).
+/// The description of the API as JSON text (what `GET /v1/openapi.json` answers and `schemas/openapi.json` holds):
+/// that of a server with the built-in models and the default limits.
 pub fn openapi_json() -> String {
-    build(crate::state::ServerConfig::new(".").sync_body_limit, |routes| routes)
-        .1
-        .json
-        .to_string()
+    let facts = Facts::new(
+        &crate::state::ServerConfig::new("."),
+        &folio_core::ModelRegistry::with_builtin(),
+    );
+    build(&facts, |routes| routes).1.json.to_string()
+}
+
+/// What the description states that the types alone cannot: the registered models and the server's limits.
+pub(crate) struct Facts {
+    /// The largest push body.
+    sync_body_limit: usize,
+    /// The most actions one request may carry.
+    max_actions: usize,
+    /// The registered document types, in registration order.
+    document_types: Vec<String>,
+    /// Every action type some scope of some registered model takes, sorted.
+    action_types: Vec<String>,
+}
+
+impl Facts {
+    pub(crate) fn new(config: &crate::state::ServerConfig, registry: &folio_core::ModelRegistry) -> Self {
+        use folio_core::document::{CREATE_DOCUMENT, DELETE_DOCUMENT, NOOP, SET_NAME};
+        let mut action_types: std::collections::BTreeSet<&str> = registry
+            .iter()
+            .flat_map(|model| model.action_types().iter().copied())
+            .collect();
+        // The document scope's actions, the local scope's (folio/json's, on every model) and NOOP.
+        action_types.extend([CREATE_DOCUMENT, SET_NAME, DELETE_DOCUMENT, NOOP]);
+        action_types.extend(folio_core::models::json::JSON_ACTION_TYPES.iter().copied());
+        Self {
+            sync_body_limit: config.sync_body_limit,
+            max_actions: config.max_actions,
+            document_types: registry.iter().map(|m| m.document_type().to_owned()).collect(),
+            action_types: action_types.into_iter().map(str::to_owned).collect(),
+        }
+    }
 }
 
 /// The documented routes, with `authenticate` applied to those that need a token, and their description.
 pub(crate) fn build(
-    sync_body_limit: usize,
+    facts: &Facts,
     authenticate: impl FnOnce(ApiRouter<AppState>) -> ApiRouter<AppState>,
 ) -> (Router<AppState>, ApiDocs) {
+    let sync_body_limit = facts.sync_body_limit;
     aide::generate::infer_responses(true);
     aide::generate::extract_schemas(true);
     // JSON Schema 2020-12, the dialect of OpenAPI 3.1 (aide's default generator writes draft 7), with shared types
@@ -112,184 +146,214 @@ pub(crate) fn build(
             }),
         );
 
-    let documented =
-        ApiRouter::new()
-            .api_route(
-                "/v1/document-types",
-                get_with(meta::document_types, |op| {
-                    op.id("listDocumentTypes")
-                        .tag("meta")
-                        .summary("The registered document models and their action types")
-                        .with(read)
-                }),
-            )
-            .api_route(
-                "/v1/documents",
-                post_with(documents::create, |op| {
-                    op.id("createDocument")
-                        .tag("documents")
-                        .summary("Create a document")
-                        .with(write)
-                        .with(|op| error::<409>(op, "DOCUMENT_EXISTS: a document with this id exists"))
-                        .with(|op| error::<422>(op, "UNKNOWN_DOCUMENT_TYPE: no model of this type is registered"))
-                })
-                .get_with(documents::list, |op| {
-                    op.id("listDocuments")
-                        .tag("documents")
-                        .summary("List document headers, by type, paged by id (deleted documents are left out)")
-                        .with(read)
-                }),
-            )
-            .api_route(
-                "/v1/documents/{id}",
-                get_with(documents::get, |op| {
-                    op.id("getDocument")
+    let documented = ApiRouter::new()
+        .api_route(
+            "/v1/document-types",
+            get_with(meta::document_types, |op| {
+                op.id("listDocumentTypes")
+                    .tag("meta")
+                    .summary("The registered document models and their action types")
+                    .with(read)
+            }),
+        )
+        .api_route(
+            "/v1/documents",
+            post_with(documents::create, |op| {
+                op.id("createDocument")
+                    .tag("documents")
+                    .summary("Create a document")
+                    .with(write)
+                    .with(json_body)
+                    .with(|op| error::<409>(op, "DOCUMENT_EXISTS: a document with this id exists"))
+                    .with(|op| error::<422>(op, "UNKNOWN_DOCUMENT_TYPE: no model of this type is registered"))
+            })
+            .get_with(documents::list, |op| {
+                op.id("listDocuments")
+                    .tag("documents")
+                    .summary("List document headers, by type, paged by id (deleted documents are left out)")
+                    .with(read)
+            }),
+        )
+        .api_route(
+            "/v1/documents/{id}",
+            get_with(documents::get, |op| {
+                op.id("getDocument")
                     .tag("documents")
                     .summary("A document, optionally at a past global revision or once it reaches a minimum")
                     .with(read)
                     .with(|op| {
-                        error::<404>(op, "DOCUMENT_NOT_FOUND: no such document, or it was deleted (`details.deleted`)")
+                        error::<404>(
+                            op,
+                            "DOCUMENT_NOT_FOUND: no such document, or it was deleted (`details.deleted`)",
+                        )
                     })
                     .with(|op| {
                         error::<408>(
                             op,
-                            "REVISION_NOT_REACHED: `minRevision` was not reached in time (`details.wanted`, `reached`)",
+                            "REVISION_NOT_REACHED: `minRevision` was not reached in time (10 s), or `revision` is \
+                             past the document's head (`details.wanted`, `reached`)",
                         )
                     })
-                })
-                .delete_with(documents::delete, |op| {
-                    op.id("deleteDocument")
-                        .tag("documents")
-                        .summary("Mark a document deleted (an operation: its history stays readable)")
-                        .with(write)
-                        .with(|op| error::<404>(op, "DOCUMENT_NOT_FOUND: no such document"))
-                        .with(|op| error::<409>(op, "RETRIES_EXHAUSTED: other writers kept moving the head"))
-                }),
-            )
-            .api_route(
-                "/v1/documents/{id}/actions",
-                post_with(documents::actions, |op| {
-                    op.id("submitActions")
-                        .tag("documents")
-                        .summary("Apply actions to a document, all or nothing")
-                        .with(write)
-                        .with(|op| error::<404>(op, "DOCUMENT_NOT_FOUND: no such document"))
-                        .with(|op| {
-                            error::<409>(
-                                op,
-                                "REVISION_MISMATCH: `expectedRevision` is stale (`details.expected`, `actual`); \
-                         RETRIES_EXHAUSTED: other writers kept moving the head",
-                            )
-                        })
-                        .with(|op| {
-                            error::<422>(
-                                op,
-                                "ACTION_REJECTED: the model refused an action (`details.actionIndex`, `reason`, \
+            })
+            .delete_with(documents::delete, |op| {
+                op.id("deleteDocument")
+                    .tag("documents")
+                    .summary("Mark a document deleted (an operation: its history stays readable)")
+                    .with(write)
+                    .with(|op| error::<404>(op, "DOCUMENT_NOT_FOUND: no such document"))
+                    .with(|op| error::<409>(op, "RETRIES_EXHAUSTED: other writers kept moving the head"))
+            }),
+        )
+        .api_route(
+            "/v1/documents/{id}/actions",
+            post_with(documents::actions, |op| {
+                op.id("submitActions")
+                    .tag("documents")
+                    .summary("Apply actions to a document, all or nothing")
+                    .with(write)
+                    .with(json_body)
+                    .with(|op| {
+                        error::<404>(
+                            op,
+                            "DOCUMENT_NOT_FOUND: no such document, or it was deleted (`details.deleted`)",
+                        )
+                    })
+                    .with(|op| {
+                        error::<409>(
+                            op,
+                            "REVISION_MISMATCH: `expectedRevision` is stale (`details.expected`, `actual`); \
+                         DUPLICATE_ACTION_ID: an action's id is committed for another action, or repeated in the \
+                         request (`details.actionId`; the same actions again are a retry, answered 200 as the \
+                         first time); RETRIES_EXHAUSTED: other writers kept moving the head; nothing was stored",
+                        )
+                    })
+                    .with(|op| {
+                        error::<422>(
+                            op,
+                            "ACTION_REJECTED: the model refused an action (`details.actionIndex`, `reason`, \
                          `reasonMessage`); nothing was stored",
-                            )
-                        })
-                }),
-            )
-            .api_route(
-                "/v1/documents/{id}/operations",
-                get_with(documents::operations, |op| {
-                    op.id("listOperations")
-                        .tag("documents")
-                        .summary("A document's history in one scope and branch, paged by index")
-                        .with(read)
-                        .with(|op| error::<404>(op, "DOCUMENT_NOT_FOUND: no such document"))
-                }),
-            )
-            .api_route(
-                "/v1/jobs/{jobId}",
-                get_with(jobs::get, |op| {
-                    op.id("getJob")
-                        .tag("jobs")
-                        .summary("A job's status")
-                        .with(read)
-                        .with(|op| {
-                            error::<404>(
-                                op,
-                                "JOB_NOT_FOUND: no such job (jobs are kept for a while after they end)",
-                            )
-                        })
-                }),
-            )
-            .api_route(
-                "/v1/subscribe",
-                get_with(ws::subscribe, |op| {
-                    op.id("subscribe")
-                        .tag("live")
-                        .summary("Live events over WebSocket")
-                        .description(
-                            "A WebSocket handshake. OpenAPI cannot describe the messages that follow: the client sends \
+                        )
+                    })
+            }),
+        )
+        .api_route(
+            "/v1/documents/{id}/operations",
+            get_with(documents::operations, |op| {
+                op.id("listOperations")
+                    .tag("documents")
+                    .summary("A document's history in one scope and branch, paged by index")
+                    .with(read)
+                    .with(|op| {
+                        error::<404>(
+                            op,
+                            "DOCUMENT_NOT_FOUND: no such document, or it was deleted (`details.deleted`)",
+                        )
+                    })
+            }),
+        )
+        .api_route(
+            "/v1/jobs/{jobId}",
+            get_with(jobs::get, |op| {
+                op.id("getJob")
+                    .tag("jobs")
+                    .summary("A job's status")
+                    .with(read)
+                    .with(|op| {
+                        error::<404>(
+                            op,
+                            "JOB_NOT_FOUND: no such job (jobs are kept for a while after they end)",
+                        )
+                    })
+            }),
+        )
+        .api_route(
+            "/v1/subscribe",
+            get_with(ws::subscribe, |op| {
+                op.id("subscribe")
+                    .tag("live")
+                    .summary("Live events over WebSocket")
+                    .description(
+                        "A WebSocket handshake. OpenAPI cannot describe the messages that follow: the client sends \
                      `{\"subscribe\": {\"documentIds\"?: [uuid], \"documentTypes\"?: [string]}}` and receives \
                      `{\"event\": \"subscribed\"}`, then `operations`, `deleted` and `lagged` events (see \
                      docs/http.md). The token may be the `token` query parameter instead of the bearer header.",
+                    )
+                    .with(websocket)
+            }),
+        )
+        .api_route(
+            "/v1/documents/{id}/conflicts",
+            get_with(sync::conflicts, |op| {
+                op.id("listConflicts")
+                    .tag("sync")
+                    .summary("Actions kept in the document's history but refused by its reducer after a merge")
+                    .with(read)
+                    .with(|op| {
+                        error::<404>(
+                            op,
+                            "DOCUMENT_NOT_FOUND: no such document, or it was deleted (`details.deleted`)",
                         )
-                        .with(websocket)
-                }),
-            )
-            .api_route(
-                "/v1/documents/{id}/conflicts",
-                get_with(sync::conflicts, |op| {
-                    op.id("listConflicts")
-                        .tag("sync")
-                        .summary("Actions kept in the document's history but refused by its reducer after a merge")
-                        .with(read)
-                        .with(|op| error::<404>(op, "DOCUMENT_NOT_FOUND: no such document"))
-                }),
-            )
-            .api_route(
-                "/v1/sync/info",
-                get_with(sync::info, |op| {
-                    op.id("syncInfo")
-                        .tag("sync")
-                        .summary("This server as a sync remote: its replica id and the largest push body it takes")
-                        .with(read)
-                }),
-            )
-            .api_route(
-                "/v1/sync/push",
-                post_with(sync::push, |op| {
-                    op.id("syncPush")
-                        .tag("sync")
-                        .summary("Push a replica's actions; answers once every one is durably integrated")
-                        .description(
-                            "Entries are the pushing replica's own actions, in its commit order. Actions the server \
+                    })
+            }),
+        )
+        .api_route(
+            "/v1/sync/info",
+            get_with(sync::info, |op| {
+                op.id("syncInfo")
+                    .tag("sync")
+                    .summary("This server as a sync remote: its replica id and the largest push body it takes")
+                    .with(read)
+            }),
+        )
+        .api_route(
+            "/v1/sync/push",
+            post_with(sync::push, |op| {
+                op.id("syncPush")
+                    .tag("sync")
+                    .summary("Push a replica's actions; answers once every one is durably integrated")
+                    .description(
+                        "Entries are the pushing replica's own actions, in its commit order. Actions the server \
                              has are counted as duplicates (a retried push is harmless); actions interleaving with \
                              what it has are merged by rebase; an action its reducer refuses in its merged position \
                              is kept, marked and listed in `rejected`. The body limit is `maxBodyBytes` of \
                              `/v1/sync/info` (64 MiB by default).",
+                    )
+                    .with(write)
+                    .with(json_body)
+                    .with(|op| {
+                        error::<404>(
+                            op,
+                            "DOCUMENT_NOT_FOUND: an entry for a document whose `document` scope (its creation) \
+                                 was never pushed",
                         )
-                        .with(write)
-                })
-                .layer(DefaultBodyLimit::max(sync_body_limit)),
-            )
-            .api_route(
-                "/v1/sync/pull",
-                get_with(sync::pull, |op| {
-                    op.id("syncPull")
-                        .tag("sync")
-                        .summary("What this server committed after a cursor, in commit order, paged")
-                        .with(read)
-                }),
-            )
-            .api_route(
-                "/v1/sync/live",
-                get_with(sync::live, |op| {
-                    op.id("syncLive")
-                        .tag("sync")
-                        .summary("Live sync over WebSocket: pull answers pushed as the server commits")
-                        .description(
-                            "A WebSocket handshake with the query of `/v1/sync/pull`. The server sends messages \
+                    })
+            })
+            .layer(DefaultBodyLimit::max(sync_body_limit)),
+        )
+        .api_route(
+            "/v1/sync/pull",
+            get_with(sync::pull, |op| {
+                op.id("syncPull")
+                    .tag("sync")
+                    .summary("What this server committed after a cursor, in commit order, paged")
+                    .with(read)
+            }),
+        )
+        .api_route(
+            "/v1/sync/live",
+            get_with(sync::live, |op| {
+                op.id("syncLive")
+                    .tag("sync")
+                    .summary("Live sync over WebSocket: pull answers pushed as the server commits")
+                    .description(
+                        "A WebSocket handshake with the query of `/v1/sync/pull`. The server sends messages \
                              shaped like a pull's answer (`{entries, cursor, more}`): first the catch-up after \
                              `after`, then each commit as it happens. The token may be the `token` query \
                              parameter instead of the bearer header.",
-                        )
-                        .with(websocket)
-                }),
-            );
+                    )
+                    .with(websocket)
+            }),
+        );
 
     let mut api = OpenApi {
         openapi: "3.1.0".into(),
@@ -299,7 +363,7 @@ pub(crate) fn build(
             summary: Some("An event-sourced document engine: documents, their operations, jobs and live events".into()),
             description: Some(
                 "folio's HTTP API, version 1 (spec/http.md with the additions of docs/http.md). Bodies are JSON, \
-                 camelCase. Every error is `{\"error\": {\"code\", \"message\", \"details\"}}` with a stable code; \
+                 camelCase, sent as `Content-Type: application/json` (another type is 415). Every error is `{\"error\": {\"code\", \"message\", \"details\"}}` with a stable code; \
                  each operation lists its statuses and codes. Every endpoint but `/`, `/v1/health`, \
                  `/v1/openapi.json` and `/v1/schemas/{name}` needs `Authorization: Bearer <token>`; `read` \
                  tokens may GET, `write` and `admin` tokens may also POST and DELETE."
@@ -342,6 +406,7 @@ pub(crate) fn build(
         ))
     });
     add_links(&mut api);
+    state_what_types_cannot(&mut api, facts);
     let mut json = serde_json::to_string_pretty(&api).expect("the description serializes");
     json.push('\n');
     let docs = ApiDocs {
@@ -411,6 +476,123 @@ fn add_links(api: &mut OpenApi) {
     }
 }
 
+/// The schema of component `name`, as a JSON object.
+fn component<'a>(api: &'a mut OpenApi, name: &str) -> &'a mut serde_json::Map<String, serde_json::Value> {
+    api.components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut(name))
+        .and_then(|s| s.json_schema.as_object_mut())
+        .unwrap_or_else(|| panic!("the description has no schema {name}"))
+}
+
+/// Property `property` of component `name`.
+fn property<'a>(
+    api: &'a mut OpenApi,
+    name: &str,
+    property: &str,
+) -> &'a mut serde_json::Map<String, serde_json::Value> {
+    component(api, name)
+        .get_mut("properties")
+        .and_then(|p| p.get_mut(property))
+        .and_then(|p| p.as_object_mut())
+        .unwrap_or_else(|| panic!("{name} has no property {property}"))
+}
+
+/// What the server refuses that the types alone do not say, stated in their schemas so that the description
+/// allows exactly what the server accepts: the registered document types and action types as enums, the limits,
+/// the replica id's length, and the fields that must agree (one scope per request, an entry's scope and its
+/// action's). What no JSON Schema can say (an entry's action is the pushing replica's; a clock at most `--max-clock-skew` ahead
+/// of the server's; what a model refuses in a document's state) is said in the descriptions.
+fn state_what_types_cannot(api: &mut OpenApi, facts: &Facts) {
+    use serde_json::json;
+    property(api, "CreateDocument", "documentType").insert("enum".into(), json!(facts.document_types));
+
+    let action_type = property(api, "ActionInput", "type");
+    action_type.insert("enum".into(), json!(facts.action_types));
+    action_type.insert(
+        "description".into(),
+        json!(
+            "Its type: one of the model's action types (`GET /v1/document-types`), of the local scope's (those of \
+             `folio/json`), or of the document scope's (`SET_NAME`, `DELETE_DOCUMENT`, …). Any other is 422 \
+             `ACTION_REJECTED`; so is one the document's model does not take."
+        ),
+    );
+    property(api, "ActionInput", "timestampUtcMs").insert(
+        "description".into(),
+        json!(
+            "When it was made, milliseconds since the epoch as a decimal string (an integer is accepted too); at \
+             most the server's `--max-clock-skew` (5 minutes by default) ahead of its clock (400 `BAD_REQUEST` otherwise). \
+             Kept when later than every \
+             operation of the document, advanced otherwise."
+        ),
+    );
+    // One scope a request: all global (or omitted), all local, or all document.
+    let actions = property(api, "SubmitActions", "actions");
+    actions.insert("maxItems".into(), json!(facts.max_actions));
+    actions.insert(
+        "anyOf".into(),
+        json!([
+            { "items": { "properties": { "scope": { "enum": ["global", null] } } } },
+            { "items": { "properties": { "scope": { "const": "local" } }, "required": ["scope"] } },
+            { "items": { "properties": { "scope": { "const": "document" } }, "required": ["scope"] } }
+        ]),
+    );
+    actions.insert(
+        "description".into(),
+        json!(format!(
+            "The actions, all or nothing: at least one, at most {} (the server's `--max-actions`; more is 413), all \
+             of one scope (an omitted scope is `global`).",
+            facts.max_actions
+        )),
+    );
+
+    let replica = property(api, "PushRequest", "replica");
+    replica.insert("minLength".into(), json!(1));
+    replica.insert("maxLength".into(), json!(64));
+    replica.insert(
+        "description".into(),
+        json!(
+            "The pushing replica's id, 1 to 64 characters (not this server's own). Every entry's action carries it \
+             as its `replica`."
+        ),
+    );
+    // What folio-core's types read, which their schemas state loosely: a clock's milliseconds are a u64, its counter
+    // a u32, a causal context's replica ids 1 to 64 characters.
+    property(api, "Action", "timestampUtcMs").insert("pattern".into(), json!(crate::wire::at_most(u64::MAX)));
+    property(api, "Action", "counter").insert("maximum".into(), json!(u32::MAX));
+    let context = component(api, "CausalContext");
+    context.insert("propertyNames".into(), json!({ "minLength": 1, "maxLength": 64 }));
+    context.insert(
+        "additionalProperties".into(),
+        json!({
+            "type": "string",
+            "pattern": format!(
+                "^{}\\.{}$",
+                crate::wire::at_most(u64::MAX).trim_start_matches('^').trim_end_matches('$'),
+                crate::wire::at_most(u32::MAX.into()).trim_start_matches('^').trim_end_matches('$')
+            )
+        }),
+    );
+    property(api, "PushRequest", "entries").insert("maxItems".into(), json!(crate::routes::sync::MAX_PUSH_ENTRIES));
+    // An entry is of the global or the document scope (the local scope never leaves its replica), and its action is
+    // of the same scope.
+    let entry = component(api, "SyncEntry");
+    entry.insert(
+        "anyOf".into(),
+        json!(
+            ["global", "document"]
+                .iter()
+                .map(|scope| json!({
+                    "properties": {
+                        "scope": { "const": scope },
+                        "action": { "properties": { "scope": { "const": scope } } }
+                    }
+                }))
+                .collect::<Vec<_>>()
+        ),
+    );
+}
+
 fn tag(name: &str, description: &str) -> Tag {
     Tag {
         name: name.into(),
@@ -435,7 +617,14 @@ fn read(op: TransformOperation<'_>) -> TransformOperation<'_> {
             )
         })
         .with(|op| error::<401>(op, "UNAUTHORIZED: no token, or an unknown one"))
-        .with(|op| error::<500>(op, "INTERNAL: a bug; nothing stored is affected"))
+        .with(|op| {
+            error::<500>(
+                op,
+                "INTERNAL: a bug; REDUCER_PANICKED: a model's reducer panicked on an action or on the stored \
+                 history; CORRUPT_HISTORY: a document's stored history cannot be folded (the message names the unit \
+                 and index). Nothing stored is affected, and everything else is served",
+            )
+        })
 }
 
 /// A WebSocket handshake: [`read`]'s answers, the token also as a query parameter, and the refused handshakes.
@@ -443,7 +632,25 @@ fn websocket(op: TransformOperation<'_>) -> TransformOperation<'_> {
     op.security_requirement("token")
         .with(read)
         .with(|op| error::<405>(op, "METHOD_NOT_ALLOWED: a handshake is a GET"))
-        .with(|op| error::<426>(op, "UPGRADE_REQUIRED: the connection cannot be upgraded"))
+        .with(|op| {
+            error::<426>(
+                op,
+                "UPGRADE_REQUIRED: not a WebSocket handshake (a plain GET: no `Connection: Upgrade` and \
+                 `Upgrade: websocket`; answered with those headers), another `Sec-WebSocket-Version` than 13 \
+                 (answered with `Sec-WebSocket-Version: 13`), or a connection that cannot be upgraded",
+            )
+        })
+}
+
+/// What every endpoint with a JSON body may answer, besides [`write`]'s.
+fn json_body(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.with(|op| {
+        error::<415>(
+            op,
+            "UNSUPPORTED_MEDIA_TYPE: the body is sent with another `Content-Type` than `application/json` \
+             (parameters such as `; charset=utf-8` are fine), or none; nothing was done",
+        )
+    })
 }
 
 /// What every endpoint that changes documents may answer, besides [`read`]'s.

@@ -20,6 +20,7 @@ pub struct CreateDocument {
     pub id: Option<DocumentId>,
     /// A name, at most 1,000 characters (empty when omitted).
     #[serde(default)]
+    #[schemars(length(max = 1000))]
     pub name: Option<String>,
 }
 
@@ -86,7 +87,8 @@ pub struct ListParams {
 pub struct GetParams {
     /// The branch.
     pub branch: Option<Branch>,
-    /// A past global revision (not with `minRevision`).
+    /// A past global revision: the document as it was then (408 `REVISION_NOT_REACHED` when past its head). With
+    /// `minRevision`, read once that is reached.
     #[schemars(range(max = u64::MAX))]
     pub revision: Option<u64>,
     /// Wait (up to 10 s) until the global revision is at least this; 408 `REVISION_NOT_REACHED` otherwise.
@@ -281,8 +283,8 @@ impl JsonSchema for MsString {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "anyOf": [
-                { "type": "string", "pattern": "^[0-9]{1,20}$" },
-                { "type": "integer", "minimum": 0 }
+                { "type": "string", "pattern": at_most(u64::MAX) },
+                { "type": "integer", "minimum": 0, "maximum": u64::MAX }
             ]
         })
     }
@@ -292,12 +294,153 @@ impl JsonSchema for MsString {
     }
 }
 
-mod opt_ms {
-    use serde::{Deserialize, Deserializer};
+/// A regular expression for the decimal strings of at most `n`'s digits (leading zeros allowed) whose value is at
+/// most `n`: what the server's parsers take for a `u64` or `u32` written as a string.
+pub(crate) fn at_most(n: u64) -> String {
+    let digits = n.to_string();
+    let k = digits.len();
+    let mut alternatives = Vec::new();
+    if k > 1 {
+        alternatives.push(format!("[0-9]{{1,{}}}", k - 1));
+    }
+    for (i, d) in digits.bytes().enumerate() {
+        let d = d - b'0';
+        if d > 0 {
+            let rest = k - i - 1;
+            let below = if d == 1 {
+                "0".to_owned()
+            } else {
+                format!("[0-{}]", d - 1)
+            };
+            let tail = match rest {
+                0 => String::new(),
+                1 => "[0-9]".to_owned(),
+                r => format!("[0-9]{{{r}}}"),
+            };
+            alternatives.push(format!("{}{below}{tail}", &digits[..i]));
+        }
+    }
+    alternatives.push(digits);
+    format!("^(?:{})$", alternatives.join("|"))
+}
 
+mod opt_ms {
+    use std::fmt;
+
+    use serde::de::{self, Deserializer, Visitor};
+
+    /// Milliseconds: a decimal string (as `folio_core::operation::ms_string` reads it), a non-negative integer, or
+    /// a whole float (JSON Schema's integers include `5.0`).
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-        #[derive(Deserialize)]
-        struct Wrap(#[serde(with = "folio_core::operation::ms_string")] u64);
-        Option::<Wrap>::deserialize(d).map(|o| o.map(|w| w.0))
+        d.deserialize_option(Opt)
+    }
+
+    struct Opt;
+    struct Ms;
+
+    impl<'de> Visitor<'de> for Opt {
+        type Value = Option<u64>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("milliseconds since the epoch as a decimal string, or null")
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Option<u64>, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Option<u64>, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<u64>, D::Error> {
+            d.deserialize_any(Ms).map(Some)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Ms {
+        type Value = u64;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("milliseconds since the epoch as a decimal string")
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<u64, E> {
+            if v.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&v) {
+                Ok(v as u64)
+            } else {
+                Err(E::custom(format!("timestampUtcMs must be whole milliseconds, got {v}")))
+            }
+        }
+
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<u64, E> {
+            folio_core::operation::ms_string::deserialize(de::value::StrDeserializer::<E>::new(s))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::at_most;
+
+    /// The pattern matches exactly the strings the server parses: checked against `str::parse` on boundaries.
+    #[test]
+    fn at_most_matches_what_parses() {
+        for n in [0u64, 1, 9, 10, 42, 100, 4_294_967_295, u64::MAX] {
+            let pattern = at_most(n);
+            let k = n.to_string().len();
+            let re = |s: &str| matches(&pattern, s);
+            let mut samples: Vec<String> = vec![n.to_string(), "0".repeat(k), format!("0{}", "9".repeat(k - 1))];
+            if n < u64::MAX {
+                samples.push((n + 1).to_string());
+            }
+            if n > 0 {
+                samples.push((n - 1).to_string());
+                samples.push(format!("{:0k$}", n / 2));
+            }
+            samples.push("9".repeat(k));
+            samples.push("1".repeat(k + 1));
+            samples.push(String::new());
+            for s in samples {
+                let parses = !s.is_empty() && s.len() <= k && s.parse::<u128>().is_ok_and(|v| v <= u128::from(n));
+                assert_eq!(re(&s), parses, "{pattern} on {s:?}");
+            }
+        }
+    }
+
+    /// A tiny matcher for the patterns `at_most` writes: alternatives of literal digits, `[a-b]`, `[0-9]{m}` and
+    /// `[0-9]{1,m}` (no regex crate in the tree).
+    fn matches(pattern: &str, s: &str) -> bool {
+        let body = pattern.strip_prefix("^(?:").and_then(|p| p.strip_suffix(")$")).unwrap();
+        body.split('|').any(|alt| matches_alt(alt.as_bytes(), s.as_bytes()))
+    }
+
+    fn matches_alt(alt: &[u8], s: &[u8]) -> bool {
+        if alt.is_empty() {
+            return s.is_empty();
+        }
+        if alt[0] == b'[' {
+            let close = alt.iter().position(|&b| b == b']').unwrap();
+            let (lo, hi) = (alt[1], alt[3]);
+            let class = |b: u8| (lo..=hi).contains(&b);
+            let rest = &alt[close + 1..];
+            if rest.first() == Some(&b'{') {
+                let end = rest.iter().position(|&b| b == b'}').unwrap();
+                let spec = std::str::from_utf8(&rest[1..end]).unwrap();
+                let (min, max) = match spec.split_once(',') {
+                    Some((a, b)) => (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()),
+                    None => (spec.parse().unwrap(), spec.parse().unwrap()),
+                };
+                let after = &rest[end + 1..];
+                return (min..=max)
+                    .any(|n| n <= s.len() && s[..n].iter().all(|&b| class(b)) && matches_alt(after, &s[n..]));
+            }
+            return !s.is_empty() && class(s[0]) && matches_alt(rest, &s[1..]);
+        }
+        !s.is_empty() && s[0] == alt[0] && matches_alt(&alt[1..], &s[1..])
     }
 }

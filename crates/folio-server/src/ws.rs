@@ -12,8 +12,8 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -56,26 +56,44 @@ impl Filter {
 pub async fn subscribe(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     State(state): State<AppState>,
-) -> Result<Response, ApiError> {
-    let ws = ws.map_err(not_a_handshake)?;
-    Ok(ws
-        .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| run(socket, state)))
+) -> Response {
+    match ws {
+        Ok(ws) => ws
+            .max_message_size(64 * 1024)
+            .on_upgrade(move |socket| run(socket, state)),
+        Err(rejection) => not_a_handshake(rejection),
+    }
 }
 
-/// The JSON error for a request to a WebSocket endpoint that is not a WebSocket handshake.
-pub fn not_a_handshake(rejection: WebSocketUpgradeRejection) -> ApiError {
-    let status = rejection.status();
-    let code = match status {
-        StatusCode::BAD_REQUEST => "BAD_REQUEST",
-        StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
-        _ => "UPGRADE_REQUIRED",
+/// The answer to a request to a WebSocket endpoint that is not a WebSocket handshake, in the JSON error shape:
+/// 426 `UPGRADE_REQUIRED` with `Upgrade: websocket` when it asks for no upgrade (a plain GET) or the connection
+/// cannot be upgraded, and with `Sec-WebSocket-Version: 13` for another protocol version (RFC 6455 4.4); 400
+/// `BAD_REQUEST` for a handshake without its key; 405 `METHOD_NOT_ALLOWED` for another method.
+pub fn not_a_handshake(rejection: WebSocketUpgradeRejection) -> Response {
+    use WebSocketUpgradeRejection as R;
+    let message = format!("a WebSocket handshake is expected: {}", rejection.body_text());
+    let (error, extra) = match rejection {
+        R::InvalidConnectionHeader(_) | R::InvalidUpgradeHeader(_) | R::ConnectionNotUpgradable(_) => (
+            ApiError::new(StatusCode::UPGRADE_REQUIRED, "UPGRADE_REQUIRED", message),
+            [(header::UPGRADE, "websocket"), (header::CONNECTION, "Upgrade")].as_slice(),
+        ),
+        R::InvalidWebSocketVersionHeader(_) => (
+            ApiError::new(StatusCode::UPGRADE_REQUIRED, "UPGRADE_REQUIRED", message),
+            [(header::SEC_WEBSOCKET_VERSION, "13")].as_slice(),
+        ),
+        R::MethodNotGet(_) | R::MethodNotConnect(_) => (
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", message),
+            [].as_slice(),
+        ),
+        _ => (ApiError::bad_request(message), [].as_slice()),
     };
-    ApiError::new(
-        status,
-        code,
-        format!("a WebSocket handshake is expected: {}", rejection.body_text()),
-    )
+    let mut response = error.into_response();
+    for (name, value) in extra {
+        response
+            .headers_mut()
+            .insert(name.clone(), HeaderValue::from_static(value));
+    }
+    response
 }
 
 async fn send(socket: &mut WebSocket, value: Value) -> bool {

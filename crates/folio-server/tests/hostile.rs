@@ -445,9 +445,9 @@ async fn forty_bad_requests_get_named_errors_and_change_nothing() {
             "BAD_REQUEST",
         ),
         case(
-            "revision and minRevision",
+            "revision not a number",
             Method::GET,
-            format!("/v1/documents/{id}?revision=1&minRevision=1"),
+            format!("/v1/documents/{id}?revision=1.5&minRevision=1"),
             None,
             400,
             "BAD_REQUEST",
@@ -477,14 +477,15 @@ async fn forty_bad_requests_get_named_errors_and_change_nothing() {
             405,
             "METHOD_NOT_ALLOWED",
         ),
-        // Answered in plain text (axum's rejections) before the OpenAPI description promised the error shape here.
+        // Answered in plain text (axum's rejections) before the OpenAPI description promised the error shape here;
+        // 400 before the description said what a plain GET gets.
         case(
             "subscribe without a WebSocket handshake",
             Method::GET,
             "/v1/subscribe".into(),
             None,
-            400,
-            "BAD_REQUEST",
+            426,
+            "UPGRADE_REQUIRED",
         ),
         case(
             "document id not UTF-8 once percent-decoded",

@@ -150,14 +150,26 @@ async fn create_get_act_history_delete() {
     assert!(second_page.get("next").is_none());
     let _ = third;
 
-    // Delete: an operation; the document is gone from reads and listings, its history stays.
+    // Delete: an operation; the document is gone from reads, listings and its sub-resources; its history stays
+    // (sync pulls carry it).
     let (status, body) = s.call(Method::DELETE, &format!("/v1/documents/{id}"), None).await;
     assert_eq!(status, 200, "{body}");
     assert_error(&s.get(&format!("/v1/documents/{id}")).await, 404, "DOCUMENT_NOT_FOUND");
     let (_, list) = s.get("/v1/documents?type=folio/todo-list").await;
     assert_eq!(list["documents"].as_array().unwrap().len(), 1);
-    let (_, header_ops) = s.get(&format!("/v1/documents/{id}/operations?scope=document")).await;
-    assert_eq!(header_ops["operations"][1]["action"]["type"], "DELETE_DOCUMENT");
+    assert_error(
+        &s.get(&format!("/v1/documents/{id}/operations?scope=document")).await,
+        404,
+        "DOCUMENT_NOT_FOUND",
+    );
+    let (_, pulled) = s.get(&format!("/v1/sync/pull?documentIds={id}")).await;
+    let types: Vec<&str> = pulled["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"]["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types.last(), Some(&"DELETE_DOCUMENT"), "{pulled}");
     let (status, _) = s.call(Method::DELETE, &format!("/v1/documents/{id}"), None).await;
     assert_eq!(status, 200, "deleting twice is fine");
     s.stop().await;
@@ -445,8 +457,9 @@ async fn a_deleted_document_with_history_reads_back_from_the_store() {
         .await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["revision"]["global"], 2, "{again}");
-    let (status, ops) = s.get(&format!("/v1/documents/{id}/operations")).await;
-    assert_eq!(status, 200);
-    assert_eq!(ops["operations"].as_array().unwrap().len(), 2);
+    // Its sub-resources answer like the document (its history stays in the store: `folio doc log`, sync pulls).
+    let got = s.get(&format!("/v1/documents/{id}/operations")).await;
+    assert_error(&got, 404, "DOCUMENT_NOT_FOUND");
+    assert_eq!(got.1["error"]["details"]["deleted"], true, "{}", got.1);
     s.stop().await;
 }

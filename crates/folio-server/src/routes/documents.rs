@@ -29,6 +29,22 @@ fn not_found(id: DocumentId) -> ApiError {
         .with_details(json!({ "documentId": id }))
 }
 
+/// 404 `DOCUMENT_NOT_FOUND` for a deleted document, as the document itself answers.
+fn deleted(id: DocumentId) -> ApiError {
+    ApiError::not_found("DOCUMENT_NOT_FOUND", format!("document {id} was deleted"))
+        .with_details(json!({ "documentId": id, "deleted": true }))
+}
+
+/// Whether the document exists on `branch` and is not deleted (from its stored header, without hydrating it): the
+/// check of the history's sub-resources (`/operations`, `/conflicts`), which answer 404 like the document.
+pub(crate) async fn require_live(state: &AppState, id: DocumentId, branch: &Branch) -> Result<(), ApiError> {
+    match state.reactor.store().header(id, branch).await? {
+        None => Err(not_found(id)),
+        Some(header) if header.deleted => Err(deleted(id)),
+        Some(_) => Ok(()),
+    }
+}
+
 fn page_limit(state: &AppState, limit: Option<usize>) -> Result<usize, ApiError> {
     match limit {
         None => Ok(100.min(state.config.max_page)),
@@ -111,18 +127,24 @@ pub async fn get(
     QueryParams(params): QueryParams<GetParams>,
 ) -> Result<DocumentResponse<200>, ApiError> {
     let branch = params.branch.unwrap_or_default();
-    let doc = match (params.revision, params.min_revision) {
-        (Some(_), Some(_)) => return Err(ApiError::bad_request("give revision or minRevision, not both")),
-        (Some(revision), None) => state.reactor.get_at(id, &branch, revision).await?.map(Arc::new),
-        (None, Some(min)) => match state.reactor.get(id, &branch).await? {
-            None => None,
+    // `minRevision` first (wait until the view reaches it), then `revision` (the document as it was then): together
+    // they read a past revision once the write that made it is visible on this node.
+    let reached = match params.min_revision {
+        None => None,
+        Some(min) => match state.reactor.get(id, &branch).await? {
+            None => return Err(not_found(id)),
+            Some(doc) if doc.header.deleted => return Err(deleted(id)),
             Some(_) => Some(state.reactor.get_min(id, &branch, min, state.config.max_wait).await?),
         },
+    };
+    let doc = match (params.revision, reached) {
+        (Some(revision), _) => state.reactor.get_at(id, &branch, revision).await?.map(Arc::new),
+        (None, Some(doc)) => Some(doc),
         (None, None) => state.reactor.get(id, &branch).await?,
     };
     let doc = doc.ok_or_else(|| not_found(id))?;
     if doc.header.deleted {
-        return Err(not_found(id).with_details(json!({ "documentId": id, "deleted": true })));
+        return Err(deleted(id));
     }
     Ok(DocumentResponse(doc.to_json_string()))
 }
@@ -162,8 +184,13 @@ pub async fn actions(
         })
         .collect();
     let wait = req.wait.unwrap_or(true);
-    if !wait && state.reactor.get(id, &branch).await?.is_none() {
-        return Err(not_found(id));
+    // A deleted document refuses actions as 404, like the document (the executor refuses them too, atomically, as
+    // 422 `ACTION_REJECTED` `DOCUMENT_DELETED`, should a deletion commit between this check and the job). From the
+    // view: the job is about to need the document there anyway, and a warm one costs no store read.
+    match state.reactor.get(id, &branch).await? {
+        None => return Err(not_found(id)),
+        Some(doc) if doc.header.deleted => return Err(deleted(id)),
+        Some(_) => {}
     }
     let handle = state.reactor.submit(Submit {
         document_id: id,
@@ -238,10 +265,8 @@ pub async fn operations(
     QueryParams(params): QueryParams<OperationsParams>,
 ) -> Result<Json<OperationPage>, ApiError> {
     let branch = params.branch.unwrap_or_default();
+    require_live(&state, id, &branch).await?;
     let store = state.reactor.store();
-    if store.header(id, &branch).await?.is_none() {
-        return Err(not_found(id));
-    }
     let limit = page_limit(&state, params.limit)?;
     let from = params.from.unwrap_or(0);
     let unit = SyncUnit::new(id, params.scope.unwrap_or(Scope::Global), branch);

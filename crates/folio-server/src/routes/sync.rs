@@ -19,7 +19,6 @@ use axum::response::Response;
 use futures::TryStreamExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use folio_core::merge::effective;
 use folio_core::{Branch, DocumentId, Operation, Scope, SyncUnit};
@@ -59,7 +58,7 @@ pub async fn push(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<PushRequest>,
 ) -> Result<Json<PushResponse>, ApiError> {
-    if request.replica.is_empty() || request.replica.len() > 64 {
+    if request.replica.is_empty() || request.replica.chars().count() > 64 {
         return Err(ApiError::bad_request("replica must have 1 to 64 characters"));
     }
     if request.replica == state.replica.id() {
@@ -107,13 +106,17 @@ pub async fn push(
 pub struct PullParams {
     /// This server's commit ordinal the puller has integrated up to (the last answer's `cursor`; 0 at first).
     #[serde(default)]
+    #[schemars(range(max = u64::MAX))]
     after: u64,
     /// At most this many entries (default 1,000, at most 10,000).
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = u64::MAX))]
     limit: Option<usize>,
     /// Leave out actions of this replica (the puller's own).
     exclude: Option<String>,
-    /// Only these documents: comma-separated ids.
+    /// Only these documents: comma-separated ids (UUIDs, hyphenated; empty items are skipped).
+    #[schemars(regex(
+        pattern = r"^,*([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(,+[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})*,*)?$"
+    ))]
     document_ids: Option<String>,
     /// Only documents of these types: comma-separated.
     types: Option<String>,
@@ -129,8 +132,12 @@ impl PullParams {
                 .split(',')
                 .filter(|s| !s.is_empty())
                 .map(|s| {
-                    s.parse::<DocumentId>()
-                        .map_err(|_| ApiError::bad_request(format!("{s:?} is not a document id (a UUID)")))
+                    // The hyphenated form only, as the description's pattern says (`Uuid::parse_str` also takes
+                    // the simple, braced and URN forms).
+                    (s.len() == 36)
+                        .then(|| s.parse::<DocumentId>().ok())
+                        .flatten()
+                        .ok_or_else(|| ApiError::bad_request(format!("{s:?} is not a document id (a UUID)")))
                 })
                 .collect::<Result<_, _>>()?,
         };
@@ -172,11 +179,14 @@ pub async fn live(
     State(state): State<AppState>,
     QueryParams(params): QueryParams<PullParams>,
 ) -> Result<Response, ApiError> {
-    let ws = ws.map_err(crate::ws::not_a_handshake)?;
+    // The query first: a bad one is 400 whether or not the request is a handshake.
     let request = params.request()?;
-    Ok(ws
-        .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| run_live(socket, state, request)))
+    Ok(match ws {
+        Ok(ws) => ws
+            .max_message_size(64 * 1024)
+            .on_upgrade(move |socket| run_live(socket, state, request)),
+        Err(rejection) => crate::ws::not_a_handshake(rejection),
+    })
 }
 
 async fn run_live(mut socket: WebSocket, state: AppState, mut request: PullRequest) {
@@ -232,19 +242,7 @@ async fn run_live(mut socket: WebSocket, state: AppState, mut request: PullReque
 /// reducer in their merged position.
 pub async fn conflicts(State(state): State<AppState>, IdPath(id): IdPath) -> Result<Json<ConflictList>, ApiError> {
     let branch = Branch::default();
-    if state
-        .reactor
-        .store()
-        .header(id, &branch)
-        .await
-        .map_err(folio_reactor::ReactorError::from)?
-        .is_none()
-    {
-        return Err(
-            ApiError::not_found("DOCUMENT_NOT_FOUND", format!("document {id} not found"))
-                .with_details(json!({ "documentId": id })),
-        );
-    }
+    crate::routes::documents::require_live(&state, id, &branch).await?;
     let mut conflicts = Vec::new();
     for scope in [Scope::Document, Scope::Global] {
         let unit = SyncUnit::new(id, scope, branch.clone());

@@ -2,34 +2,32 @@
 //! working copy of each document, and commits all the resulting appends in one `append_batch` (group commit). On
 //! `RevisionMismatch` (another process wrote first) it reloads and re-runs the job, a bounded number of times.
 
+mod local;
+mod merge;
+mod working;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use futures::TryStreamExt;
-
-use folio_core::merge::{MergePlan, effective, fold_merged, plan_merge, tail_covers};
-use folio_core::{Action, ApplyError, Document, Operation, Scope, order_key};
+use folio_core::{Document, Scope};
 use folio_store::{AppendRequest, StoreError};
 
 use crate::ReactorError;
 use crate::event::{Event, commit_events};
-use crate::job::{Job, JobKind, JobOutcome, JobStatus, MergeReport};
-use crate::reactor::Shared;
+use crate::job::{Job, JobKind, JobOutcome, JobStatus};
+use crate::shared::Shared;
 use crate::view::DocKey;
 
-/// A document's working copy: the committed state plus nothing else between batches.
-struct Working {
-    doc: Option<Document>,
-    tick: u64,
-}
+use local::{IdCheck, check_ids, known_actions, run_job};
+use merge::merge;
+use working::WorkingSet;
 
 pub(crate) struct Executor {
     shared: Arc<Shared>,
-    working: HashMap<DocKey, Working>,
-    tick: u64,
+    working: WorkingSet,
     retry: VecDeque<Job>,
 }
 
@@ -51,8 +49,7 @@ impl Executor {
     pub fn new(shared: Arc<Shared>) -> Self {
         Self {
             shared,
-            working: HashMap::new(),
-            tick: 0,
+            working: WorkingSet::default(),
             retry: VecDeque::new(),
         }
     }
@@ -84,25 +81,6 @@ impl Executor {
             let batch: Vec<Job> = self.retry.drain(..).collect();
             self.run_batch(batch).await;
         }
-    }
-
-    async fn working_doc(&mut self, key: &DocKey) -> Result<&mut Working, ReactorError> {
-        self.tick += 1;
-        if !self.working.contains_key(key) {
-            let doc = self.shared.view.get(key).await?.map(|d| Document::clone(&d));
-            if self.working.len() >= self.shared.config.working_set.max(1)
-                && let Some(oldest) = self.working.iter().min_by_key(|(_, w)| w.tick).map(|(k, _)| k.clone())
-            {
-                self.working.remove(&oldest);
-            }
-            self.working.insert(key.clone(), Working { doc, tick: 0 });
-        }
-        let w = self
-            .working
-            .get_mut(key)
-            .ok_or(ReactorError::Store("working set".into()))?;
-        w.tick = self.tick;
-        Ok(w)
     }
 
     async fn run_batch(&mut self, batch: Vec<Job>) {
@@ -138,7 +116,7 @@ impl Executor {
     /// Runs a document's jobs on its working copy and adds their appends to `pending`.
     async fn prepare_group(&mut self, group: Group, pending: &mut Vec<Pending>) {
         let key = group.key;
-        let mut slot = match self.working_doc(&key).await {
+        let mut slot = match self.working.load(&key, &self.shared).await {
             Ok(w) => w.doc.take(),
             Err(e) => {
                 for job in group.jobs {
@@ -377,303 +355,6 @@ impl Executor {
     }
 }
 
-/// Committed operations by scope and action id (the latest occurrence of each).
-type Known = HashMap<(Scope, uuid::Uuid), Operation>;
-
-/// Looks up the ids of `jobs`' local actions in their units: one query per scope.
-async fn known_actions(shared: &Shared, key: &DocKey, jobs: &[Job]) -> Result<Known, ReactorError> {
-    let mut known = Known::new();
-    for scope in [Scope::Global, Scope::Local, Scope::Document] {
-        let ids: Vec<uuid::Uuid> = jobs
-            .iter()
-            .filter(|j| j.kind == JobKind::Local && j.scope == scope)
-            .flat_map(|j| j.actions.iter().map(|a| a.id))
-            .collect();
-        if ids.is_empty() {
-            continue;
-        }
-        for op in shared.store.find_actions(&key.unit(scope), &ids).await? {
-            known.insert((scope, op.action.id), op);
-        }
-    }
-    Ok(known)
-}
-
-/// What a local job's action ids say about it.
-enum IdCheck {
-    /// None is used yet: run it.
-    New,
-    /// Every action is committed already with the same content: a retry, answered with these operations.
-    Retry(Vec<Operation>),
-    /// Its actions wait in this batch for their commit.
-    Pending,
-}
-
-/// Whether two actions with the same id are the same action: the same type, input and scope. Clocks, authors and
-/// causal contexts are the writer's to fill in, so a client's retry may differ there.
-fn same_content(a: &Action, b: &Action) -> bool {
-    a.action_type == b.action_type && a.input == b.input && a.scope == b.scope
-}
-
-/// Action ids are unique in their unit: a job whose actions are all committed with the same content is a retry; an
-/// id repeated in the job, used by another action, or committed for only some of the job's actions is refused.
-fn check_ids(job: &Job, known: &Known, pending: impl Iterator<Item = uuid::Uuid>) -> Result<IdCheck, ReactorError> {
-    let duplicate = |action_id, reason: &str| ReactorError::DuplicateActionId {
-        action_id,
-        reason: reason.to_owned(),
-    };
-    let mut ids = std::collections::HashSet::with_capacity(job.actions.len());
-    for action in &job.actions {
-        if !ids.insert(action.id) {
-            return Err(duplicate(action.id, "is used by two actions of the request"));
-        }
-    }
-    let mut retried = Vec::new();
-    for action in &job.actions {
-        match known.get(&(job.scope, action.id)) {
-            Some(op) if same_content(&op.action, action) => retried.push(op.clone()),
-            Some(_) => {
-                return Err(duplicate(
-                    action.id,
-                    "is already used by another action of the document",
-                ));
-            }
-            None => {}
-        }
-    }
-    if retried.is_empty() {
-        if pending.into_iter().any(|id| ids.contains(&id)) {
-            return Ok(IdCheck::Pending);
-        }
-        return Ok(IdCheck::New);
-    }
-    if retried.len() < job.actions.len() {
-        let new = job.actions.iter().find(|a| !known.contains_key(&(job.scope, a.id)));
-        return Err(duplicate(
-            new.map_or(job.actions[0].id, |a| a.id),
-            "comes with actions that are committed already: a retry must repeat the request as it was",
-        ));
-    }
-    retried.sort_by_key(|op| op.index);
-    Ok(IdCheck::Retry(retried))
-}
-
-/// Runs one job's actions on `doc`, returning its operations; on a refusal `doc` may be partly changed.
-fn run_job(doc: &mut Document, job: &Job, shared: &Shared) -> Result<Vec<Operation>, ReactorError> {
-    let scope = job.scope;
-    let start = doc.header.revision.get(scope);
-    if let Some(expected) = job.expected_revision
-        && expected != start
-    {
-        return Err(ReactorError::RevisionMismatch {
-            expected,
-            actual: start,
-        });
-    }
-    if scope == Scope::Global && doc.header.deleted {
-        return Err(ReactorError::ActionRejected {
-            action_index: 0,
-            reason: folio_core::Rejection::new("DOCUMENT_DELETED", "the document is deleted"),
-        });
-    }
-    let mut ops = Vec::with_capacity(job.actions.len());
-    for (i, action) in job.actions.iter().enumerate() {
-        let action = doc.stamp(scope, action.clone(), &shared.config.replica_id, &shared.clock);
-        let op = Operation::new(action, start + i as u64, 0, None, &doc.head(scope));
-        match doc.apply(&op, &shared.registry) {
-            Ok(()) => ops.push(op),
-            Err(e) => return Err(apply_error(e, job, i)),
-        }
-    }
-    Ok(ops)
-}
-
-/// The most operations of a unit's tail read at once while looking for the common prefix of a merge.
-const TAIL_STEP: u64 = 256;
-
-/// Plans and applies an integration or a compression on `doc` (the working copy at the unit's committed head):
-/// returns the operations to append (none when there is nothing to do) and the report.
-async fn merge(
-    shared: &Shared,
-    key: &crate::view::DocKey,
-    doc: &mut Document,
-    job: &Job,
-) -> Result<(Vec<Operation>, MergeReport), ReactorError> {
-    let scope = job.scope;
-    if scope == Scope::Local {
-        return Err(ReactorError::InvalidRequest("the local scope is never merged".into()));
-    }
-    let unit = key.unit(scope);
-    let head = doc.header.revision.get(scope);
-    let Some(min_incoming) = job.actions.iter().min_by(|a, b| order_key(a).cmp(&order_key(b))) else {
-        return Ok((Vec::new(), MergeReport::default()));
-    };
-    // Read back from the head until the tail's effective operations start before every incoming action.
-    let mut step = TAIL_STEP.min(head.max(1));
-    let tail_ops = loop {
-        let from = head.saturating_sub(step);
-        let ops: Vec<Operation> = shared.store.read(&unit, from, Some(head)).try_collect().await?;
-        if ops.len() as u64 != head - from {
-            return Err(ReactorError::Corrupt(format!(
-                "{unit}: read {} operations of {}",
-                ops.len(),
-                head - from
-            )));
-        }
-        let covered = tail_covers(&effective(&ops), from, min_incoming);
-        if covered {
-            break ops;
-        }
-        step = step.saturating_mul(4);
-    };
-    let tail = effective(&tail_ops);
-    let mut report = MergeReport::default();
-    let plan = match job.kind {
-        JobKind::Compress => plan_compress(shared, key, doc, &tail, job).await?,
-        _ => {
-            let plan = plan_merge(&tail, job.actions.clone());
-            let new = match &plan {
-                MergePlan::Nothing => 0,
-                MergePlan::Append(actions) => actions.len(),
-                MergePlan::Rebase { actions, .. } => {
-                    let cut = tail.partition_point(|op| op.index < plan_cut(&plan));
-                    actions.len() - (tail.len() - cut)
-                }
-            };
-            report.new = new;
-            report.duplicates = job.actions.len() - new;
-            plan
-        }
-    };
-    let (actions, skip) = match plan {
-        MergePlan::Nothing => return Ok((Vec::new(), report)),
-        MergePlan::Append(actions) => (actions, 0),
-        MergePlan::Rebase {
-            base_revision,
-            cut,
-            actions,
-        } => {
-            let (global, document) = match scope {
-                Scope::Global => (Some(base_revision), None),
-                _ => (None, Some(base_revision)),
-            };
-            let base = shared
-                .view
-                .hydrate_at(key, global, document)
-                .await?
-                .unwrap_or_else(|| Document::empty(key.id, key.branch.clone()));
-            doc.rewind(scope, base);
-            report.rebased = true;
-            (actions, head - cut)
-        }
-    };
-    // An action id belongs to the first action in the total order that carries it: the ids the effective history
-    // holds before the merged run (with other content: exact duplicates were dropped by the plan).
-    let taken = taken_ids(shared, &unit, head - skip, head, &actions).await?;
-    let folded = fold_merged(doc, scope, skip, actions, taken, &shared.registry, |a| {
-        shared.clock.observe(a.timestamp())
-    })
-    .map_err(|(index, e)| match e {
-        ApplyError::NotCreated => ReactorError::DocumentNotFound(key.id),
-        ApplyError::ReducerPanicked(message) => ReactorError::ReducerPanicked(format!("{unit} at {index}: {message}")),
-        e => ReactorError::Corrupt(format!("{unit} at {index}: {e}")),
-    })?;
-    report.rejected = folded.rejected;
-    let ops = folded.operations;
-    report.appended = ops.len();
-    Ok((ops, report))
-}
-
-/// The ids of `actions` that effective operations below index `before` carry already (`head`: the unit's revision).
-async fn taken_ids(
-    shared: &Shared,
-    unit: &folio_core::SyncUnit,
-    before: u64,
-    head: u64,
-    actions: &[Action],
-) -> Result<std::collections::HashSet<uuid::Uuid>, ReactorError> {
-    let ids: Vec<uuid::Uuid> = actions.iter().map(|a| a.id).collect();
-    let found: Vec<Operation> = shared
-        .store
-        .find_actions(unit, &ids)
-        .await?
-        .into_iter()
-        .filter(|op| op.index < before)
-        .collect();
-    if found.is_empty() {
-        return Ok(Default::default());
-    }
-    let cuts = folio_core::merge::Cuts::from_skips(shared.store.skips(unit, 0, Some(head)).await?);
-    Ok(found
-        .into_iter()
-        .filter(|op| cuts.is_effective(op.index))
-        .map(|op| op.action.id)
-        .collect())
-}
-
-fn plan_cut(plan: &MergePlan) -> u64 {
-    match plan {
-        MergePlan::Rebase { cut, .. } => *cut,
-        _ => u64::MAX,
-    }
-}
-
-/// A compression's plan: when the actions named by the job are exactly the end of the effective history, the state
-/// before them and the model's compressed form of them (a `NOOP` carries the skip when nothing remains).
-async fn plan_compress(
-    shared: &Shared,
-    key: &crate::view::DocKey,
-    doc: &Document,
-    tail: &[&Operation],
-    job: &Job,
-) -> Result<MergePlan, ReactorError> {
-    let ids: std::collections::HashSet<uuid::Uuid> = job.actions.iter().map(|a| a.id).collect();
-    let start = tail.len().saturating_sub(ids.len());
-    let run = &tail[start..];
-    if run.len() != ids.len() || run.iter().any(|op| !ids.contains(&op.action.id) || op.error.is_some()) {
-        return Ok(MergePlan::Nothing);
-    }
-    let Some(first) = run.first() else {
-        return Ok(MergePlan::Nothing);
-    };
-    // The tail covers the run's actions, so when the run is all of it, it reaches the start of the log.
-    let base_revision = if start == 0 { 0 } else { tail[start - 1].index + 1 };
-    let Some(model) = doc.model().cloned() else {
-        return Ok(MergePlan::Nothing);
-    };
-    if job.scope != Scope::Global {
-        return Ok(MergePlan::Nothing);
-    }
-    let base = shared.view.hydrate_at(key, Some(base_revision), None).await?;
-    let Some(base) = base else {
-        return Ok(MergePlan::Nothing);
-    };
-    let actions: Vec<Action> = run.iter().map(|op| op.action.clone()).collect();
-    // The model's code: a panic leaves the actions as they are.
-    let compressed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.compress(&base.state, &actions)));
-    let Ok(Some(mut compressed)) = compressed else {
-        return Ok(MergePlan::Nothing);
-    };
-    if compressed.len() >= actions.len() {
-        return Ok(MergePlan::Nothing);
-    }
-    if compressed.is_empty() {
-        let last = actions
-            .last()
-            .cloned()
-            .ok_or(ReactorError::Corrupt("empty run".into()))?;
-        let mut noop = last;
-        noop.action_type = folio_core::document::NOOP.to_owned();
-        noop.input = serde_json::json!({});
-        compressed.push(noop);
-    }
-    Ok(MergePlan::Rebase {
-        base_revision,
-        cut: first.index,
-        actions: compressed,
-    })
-}
-
 fn complete(shared: &Shared, job: Job, outcome: JobOutcome) {
     shared.jobs.set(
         job.id,
@@ -682,19 +363,6 @@ fn complete(shared: &Shared, job: Job, outcome: JobOutcome) {
         },
     );
     let _ = job.reply.send(Ok(outcome));
-}
-
-fn apply_error(e: ApplyError, job: &Job, action_index: usize) -> ReactorError {
-    match e {
-        ApplyError::NotCreated => ReactorError::DocumentNotFound(job.key.id),
-        ApplyError::UnknownDocumentType(t) => ReactorError::UnknownDocumentType(t),
-        ApplyError::Rejected(reason) if reason.code == "DOCUMENT_EXISTS" => ReactorError::DocumentExists(job.key.id),
-        ApplyError::Rejected(reason) => ReactorError::ActionRejected { action_index, reason },
-        ApplyError::ReducerPanicked(message) => {
-            ReactorError::ReducerPanicked(format!("action {action_index}: {message}"))
-        }
-        other => ReactorError::Corrupt(other.to_string()),
-    }
 }
 
 fn fail(shared: &Shared, job: Job, error: ReactorError) {
