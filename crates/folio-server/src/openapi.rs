@@ -128,6 +128,20 @@ pub(crate) fn build(
             }),
         )
         .api_route(
+            "/v1/ready",
+            get_with(meta::ready, |op| {
+                op.id("ready")
+                    .tag("meta")
+                    .summary("Readiness: the store answers and takes commits; needs no token")
+                    .with(|op| {
+                        error::<503>(
+                            op,
+                            "NOT_READY: the store does not answer, refused its last commit, or the server is stopping",
+                        )
+                    })
+            }),
+        )
+        .api_route(
             "/v1/openapi.json",
             get_with(openapi, |op| {
                 op.id("openapi")
