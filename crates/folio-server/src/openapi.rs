@@ -26,7 +26,7 @@ use schemars::generate::SchemaSettings;
 use serde::Deserialize;
 
 use crate::ApiError;
-use crate::routes::{documents, jobs, meta, sync};
+use crate::routes::{documents, jobs, meta, sync, tokens};
 use crate::state::AppState;
 use crate::ws;
 
@@ -168,6 +168,17 @@ pub(crate) fn build(
                     .tag("meta")
                     .summary("The registered document models and their action types")
                     .with(read)
+            }),
+        )
+        .api_route(
+            "/v1/tokens",
+            post_with(tokens::create, |op| {
+                op.id("createToken")
+                    .tag("meta")
+                    .summary("Makes a token of a role and shows its secret once (admin tokens only)")
+                    .with(write)
+                    .with(json_body)
+                    .with(|op| error::<403>(op, "FORBIDDEN: only an admin token may make tokens"))
             }),
         )
         .api_route(
