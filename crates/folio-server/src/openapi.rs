@@ -176,6 +176,9 @@ pub(crate) fn build(
                 op.id("createToken")
                     .tag("meta")
                     .summary("Makes a token of a role and shows its secret once (admin tokens only)")
+                    .response_with::<201, axum::Json<tokens::CreatedToken>, _>(|r| {
+                        r.description("The token, shown this once (the server keeps its hash)")
+                    })
                     .with(write)
                     .with(json_body)
                     .with(|op| error::<403>(op, "FORBIDDEN: only an admin token may make tokens"))
