@@ -16,6 +16,8 @@ mod memory;
 #[cfg(feature = "testing")]
 pub mod pg_testing;
 mod postgres;
+mod sql_common;
+mod sql_queries;
 mod sqlite;
 mod store;
 mod verify;
