@@ -1,5 +1,5 @@
-//! Keyframes and meta values: written straight through the pool, outside the writer (they take no ordinal, and
-//! PostgreSQL's own commit is durable), and read back.
+//! Keyframes and meta values, written straight through the pool, outside the writer (they take no ordinal, and
+//! PostgreSQL's own commit is durable). They are read through `crate::sql_queries`.
 
 use sqlx::postgres::PgPool;
 

@@ -28,8 +28,9 @@
 //!
 //! One concern a file: `open.rs` (options, connecting, migrations, the handle's origin), `writer.rs` (the writer
 //! task, its group commit and retries), `feed.rs` (commit notices: LISTEN, and reads marked with their origin),
-//! `reads.rs` (reads of the log, heads and headers), `keyframes_meta.rs` (keyframes and meta values, written
-//! straight through the pool); what the SQLite and PostgreSQL backends share is in `crate::sql_common`.
+//! `reads.rs` (the reads in PostgreSQL's own SQL), `keyframes_meta.rs` (keyframes and meta values, written
+//! straight through the pool); what the SQLite and PostgreSQL backends share is in `crate::sql_common` and
+//! `crate::sql_queries` (the reads with one SQL text).
 
 mod feed;
 mod keyframes_meta;

@@ -1,5 +1,7 @@
-//! Reads through the pool: a unit's log in chunks (one `string_agg` row each), operations by action id, skips,
-//! heads, revisions, headers, units. (Reads by ordinal are the feed's, `feed.rs`: they carry the origin.)
+//! The reads in PostgreSQL's own SQL: the text of a unit's log chunk (one `string_agg` row each) and of the header
+//! list, operations by action id, and how a documents row stores its name and deleted flag. The reads with one SQL
+//! text for both backends are in `crate::sql_queries`; reads by ordinal are the feed's (`feed.rs`: they carry the
+//! origin).
 
 use sqlx::Row;
 use sqlx::postgres::{PgPool, PgRow};

@@ -30,8 +30,9 @@
 //!
 //! One concern a file: `open.rs` (options, connection settings, migrations, starting the writer and the sync
 //! thread), `writer.rs` (the writer task and its group commit), `wal.rs` (the WAL's fsync thread, what reads wait
-//! for, checkpoints), `sql.rs` (the writer's statement texts and their binding), `reads.rs` (every read); what the
-//! SQLite and PostgreSQL backends share is in `crate::sql_common`.
+//! for, checkpoints), `sql.rs` (the writer's statement texts and their binding), `reads.rs` (the reads in SQLite's own SQL);
+//! what the SQLite and PostgreSQL backends share is in `crate::sql_common` and `crate::sql_queries` (the reads with
+//! one SQL text).
 
 mod open;
 mod reads;

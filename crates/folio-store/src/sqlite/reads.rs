@@ -1,7 +1,8 @@
-//! Reads, through the pool of read connections: a unit's log in chunks (one `group_concat` row each), operations by
-//! action id, skips, heads, revisions, headers, the log by ordinal (filtered in SQLite), units, keyframes and meta
-//! values. Each returns what it read; the store's `OperationStore` impl (`mod.rs`) then waits for the fsync of what
-//! it may have seen.
+//! The reads in SQLite's own SQL, through the pool of read connections: the text of a unit's log chunk (one
+//! `group_concat` row each) and of the header list, operations by action id, the log by ordinal (filtered in
+//! SQLite, units resolved through a cache). The reads with one SQL text for both backends are in
+//! `crate::sql_queries`. Each returns what it read; the store's `OperationStore` impl (`mod.rs`) then waits for the
+//! fsync of what it may have seen.
 
 use std::collections::HashMap;
 
