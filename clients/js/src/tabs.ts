@@ -1,5 +1,5 @@
 /**
- * `Folio`, the class apps use (contract: `shared/spec/js-client.md`): one replica per origin and name, whatever the
+ * `Folio`, the class apps use (contract: `docs/spec/js-client.md`): one replica per origin and name, whatever the
  * number of tabs.
  *
  * - **worker** (where `SharedWorker` exists): a SharedWorker (`folio-worker.js`, named `folio:<name>`) hosts the
