@@ -52,8 +52,10 @@ type Replica = Pick<FolioReplica, "replicaId" | "status" | "on" | "subscribe" | 
 export class Host {
   private replica: Promise<Replica> | null = null;
   private readonly connections = new Set<Connection>();
-  private readonly docSubs = new Map<string, { count: number; off: () => void }>();
+  private readonly docSubs = new Map<string, { count: number; off: () => void; on?: Replica }>();
   private closed = false;
+  private opened: HostOptions | null = null;
+  private acquired: Promise<void> | null = null;
 
   /**
    * @param id this host's id (sent in `ready`; a tab seeing another id knows the host changed)
@@ -74,22 +76,45 @@ export class Host {
   }
 
   private open(options: HostOptions): Promise<Replica> {
-    if (!this.replica) {
-      this.replica = (async () => {
-        await this.acquire(options.name);
-        const open: OpenOptions = { ...options };
-        if (options.wasm) open.wasm = options.wasm;
-        const replica = (await FolioReplica.open(open)) as unknown as Replica;
-        replica.on("status", (s: Status) => {
-          for (const c of this.connections) c.post({ t: "status", s });
-        });
-        return replica;
-      })();
-      this.replica.catch(() => {
-        this.replica = null;
+    const changed = this.opened && (this.opened.url !== options.url || this.opened.token !== options.token);
+    if (this.replica && changed) {
+      // A tab brings another server or token (the page asked for a new one): the replica reopens with it, its
+      // subscriptions moved over (closing waits for what it is storing).
+      const old = this.replica;
+      this.replica = old.catch(() => null).then(async (r) => {
+        await r?.close();
+        return this.start(options);
       });
+    } else if (!this.replica) {
+      this.replica = this.start(options);
     }
-    return this.replica;
+    const opening = this.replica;
+    opening.catch(() => {
+      if (this.replica === opening) this.replica = null;
+    });
+    return opening;
+  }
+
+  private async start(options: HostOptions): Promise<Replica> {
+    this.acquired ??= this.acquire(options.name);
+    await this.acquired;
+    this.opened = options;
+    const open: OpenOptions = { ...options };
+    const replica = (await FolioReplica.open(open)) as unknown as Replica;
+    replica.on("status", (s: Status) => {
+      for (const c of this.connections) c.post({ t: "status", s });
+    });
+    for (const [doc, slot] of this.docSubs) {
+      slot.off = replica.subscribe(doc, this.forward(doc));
+      slot.on = replica;
+    }
+    return replica;
+  }
+
+  private forward(doc: string): (d: FolioDocument) => void {
+    return (d) => {
+      for (const c of this.connections) if (c.subs.has(doc)) c.post({ t: "doc", doc, v: d });
+    };
   }
 
   private async receive(conn: Connection, message: ToHost): Promise<void> {
@@ -148,13 +173,12 @@ export class Host {
       entry.count++;
       return;
     }
-    const slot = { count: 1, off: () => undefined as unknown };
-    this.docSubs.set(doc, slot as { count: number; off: () => void });
-    const replica = await this.replica;
-    if (!replica) return;
-    slot.off = replica.subscribe(doc, (d: FolioDocument) => {
-      for (const c of this.connections) if (c.subs.has(doc)) c.post({ t: "doc", doc, v: d });
-    });
+    const slot: { count: number; off: () => void; on?: Replica } = { count: 1, off: () => undefined };
+    this.docSubs.set(doc, slot);
+    const replica = await this.replica?.catch(() => null);
+    if (!replica || this.docSubs.get(doc) !== slot || slot.on === replica) return;
+    slot.off = replica.subscribe(doc, this.forward(doc));
+    slot.on = replica;
   }
 
   private unsubscribeDoc(doc: string): void {

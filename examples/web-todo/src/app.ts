@@ -144,7 +144,14 @@ async function main(): Promise<void> {
   folio.on("status", (s) => {
     renderStatus(s);
     showMode();
+    if (s.error?.code === "UNAUTHORIZED") offerNewToken();
   });
+  // A refused token stops sync: the page asks for another one (and reloads with it; the replica keeps its data).
+  const offerNewToken = () => {
+    if (!$("login").hidden) return;
+    void askToken().then(() => location.reload());
+  };
+  if (folio.status.error?.code === "UNAUTHORIZED") offerNewToken();
   renderStatus(folio.status);
 
   // One list per replica name: the first there is (after a first sync when there is a server), made when none is.

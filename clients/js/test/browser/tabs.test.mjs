@@ -267,3 +267,28 @@ test("a new version of the app is picked up at a safe point without losing pendi
     rmSync(out, { recursive: true, force: true });
   }
 });
+
+test("a refused token stops sync and the app asks for another; with it the same replica syncs", async () => {
+  const server = await appServer();
+  const br = await browser();
+  try {
+    const a = await br.tab(server.url, "/#token=not-a-token");
+    await addTodo(a, "Made with a bad token");
+    await waitBadge(a, "error");
+    assert.equal(await a.textContent("#badge"), "token refused");
+    await a.waitForSelector("#login:not([hidden])");
+    const b = await br.tab(server.url, "/");
+    assert.equal(await a.textContent("#replica"), await b.textContent("#replica"));
+    await a.fill("#token", server.token);
+    await Promise.all([a.waitForEvent("load"), a.click("#login button[type=submit]")]);
+    await ready(a);
+    await waitBadge(a, "synced");
+    await waitBadge(b, "synced");
+    const id = await a.getAttribute("body", "data-doc");
+    const doc = await served(server, id);
+    assert.deepEqual(Object.values(doc.state.global.items).map((i) => i.title), ["Made with a bad token"]);
+  } finally {
+    await br.close();
+    await server.close();
+  }
+});
