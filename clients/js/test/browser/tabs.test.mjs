@@ -2,8 +2,10 @@
 // clicks and typing: tabs share one replica (a SharedWorker; with SharedWorker removed, a leader tab elected with
 // Web Locks), a todo added in one tab appears in the others, the network goes away (the browser offline and the
 // server stopped), both tabs add and edit, a page reloads from the service worker's cache, the tab that held the
-// connection closes, the network comes back, and the server, the browser and a Rust replica (`folio sync`) end
-// with the same state hash. A screenshot of the app is taken at the end and what it shows is checked.
+// connection closes (then every tab, and a new one starts the replica again with no network), the network comes
+// back, and the server, the browser and a Rust replica (`folio sync`) end with the same state hash. A screenshot
+// of the app is taken at the end and what it shows is checked. Also: a new version of the app picked up without
+// losing pending actions, and a refused token replaced.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -148,13 +150,22 @@ test("two tabs of the demo share one replica (SharedWorker): offline, reload fro
     const all = [...offline, "After A closed"];
     await waitTitles(b, all, "tab B alone");
 
+    // Every tab closes (the worker goes); a new one, still with no network, starts the worker again from the
+    // service worker's cache and finds everything.
+    await b.close();
+    await new Promise((r) => setTimeout(r, 1000));
+    const d = await br.tab(server.url, "/");
+    assert.equal(await mode(d), "worker");
+    await waitTitles(d, all, "a new tab, offline, after every tab closed");
+    await waitBadge(d, "pending");
+
     // The network comes back.
     await server.start();
     await br.context.setOffline(false);
-    await waitBadge(b, "synced", 60_000);
-    const doc = await converge(server, b, id, all);
+    await waitBadge(d, "synced", 60_000);
+    const doc = await converge(server, d, id, all);
     assert.equal(doc.state.global.items[Object.keys(doc.state.global.items).find((k) => doc.state.global.items[k].title === "Buy milk")].done, true);
-    await checkScreenshot(br, b, "worker", all.length);
+    await checkScreenshot(br, d, "worker", all.length);
   } finally {
     await br.close();
     await server.close();
