@@ -56,7 +56,7 @@ pub mod core {
     pub use folio_core::*;
 }
 
-/// The `OperationStore` trait, its backends and the conformance suite.
+/// The `OperationStore` trait and its backends (the conformance suite comes with folio-store's `testing` feature).
 pub mod store {
     pub use folio_store::*;
 }

@@ -63,6 +63,7 @@ fn interfering(inner: Arc<dyn OperationStore>, interfere: usize) -> (Arc<dyn Ope
     let store = Arc::new(Decorated {
         inner: inner.clone(),
         appends: AtomicUsize::new(0),
+        failing: Default::default(),
         before_append: move |requests: &[AppendRequest]| -> futures::future::BoxFuture<'static, ()> {
             let units: Vec<SyncUnit> = requests
                 .iter()

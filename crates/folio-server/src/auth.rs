@@ -21,7 +21,7 @@ pub enum Role {
     Read,
     /// Also create, change and delete documents.
     Write,
-    /// Everything.
+    /// Also make tokens (`POST /v1/tokens`).
     Admin,
 }
 
@@ -45,9 +45,11 @@ impl Role {
         }
     }
 
-    /// The role a request of `method` needs.
-    pub fn needed_for(method: &Method) -> Role {
-        if method == Method::GET || method == Method::HEAD || method == Method::OPTIONS {
+    /// The role a request of `method` to `path` needs: admin for the tokens, else read to read and write to change.
+    pub fn needed_for(method: &Method, path: &str) -> Role {
+        if path == "/v1/tokens" || path.starts_with("/v1/tokens/") {
+            Role::Admin
+        } else if method == Method::GET || method == Method::HEAD || method == Method::OPTIONS {
             Role::Read
         } else {
             Role::Write

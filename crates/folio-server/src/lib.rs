@@ -74,7 +74,7 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
     let token = presented_token(&req);
     state
         .tokens
-        .authorize(token.as_deref(), Role::needed_for(req.method()))?;
+        .authorize(token.as_deref(), Role::needed_for(req.method(), req.uri().path()))?;
     Ok(next.run(req).await)
 }
 

@@ -26,7 +26,7 @@ use schemars::generate::SchemaSettings;
 use serde::Deserialize;
 
 use crate::ApiError;
-use crate::routes::{documents, jobs, meta, sync};
+use crate::routes::{documents, jobs, meta, sync, tokens};
 use crate::state::AppState;
 use crate::ws;
 
@@ -128,6 +128,20 @@ pub(crate) fn build(
             }),
         )
         .api_route(
+            "/v1/ready",
+            get_with(meta::ready, |op| {
+                op.id("ready")
+                    .tag("meta")
+                    .summary("Readiness: the store answers and takes commits; needs no token")
+                    .with(|op| {
+                        error::<503>(
+                            op,
+                            "NOT_READY: the store does not answer, refused its last commit, or the server is stopping",
+                        )
+                    })
+            }),
+        )
+        .api_route(
             "/v1/openapi.json",
             get_with(openapi, |op| {
                 op.id("openapi")
@@ -154,6 +168,20 @@ pub(crate) fn build(
                     .tag("meta")
                     .summary("The registered document models and their action types")
                     .with(read)
+            }),
+        )
+        .api_route(
+            "/v1/tokens",
+            post_with(tokens::create, |op| {
+                op.id("createToken")
+                    .tag("meta")
+                    .summary("Makes a token of a role and shows its secret once (admin tokens only)")
+                    .response_with::<201, axum::Json<tokens::CreatedToken>, _>(|r| {
+                        r.description("The token, shown this once (the server keeps its hash)")
+                    })
+                    .with(write)
+                    .with(json_body)
+                    .with(|op| error::<403>(op, "FORBIDDEN: only an admin token may make tokens"))
             }),
         )
         .api_route(

@@ -254,6 +254,13 @@ pub struct Health {
     pub version: &'static str,
 }
 
+/// `GET /v1/ready`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Ready {
+    /// Always `ready` (a server that is not answers 503 `NOT_READY` with the reason).
+    pub status: &'static str,
+}
+
 /// `GET /v1/document-types`.
 #[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -123,3 +123,44 @@ async fn static_files_are_served_beside_the_api() {
     }
     s.stop().await;
 }
+
+/// The admin role's own power: tokens made over HTTP, shown once, working at once; write and read tokens may not.
+#[tokio::test]
+async fn admin_tokens_make_tokens_and_others_may_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let make = |token: String, role: &'static str| {
+        let req = s
+            .client
+            .post(s.url("/v1/tokens"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "role": role }));
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, made) = make(s.admin.clone(), "write").await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["role"], "write");
+    let write = made["token"].as_str().unwrap().to_owned();
+    // The new token works at once, with its role: it writes, and may not make tokens.
+    let resp = s
+        .client
+        .post(s.url("/v1/documents"))
+        .bearer_auth(&write)
+        .json(&serde_json::json!({"documentType": "folio/todo-list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_error(&make(write, "admin").await, 403, "FORBIDDEN");
+    assert_error(&make(s.token(folio_server::Role::Read), "read").await, 403, "FORBIDDEN");
+    assert_error(&make(s.admin.clone(), "root").await, 400, "BAD_REQUEST");
+    let stored = std::fs::read_to_string(dir.path().join("tokens")).unwrap();
+    assert!(
+        !stored.contains(made["token"].as_str().unwrap()),
+        "only the hash is stored"
+    );
+    s.stop().await;
+}

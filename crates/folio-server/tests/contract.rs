@@ -65,6 +65,7 @@ fn good_bodies(id: &str) -> Vec<(Method, String, Value)> {
             format!("/v1/documents/{id}/actions"),
             json!({"actions": [{"type": "ADD_TODO", "input": {"id": "x", "title": "x"}}]}),
         ),
+        (Method::POST, "/v1/tokens".into(), json!({"role": "read"})),
         (
             Method::POST,
             "/v1/sync/push".into(),

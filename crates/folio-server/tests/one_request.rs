@@ -56,6 +56,9 @@ async fn no_action_nests_a_state_deeper_than_the_bound() {
     let s = start(dir.path()).await;
     let id = create_json(&s).await;
     let other = s.create_todo().await;
+    let ready = s.client.get(s.url("/v1/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "readiness needs no token");
+    assert_eq!(ready.json::<Value>().await.unwrap(), json!({"status": "ready"}));
 
     // The request of the report: a 200,000-segment path, a 400 KB body under the 1 MiB limit.
     let path = "/a".repeat(200_000);

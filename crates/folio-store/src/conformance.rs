@@ -17,6 +17,9 @@
 //! ```
 //!
 //! [`run_all`] runs the list in one go (for a quick check of a new backend from any async context).
+//!
+//! Test code, built only in this crate's tests and with the `testing` feature. One long file on purpose: the contract
+//! reads top to bottom in one place, and [`SCENARIOS`] beside the scenarios keeps the list complete.
 
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet, HashSet};

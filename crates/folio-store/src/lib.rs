@@ -1,17 +1,23 @@
 //! # folio-store
 //!
 //! The [`OperationStore`] trait, folio's append-only log keyed by sync unit, and its backends: [`MemoryStore`],
-//! [`SqliteStore`] and [`PgStore`] (PostgreSQL, for several nodes on one database). Every backend runs the same [`conformance`] suite. [`verify`] checks dense indexes and hash
-//! chains of a whole store.
+//! [`SqliteStore`] and [`PgStore`] (PostgreSQL, for several nodes on one database). Every backend runs the same
+//! conformance suite (`conformance`, with `pg_testing` for a database per test: both behind the `testing` feature,
+//! which the crates whose tests use them enable in their `[dev-dependencies]`). [`verify`] checks dense indexes and
+//! hash chains of a whole store.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 mod error;
 mod header_index;
 mod memory;
+#[cfg(feature = "testing")]
 pub mod pg_testing;
 mod postgres;
+mod sql_common;
+mod sql_queries;
 mod sqlite;
 mod store;
 mod verify;

@@ -121,8 +121,9 @@ impl Default for ListQuery {
 
 /// The append-only log of operations, keyed by sync unit. Backends: [`crate::MemoryStore`], [`crate::SqliteStore`].
 ///
-/// Every backend passes the conformance suite in [`crate::conformance`]. The store keeps no document state: only
-/// the log, an index of headers derived from `document` scope operations in the same transaction, and keyframes.
+/// Every backend passes the conformance suite in `crate::conformance` (behind the `testing` feature). The store keeps
+/// no document state: only the log, an index of headers derived from `document` scope operations in the same
+/// transaction, and keyframes.
 #[async_trait]
 pub trait OperationStore: Send + Sync + 'static {
     /// Appends `operations` to `unit`, atomically.

@@ -15,11 +15,22 @@ use folio_core::{
 use folio_reactor::{Reactor, ReactorConfig, ReactorError, Submit};
 use folio_store::{AppendRequest, Appended, Committed, Keyframe, ListQuery, MemoryStore, OperationStore, StoreError};
 
-/// Forwards everything to an inner store; `before_append` runs first (tests make it wait or interfere).
+/// Forwards everything to an inner store; `before_append` runs first (tests make it wait or interfere), and
+/// `failing` makes commits or reads fail as a store that is down would.
 pub struct Decorated<F> {
     pub inner: Arc<dyn OperationStore>,
     pub before_append: F,
     pub appends: AtomicUsize,
+    pub failing: Failing,
+}
+
+/// Switches that make a [`Decorated`] store fail.
+#[derive(Default)]
+pub struct Failing {
+    /// Every append fails (a full disk, a lost database).
+    pub commits: std::sync::atomic::AtomicBool,
+    /// `max_ordinal` fails (the store does not answer).
+    pub reads: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
@@ -30,6 +41,9 @@ where
     async fn append_batch(&self, requests: Vec<AppendRequest>) -> Vec<Result<Appended, StoreError>> {
         self.appends.fetch_add(1, Ordering::SeqCst);
         (self.before_append)(&requests).await;
+        if self.failing.commits.load(Ordering::SeqCst) {
+            return requests.iter().map(|_| Err(StoreError::Closed)).collect();
+        }
         self.inner.append_batch(requests).await
     }
     fn read(&self, unit: &SyncUnit, from: u64, to: Option<u64>) -> BoxStream<'static, Result<Operation, StoreError>> {
@@ -51,6 +65,9 @@ where
         self.inner.read_since(after, limit).await
     }
     async fn max_ordinal(&self) -> Result<u64, StoreError> {
+        if self.failing.reads.load(Ordering::SeqCst) {
+            return Err(StoreError::Closed);
+        }
         self.inner.max_ordinal().await
     }
     async fn units(&self) -> Result<Vec<SyncUnit>, StoreError> {
@@ -78,6 +95,7 @@ pub fn gated(inner: Arc<dyn OperationStore>, gate: Arc<Semaphore>) -> Arc<dyn Op
     Arc::new(Decorated {
         inner,
         appends: AtomicUsize::new(0),
+        failing: Failing::default(),
         before_append: move |_: &[AppendRequest]| -> futures::future::BoxFuture<'static, ()> {
             let gate = gate.clone();
             Box::pin(async move {

@@ -9,7 +9,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use serde_json::json;
 
 use folio_core::{Action, Branch, DocumentId, HlcTimestamp, Scope, SyncUnit};
@@ -266,23 +265,16 @@ pub async fn operations(
 ) -> Result<Json<OperationPage>, ApiError> {
     let branch = params.branch.unwrap_or_default();
     require_live(&state, id, &branch).await?;
-    let store = state.reactor.store();
     let limit = page_limit(&state, params.limit)?;
-    let from = params.from.unwrap_or(0);
     let unit = SyncUnit::new(id, params.scope.unwrap_or(Scope::Global), branch);
-    let to = from.saturating_add(limit as u64 + 1);
-    let mut ops = Vec::with_capacity(limit + 1);
-    let mut stream = store.read(&unit, from, Some(to));
-    while let Some(op) = stream.next().await {
-        ops.push(op?);
-    }
-    let next = if ops.len() > limit {
-        ops.truncate(limit);
-        Some(from + limit as u64)
-    } else {
-        None
-    };
-    Ok(Json(OperationPage { operations: ops, next }))
+    let page = state
+        .reactor
+        .operations_page(&unit, params.from.unwrap_or(0), limit)
+        .await?;
+    Ok(Json(OperationPage {
+        operations: page.operations,
+        next: page.next,
+    }))
 }
 
 /// `DELETE /v1/documents/{id}`: marks it deleted (an operation; the history stays).

@@ -2,7 +2,7 @@
 
 use crate::ApiError;
 use crate::state::AppState;
-use crate::wire::{DocumentType, DocumentTypes, Health};
+use crate::wire::{DocumentType, DocumentTypes, Health, Ready};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri};
@@ -13,6 +13,18 @@ pub async fn health() -> Json<Health> {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
     })
+}
+
+/// How long readiness waits for the store to answer a read.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Readiness; needs no token: the store answers a read, its last commit was not refused, the reactor takes jobs.
+/// 503 `NOT_READY` says which is not the case.
+pub async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
+    match state.reactor.ready(READY_TIMEOUT).await {
+        Ok(()) => Ok(Json(Ready { status: "ready" })),
+        Err(reason) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "NOT_READY", reason)),
+    }
 }
 
 /// The registered models and their actions.

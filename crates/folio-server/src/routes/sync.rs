@@ -16,12 +16,10 @@ use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
-use futures::TryStreamExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use folio_core::merge::effective;
-use folio_core::{Branch, DocumentId, Operation, Scope, SyncUnit};
+use folio_core::{Branch, DocumentId, Operation, Scope};
 use folio_reactor::{Event, Received};
 use folio_sync::{Filter, PullRequest, PullResponse, PushRequest, PushResponse, RemoteInfo, SyncError};
 
@@ -243,30 +241,24 @@ async fn run_live(mut socket: WebSocket, state: AppState, mut request: PullReque
 pub async fn conflicts(State(state): State<AppState>, IdPath(id): IdPath) -> Result<Json<ConflictList>, ApiError> {
     let branch = Branch::default();
     crate::routes::documents::require_live(&state, id, &branch).await?;
-    let mut conflicts = Vec::new();
-    for scope in [Scope::Document, Scope::Global] {
-        let unit = SyncUnit::new(id, scope, branch.clone());
-        let ops: Vec<folio_core::Operation> = state
-            .reactor
-            .store()
-            .read(&unit, 0, None)
-            .try_collect()
-            .await
-            .map_err(folio_reactor::ReactorError::from)?;
-        for op in effective(&ops) {
-            if let Some(reason) = &op.error {
-                conflicts.push(Conflict {
-                    scope,
-                    index: op.index,
-                    action_id: op.action.id,
-                    reason: reason.clone(),
-                    operation: op.clone(),
-                });
-            }
-        }
-    }
+    let conflicts = state
+        .reactor
+        .conflicts(id, &branch, MAX_CONFLICTS)
+        .await?
+        .into_iter()
+        .map(|op| Conflict {
+            scope: op.action.scope,
+            index: op.index,
+            action_id: op.action.id,
+            reason: op.error.clone().unwrap_or_default(),
+            operation: op,
+        })
+        .collect();
     Ok(Json(ConflictList { conflicts }))
 }
+
+/// The most conflicts one answer lists (the first ones, in scope and index order).
+const MAX_CONFLICTS: usize = 10_000;
 
 /// The answer of `GET /v1/documents/{id}/conflicts`.
 #[derive(Debug, Serialize, JsonSchema)]

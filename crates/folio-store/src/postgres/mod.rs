@@ -1,0 +1,178 @@
+//! The PostgreSQL backend, through sqlx: one database shared by several `folio serve` nodes.
+//!
+//! * **Durability**: PostgreSQL's defaults (`synchronous_commit = on`): `append` returns after COMMIT, which waits for
+//!   the WAL flush. Acknowledged means committed.
+//! * **Group commit**: one writer task per handle owns a dedicated connection and commits every append that is
+//!   waiting when it wakes in one transaction, with multi-row statements over arrays (`UNNEST`): one to lock the
+//!   unit heads, then one that takes the ordinals, inserts every operation of the batch, moves every head and queues
+//!   the notice (plus one per header change, and one to create new units). Encoding and in-request hash checks run
+//!   in the callers' tasks.
+//! * **The revision check holds between nodes**: the transaction locks the head rows of the units it appends to
+//!   (`SELECT … FOR UPDATE`, in one order for every writer, so two writers cannot deadlock on them) before comparing
+//!   revisions, so a second node waits for the first one's commit and then sees its new head: the result is
+//!   `RevisionMismatch` or success. The primary key `(unit_id, idx)` would refuse a duplicate index anyway.
+//! * **Ordinals in commit order**: a sequence would hand out numbers at insert time, and transactions commit in
+//!   another order (T1 takes 10, T2 takes 11, T2 commits first: a reader that read up to 11 and moved its cursor
+//!   there would never see 10). Instead each committing transaction adds its operation count to the single row of
+//!   `ordinal_counter` (`UPDATE … RETURNING`), as late as possible in the transaction. The row lock is held until
+//!   COMMIT, and the next writer gets it only once this commit is visible, so ordinals are handed out in commit
+//!   order: whoever sees ordinal N sees every committed ordinal below it, and `read_since` never skips a row. A
+//!   rolled-back transaction gives its ordinals back (the counter's update is undone). The price: commits of all
+//!   nodes pass one at a time through the end of their transactions (statements and the WAL flush), which group
+//!   commit amortises over every operation of a batch.
+//! * **Commit notices**: the same statement runs `pg_notify('folio_commits', origin)`, delivered at COMMIT in
+//!   commit order. [`OperationStore::commit_feed`] gives a LISTEN connection's wake-ups (other handles' commits only)
+//!   and reads marked with whether this handle committed them (the `origin` column), for the reactor's follower.
+//! * Reads go through a pool, in chunks of up to 1,024 operations / 4 MiB, each fetched as one row
+//!   (`string_agg`), the next chunk fetched while the caller folds the current one.
+//!
+//! One concern a file: `open.rs` (options, connecting, migrations, the handle's origin), `writer.rs` (the writer
+//! task, its group commit and retries), `feed.rs` (commit notices: LISTEN, and reads marked with their origin),
+//! `reads.rs` (the reads in PostgreSQL's own SQL), `keyframes_meta.rs` (keyframes and meta values, written
+//! straight through the pool); what the SQLite and PostgreSQL backends share is in `crate::sql_common` and
+//! `crate::sql_queries` (the reads with one SQL text).
+
+mod feed;
+mod keyframes_meta;
+mod open;
+mod reads;
+mod writer;
+
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use sqlx::postgres::PgPool;
+use tokio::sync::{mpsc, watch};
+
+use folio_core::{Branch, DocumentHeader, DocumentId, OpHash, Operation, Revisions, SyncUnit};
+
+pub use open::PgOptions;
+
+use crate::StoreError;
+use crate::sql_common::read_chunks;
+use crate::sql_queries;
+use feed::PgFeed;
+use writer::Append;
+
+use crate::store::{AppendRequest, Appended, CommitFeed, Committed, Keyframe, ListQuery, OperationStore};
+
+/// The channel commit notices go through.
+pub const NOTIFY_CHANNEL: &str = "folio_commits";
+
+/// An `OperationStore` in a PostgreSQL database, which several processes (nodes) may share. Cheap to clone; clones
+/// share the writer, the read pool and the identity (`origin`) their commits are marked with, so give each reactor
+/// a handle of its own (`open` it once per reactor): its follower counts the handle's commits as its own.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    writer: mpsc::Sender<Append>,
+    origin: i64,
+    target: Arc<str>,
+    feed: Arc<OnceLock<Arc<PgFeed>>>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("database", &self.target)
+            .field("origin", &self.origin)
+            .finish()
+    }
+}
+
+impl PgStore {
+    /// The read pool, for tools that query the database directly (benchmarks' baselines, tests).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The identity this handle's commits carry in the `origin` column and in their notices.
+    pub fn origin(&self) -> i64 {
+        self.origin
+    }
+}
+
+#[async_trait]
+impl OperationStore for PgStore {
+    async fn append_batch(&self, requests: Vec<AppendRequest>) -> Vec<Result<Appended, StoreError>> {
+        self.send_appends(requests).await
+    }
+
+    fn read(&self, unit: &SyncUnit, from: u64, to: Option<u64>) -> BoxStream<'static, Result<Operation, StoreError>> {
+        read_chunks(self.pool.clone(), reads::CHUNK_SQL, unit, from, to, || async { Ok(()) })
+    }
+
+    async fn find_actions(&self, unit: &SyncUnit, ids: &[uuid::Uuid]) -> Result<Vec<Operation>, StoreError> {
+        reads::find_actions(&self.pool, unit, ids).await
+    }
+
+    async fn skips(&self, unit: &SyncUnit, from: u64, to: Option<u64>) -> Result<Vec<(u64, u64)>, StoreError> {
+        sql_queries::skips(&self.pool, unit, from, to).await
+    }
+
+    async fn head(&self, unit: &SyncUnit) -> Result<(u64, OpHash), StoreError> {
+        sql_queries::head(&self.pool, unit).await
+    }
+
+    async fn revisions(&self, document_id: DocumentId, branch: &Branch) -> Result<Revisions, StoreError> {
+        Ok(sql_queries::doc_revisions(&self.pool, document_id, branch).await?.0)
+    }
+
+    async fn header(&self, document_id: DocumentId, branch: &Branch) -> Result<Option<DocumentHeader>, StoreError> {
+        sql_queries::header(&self.pool, document_id, branch, reads::name_and_deleted).await
+    }
+
+    async fn list_headers(&self, query: &ListQuery) -> Result<Vec<DocumentHeader>, StoreError> {
+        sql_queries::list_headers(&self.pool, reads::LIST_HEADERS_SQL, query, reads::name_and_deleted).await
+    }
+
+    async fn read_since(&self, after_ordinal: u64, limit: usize) -> Result<Vec<Committed>, StoreError> {
+        Ok(feed::read_committed(&self.pool, after_ordinal, limit, self.origin)
+            .await?
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect())
+    }
+
+    async fn max_ordinal(&self) -> Result<u64, StoreError> {
+        sql_queries::max_ordinal(&self.pool).await
+    }
+
+    async fn units(&self) -> Result<Vec<SyncUnit>, StoreError> {
+        sql_queries::units(&self.pool).await
+    }
+
+    async fn put_keyframe(&self, keyframe: &Keyframe) -> Result<(), StoreError> {
+        keyframes_meta::put_keyframe(&self.pool, keyframe).await
+    }
+
+    async fn nearest_keyframe(&self, unit: &SyncUnit, revision: u64) -> Result<Option<Keyframe>, StoreError> {
+        sql_queries::nearest_keyframe(&self.pool, unit, revision).await
+    }
+
+    async fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        sql_queries::get_meta(&self.pool, key).await
+    }
+
+    async fn put_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        keyframes_meta::put_meta(&self.pool, key, value).await
+    }
+
+    async fn put_meta_if_absent(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        keyframes_meta::put_meta_if_absent(&self.pool, key, value).await
+    }
+
+    fn commit_feed(&self) -> Option<Arc<dyn CommitFeed>> {
+        let feed = self.feed.get_or_init(|| {
+            let (tx, rx) = watch::channel(0u64);
+            tokio::spawn(feed::listen(self.pool.clone(), self.origin, tx));
+            Arc::new(PgFeed {
+                pool: self.pool.clone(),
+                origin: self.origin,
+                notices: rx,
+            })
+        });
+        Some(feed.clone())
+    }
+}
