@@ -1,13 +1,14 @@
 // Test helpers: a real `folio serve` on a free 127.0.0.1 port over a temporary SQLite data directory, the `folio`
 // CLI as a Rust replica, and a proxy that can fail requests.
 import { spawn, execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import http from "node:http";
 import { promisify } from "node:util";
 
-export const FOLIO_BIN = process.env.FOLIO_BIN || "/var/tmp/folio-browser-target/release/folio";
+const BUILT = ["release", "debug"].map((p) => `/var/tmp/folio-browser-target/${p}/folio`);
+export const FOLIO_BIN = process.env.FOLIO_BIN || BUILT.find((p) => existsSync(p)) || BUILT[0];
 export const WASM = new URL("../dist/folio-client.wasm", import.meta.url);
 
 export function tempDir(prefix = "folio-js-") {
