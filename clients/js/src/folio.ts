@@ -52,6 +52,18 @@ export interface OpenOptions {
   WebSocket?: typeof WebSocket;
 }
 
+/**
+ * For the tabs' host (`host.ts`): a call identified by `callId` stores its answer in the transaction that makes its
+ * change, so the same call made again (`retry`, after the tab hosting the replica died before answering) answers
+ * from there instead of changing the document twice. Answers older than an hour are dropped at open.
+ */
+export interface CallOptions {
+  callId?: string;
+  retry?: boolean;
+}
+
+const callKey = (callId: string) => `call/${callId}`;
+
 /** What `apply` resolves to once the operations are durable in IndexedDB. */
 export interface ApplyResult {
   revision: number;
@@ -160,6 +172,7 @@ export class Folio {
     const [ms, c] = parseClock(await store.getMeta(META_SENT));
     folio.core.observe(ms, c);
     folio.current.pending = await store.outboxCount();
+    await store.pruneMeta("call/", Date.now() - 3_600_000).catch(() => undefined);
     if (folio.remote && (options.autoSync ?? true)) folio.requestSync();
     return folio;
   }
@@ -279,22 +292,33 @@ export class Folio {
     }
   }
 
+  /** A call made again (`retry`) whose first try was stored: its stored answer (the change is not made twice). */
+  private async answered<T>(options: CallOptions): Promise<T | null> {
+    if (!options.callId || !options.retry) return null;
+    const done = await this.store.getMeta(callKey(options.callId));
+    return done ? (JSON.parse(done.slice(done.indexOf("|") + 1)) as T) : null;
+  }
+
   /** Creates a document (offline too): its header. */
   async create(
     documentType: string,
     name = "",
-    options: { id?: string; initialState?: unknown } = {},
+    options: { id?: string; initialState?: unknown } & CallOptions = {},
   ): Promise<DocumentHeader> {
     const header = await this.exclusive(async () => {
+      const done = await this.answered<{ id: string; header: DocumentHeader }>(options);
+      if (done) return done;
       if (options.id) await this.ensureLoaded(options.id);
       const initial = options.initialState === undefined ? "" : JSON.stringify(options.initialState);
       const appended = this.call<AppendedOut>(this.run((c) => c.create(documentType, name, options.id ?? "", initial)));
       const id = appended.documentId;
       const commit = this.records([appended], true);
       commit.docs = this.docRecord(id);
+      const out = { id, header: this.call<DocumentHeader>(this.run((c) => c.header(id, BRANCH))) };
+      if (options.callId) commit.meta = { [callKey(options.callId)]: `${Date.now()}|${JSON.stringify(out)}` };
       await this.store_(commit, [id]);
       this.current.pending += commit.outboxAdd?.length ?? 0;
-      return { id, header: this.call<DocumentHeader>(this.run((c) => c.header(id, BRANCH))) };
+      return out;
     });
     this.changed([header.id]);
     this.setStatus({});
@@ -304,19 +328,23 @@ export class Folio {
 
   /** Applies actions (one scope) all or nothing; resolves once durable in IndexedDB. A refused action rejects with
    * the reducer's code, and nothing is stored. */
-  async apply(id: string, actions: ActionInput[]): Promise<ApplyResult> {
+  async apply(id: string, actions: ActionInput[], options: CallOptions = {}): Promise<ApplyResult> {
     const result = await this.exclusive(async () => {
+      const done = await this.answered<ApplyResult>(options);
+      if (done) return done;
       await this.ensureLoaded(id);
       const appended = this.call<AppendedOut>(this.run((c) => c.apply(id, BRANCH, JSON.stringify(actions))));
       const commit = this.records([appended], true);
       commit.docs = this.docRecord(id);
-      await this.store_(commit, [id]);
-      this.current.pending += commit.outboxAdd?.length ?? 0;
       const last = appended.operations[appended.operations.length - 1];
-      return {
+      const out: ApplyResult = {
         revision: last ? last.index + 1 : 0,
         operations: appended.operations.map((op) => JSON.parse(op.json) as Operation),
       };
+      if (options.callId) commit.meta = { [callKey(options.callId)]: `${Date.now()}|${JSON.stringify(out)}` };
+      await this.store_(commit, [id]);
+      this.current.pending += commit.outboxAdd?.length ?? 0;
+      return out;
     });
     this.changed([id]);
     this.setStatus({});

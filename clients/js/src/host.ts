@@ -64,6 +64,7 @@ export class Host {
   constructor(
     readonly id: string,
     private readonly acquire: (name: string) => Promise<void> = async () => undefined,
+    private readonly config: { durableCalls?: boolean } = {},
   ) {}
 
   /** A new tab. */
@@ -145,7 +146,16 @@ export class Host {
           if (!this.replica) throw new FolioError("CLOSED", "say hello first");
           const replica = await this.replica;
           const fn = replica[message.m] as (...args: unknown[]) => unknown;
-          const v = await fn.apply(replica, message.a);
+          let args = message.a;
+          if (this.config.durableCalls && (message.m === "apply" || message.m === "create")) {
+            // The answer is stored with the change: sent again to the next host, the call is not made twice.
+            const call = { callId: `${conn.tab}:${message.n}`, retry: message.r === true };
+            // apply(id, actions, options) and create(type, name, options): the options are the third argument.
+            args = [...message.a];
+            if (message.m === "create" && args[1] === undefined) args[1] = "";
+            args[2] = { ...((args[2] as object | undefined) ?? {}), ...call };
+          }
+          const v = await fn.apply(replica, args);
           conn.post({ t: "ret", n: message.n, v: v === undefined ? null : v });
         } catch (e) {
           conn.post({ t: "err", n: message.n, e: wireError(e) });

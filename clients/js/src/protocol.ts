@@ -38,7 +38,8 @@ export interface WireError {
 
 export type ToHost =
   | { t: "hello"; v: number; h: number; tab: string; options: HostOptions }
-  | { t: "call"; n: number; m: Method; a: unknown[] }
+  /** `r`: sent again to a new host (the one it was sent to went away without answering). */
+  | { t: "call"; n: number; m: Method; a: unknown[]; r?: boolean }
   | { t: "sub"; doc: string }
   | { t: "unsub"; doc: string }
   | { t: "bye" };

@@ -201,6 +201,22 @@ export class ReplicaStore {
     return `[${rows.map((r) => r.j).join(",")}]`;
   }
 
+  /** Deletes the meta rows under `prefix` whose value starts with a time (`<ms>|…`) before `before`. */
+  async pruneMeta(prefix: string, before: number): Promise<void> {
+    const tx = this.tx(["meta"], "readwrite");
+    const done = finished(tx);
+    // The whole (small) store: no IDBKeyRange, which is not a global where the factory was passed in (Node).
+    const cursor = tx.objectStore("meta").openCursor();
+    cursor.onsuccess = () => {
+      const c = cursor.result;
+      if (!c) return;
+      const v = String((c.value as { v?: string }).v ?? "");
+      if (String(c.key).startsWith(prefix) && Number(v.slice(0, v.indexOf("|"))) < before) c.delete();
+      c.continue();
+    };
+    await done;
+  }
+
   async outbox(): Promise<OutboxRecord[]> {
     const tx = this.tx(["outbox"], "readonly");
     return (await request(tx.objectStore("outbox").getAll())) as OutboxRecord[];

@@ -66,6 +66,7 @@ function toError(e: { code: string; message: string; actionIndex?: number; statu
 interface PendingCall {
   m: Method;
   a: unknown[];
+  sent: boolean;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
 }
@@ -120,7 +121,10 @@ class Client implements Backend {
         this.replicaId = message.replicaId;
         this.setStatus(message.status);
         for (const doc of this.docListeners.keys()) this.post?.({ t: "sub", doc });
-        for (const [n, call] of this.pending) this.post?.({ t: "call", n, m: call.m, a: call.a });
+        for (const [n, call] of this.pending) {
+          this.post?.(call.sent ? { t: "call", n, m: call.m, a: call.a, r: true } : { t: "call", n, m: call.m, a: call.a });
+          call.sent = true;
+        }
         this.firstReady(true);
         return;
       }
@@ -168,8 +172,12 @@ class Client implements Backend {
     if (this.closed) return Promise.reject(new FolioError("CLOSED", "the replica is closed"));
     return new Promise<T>((resolve, reject) => {
       const n = ++this.n;
-      this.pending.set(n, { m, a, resolve: resolve as (v: unknown) => void, reject });
-      if (this.bound) this.post?.({ t: "call", n, m, a });
+      const call: PendingCall = { m, a, sent: false, resolve: resolve as (v: unknown) => void, reject };
+      this.pending.set(n, call);
+      if (this.bound) {
+        this.post?.({ t: "call", n, m, a });
+        call.sent = true;
+      }
     });
   }
 
@@ -356,7 +364,8 @@ async function viaLeader(options: FolioOptions, client: Client, roles: { leading
   let closing = false;
   void lock.held.then((held) => {
     if (!held || closing) return;
-    host = new Host(client.tab);
+    // Calls of followers change the replica at most once: a leader can die between storing and answering.
+    host = new Host(client.tab, undefined, { durableCalls: true });
     roles.leading = true;
     const local = new MessageChannel();
     const deliver = host.connect({ post: (m) => local.port2.postMessage(m), close: () => local.port2.close() });
