@@ -12,8 +12,8 @@
 //! * **One writer task per store** owns a dedicated connection and group-commits every append that is waiting when
 //!   it wakes, in two round trips to sqlx's connection thread: `BEGIN IMMEDIATE` with the counters and one batched
 //!   read of the unit heads, then the multi-row `INSERT`, the multi-row upsert of the heads and `COMMIT`, each sent
-//!   as one multi-statement text (a round trip costs two thread wake-ups, 100–250 µs here: at 64 writers six of
-//!   them cost more than the SQL). Statement shapes are padded to powers of two so one cached prepared statement
+//!   as one multi-statement text (a round trip costs two thread wake-ups, which at many writers cost more than the
+//!   SQL: docs/benchmarks.md). Statement shapes are padded to powers of two so one cached prepared statement
 //!   serves every size. Encoding and in-request hash checks happen in the caller's task, in parallel.
 //! * **Checkpoints** run on the writer's connection between two of its transactions, after every 1 MiB of
 //!   operations, so they copy every frame and the WAL starts over from its beginning (bounded, and written in place
@@ -23,8 +23,8 @@
 //!   index or a gap (the unique index on `(unit_id, idx)` would refuse one anyway).
 //! * Reads go through a small pool of read connections and page through a unit's log in chunks, so a read of a long
 //!   history holds a bounded number of operations in memory. A chunk is one row: SQLite concatenates the chunk's
-//!   operations (`group_concat(operation, '\n' ORDER BY idx)`), so the driver's per-row cost (measured at ~3.5 µs
-//!   a row through sqlx, most of a raw replay) is paid once per chunk. A chunk holds at most 1,024 operations and
+//!   operations (`group_concat(operation, '\n' ORDER BY idx)`), so the driver's per-row cost (most of a raw
+//!   replay's time, see docs/benchmarks.md) is paid once per chunk. A chunk holds at most 1,024 operations and
 //!   stops after the one that passes 4 MiB. A producer task fetches and decodes the next chunk while the caller
 //!   folds the current one.
 //!

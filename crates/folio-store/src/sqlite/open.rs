@@ -89,7 +89,7 @@ impl SqliteStore {
             }
         }
         // The writer keeps more pages cached, and checkpoints between its transactions (`checkpoint`) instead of
-        // inside a commit (measured: ~9% of the writer's time at 100 writers).
+        // inside a commit, where they cost the writer measurably (docs/benchmarks.md).
         sqlx::query("PRAGMA cache_size = -65536")
             .execute(&mut writer_conn)
             .await?;

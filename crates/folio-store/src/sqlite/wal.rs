@@ -23,8 +23,8 @@ pub(super) const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 /// A checkpoint copies the WAL's pages into the database file; the next write transaction then starts the WAL
 /// over from its beginning, but only when every frame was copied. A checkpoint on another connection never gets
 /// there under a steady load (the writer appends frames while it copies), so the WAL would grow for as long as the
-/// load lasts (`scripts/load/run 8` left 1.2 GiB beside a 71 MiB database), each write extending the file (the
-/// kernel zeroes every new block: ~10% of the writer's CPU). Here no frame is added while it runs; only a reader
+/// load lasts (`scripts/load/run` prints the WAL's size after its writes; docs/benchmarks.md has the figures), each
+/// write extending the file (the kernel zeroes every new block). Here no frame is added while it runs; only a reader
 /// still on an older snapshot can hold it back, and then it is tried again after half the interval.
 pub(super) async fn checkpoint(conn: &mut SqliteConnection, written: &mut u64) {
     match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
