@@ -97,6 +97,7 @@ impl Reactor {
             config,
             clock: HybridClock::new(),
             write_failure: Mutex::new(None),
+            minted: Mutex::new(Default::default()),
         });
         let follower = shared
             .store
@@ -177,6 +178,7 @@ impl Reactor {
     pub fn action(&self, action_type: impl Into<String>, input: Value, scope: Scope) -> Action {
         let mut action = Action::new(action_type, input, scope, self.inner.shared.clock.now());
         action.replica = Some(self.inner.shared.config.replica_id.clone());
+        self.inner.shared.mint(action.id);
         action
     }
 

@@ -17,10 +17,12 @@ pub(super) type Known = HashMap<(Scope, uuid::Uuid), Operation>;
 pub(super) async fn known_actions(shared: &Shared, key: &DocKey, jobs: &[Job]) -> Result<Known, ReactorError> {
     let mut known = Known::new();
     for scope in [Scope::Global, Scope::Local, Scope::Document] {
+        // An id this reactor made for a new action and no job carried before cannot be in the store.
         let ids: Vec<uuid::Uuid> = jobs
             .iter()
             .filter(|j| j.kind == JobKind::Local && j.scope == scope)
             .flat_map(|j| j.actions.iter().map(|a| a.id))
+            .filter(|id| !shared.take_minted(id))
             .collect();
         if ids.is_empty() {
             continue;

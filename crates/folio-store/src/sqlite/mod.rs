@@ -117,7 +117,14 @@ impl OperationStore for SqliteStore {
     }
 
     async fn find_actions(&self, unit: &SyncUnit, ids: &[uuid::Uuid]) -> Result<Vec<Operation>, StoreError> {
-        self.settled(reads::find_actions(&self.pool, unit, ids).await?).await
+        // Nothing found needs no durability wait (writers look up every new action's id: waiting for the last
+        // commit's fsync there would serialize them on it); what is found is answered as durable, so it waits.
+        let found = reads::find_actions(&self.pool, unit, ids).await?;
+        if found.is_empty() {
+            Ok(found)
+        } else {
+            self.settled(found).await
+        }
     }
 
     async fn skips(&self, unit: &SyncUnit, from: u64, to: Option<u64>) -> Result<Vec<(u64, u64)>, StoreError> {
