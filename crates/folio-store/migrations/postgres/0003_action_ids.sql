@@ -1,6 +1,7 @@
--- Action ids are unique in their sync unit: a writer looks the ids of new actions up before it appends them (a
+-- Action ids are unique in their sync unit: a writer looks up the ids it cannot vouch for before it appends them (a
 -- retry of a committed action is answered with the original outcome, a reused id is refused). The operation's id is
 -- its action's id and the first member of the stored JSON (`{"id":"<uuid>",…`, written by serde in field order), so
--- the index is over those 36 characters: a cast to json would fail on texts PostgreSQL's json cannot de-escape
--- (`\u0000`). The query must spell the expression the same way (`substr(operation, 8, 36)`).
-CREATE INDEX IF NOT EXISTS operations_by_action ON operations (unit_id, substr(operation, 8, 36));
+-- the index is over those 36 characters (a cast to json would fail on texts PostgreSQL's json cannot de-escape,
+-- `\u0000`). By id alone: ids are UUIDv7 (time-ordered), so inserts go to the index's right edge. The query must spell
+-- the expression the same way (`substr(operation, 8, 36)`).
+CREATE INDEX IF NOT EXISTS operations_by_action ON operations (substr(operation, 8, 36));

@@ -100,14 +100,15 @@ pub(super) async fn find_actions(
     unit: &SyncUnit,
     ids: &[uuid::Uuid],
 ) -> Result<Vec<Operation>, StoreError> {
-    // Answered from the expression index `operations_by_action` (migration 0007).
+    // Answered from the expression index `operations_by_action` (migration 0007); `+unit_id` keeps the planner
+    // from walking the unit's rows through the `(unit_id, idx)` index instead.
     let mut found = Vec::new();
     for chunk in ids.chunks(FIND_CHUNK) {
         let marks = vec!["?"; chunk.len()].join(", ");
         let sql = format!(
             "SELECT idx, operation FROM operations \
-             WHERE unit_id = (SELECT unit_id FROM units WHERE document_id = ? AND scope = ? AND branch = ?) \
-               AND json_extract(operation, '$.id') IN ({marks})"
+             WHERE +unit_id = (SELECT unit_id FROM units WHERE document_id = ? AND scope = ? AND branch = ?) \
+               AND substr(operation, 8, 36) IN ({marks})"
         );
         let mut query = sqlx::query(&sql)
             .bind(unit.document_id.to_string())
