@@ -162,9 +162,13 @@ pub fn plan_merge(tail: &[&Operation], incoming: Vec<Action>) -> MergePlan {
         m
     });
     let mut new: Vec<Action> = Vec::with_capacity(incoming.len());
+    // Positions in `new` by id: an incoming page of thousands of actions is checked for repeats in linear time.
+    let mut taken: HashMap<Uuid, Vec<usize>> = HashMap::with_capacity(incoming.len());
     for a in incoming {
         let is_known = known.get(&a.id).is_some_and(|v| v.contains(&&a));
-        if !is_known && !new.iter().any(|n| n.id == a.id && *n == a) {
+        let repeated = taken.get(&a.id).is_some_and(|at| at.iter().any(|&i| new[i] == a));
+        if !is_known && !repeated {
+            taken.entry(a.id).or_default().push(new.len());
             new.push(a);
         }
     }
