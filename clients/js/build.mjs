@@ -2,7 +2,8 @@
 // installed, then one ES module bundle (esbuild) with its .wasm beside it and .d.ts types (tsc).
 //
 // Environment: CARGO_TARGET_DIR (default /var/tmp/folio-wasm-target), WASM_BINDGEN (default: wasm-bindgen on PATH,
-// or /var/tmp/folio-tools/bin/wasm-bindgen), FOLIO_WASM_PROFILE (release, default; or dev).
+// or /var/tmp/folio-tools/bin/wasm-bindgen), FOLIO_WASM_PROFILE (wasm, default: the workspace's size-first profile
+// with LTO; or release, or dev).
 import { execFileSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -12,7 +13,7 @@ import * as esbuild from "esbuild";
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..", "..");
 const target = process.env.CARGO_TARGET_DIR || "/var/tmp/folio-wasm-target";
-const profile = process.env.FOLIO_WASM_PROFILE || "release";
+const profile = process.env.FOLIO_WASM_PROFILE || "wasm";
 const run = (cmd, args, opts = {}) => execFileSync(cmd, args, { stdio: "inherit", ...opts });
 const which = (name) => {
   try {
@@ -22,9 +23,9 @@ const which = (name) => {
   }
 };
 
-run("nice", ["-n", "10", "cargo", "build", "-p", "folio-wasm", "--target", "wasm32-unknown-unknown",
-  ...(profile === "release" ? ["--release"] : [])], { cwd: root, env: { ...process.env, CARGO_TARGET_DIR: target } });
-const wasm = join(target, "wasm32-unknown-unknown", profile === "release" ? "release" : "debug", "folio_wasm.wasm");
+run("nice", ["-n", "10", "cargo", "build", "-p", "folio-wasm", "--target", "wasm32-unknown-unknown", "--profile", profile],
+  { cwd: root, env: { ...process.env, CARGO_TARGET_DIR: target } });
+const wasm = join(target, "wasm32-unknown-unknown", profile === "dev" ? "debug" : profile, "folio_wasm.wasm");
 
 const bindgen = process.env.WASM_BINDGEN || which("wasm-bindgen") || "/var/tmp/folio-tools/bin/wasm-bindgen";
 const pkg = join(here, "wasm-pkg");
