@@ -38,9 +38,11 @@ export interface OpenOptions {
   live?: boolean;
   /** Compress own unsent actions before pushing them (as `folio sync` does). Default: true. */
   compress?: boolean;
-  /** Entries per push request at most (also bounded by the server's `maxBodyBytes`). Default 2000. */
+  /** Entries per push request at most (also bounded by the server's `maxBodyBytes`). Default 10000: each request
+   * costs a round trip and the server one integration of the unit. */
   pushEntries?: number;
-  /** Entries per pull request. Default 2000. */
+  /** Entries per pull request. Default 10000 (the most `folio serve` answers with): each page costs a round trip
+   * and an integration that reads the document's whole log in the core. */
   pullEntries?: number;
   /** The `.wasm` (default: `folio-client.wasm` beside this module). */
   wasm?: WasmSource;
@@ -82,7 +84,8 @@ interface OpOut {
   millis: number;
   counter: number;
   json: string;
-  entry: string;
+  /** The entry text pushed (own actions only: apply, create, compress). */
+  entry?: string;
 }
 
 interface AppendedOut {
@@ -272,8 +275,8 @@ export class Folio {
     for (const a of appended) {
       const u = unitKey(a.documentId, a.scope, a.branch);
       for (const op of a.operations) {
-        ops.push({ u, i: op.index, j: op.json, s: op.skip, r: op.replica, e: op.error });
-        if (outbox && a.scope !== "local") {
+        ops.push({ u, i: op.index, j: op.json });
+        if (outbox && a.scope !== "local" && op.entry !== undefined) {
           outboxAdd.push({ doc: a.documentId, scope: a.scope, j: op.entry, id: op.id, ms: op.millis, c: op.counter });
         }
       }
@@ -603,7 +606,7 @@ export class Folio {
 
   private async push(remote: HttpRemote, maxBodyBytes: number, report: SyncReport): Promise<void> {
     const rows = await this.store.outbox();
-    const maxEntries = Math.max(1, this.options.pushEntries ?? 2000);
+    const maxEntries = Math.max(1, this.options.pushEntries ?? 10_000);
     const maxBytes = Math.max(16 * 1024, Math.floor(maxBodyBytes / 2));
     let i = 0;
     while (i < rows.length) {
@@ -625,8 +628,10 @@ export class Folio {
       report.pushed += page.length;
       report.pushedNew += answer.new;
       report.conflicts.push(...answer.rejected);
-      // Acknowledged: the rows leave the outbox (the push mark moves) only now.
-      await this.store.commit({ outboxDelete: page.map((r) => r.seq as number) });
+      // Acknowledged: the rows leave the outbox (the push mark moves) only now. The page is a run of the rows read
+      // in key order, so the key range from its first to its last row holds exactly its rows (rows added since
+      // have later keys).
+      await this.store.commit({ outboxDeleteRange: [page[0]?.seq as number, page[page.length - 1]?.seq as number] });
       this.setStatus({ pending: Math.max(0, this.current.pending - page.length) });
     }
   }
@@ -635,7 +640,7 @@ export class Folio {
     const key = cursorKey(remoteId);
     await this.store.putMeta({ [META_REMOTE]: remoteId });
     let cursor = Number((await this.store.getMeta(key)) ?? "0") || 0;
-    const limit = Math.max(1, this.options.pullEntries ?? 2000);
+    const limit = Math.max(1, this.options.pullEntries ?? 10_000);
     for (;;) {
       const text = await remote.pull(cursor, limit, this.replicaId);
       const answer = JSON.parse(text) as { entries: unknown[]; cursor: number; more: boolean };

@@ -34,7 +34,9 @@ struct OpOut {
     millis: u64,
     counter: u32,
     json: String,
-    entry: String,
+    /// The entry text of an own action (what the outbox pushes); absent for integrated ones, which never leave.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entry: Option<String>,
 }
 
 /// [`Appended`] with texts: operations and keyframes keep their exact bytes through the host.
@@ -60,6 +62,11 @@ fn entry_text(a: &Appended, action: &folio_core::Action) -> String {
 }
 
 fn appended_out(a: &Appended) -> AppendedOut {
+    appended_out_with(a, true)
+}
+
+/// [`appended_out`], with the entry texts only when `entries` (own actions, for the outbox).
+fn appended_out_with(a: &Appended, entries: bool) -> AppendedOut {
     AppendedOut {
         document_id: a.document_id,
         branch: a.branch.clone(),
@@ -76,7 +83,7 @@ fn appended_out(a: &Appended) -> AppendedOut {
                 millis: op.action.timestamp_utc_ms,
                 counter: op.action.counter,
                 json: serde_json::to_string(op).unwrap_or_default(),
-                entry: entry_text(a, &op.action),
+                entry: entries.then(|| entry_text(a, &op.action)),
             })
             .collect(),
         keyframe: a.keyframe.as_ref().and_then(|k| serde_json::to_string(k).ok()),
@@ -95,7 +102,7 @@ struct IntegratedOut {
 
 fn integrated_out(i: Integrated) -> Outcome<IntegratedOut> {
     Outcome::Done(IntegratedOut {
-        appended: i.appended.iter().map(appended_out).collect(),
+        appended: i.appended.iter().map(|a| appended_out_with(a, false)).collect(),
         new: i.new,
         duplicates: i.duplicates,
         rejected: i.rejected,
