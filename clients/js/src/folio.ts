@@ -166,16 +166,19 @@ export class Folio {
     const factory = options.indexedDB ?? globalThis.indexedDB;
     if (!factory) throw new FolioError("STORAGE_ERROR", "IndexedDB is not available here");
     const store = await ReplicaStore.open(factory, options.name ?? "default");
-    let replica = await store.getMeta(META_REPLICA);
+    // One read-only transaction (a replica opens in one round trip to the database; writes only when needed).
+    const dropBefore = Date.now() - 3_600_000;
+    const opened = await store.opening([META_REPLICA, META_SENT], "call/", dropBefore);
+    let replica = opened.meta[0];
     if (!replica) {
       replica = randomHex(8);
       await store.putMeta({ [META_REPLICA]: replica });
     }
     const folio = new Folio(store, replica, options);
-    const [ms, c] = parseClock(await store.getMeta(META_SENT));
+    const [ms, c] = parseClock(opened.meta[1]);
     folio.core.observe(ms, c);
-    folio.current.pending = await store.outboxCount();
-    await store.pruneMeta("call/", Date.now() - 3_600_000).catch(() => undefined);
+    folio.current.pending = opened.pending;
+    if (opened.stale) await store.pruneMeta("call/", dropBefore).catch(() => undefined);
     if (folio.remote && (options.autoSync ?? true)) folio.requestSync();
     return folio;
   }
@@ -631,7 +634,9 @@ export class Folio {
       // Acknowledged: the rows leave the outbox (the push mark moves) only now. The page is a run of the rows read
       // in key order, so the key range from its first to its last row holds exactly its rows (rows added since
       // have later keys).
-      await this.store.commit({ outboxDeleteRange: [page[0]?.seq as number, page[page.length - 1]?.seq as number] });
+      await this.store.commit({
+        outboxDeleteRange: { first: page[0]?.seq as number, last: page[page.length - 1]?.seq as number, count: page.length },
+      });
       this.setStatus({ pending: Math.max(0, this.current.pending - page.length) });
     }
   }

@@ -10,7 +10,10 @@
  * - `docs`: headers by `<id>/<branch>` (for `list`).
  * - `outbox`: own replicated actions the server has not acknowledged, in order (auto-increment `seq`), as the
  *   entry text they are pushed as. Deleting rows acknowledged by a push *is* the push mark.
- * - `meta`: the replica id, the server's replica id, the pull cursor, the sent clock.
+ * - `meta`: the replica id, the server's replica id, the pull cursor, the sent clock, and the outbox's row count
+ *   (`outbox/count`, changed in every transaction that adds or deletes outbox rows): Chromium counts an object
+ *   store by walking it, deleted rows included until it compacts (1 s after 100,000 rows were pushed), so opening
+ *   a replica reads the count instead.
  *
  * Every change is one transaction: operations with their header, keyframe, outbox rows and meta (a pull's cursor
  * moves in the transaction that stores what it covers), so a crash between two steps loses and duplicates nothing.
@@ -91,12 +94,16 @@ export interface Commit {
   docs?: DocRecord[];
   outboxAdd?: OutboxRecord[];
   outboxDelete?: number[];
-  /** Outbox rows `[first, last]` (sequence numbers, inclusive): a pushed page, deleted with one request. */
-  outboxDeleteRange?: [number, number];
+  /** Outbox rows `[first, last]` (sequence numbers, inclusive) holding `count` rows: a pushed page, deleted with
+   * one request. */
+  outboxDeleteRange?: { first: number; last: number; count: number };
   meta?: Record<string, string>;
 }
 
 const STORES = ["ops", "keyframes", "docs", "outbox", "meta"] as const;
+
+/** The meta key of the outbox's row count. */
+export const OUTBOX_COUNT = "outbox/count";
 
 export function unitKey(id: string, scope: string, branch: string): string {
   return `${id}/${scope}/${branch}`;
@@ -147,6 +154,40 @@ export class ReplicaStore {
     }
   }
 
+  /** What opening a replica reads, in one read-only transaction: meta values of `keys`, the outbox's row count,
+   * and whether meta rows under `prefix` are older than `before` (see `pruneMeta`). */
+  async opening(keys: string[], prefix: string, before: number): Promise<{ meta: (string | undefined)[]; pending: number; stale: boolean }> {
+    const tx = this.tx(["meta"], "readonly");
+    const meta = tx.objectStore("meta");
+    const stale = new Promise<boolean>((resolve, reject) => {
+      const cursor = meta.openCursor();
+      cursor.onsuccess = () => {
+        const c = cursor.result;
+        if (!c) return resolve(false);
+        const v = String((c.value as { v?: string }).v ?? "");
+        if (String(c.key).startsWith(prefix) && Number(v.slice(0, v.indexOf("|"))) < before) return resolve(true);
+        c.continue();
+      };
+      cursor.onerror = () => reject(cursor.error);
+    });
+    const [values, old] = await Promise.all([
+      Promise.all([...keys, OUTBOX_COUNT].map(async (k) => ((await request(meta.get(k))) as { v: string } | undefined)?.v)),
+      stale,
+    ]);
+    const counted = values.pop();
+    return { meta: values, pending: counted === undefined ? await this.countOutbox() : Number(counted) || 0, stale: old };
+  }
+
+  /** Counts the outbox's rows and stores the count (once per database: later transactions keep it). */
+  private async countOutbox(): Promise<number> {
+    const tx = this.tx(["outbox", "meta"], "readwrite");
+    const done = finished(tx);
+    const count = await request(tx.objectStore("outbox").count());
+    tx.objectStore("meta").put({ k: OUTBOX_COUNT, v: String(count) });
+    await done;
+    return count;
+  }
+
   async getMeta(k: string): Promise<string | undefined> {
     const tx = this.tx(["meta"], "readonly");
     const row = (await request(tx.objectStore("meta").get(k))) as { v: string } | undefined;
@@ -170,10 +211,20 @@ export class ReplicaStore {
       for (const d of c.docs ?? []) docs.put(d);
       const outbox = tx.objectStore("outbox");
       for (const seq of c.outboxDelete ?? []) outbox.delete(seq);
-      if (c.outboxDeleteRange) outbox.delete(IDBKeyRange.bound(c.outboxDeleteRange[0], c.outboxDeleteRange[1]));
+      if (c.outboxDeleteRange) outbox.delete(IDBKeyRange.bound(c.outboxDeleteRange.first, c.outboxDeleteRange.last));
       for (const row of c.outboxAdd ?? []) outbox.add(row);
       const meta = tx.objectStore("meta");
       for (const [k, v] of Object.entries(c.meta ?? {})) meta.put({ k, v });
+      const delta = (c.outboxAdd?.length ?? 0) - (c.outboxDelete?.length ?? 0) - (c.outboxDeleteRange?.count ?? 0);
+      if (delta !== 0) {
+        // In this transaction, so the count moves with the rows. Without one (a database of an older version),
+        // opening counts the rows and writes it.
+        const read = meta.get(OUTBOX_COUNT);
+        read.onsuccess = () => {
+          const row = read.result as { v: string } | undefined;
+          if (row) meta.put({ k: OUTBOX_COUNT, v: String(Math.max(0, (Number(row.v) || 0) + delta)) });
+        };
+      }
     } catch (e) {
       try {
         tx.abort();
@@ -271,9 +322,10 @@ export class ReplicaStore {
     return (await request(tx.objectStore("outbox").getAll())) as OutboxRecord[];
   }
 
+  /** The number of outbox rows (kept in meta: see `OUTBOX_COUNT`). */
   async outboxCount(): Promise<number> {
-    const tx = this.tx(["outbox"], "readonly");
-    return request(tx.objectStore("outbox").count());
+    const kept = await this.getMeta(OUTBOX_COUNT);
+    return kept === undefined ? this.countOutbox() : Number(kept) || 0;
   }
 
   async docs(): Promise<DocRecord[]> {
