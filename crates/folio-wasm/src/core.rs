@@ -709,7 +709,10 @@ impl Core {
                 before: from.saturating_sub(1),
             }));
         }
+        // A window from 0 without a keyframe folds any revision (the merge's rebase will): only a window that starts
+        // later must show that its rebase stays inside it.
         if scope == Scope::Global
+            && core.base.is_some()
             && let MergePlan::Rebase { base_revision, .. } = plan_merge(&tail, actions.to_vec())
             && let Err(need) = core.hydrate_at(&self.registry, Some(base_revision), None)?
         {

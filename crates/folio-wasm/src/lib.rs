@@ -330,7 +330,26 @@ fn parse_entries(text: &str) -> Result<Vec<SyncEntry>, Failure> {
 /// first appearance: the documents the host must load before integrating.
 #[wasm_bindgen(js_name = entryUnits)]
 pub fn entry_units(entries: &str) -> String {
-    answer(parse_entries(entries).map(|entries| {
+    /// An entry's unit; its action is skipped, not decoded (`integrate` decodes and checks it).
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct EntryUnit {
+        document_id: DocumentId,
+        scope: folio_core::Scope,
+        branch: Branch,
+        #[serde(rename = "action")]
+        _action: serde::de::IgnoredAny,
+    }
+    #[derive(serde::Deserialize)]
+    struct UnitsAnswer {
+        entries: Vec<EntryUnit>,
+    }
+    let parsed = if entries.trim_start().starts_with('{') {
+        parse::<UnitsAnswer>("pull answer", entries).map(|a| a.entries)
+    } else {
+        parse::<Vec<EntryUnit>>("sync entries", entries)
+    };
+    answer(parsed.map(|entries| {
         let mut seen = std::collections::HashSet::new();
         entries
             .iter()
