@@ -598,7 +598,9 @@ export class Folio {
       }
       if (!answer.appended || answer.appended.length === 0) continue;
       const commit = this.records(answer.appended, true);
-      commit.outboxDelete = run.map((r) => r.seq as number);
+      // A row holds one change's actions of one document and scope, all after the sent clock or none: the run
+      // has every action of its rows.
+      commit.outboxDelete = { seqs: [...new Set(run.map((r) => r.seq as number))], count: run.length };
       commit.docs = this.docRecord(id);
       await this.store_(commit, [id]);
       saved += answer.saved ?? 0;
@@ -615,12 +617,16 @@ export class Folio {
     while (i < rows.length) {
       const page: OutboxRecord[] = [];
       let bytes = 0;
-      while (i < rows.length && page.length < maxEntries) {
-        const row = rows[i] as OutboxRecord;
-        if (page.length > 0 && bytes + row.j.length + 1 > maxBytes) break;
-        page.push(row);
-        bytes += row.j.length + 1;
-        i++;
+      // Whole stored rows (the actions of one change): a row is deleted whole once acknowledged.
+      while (i < rows.length) {
+        const seq = (rows[i] as OutboxRecord).seq;
+        let end = i;
+        let rowBytes = 0;
+        while (end < rows.length && (rows[end] as OutboxRecord).seq === seq) rowBytes += (rows[end++] as OutboxRecord).j.length + 1;
+        if (page.length > 0 && (page.length + end - i > maxEntries || bytes + rowBytes > maxBytes)) break;
+        page.push(...rows.slice(i, end));
+        bytes += rowBytes;
+        i = end;
       }
       // The sent clock is stored before the page leaves: these actions are never compressed afterwards.
       let latest: [number, number] = parseClock(await this.store.getMeta(META_SENT));

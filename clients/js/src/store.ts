@@ -9,9 +9,11 @@
  * - `keyframes`: global states at revisions, key `[unit, revision]`, so opening a document folds only its tail.
  * - `docs`: headers by `<id>/<branch>` (for `list`).
  * - `outbox`: own replicated actions the server has not acknowledged, in order (auto-increment `seq`), as the
- *   entry text they are pushed as. Deleting rows acknowledged by a push *is* the push mark.
+ *   entry text they are pushed as. Deleting rows acknowledged by a push *is* the push mark. The actions one change
+ *   adds for one document and scope are one row (`js`, `ids`, `mss`, `cs`: one item per action); a row of one
+ *   action keeps the first version's shape (`j`, `id`, `ms`, `c`). A row is pushed and deleted whole.
  * - `meta`: the replica id, the server's replica id, the pull cursor, the sent clock, and the outbox's row count
- *   (`outbox/count`, changed in every transaction that adds or deletes outbox rows): Chromium counts an object
+ *   (`outbox/count`, in actions, changed in every transaction that adds or deletes outbox rows): Chromium counts an object
  *   store by walking it, deleted rows included until it compacts (1 s after 100,000 rows were pushed), so opening
  *   a replica reads the count instead.
  *
@@ -66,7 +68,9 @@ function texts(rows: StoredOps[], what: string, from = 0): string[] {
   return out;
 }
 
+/** One own action waiting in the outbox. */
 export interface OutboxRecord {
+  /** The key of the stored row that holds it (rows hold the actions of one change: see the outbox above). */
   seq?: number;
   doc: string;
   scope: string;
@@ -75,6 +79,40 @@ export interface OutboxRecord {
   id: string;
   ms: number;
   c: number;
+}
+
+/** An outbox row as stored: one action, or several of one document and scope. */
+interface StoredOutbox {
+  seq?: number;
+  doc: string;
+  scope: string;
+  j?: string;
+  id?: string;
+  ms?: number;
+  c?: number;
+  js?: string[];
+  ids?: string[];
+  mss?: number[];
+  cs?: number[];
+}
+
+/** The rows `records` are stored as: one per run of actions of one document and scope. */
+function outboxRows(records: OutboxRecord[]): StoredOutbox[] {
+  const out: StoredOutbox[] = [];
+  let k = 0;
+  while (k < records.length) {
+    const first = records[k] as OutboxRecord;
+    let end = k + 1;
+    while (end < records.length && (records[end] as OutboxRecord).doc === first.doc && (records[end] as OutboxRecord).scope === first.scope) end++;
+    const run = records.slice(k, end);
+    out.push(
+      run.length === 1
+        ? { doc: first.doc, scope: first.scope, j: first.j, id: first.id, ms: first.ms, c: first.c }
+        : { doc: first.doc, scope: first.scope, js: run.map((r) => r.j), ids: run.map((r) => r.id), mss: run.map((r) => r.ms), cs: run.map((r) => r.c) },
+    );
+    k = end;
+  }
+  return out;
 }
 
 export interface DocRecord {
@@ -93,9 +131,10 @@ export interface Commit {
   keyframes?: { u: string; rev: number; j: string }[];
   docs?: DocRecord[];
   outboxAdd?: OutboxRecord[];
-  outboxDelete?: number[];
-  /** Outbox rows `[first, last]` (sequence numbers, inclusive) holding `count` rows: a pushed page, deleted with
-   * one request. */
+  /** Outbox rows (`seqs`) holding `count` actions. */
+  outboxDelete?: { seqs: number[]; count: number };
+  /** Outbox rows `[first, last]` (sequence numbers, inclusive) holding `count` actions: a pushed page, deleted
+   * with one request. */
   outboxDeleteRange?: { first: number; last: number; count: number };
   meta?: Record<string, string>;
 }
@@ -182,7 +221,8 @@ export class ReplicaStore {
   private async countOutbox(): Promise<number> {
     const tx = this.tx(["outbox", "meta"], "readwrite");
     const done = finished(tx);
-    const count = await request(tx.objectStore("outbox").count());
+    const rows = (await request(tx.objectStore("outbox").getAll())) as StoredOutbox[];
+    const count = rows.reduce((n, r) => n + (Array.isArray(r.js) ? r.js.length : 1), 0);
     tx.objectStore("meta").put({ k: OUTBOX_COUNT, v: String(count) });
     await done;
     return count;
@@ -210,12 +250,12 @@ export class ReplicaStore {
       const docs = tx.objectStore("docs");
       for (const d of c.docs ?? []) docs.put(d);
       const outbox = tx.objectStore("outbox");
-      for (const seq of c.outboxDelete ?? []) outbox.delete(seq);
+      for (const seq of c.outboxDelete?.seqs ?? []) outbox.delete(seq);
       if (c.outboxDeleteRange) outbox.delete(IDBKeyRange.bound(c.outboxDeleteRange.first, c.outboxDeleteRange.last));
-      for (const row of c.outboxAdd ?? []) outbox.add(row);
+      for (const row of outboxRows(c.outboxAdd ?? [])) outbox.add(row);
       const meta = tx.objectStore("meta");
       for (const [k, v] of Object.entries(c.meta ?? {})) meta.put({ k, v });
-      const delta = (c.outboxAdd?.length ?? 0) - (c.outboxDelete?.length ?? 0) - (c.outboxDeleteRange?.count ?? 0);
+      const delta = (c.outboxAdd?.length ?? 0) - (c.outboxDelete?.count ?? 0) - (c.outboxDeleteRange?.count ?? 0);
       if (delta !== 0) {
         // In this transaction, so the count moves with the rows. Without one (a database of an older version),
         // opening counts the rows and writes it.
@@ -317,9 +357,15 @@ export class ReplicaStore {
     await done;
   }
 
+  /** The outbox's actions, in order (the actions of a row: consecutive, with its `seq`). */
   async outbox(): Promise<OutboxRecord[]> {
     const tx = this.tx(["outbox"], "readonly");
-    return (await request(tx.objectStore("outbox").getAll())) as OutboxRecord[];
+    const rows = (await request(tx.objectStore("outbox").getAll())) as StoredOutbox[];
+    return rows.flatMap((r): OutboxRecord[] =>
+      Array.isArray(r.js)
+        ? r.js.map((j, k) => ({ seq: r.seq, doc: r.doc, scope: r.scope, j, id: r.ids?.[k] ?? "", ms: r.mss?.[k] ?? 0, c: r.cs?.[k] ?? 0 }))
+        : [{ seq: r.seq, doc: r.doc, scope: r.scope, j: r.j ?? "", id: r.id ?? "", ms: r.ms ?? 0, c: r.c ?? 0 }],
+    );
   }
 
   /** The number of outbox rows (kept in meta: see `OUTBOX_COUNT`). */
