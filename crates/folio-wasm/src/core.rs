@@ -744,7 +744,7 @@ impl Core {
         }
         let plan = {
             let (tail, from) = core.tail(scope);
-            match &kind {
+            match kind {
                 MergeKind::Integrate(actions) => {
                     let Some(min) = actions.iter().min_by(|a, b| order_key(a).cmp(&order_key(b))) else {
                         return Ok(Ok((None, report)));
@@ -755,7 +755,8 @@ impl Core {
                             before: from.saturating_sub(1),
                         }));
                     }
-                    let plan = plan_merge(&tail, actions.clone());
+                    let incoming = actions.len();
+                    let plan = plan_merge(&tail, actions);
                     let new = match &plan {
                         MergePlan::Nothing => 0,
                         MergePlan::Append(a) => a.len(),
@@ -765,10 +766,10 @@ impl Core {
                         }
                     };
                     report.new = new;
-                    report.duplicates = actions.len() - new;
+                    report.duplicates = incoming - new;
                     plan
                 }
-                MergeKind::Compress(ids) => match plan_compress(core, registry, &tail, ids)? {
+                MergeKind::Compress(ids) => match plan_compress(core, registry, &tail, &ids)? {
                     Ok(plan) => plan,
                     Err(need) => return Ok(Err(need)),
                 },
