@@ -17,7 +17,8 @@
 //    replicas); also one-way: 10,000 pushed, then pulled by a fresh replica.
 //
 // Environment: FOLIO_BIN, CHROMIUM, FOLIO_BENCH_SIZES (default 1000,10000,100000), FOLIO_BENCH_CASES (default
-// open,apply,tabs,sync), FOLIO_BENCH_RUST=0 (skip Rust).
+// open,apply,tabs,sync), FOLIO_BENCH_RUST=0 (skip Rust), FOLIO_BENCH_DIST (the built client to measure, default
+// dist/: a copy of another build's dist/ measures it with the same harness).
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -38,7 +39,8 @@ const f = (x) => (x === undefined || x === null ? "n/a" : `${x.toFixed(x < 10 ? 
 
 // The page: folio-client's bundle, its worker and .wasm, served by `folio serve --static` (the API's origin).
 const site = mkdtempSync(join(tmpdir(), "folio-bench-site-"));
-for (const file of ["folio-client.js", "folio-worker.js", "folio-client.wasm"]) copyFileSync(join(here, "..", "dist", file), join(site, file));
+const dist = process.env.FOLIO_BENCH_DIST || join(here, "..", "dist");
+for (const file of ["folio-client.js", "folio-worker.js", "folio-client.wasm"]) copyFileSync(join(dist, file), join(site, file));
 writeFileSync(
   join(site, "index.html"),
   `<!doctype html><meta charset="utf-8"><title>folio bench</title>
@@ -134,18 +136,27 @@ try {
       await closeAll();
       // The first tab of the origin: the SharedWorker starts, loads its wasm, opens IndexedDB, folds.
       const w = await page();
-      worker.push(
-        await w.evaluate(async ({ n, id }) => {
-          const t0 = performance.now();
-          const f = await window.Folio.open({ name: `open-${n}`, autoSync: false });
-          const t1 = performance.now();
-          await f.get(id);
-          const t2 = performance.now();
-          const mode = f.mode;
-          await f.close();
-          return { open: t1 - t0, get: t2 - t1, mode };
-        }, { n, id: built.id }),
-      );
+      const first = await w.evaluate(async ({ n, id }) => {
+        const t0 = performance.now();
+        window.f = await window.Folio.open({ name: `open-${n}`, autoSync: false });
+        const t1 = performance.now();
+        await window.f.get(id);
+        const t2 = performance.now();
+        return { open: t1 - t0, get: t2 - t1, mode: window.f.mode };
+      }, { n, id: built.id });
+      // A second tab while the first keeps the worker (the running replica): its open and get of the document.
+      const w2 = await page();
+      const second = await w2.evaluate(async ({ n, id }) => {
+        const t0 = performance.now();
+        const f = await window.Folio.open({ name: `open-${n}`, autoSync: false });
+        const t1 = performance.now();
+        await f.get(id);
+        const t2 = performance.now();
+        await f.close();
+        return { open: t1 - t0, get: t2 - t1 };
+      }, { n, id: built.id });
+      await w.evaluate(() => window.f.close());
+      worker.push({ ...first, secondOpen: second.open, secondGet: second.get });
       await closeAll();
     }
     const row = {
@@ -160,11 +171,13 @@ try {
       warmGetMs: med(page1.map((o) => o.warmGet)),
       workerFirstTabMs: med(worker.map((o) => o.open + o.get)),
       workerGetMs: med(worker.map((o) => o.get)),
+      workerSecondTabMs: med(worker.map((o) => o.secondOpen + o.secondGet)),
+      workerSecondGetMs: med(worker.map((o) => o.secondGet)),
       workerMode: worker[0]?.mode,
     };
     results.chromium.open.push(row);
     console.log(
-      `open ${row.ops} ops: replica open + get ${f(row.pageOpenGetMs)} (open ${f(row.pageOpenMs)}, get ${f(row.pageGetMs)}); wasm compile ${f(row.pageWasmMs)}; again with compiled code ${f(row.warmOpenGetMs)} (get ${f(row.warmGetMs)}); first tab via SharedWorker ${f(row.workerFirstTabMs)} (get ${f(row.workerGetMs)}) [built in ${(row.buildMs / 1000).toFixed(1)} s]`,
+      `open ${row.ops} ops: replica open + get ${f(row.pageOpenGetMs)} (open ${f(row.pageOpenMs)}, get ${f(row.pageGetMs)}); wasm compile ${f(row.pageWasmMs)}; again with compiled code ${f(row.warmOpenGetMs)} (get ${f(row.warmGetMs)}); first tab via SharedWorker ${f(row.workerFirstTabMs)} (get ${f(row.workerGetMs)}); a second tab while the worker runs ${f(row.workerSecondTabMs)} (get ${f(row.workerSecondGetMs)}) [built in ${(row.buildMs / 1000).toFixed(1)} s]`,
     );
   }
 
