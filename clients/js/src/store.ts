@@ -157,6 +157,10 @@ function unitRange(u: string, from = 0, to = Number.MAX_SAFE_INTEGER): IDBKeyRan
 }
 
 export class ReplicaStore {
+  /** The outbox's action count as of the transactions made so far (`undefined` before `opening`). Only the
+   * replica that holds the database writes it (the host's Web Lock). */
+  private outboxActions: number | undefined = undefined;
+
   private constructor(
     readonly db: IDBDatabase,
     readonly name: string,
@@ -213,8 +217,9 @@ export class ReplicaStore {
       Promise.all([...keys, OUTBOX_COUNT].map(async (k) => ((await request(meta.get(k))) as { v: string } | undefined)?.v)),
       stale,
     ]);
-    const counted = values.pop();
-    return { meta: values, pending: counted === undefined ? await this.countOutbox() : Number(counted) || 0, stale: old };
+    const kept = values.pop();
+    this.outboxActions = kept === undefined ? await this.countOutbox() : Number(kept) || 0;
+    return { meta: values, pending: this.outboxActions, stale: old };
   }
 
   /** Counts the outbox's rows and stores the count (once per database: later transactions keep it). */
@@ -225,6 +230,7 @@ export class ReplicaStore {
     const count = rows.reduce((n, r) => n + (Array.isArray(r.js) ? r.js.length : 1), 0);
     tx.objectStore("meta").put({ k: OUTBOX_COUNT, v: String(count) });
     await done;
+    this.outboxActions = count;
     return count;
   }
 
@@ -242,6 +248,7 @@ export class ReplicaStore {
   async commit(c: Commit): Promise<void> {
     const tx = this.tx(STORES, "readwrite");
     const done = finished(tx);
+    let counted = 0;
     try {
       const ops = tx.objectStore("ops");
       for (const record of chunks(c.ops ?? [])) ops.add(record);
@@ -256,14 +263,13 @@ export class ReplicaStore {
       const meta = tx.objectStore("meta");
       for (const [k, v] of Object.entries(c.meta ?? {})) meta.put({ k, v });
       const delta = (c.outboxAdd?.length ?? 0) - (c.outboxDelete?.count ?? 0) - (c.outboxDeleteRange?.count ?? 0);
-      if (delta !== 0) {
-        // In this transaction, so the count moves with the rows. Without one (a database of an older version),
-        // opening counts the rows and writes it.
-        const read = meta.get(OUTBOX_COUNT);
-        read.onsuccess = () => {
-          const row = read.result as { v: string } | undefined;
-          if (row) meta.put({ k: OUTBOX_COUNT, v: String(Math.max(0, (Number(row.v) || 0) + delta)) });
-        };
+      if (delta !== 0 && this.outboxActions !== undefined) {
+        // In this transaction, so the count moves with the rows; written, not read and written (a read would cost
+        // the transaction a round trip). Transactions on the outbox commit in the order they are made, so the
+        // count as of the ones made so far is theirs; if this one fails, `uncount` takes it back.
+        this.outboxActions += delta;
+        meta.put({ k: OUTBOX_COUNT, v: String(this.outboxActions) });
+        counted = delta;
       }
     } catch (e) {
       try {
@@ -272,12 +278,26 @@ export class ReplicaStore {
         // already aborted
       }
       done.catch(() => undefined);
+      if (counted) this.uncount(counted);
       throw storageError(e, "storing operations");
     }
     try {
       await done;
     } catch (e) {
+      if (counted) this.uncount(counted);
       throw storageError(e, "storing operations");
+    }
+  }
+
+  /** A transaction that moved the outbox count by `delta` failed: the transactions made after it wrote counts that
+   * include it, so the count without it is written again, in a transaction after all of them. */
+  private uncount(delta: number): void {
+    if (this.outboxActions === undefined) return;
+    this.outboxActions -= delta;
+    try {
+      this.db.transaction(["meta"], "readwrite").objectStore("meta").put({ k: OUTBOX_COUNT, v: String(this.outboxActions) });
+    } catch {
+      // Closed: the next opening reads the count the last transaction wrote.
     }
   }
 
@@ -370,8 +390,7 @@ export class ReplicaStore {
 
   /** The number of outbox rows (kept in meta: see `OUTBOX_COUNT`). */
   async outboxCount(): Promise<number> {
-    const kept = await this.getMeta(OUTBOX_COUNT);
-    return kept === undefined ? this.countOutbox() : Number(kept) || 0;
+    return this.outboxActions ?? this.countOutbox();
   }
 
   async docs(): Promise<DocRecord[]> {
