@@ -39,7 +39,6 @@ struct Server {
     child: Child,
     port: u16,
     token: String,
-
 }
 
 impl Drop for Server {
@@ -54,7 +53,13 @@ fn serve(dir: &Path, extra: &[&str]) -> Server {
     let port = free_port();
     let log = dir.with_extension("log");
     let child = Command::new(env!("CARGO_BIN_EXE_folio"))
-        .args(["serve", "--data-dir", dir.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "serve",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -66,13 +71,11 @@ fn serve(dir: &Path, extra: &[&str]) -> Server {
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    let token = std::fs::read_to_string(dir.join("admin.token")).unwrap().trim().to_owned();
-    Server {
-        child,
-        port,
-        token,
-
-    }
+    let token = std::fs::read_to_string(dir.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    Server { child, port, token }
 }
 
 /// A test CA and a certificate for `localhost` and 127.0.0.1 signed by it, as PEM files in `dir`:
@@ -153,7 +156,17 @@ async fn https_and_wss_sync_through_a_private_ca() {
 
     // With it: HTTPS push, then a second replica pulls.
     let ca_arg = ca.to_str().unwrap();
-    ok(&["sync", "--remote", &remote, "--token", &server.token, "--data-dir", a, "--ca-cert", ca_arg]);
+    ok(&[
+        "sync",
+        "--remote",
+        &remote,
+        "--token",
+        &server.token,
+        "--data-dir",
+        a,
+        "--ca-cert",
+        ca_arg,
+    ]);
     let b = tmp.path().join("b");
     let b = b.to_str().unwrap();
     // SSL_CERT_FILE works as well as --ca-cert.
@@ -171,12 +184,24 @@ async fn https_and_wss_sync_through_a_private_ca() {
     let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector))
         .await
         .expect("WSS handshake");
-    ws.send(Message::Text(json!({ "subscribe": {} }).to_string().into())).await.unwrap();
+    ws.send(Message::Text(json!({ "subscribe": {} }).to_string().into()))
+        .await
+        .unwrap();
     let first = ws.next().await.unwrap().unwrap();
     assert!(first.to_text().unwrap().contains("subscribed"));
     let input = json!({ "id": "late", "title": "over TLS" }).to_string();
     ok(&["doc", "apply", &id, "ADD_TODO", &input, "--data-dir", b]);
-    ok(&["sync", "--remote", &remote, "--token", &server.token, "--data-dir", b, "--ca-cert", ca_arg]);
+    ok(&[
+        "sync",
+        "--remote",
+        &remote,
+        "--token",
+        &server.token,
+        "--data-dir",
+        b,
+        "--ca-cert",
+        ca_arg,
+    ]);
     let event = tokio::time::timeout(Duration::from_secs(10), ws.next())
         .await
         .expect("an event over WSS")
@@ -188,7 +213,17 @@ async fn https_and_wss_sync_through_a_private_ca() {
 
     // Live sync (`--watch`) over WSS delivers too: start it on A, write on B, see A catch up.
     let watch = Command::new(env!("CARGO_BIN_EXE_folio"))
-        .args(["sync", "--remote", &remote, "--token", &server.token, "--data-dir", a, "--ca-cert", ca_arg])
+        .args([
+            "sync",
+            "--remote",
+            &remote,
+            "--token",
+            &server.token,
+            "--data-dir",
+            a,
+            "--ca-cert",
+            ca_arg,
+        ])
         .arg("--watch")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -197,7 +232,17 @@ async fn https_and_wss_sync_through_a_private_ca() {
     std::thread::sleep(Duration::from_millis(1500));
     let input = json!({ "id": "live", "title": "pushed by b" }).to_string();
     ok(&["doc", "apply", &id, "ADD_TODO", &input, "--data-dir", b]);
-    ok(&["sync", "--remote", &remote, "--token", &server.token, "--data-dir", b, "--ca-cert", ca_arg]);
+    ok(&[
+        "sync",
+        "--remote",
+        &remote,
+        "--token",
+        &server.token,
+        "--data-dir",
+        b,
+        "--ca-cert",
+        ca_arg,
+    ]);
     std::thread::sleep(Duration::from_millis(2000));
     let _ = Command::new("kill").args(["-TERM", &watch.id().to_string()]).status();
     let watched = watch.wait_with_output().unwrap();
@@ -236,7 +281,10 @@ async fn postgres_over_tls_with_verify_full() {
     let out = folio(&["doc", "get", &id, "--database-url", &wrong]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
-    assert!(err.contains("certificate") || err.contains("tls") || err.contains("issuer"), "{err}");
+    assert!(
+        err.contains("certificate") || err.contains("tls") || err.contains("issuer"),
+        "{err}"
+    );
     // sslmode=require encrypts without checking the name.
     let required = format!("{}{sep}sslmode=require", db.url);
     assert_eq!(
@@ -271,13 +319,32 @@ async fn tokens_are_listed_labelled_expired_and_revoked_within_a_second() {
 
     // CLI: create with a label and an expiry; list shows it and never a secret.
     let made: Value = serde_json::from_str(&ok(&[
-        "token", "create", "--role", "read", "--label", "watcher", "--expires", "1h", "--data-dir", d, "--json",
+        "token",
+        "create",
+        "--role",
+        "read",
+        "--label",
+        "watcher",
+        "--expires",
+        "1h",
+        "--data-dir",
+        d,
+        "--json",
     ]))
     .unwrap();
     let secret = made["token"].as_str().unwrap().to_owned();
     assert_eq!(made["principal"], "watcher");
     assert!(made["expiresAt"].is_string());
-    let again = folio(&["token", "create", "--role", "read", "--label", "watcher", "--data-dir", d]);
+    let again = folio(&[
+        "token",
+        "create",
+        "--role",
+        "read",
+        "--label",
+        "watcher",
+        "--data-dir",
+        d,
+    ]);
     assert_eq!(again.status.code(), Some(2), "a label is unique");
     let listed = ok(&["token", "list", "--data-dir", d, "--json"]);
     assert!(!listed.contains(&secret) && !listed.contains(&server.token));
@@ -293,14 +360,27 @@ async fn tokens_are_listed_labelled_expired_and_revoked_within_a_second() {
     assert!(human.contains("watcher") && human.contains("read"), "{human}");
 
     // The read token works, and its label is in the request log; it may not manage tokens.
-    assert_eq!(get(&client, &format!("{base}/v1/documents"), &secret).await.status(), 200);
+    assert_eq!(
+        get(&client, &format!("{base}/v1/documents"), &secret).await.status(),
+        200
+    );
     assert_eq!(get(&client, &format!("{base}/v1/tokens"), &secret).await.status(), 403);
 
     // Its WebSocket is open…
     let url = format!("ws://127.0.0.1:{}/v1/subscribe?token={secret}", server.port);
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    ws.send(Message::Text(json!({ "subscribe": {} }).to_string().into())).await.unwrap();
-    assert!(ws.next().await.unwrap().unwrap().to_text().unwrap().contains("subscribed"));
+    ws.send(Message::Text(json!({ "subscribe": {} }).to_string().into()))
+        .await
+        .unwrap();
+    assert!(
+        ws.next()
+            .await
+            .unwrap()
+            .unwrap()
+            .to_text()
+            .unwrap()
+            .contains("subscribed")
+    );
 
     // …until it is revoked by label from the command line: refused within a second, the WebSocket closed.
     ok(&["token", "revoke", "watcher", "--data-dir", d]);
@@ -310,7 +390,10 @@ async fn tokens_are_listed_labelled_expired_and_revoked_within_a_second() {
         if status == 401 {
             break;
         }
-        assert!(revoked_at.elapsed() < Duration::from_secs(1), "still {status} a second after the revoke");
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(1),
+            "still {status} a second after the revoke"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let closed = tokio::time::timeout(Duration::from_millis(1500), async {
@@ -348,8 +431,17 @@ async fn tokens_are_listed_labelled_expired_and_revoked_within_a_second() {
         .await
         .unwrap();
     assert_eq!(taken.status(), 409);
-    let list: Value = get(&client, &format!("{base}/v1/tokens"), &server.token).await.json().await.unwrap();
-    let ci_listed = list["tokens"].as_array().unwrap().iter().find(|t| t["id"] == ci_id.as_str()).unwrap();
+    let list: Value = get(&client, &format!("{base}/v1/tokens"), &server.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ci_listed = list["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == ci_id.as_str())
+        .unwrap();
     assert_eq!(ci_listed["label"], "ci");
     assert!(ci_listed["lastUsedAt"].is_string(), "{ci_listed}");
     assert!(!list.to_string().contains(&ci));
@@ -371,7 +463,15 @@ async fn tokens_are_listed_labelled_expired_and_revoked_within_a_second() {
 
     // An expired token is refused.
     let short: Value = serde_json::from_str(&ok(&[
-        "token", "create", "--role", "read", "--expires", "1s", "--data-dir", d, "--json",
+        "token",
+        "create",
+        "--role",
+        "read",
+        "--expires",
+        "1s",
+        "--data-dir",
+        d,
+        "--json",
     ]))
     .unwrap();
     let short = short["token"].as_str().unwrap().to_owned();
@@ -382,7 +482,10 @@ async fn tokens_are_listed_labelled_expired_and_revoked_within_a_second() {
     // The request log names tokens by label.
     drop(server);
     let log = std::fs::read_to_string(tmp.path().join("data.log")).unwrap();
-    assert!(log.contains("token=\"watcher\"") || log.contains("token=watcher"), "{log}");
+    assert!(
+        log.contains("token=\"watcher\"") || log.contains("token=watcher"),
+        "{log}"
+    );
 
     // Revoking an unknown token names the problem.
     let out = folio(&["token", "revoke", "nobody", "--data-dir", d]);
@@ -397,10 +500,15 @@ fn parse_metrics(text: &str) -> HashMap<String, f64> {
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
         }
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample: {line:?}"));
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample: {line:?}"));
         let value: f64 = value.parse().unwrap_or_else(|_| panic!("not a number in {line:?}"));
         assert!(
-            series.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_'),
+            series
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_'),
             "bad name in {line:?}"
         );
         samples.insert(series.to_owned(), value);
@@ -420,7 +528,9 @@ async fn metrics_are_scraped_and_parsed() {
     // Work: documents and actions, an error, a subscriber, a sync round.
     let url = format!("ws://127.0.0.1:{}/v1/subscribe?token={}", server.port, server.token);
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    ws.send(Message::Text(json!({ "subscribe": {} }).to_string().into())).await.unwrap();
+    ws.send(Message::Text(json!({ "subscribe": {} }).to_string().into()))
+        .await
+        .unwrap();
     let _ = ws.next().await;
     for _ in 0..3 {
         let created = client
@@ -433,13 +543,31 @@ async fn metrics_are_scraped_and_parsed() {
         assert_eq!(created.status(), 201);
         let doc: Value = created.json().await.unwrap();
         let id = doc["header"]["id"].as_str().unwrap();
-        assert_eq!(get(&client, &format!("{base}/v1/documents/{id}"), &server.token).await.status(), 200);
+        assert_eq!(
+            get(&client, &format!("{base}/v1/documents/{id}"), &server.token)
+                .await
+                .status(),
+            200
+        );
     }
-    let missing = get(&client, &format!("{base}/v1/documents/{}", uuid::Uuid::new_v4()), &server.token).await;
+    let missing = get(
+        &client,
+        &format!("{base}/v1/documents/{}", uuid::Uuid::new_v4()),
+        &server.token,
+    )
+    .await;
     assert_eq!(missing.status(), 404);
     let replica = tmp.path().join("replica");
     create_todo(&["--data-dir", replica.to_str().unwrap()], 1);
-    ok(&["sync", "--remote", &base, "--token", &server.token, "--data-dir", replica.to_str().unwrap()]);
+    ok(&[
+        "sync",
+        "--remote",
+        &base,
+        "--token",
+        &server.token,
+        "--data-dir",
+        replica.to_str().unwrap(),
+    ]);
 
     // On the metrics address: no token needed.
     let text = client
@@ -448,10 +576,18 @@ async fn metrics_are_scraped_and_parsed() {
         .await
         .unwrap();
     assert_eq!(text.status(), 200);
-    assert!(text.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(
+        text.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
     let m = parse_metrics(&text.text().await.unwrap());
     let at_least = |series: &str, min: f64| {
-        let v = m.get(series).copied().unwrap_or_else(|| panic!("no {series} in {:?}", m.keys().collect::<Vec<_>>()));
+        let v = m
+            .get(series)
+            .copied()
+            .unwrap_or_else(|| panic!("no {series} in {:?}", m.keys().collect::<Vec<_>>()));
         assert!(v >= min, "{series} = {v}, expected at least {min}");
     };
     at_least("folio_jobs_total{outcome=\"completed\"}", 3.0);
@@ -469,10 +605,247 @@ async fn metrics_are_scraped_and_parsed() {
     assert!(m.keys().any(|k| k.starts_with("folio_group_commit_seconds_bucket{le=")));
 
     // On the API's address: an admin token only.
-    assert_eq!(get(&client, &format!("{base}/metrics"), &server.token).await.status(), 200);
+    assert_eq!(
+        get(&client, &format!("{base}/metrics"), &server.token).await.status(),
+        200
+    );
     let read = ok(&["token", "create", "--role", "read", "--data-dir", dir.to_str().unwrap()]);
-    assert_eq!(get(&client, &format!("{base}/metrics"), read.trim()).await.status(), 403);
-    assert_eq!(client.get(format!("{base}/metrics")).send().await.unwrap().status(), 401);
+    assert_eq!(
+        get(&client, &format!("{base}/metrics"), read.trim()).await.status(),
+        403
+    );
+    assert_eq!(
+        client.get(format!("{base}/metrics")).send().await.unwrap().status(),
+        401
+    );
     // Readiness: the store answers.
-    assert_eq!(client.get(format!("{base}/v1/ready")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client.get(format!("{base}/v1/ready")).send().await.unwrap().status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_under_a_write_load_verifies_and_serves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("live");
+    let server = serve(&dir, &[]);
+    let base = format!("http://127.0.0.1:{}", server.port);
+    folio_sync::tls::install_crypto_provider();
+    let client = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let doc: Value = client
+            .post(format!("{base}/v1/documents"))
+            .bearer_auth(&server.token)
+            .json(&json!({ "documentType": "folio/todo-list" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(doc["header"]["id"].as_str().unwrap().to_owned());
+    }
+    // Writers keep going while the backup runs.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for (w, id) in ids.iter().enumerate() {
+        let (client, base, token, id, stop) = (
+            client.clone(),
+            base.clone(),
+            server.token.clone(),
+            id.clone(),
+            stop.clone(),
+        );
+        writers.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let action = json!({ "type": "ADD_TODO", "input": { "id": format!("w{w}-{n}"), "title": "x" } });
+                let r = client
+                    .post(format!("{base}/v1/documents/{id}/actions"))
+                    .bearer_auth(&token)
+                    .json(&json!({ "actions": [action] }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                n += 1;
+            }
+            n
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let backup = tmp.path().join("backup");
+    let out = tokio::task::spawn_blocking({
+        let (dir, backup) = (dir.clone(), backup.clone());
+        move || {
+            folio(&[
+                "backup",
+                backup.to_str().unwrap(),
+                "--data-dir",
+                dir.to_str().unwrap(),
+                "--json",
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut written = 0;
+    for w in writers {
+        written += w.await.unwrap();
+    }
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "no progress off a terminal: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["bytes"].as_u64().unwrap() > 0);
+    assert!(written > 20, "the writers wrote during the backup ({written})");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&backup), 0o700);
+        assert_eq!(mode(&backup.join("tokens")), 0o600);
+        assert_eq!(mode(&backup.join("folio.db")), 0o600);
+    }
+    // A second backup into the same directory is refused.
+    let again = folio(&["backup", backup.to_str().unwrap(), "--data-dir", dir.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    drop(server);
+
+    // The copy verifies, and a server starts from it with the same tokens and every document.
+    ok(&["verify", "--data-dir", backup.to_str().unwrap()]);
+    let restored = serve(&backup, &[]);
+    let base = format!("http://127.0.0.1:{}", restored.port);
+    let token = std::fs::read_to_string(dir.join("admin.token")).unwrap();
+    let mut total = 0;
+    for id in &ids {
+        let r = get(&client, &format!("{base}/v1/documents/{id}"), token.trim()).await;
+        assert_eq!(r.status(), 200);
+        let doc: Value = r.json().await.unwrap();
+        total += doc["header"]["revision"]["global"].as_u64().unwrap();
+    }
+    assert!(total > 0 && total <= written, "{total} of {written}");
+    // The restored server takes writes.
+    let action = json!({ "type": "ADD_TODO", "input": { "id": "after-restore", "title": "y" } });
+    let r = client
+        .post(format!("{base}/v1/documents/{}/actions", ids[0]))
+        .bearer_auth(token.trim())
+        .json(&json!({ "actions": [action] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // A PostgreSQL store is not backed up this way.
+    let out = folio(&["backup", "x", "--database-url", "postgres://nobody@127.0.0.1:1/none"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pg_dump"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_from_sqlite_imports_into_postgres_with_equal_state_hashes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let s = src.to_str().unwrap();
+    let mut ids = vec![create_todo(&["--data-dir", s], 40), create_todo(&["--data-dir", s], 3)];
+    let named: Value = serde_json::from_str(&ok(&[
+        "doc",
+        "create",
+        "folio/json",
+        "--name",
+        "notes",
+        "--data-dir",
+        s,
+        "--json",
+    ]))
+    .unwrap();
+    ids.push(named["header"]["id"].as_str().unwrap().to_owned());
+    let input = json!({ "id": "t1" }).to_string();
+    ok(&["doc", "apply", &ids[0], "DELETE_TODO", &input, "--data-dir", s]);
+    let export = tmp.path().join("export.ndjson");
+    ok(&["export", "--out", export.to_str().unwrap(), "--data-dir", s]);
+    let lines = std::fs::read_to_string(&export).unwrap();
+    assert!(lines.lines().count() >= 47);
+    // To standard output, too.
+    assert_eq!(ok(&["export", "--data-dir", s]), lines);
+
+    let db = folio_store::pg_testing::TestDatabase::create().await;
+    let pg = ["--database-url", db.url.as_str()];
+    let first: Value = serde_json::from_str(&ok(&[
+        "import",
+        export.to_str().unwrap(),
+        "--database-url",
+        &db.url,
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(first["appended"].as_u64().unwrap() as usize, lines.lines().count());
+    for id in &ids {
+        assert_eq!(state_hash(&["--data-dir", s], id), state_hash(&pg, id), "document {id}");
+    }
+    ok(&["verify", "--database-url", &db.url]);
+    // Again: nothing new, nothing broken.
+    let again: Value = serde_json::from_str(&ok(&[
+        "import",
+        export.to_str().unwrap(),
+        "--database-url",
+        &db.url,
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(again["appended"], 0);
+    assert_eq!(again["alreadyStored"].as_u64().unwrap() as usize, lines.lines().count());
+
+    // And back from PostgreSQL into a new SQLite store.
+    let back = tmp.path().join("back.ndjson");
+    ok(&["export", "--out", back.to_str().unwrap(), "--database-url", &db.url]);
+    let dst = tmp.path().join("dst");
+    ok(&["import", back.to_str().unwrap(), "--data-dir", dst.to_str().unwrap()]);
+    for id in &ids {
+        assert_eq!(
+            state_hash(&["--data-dir", s], id),
+            state_hash(&["--data-dir", dst.to_str().unwrap()], id)
+        );
+    }
+
+    // A tampered line (an input changed, its hash not) is refused with its line number, nothing after it stored.
+    let tampered = lines.replacen("item 5", "item 5!", 1);
+    assert_ne!(tampered, lines);
+    let bad = tmp.path().join("bad.ndjson");
+    std::fs::write(&bad, tampered).unwrap();
+    let fresh = tmp.path().join("fresh");
+    let out = folio(&["import", bad.to_str().unwrap(), "--data-dir", fresh.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line"), "{err}");
+    ok(&["verify", "--data-dir", fresh.to_str().unwrap()]);
+}
+
+#[test]
+fn migrate_says_what_it_did_and_json_errors_are_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    let d = d.to_str().unwrap();
+    let out = folio(&["migrate", "--data-dir", d]);
+    assert_eq!(out.status.code(), Some(1), "no store to migrate");
+    create_todo(&["--data-dir", d], 1);
+    let said = ok(&["migrate", "--data-dir", d]);
+    assert!(said.contains("nothing to migrate"), "{said}");
+    let said: Value = serde_json::from_str(&ok(&["migrate", "--data-dir", d, "--json"])).unwrap();
+    assert!(said["version"].as_i64().unwrap() >= 1);
+    // With --json, an error is JSON on stderr.
+    let out = folio(&["doc", "get", "not-a-uuid", "--data-dir", d, "--json"]);
+    assert!(!out.status.success());
+    let err: Value = serde_json::from_slice(&out.stderr).expect("a JSON error");
+    assert!(
+        err["error"]["code"].is_string() && err["error"]["message"].is_string(),
+        "{err}"
+    );
 }
