@@ -460,6 +460,20 @@ async fn tokens_are_listed_labelled_expired_and_revoked_within_a_second() {
         .await
         .unwrap();
     assert_eq!(again.status(), 404);
+    // An admin token may not revoke itself (nobody locks themselves out by mistake).
+    let admin_id = list["tokens"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(list["tokens"][0]["label"], "admin");
+    let own = client
+        .delete(format!("{base}/v1/tokens/{admin_id}"))
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), 403);
+    assert_eq!(
+        get(&client, &format!("{base}/v1/tokens"), &server.token).await.status(),
+        200
+    );
 
     // An expired token is refused.
     let short: Value = serde_json::from_str(&ok(&[
@@ -848,4 +862,57 @@ fn migrate_says_what_it_did_and_json_errors_are_json() {
         err["error"]["code"].is_string() && err["error"]["message"].is_string(),
         "{err}"
     );
+}
+
+#[test]
+fn tls_misconfigurations_are_named_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_pki(tmp.path());
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let (_, _, other_key) = test_pki(&other);
+    let d = tmp.path().join("d");
+    let serve_with = |cert: &Path, key: &Path| {
+        folio(&[
+            "serve",
+            "--data-dir",
+            d.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ])
+    };
+    let out = serve_with(&cert, &other_key);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("do not belong together"));
+    let out = serve_with(Path::new("/nonexistent/cert.pem"), &key);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/cert.pem"));
+    let out = serve_with(&key, &key);
+    assert_eq!(out.status.code(), Some(2), "a key is not a certificate");
+    // A certificate without its key is a usage error before anything starts.
+    let out = folio(&[
+        "serve",
+        "--data-dir",
+        d.to_str().unwrap(),
+        "--tls-cert",
+        cert.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    // A CA file that holds no certificate is named.
+    let out = folio(&[
+        "sync",
+        "--remote",
+        "https://localhost:1",
+        "--data-dir",
+        d.to_str().unwrap(),
+        "--ca-cert",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("key.pem"));
+    let _ = ca;
 }

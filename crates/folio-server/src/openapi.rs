@@ -201,7 +201,7 @@ pub(crate) fn build(
                          second), its open WebSockets closed (admin tokens only)",
                     )
                     .with(write)
-                    .with(|op| error::<403>(op, "FORBIDDEN: only an admin token may revoke tokens"))
+                    .with(|op| error::<403>(op, "FORBIDDEN: only an admin token may revoke tokens, and not itself"))
                     .with(|op| error::<404>(op, "TOKEN_NOT_FOUND: no token has this id"))
             }),
         )

@@ -55,7 +55,10 @@ fn load_pair(cert: &Path, key: &Path) -> io::Result<Arc<CertifiedKey>> {
     Ok(Arc::new(certified))
 }
 
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+/// What tells a changed file from the one loaded: its modification time and length.
+type Stamp = Option<(SystemTime, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
     std::fs::metadata(path)
         .ok()
         .and_then(|m| Some((m.modified().ok()?, m.len())))
@@ -63,7 +66,7 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
 
 struct Current {
     checked: Instant,
-    stamps: (Option<(SystemTime, u64)>, Option<(SystemTime, u64)>),
+    stamps: (Stamp, Stamp),
     key: Arc<CertifiedKey>,
 }
 

@@ -213,7 +213,7 @@ fn messages(received: Received, filter: &Filter) -> Vec<Value> {
     match received {
         Received::Lagged { missed } => {
             metrics::counter!("folio_websocket_lagged_total").increment(1);
-            metrics::counter!("folio_websocket_missed_events_total").increment(missed as u64);
+            metrics::counter!("folio_websocket_missed_events_total").increment(missed);
             vec![json!({ "event": "lagged", "missed": missed })]
         }
         Received::Event(Event::OperationsCommitted {

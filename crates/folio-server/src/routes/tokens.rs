@@ -197,6 +197,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<TokenList>, ApiE
 /// Revokes a token (admin tokens only): refused from now on, its open WebSockets closed.
 pub async fn revoke(
     State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
     path: Result<axum::extract::Path<TokenIdPath>, PathRejection>,
 ) -> Result<Json<TokenInfo>, ApiError> {
     let axum::extract::Path(TokenIdPath { id }) =
@@ -205,6 +206,13 @@ pub async fn revoke(
         return Err(ApiError::bad_request(format!(
             "{id:?} is not a token id (12 lowercase hex digits, from GET /v1/tokens)"
         )));
+    }
+    // An admin locking itself out by mistake (or a script revoking "every token but…") is refused: another admin
+    // token, or `folio token revoke` on the data directory, can.
+    if id == caller.id {
+        return Err(ApiError::forbidden(
+            "a token may not revoke itself: use another admin token, or `folio token revoke` on the data directory",
+        ));
     }
     let tokens = state.tokens.clone();
     let revoked = tokio::task::spawn_blocking(move || tokens.revoke_here(&id))
