@@ -15,6 +15,9 @@ use crate::auth::{NewTokenSpec, Role, TokenRecord};
 use crate::body::JsonBody;
 use crate::state::AppState;
 
+/// The longest expiry `POST /v1/tokens` takes: 100 years.
+pub const MAX_EXPIRES_IN_SECONDS: u64 = 100 * 365 * 86_400;
+
 /// The body of `POST /v1/tokens`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -32,7 +35,7 @@ pub struct NewToken {
     pub principal: Option<String>,
     /// Seconds until it stops working (none: it does not expire).
     #[serde(default)]
-    #[schemars(range(min = 1, max = 3_153_600_000u64))]
+    #[schemars(range(min = 1, max = MAX_EXPIRES_IN_SECONDS))]
     pub expires_in_seconds: Option<u64>,
 }
 
@@ -160,6 +163,13 @@ pub async fn create(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<NewToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    if let Some(seconds) = req.expires_in_seconds
+        && !(1..=MAX_EXPIRES_IN_SECONDS).contains(&seconds)
+    {
+        return Err(ApiError::bad_request(format!(
+            "expiresInSeconds is 1 to {MAX_EXPIRES_IN_SECONDS} (100 years); omit it for a token that does not expire"
+        )));
+    }
     let spec = NewTokenSpec {
         role: Role::from(req.role),
         label: req.label,
