@@ -72,7 +72,24 @@ impl<E: std::fmt::Display> From<E> for CliError {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let json = std::env::args().any(|a| a == "--json");
+            if json && !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                // With --json, a usage error is JSON too: the first line of the parser's message.
+                let detail = e.to_string();
+                let first = detail.lines().next().unwrap_or_default().trim_start_matches("error: ");
+                eprintln!(
+                    "{}",
+                    serde_json::json!({ "error": { "code": "USAGE", "message": first } })
+                );
+                return ExitCode::from(2);
+            }
+            e.exit()
+        }
+    };
     // One TLS stack for every connection this process makes (rustls on ring): the server, sync, PostgreSQL.
     folio_sync::tls::install_crypto_provider();
     // A server logs each request by default; one-shot commands only warnings. FOLIO_LOG overrides both.

@@ -46,6 +46,13 @@ impl Progress {
         progress
     }
 
+    /// `n` more steps done.
+    pub fn advance(&self, n: u64) {
+        if let Some(bar) = &self.0 {
+            bar.inc(n);
+        }
+    }
+
     /// Sets the position.
     pub fn set(&self, position: u64) {
         if let Some(bar) = &self.0 {

@@ -876,6 +876,15 @@ fn migrate_says_what_it_did_and_json_errors_are_json() {
         err["error"]["code"].is_string() && err["error"]["message"].is_string(),
         "{err}"
     );
+    // A usage error the argument parser finds, too.
+    let out = folio(&["doc", "get", "--json", "--no-such-option"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err: Value = serde_json::from_slice(&out.stderr).expect("a JSON usage error");
+    assert_eq!(err["error"]["code"], "USAGE", "{err}");
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("--no-such-option"),
+        "{err}"
+    );
 }
 
 #[test]
