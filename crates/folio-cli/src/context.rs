@@ -31,6 +31,10 @@ pub struct Global {
     /// The token for `--server`.
     #[arg(long, global = true, env = "FOLIO_TOKEN")]
     pub token: Option<String>,
+    /// A PEM file of CA certificates to trust beside the system's roots when connecting to a server over
+    /// https:// or wss:// (a private PKI; `SSL_CERT_FILE` replaces the system's roots instead).
+    #[arg(long, global = true, env = "FOLIO_CA_CERT", value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Whether a command may create the store it opens.
@@ -73,7 +77,7 @@ impl Global {
             },
             None => {
                 if open == Open::Create {
-                    std::fs::create_dir_all(&self.data_dir).map_err(|e| {
+                    folio_server::auth::create_private_dir(&self.data_dir).map_err(|e| {
                         CliError::fail(format!("cannot create data directory {}: {e}", self.data_dir.display()))
                     })?;
                 }

@@ -5,6 +5,7 @@ mod bench;
 mod cmd;
 mod context;
 mod output;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -71,7 +72,26 @@ impl<E: std::fmt::Display> From<E> for CliError {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let json = std::env::args().any(|a| a == "--json");
+            if json && !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                // With --json, a usage error is JSON too: the first line of the parser's message.
+                let detail = e.to_string();
+                let first = detail.lines().next().unwrap_or_default().trim_start_matches("error: ");
+                eprintln!(
+                    "{}",
+                    serde_json::json!({ "error": { "code": "USAGE", "message": first } })
+                );
+                return ExitCode::from(2);
+            }
+            e.exit()
+        }
+    };
+    // One TLS stack for every connection this process makes (rustls on ring): the server, sync, PostgreSQL.
+    folio_sync::tls::install_crypto_provider();
     // A server logs each request by default; one-shot commands only warnings. FOLIO_LOG overrides both.
     // sqlx's slow-statement warnings are noise for a store that streams long histories on purpose.
     let default_level = if matches!(cli.command, Command::Serve(_)) {
@@ -104,11 +124,21 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let json = cli.global.json;
     match runtime.block_on(cmd::run(cli.command, cli.global)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if !e.message.is_empty() {
-                eprintln!("folio: {}", e.message);
+                if json {
+                    // With --json, errors are JSON too, in the API's error shape.
+                    let code = if e.code == 2 { "USAGE" } else { "FAILED" };
+                    eprintln!(
+                        "{}",
+                        serde_json::json!({ "error": { "code": code, "message": e.message } })
+                    );
+                } else {
+                    eprintln!("folio: {}", e.message);
+                }
             }
             ExitCode::from(e.code)
         }

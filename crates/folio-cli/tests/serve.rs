@@ -30,7 +30,10 @@ async fn sigterm_during_writes_loses_nothing_acknowledged() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let client = reqwest::Client::new();
+    let client = {
+        folio_sync::tls::install_crypto_provider();
+        reqwest::Client::new()
+    };
     let mut up = false;
     for _ in 0..200 {
         if client.get(format!("{base}/v1/health")).send().await.is_ok() {

@@ -49,7 +49,10 @@ impl Node {
             base: format!("http://127.0.0.1:{port}"),
             log,
         };
-        let client = reqwest::Client::new();
+        let client = {
+            folio_sync::tls::install_crypto_provider();
+            reqwest::Client::new()
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while client.get(format!("{}/v1/health", node.base)).send().await.is_err() {
             assert!(
@@ -119,7 +122,10 @@ async fn writer(
     actions_per_request: usize,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<Request> {
-    let client = reqwest::Client::new();
+    let client = {
+        folio_sync::tls::install_crypto_provider();
+        reqwest::Client::new()
+    };
     let mut sent = Vec::new();
     for i in 0..count {
         if *stop.borrow() {
@@ -256,7 +262,10 @@ async fn fifty_writers_through_each_of_two_nodes_on_the_same_documents() {
     let a = Node::start("a", dir.path(), &db.url).await;
     let b = Node::start("b", dir.path(), &db.url).await;
     let token = token(dir.path());
-    let client = reqwest::Client::new();
+    let client = {
+        folio_sync::tls::install_crypto_provider();
+        reqwest::Client::new()
+    };
     let mut ws = subscribe_all(&a.base, &token).await;
     let mut docs = Vec::new();
     for d in 0..5 {
@@ -357,7 +366,10 @@ async fn a_node_killed_while_writing_leaves_no_partial_operation() {
     let a = Node::start("a", dir.path(), &db.url).await;
     let mut b = Node::start("b", dir.path(), &db.url).await;
     let token = token(dir.path());
-    let client = reqwest::Client::new();
+    let client = {
+        folio_sync::tls::install_crypto_provider();
+        reqwest::Client::new()
+    };
     let mut docs = Vec::new();
     for _ in 0..4 {
         docs.push(create_todo(&client, &a.base, &token).await);

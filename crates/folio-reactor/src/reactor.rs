@@ -182,6 +182,14 @@ impl Reactor {
         action
     }
 
+    /// Jobs waiting in the executors' queues now (the `folio_queue_depth` metric).
+    pub fn queue_depth(&self) -> usize {
+        let queues = self.inner.queues.read().unwrap_or_else(|e| e.into_inner());
+        queues
+            .as_ref()
+            .map_or(0, |qs| qs.iter().map(|q| q.max_capacity() - q.capacity()).sum())
+    }
+
     /// Queues a job. Fails at once with `Overloaded` when the queue is full, `ShuttingDown` after shutdown began,
     /// `InvalidRequest` for an empty job or actions of several scopes.
     pub fn submit(&self, submit: Submit) -> Result<JobHandle, ReactorError> {

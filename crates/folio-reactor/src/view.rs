@@ -167,8 +167,10 @@ impl DocumentView {
     /// The document at its head: from the cache, or rehydrated (and cached). `None` when it was never created.
     pub async fn get(&self, key: &DocKey) -> Result<Option<Arc<Document>>, ReactorError> {
         if let Some(doc) = self.cached(key) {
+            metrics::counter!("folio_cache_hits_total").increment(1);
             return Ok(Some(doc));
         }
+        metrics::counter!("folio_cache_misses_total").increment(1);
         let changes = self.lock().changes_of(key);
         let Some(doc) = self.hydrate(key, None).await? else {
             return Ok(None);

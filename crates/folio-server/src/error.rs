@@ -91,6 +91,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        metrics::counter!("folio_errors_total", "code" => self.code.to_string()).increment(1);
         if self.status.is_server_error() {
             tracing::error!(code = self.code, "{}", self.message);
         }

@@ -9,9 +9,11 @@ pub mod auth;
 mod body;
 mod browser;
 mod error;
+pub mod metrics;
 pub mod openapi;
 mod routes;
 mod state;
+pub mod tls;
 mod whole;
 mod wire;
 mod ws;
@@ -28,6 +30,8 @@ use tokio::net::TcpListener;
 
 pub use auth::{Role, Tokens};
 pub use error::ApiError;
+/// The wire shapes of `/v1/tokens`, for `folio token list --json` to print the same.
+pub use routes::tokens as tokens_wire;
 pub use state::{AppShared, AppState, ServerConfig};
 
 use routes::meta;
@@ -49,33 +53,53 @@ fn presented_token(req: &Request) -> Option<String> {
     })
 }
 
-/// One structured event per request, after its response: method, path, status and latency. (A span per request,
+/// One structured event per request, after its response: method, path, status, latency and the token's label (or
+/// id when it has none). (A span per request,
 /// as tower-http's trace layer makes, cost about 5% of the server's CPU at 8,000 writes/s for nothing a log reader
 /// uses.)
 async fn log_request(req: Request, next: Next) -> Response {
     if !tracing::enabled!(target: "folio_server::request", tracing::Level::INFO) {
-        return next.run(req).await;
+        let start = std::time::Instant::now();
+        let response = next.run(req).await;
+        ::metrics::counter!("folio_http_requests_total", "status" => response.status().as_str().to_owned())
+            .increment(1);
+        ::metrics::histogram!("folio_http_request_seconds").record(start.elapsed().as_secs_f64());
+        return response;
     }
     let start = std::time::Instant::now();
     let method = req.method().clone();
+    let response_of = |response: &Response| {
+        ::metrics::counter!("folio_http_requests_total", "status" => response.status().as_str().to_owned())
+            .increment(1);
+        ::metrics::histogram!("folio_http_request_seconds").record(start.elapsed().as_secs_f64());
+    };
     let path = req.uri().path().to_owned();
     let response = next.run(req).await;
+    response_of(&response);
+    let token = response
+        .extensions()
+        .get::<auth::Caller>()
+        .map(|c| c.label.clone().unwrap_or_else(|| c.id.clone()));
     tracing::info!(
         target: "folio_server::request",
         %method,
         path,
         status = response.status().as_u16(),
         latency_us = start.elapsed().as_micros() as u64,
+        token = token.as_deref().unwrap_or("-"),
     );
     response
 }
 
-async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
     let token = presented_token(&req);
-    state
+    let caller = state
         .tokens
-        .authorize(token.as_deref(), Role::needed_for(req.method(), req.uri().path()))?;
-    Ok(next.run(req).await)
+        .authenticate(token.as_deref(), Role::needed_for(req.method(), req.uri().path()))?;
+    req.extensions_mut().insert(caller.clone());
+    let mut response = next.run(req).await;
+    response.extensions_mut().insert(caller);
+    Ok(response)
 }
 
 /// The API's routes over `state`. The documented routes and their description are declared together in
@@ -99,17 +123,29 @@ pub fn router(state: AppState) -> Router {
     app.layer(middleware::from_fn(log_request)).with_state(state)
 }
 
-/// Builds the state: the tokens of the data directory (creating the admin token on first start). The reactor should
-/// come from [`folio_reactor::Reactor::open`], so that the server syncs under its store's replica id.
+/// `GET /metrics` alone, without a token: for `folio serve --metrics-listen`, an address only the scraper reaches.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics::metrics))
+        .with_state(state)
+}
+
+/// Builds the state: the tokens of the data directory (creating the directory 0700 and the admin token on first
+/// start), watched for revocations when a tokio runtime runs. The reactor should come from
+/// [`folio_reactor::Reactor::open`], so that the server syncs under its store's replica id.
 pub fn app_state(reactor: folio_reactor::Reactor, config: ServerConfig) -> std::io::Result<AppState> {
-    std::fs::create_dir_all(&config.data_dir)?;
+    auth::create_private_dir(&config.data_dir)?;
     if let Some(path) = Tokens::ensure_admin(&config.data_dir)? {
         tracing::info!("created the admin token in {}", path.display());
+    }
+    let tokens = Arc::new(Tokens::open(&config.data_dir)?);
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokens.spawn_watch();
     }
     Ok(AppState::new(state::AppShared {
         replica: folio_sync::Replica::from_reactor(reactor.clone()),
         reactor,
-        tokens: Arc::new(Tokens::open(&config.data_dir)?),
+        tokens,
         config: Arc::new(config),
     }))
 }
@@ -121,10 +157,26 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_on(listener, None, state, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given (HTTPS and WSS; see [`tls::server_config`]).
+pub async fn serve_on(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let reactor = state.reactor.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let app = router(state);
+    match tls {
+        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await?,
+        Some(config) => {
+            axum::serve(tls::TlsListener::new(listener, config)?, app)
+                .with_graceful_shutdown(shutdown)
+                .await?
+        }
+    }
     reactor.shutdown().await;
     Ok(())
 }

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use aide::axum::routing::{get_with, post_with};
+use aide::axum::routing::{delete_with, get_with, post_with};
 use aide::axum::{ApiRouter, IntoApiResponse};
 use aide::generate::GenContext;
 use aide::openapi::{ApiKeyLocation, Info, Link, LinkOperation, OpenApi, Operation, ReferenceOr, SecurityScheme, Tag};
@@ -182,6 +182,39 @@ pub(crate) fn build(
                     .with(write)
                     .with(json_body)
                     .with(|op| error::<403>(op, "FORBIDDEN: only an admin token may make tokens"))
+                    .with(|op| error::<409>(op, "LABEL_TAKEN: another token has this label"))
+            })
+            .get_with(tokens::list, |op| {
+                op.id("listTokens")
+                    .tag("meta")
+                    .summary("Every token: id, label, principal, role, times; never a secret (admin tokens only)")
+                    .with(admin)
+            }),
+        )
+        .api_route(
+            "/v1/tokens/{id}",
+            delete_with(tokens::revoke, |op| {
+                op.id("revokeToken")
+                    .tag("meta")
+                    .summary(
+                        "Revokes a token: refused from now on (by every server on this data directory within a \
+                         second), its open WebSockets closed (admin tokens only)",
+                    )
+                    .with(write)
+                    .with(|op| error::<403>(op, "FORBIDDEN: only an admin token may revoke tokens, and not itself"))
+                    .with(|op| error::<404>(op, "TOKEN_NOT_FOUND: no token has this id"))
+            }),
+        )
+        .api_route(
+            "/metrics",
+            get_with(crate::metrics::metrics, |op| {
+                op.id("metrics")
+                    .tag("meta")
+                    .summary(
+                        "Prometheus metrics: queue depth, jobs, group commits, fsyncs, cache, WebSockets, sync, \
+                         errors (admin tokens only; `folio serve --metrics-listen` serves them without a token)",
+                    )
+                    .with(admin)
             }),
         )
         .api_route(
@@ -394,7 +427,8 @@ pub(crate) fn build(
                  camelCase, sent as `Content-Type: application/json` (another type is 415). Every error is `{\"error\": {\"code\", \"message\", \"details\"}}` with a stable code; \
                  each operation lists its statuses and codes. Every endpoint but `/`, `/v1/health`, \
                  `/v1/openapi.json` and `/v1/schemas/{name}` needs `Authorization: Bearer <token>`; `read` \
-                 tokens may GET, `write` and `admin` tokens may also POST and DELETE."
+                 tokens may GET, `write` and `admin` tokens may also POST and DELETE; `/v1/tokens` and `/metrics` \
+                 are for `admin` tokens only."
                     .into(),
             ),
             ..Info::default()
@@ -679,6 +713,12 @@ fn json_body(op: TransformOperation<'_>) -> TransformOperation<'_> {
              (parameters such as `; charset=utf-8` are fine), or none; nothing was done",
         )
     })
+}
+
+/// What every endpoint for admin tokens only answers.
+fn admin(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.with(read)
+        .with(|op| error::<403>(op, "FORBIDDEN: only an admin token may do this"))
 }
 
 /// What every endpoint that changes documents may answer, besides [`read`]'s.

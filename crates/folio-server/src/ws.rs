@@ -22,6 +22,7 @@ use folio_core::document::DELETE_DOCUMENT;
 use folio_reactor::{Event, Received};
 
 use crate::ApiError;
+use crate::auth::{Caller, Tokens};
 use crate::state::AppState;
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,11 +57,13 @@ impl Filter {
 pub async fn subscribe(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
 ) -> Response {
     match ws {
-        Ok(ws) => ws
-            .max_message_size(64 * 1024)
-            .on_upgrade(move |socket| run(socket, state)),
+        Ok(ws) => ws.max_message_size(64 * 1024).on_upgrade(move |socket| async move {
+            let _open = Open::count("subscribe");
+            run(socket, state, caller.id).await
+        }),
         Err(rejection) => not_a_handshake(rejection),
     }
 }
@@ -96,6 +99,39 @@ pub fn not_a_handshake(rejection: WebSocketUpgradeRejection) -> Response {
     response
 }
 
+/// Counts an open WebSocket in `folio_websocket_subscribers` while it lives.
+pub(crate) struct Open(&'static str);
+
+impl Open {
+    pub(crate) fn count(endpoint: &'static str) -> Self {
+        metrics::gauge!("folio_websocket_subscribers", "endpoint" => endpoint).increment(1.0);
+        Self(endpoint)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        metrics::gauge!("folio_websocket_subscribers", "endpoint" => self.0).decrement(1.0);
+    }
+}
+
+/// Resolves once the token of id `id` no longer works (revoked, by this server or by `folio token revoke` on its
+/// data directory, or expired): the WebSocket it opened is then dropped, which closes the connection. Checked on
+/// every change the token watch announces (every quarter second at most).
+pub(crate) async fn until_revoked(tokens: &Tokens, id: &str) {
+    let mut changes = tokens.changes();
+    loop {
+        if !tokens.still_valid(id) {
+            metrics::counter!("folio_tokens_revoked_websockets_total").increment(1);
+            tracing::info!(token = id, "closing a WebSocket: its token was revoked or expired");
+            return;
+        }
+        if changes.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
 async fn send(socket: &mut WebSocket, value: Value) -> bool {
     matches!(
         tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(value.to_string().into()))).await,
@@ -109,9 +145,21 @@ fn parse(text: &str) -> Result<Filter, String> {
         .map_err(|e| format!("expected {{\"subscribe\": {{\"documentIds\"?, \"documentTypes\"?}}}}: {e}"))
 }
 
-async fn run(mut socket: WebSocket, state: AppState) {
+/// Closes `socket` with 1008 (policy violation): its token stopped working.
+pub(crate) async fn close_revoked(mut socket: WebSocket) {
+    let frame = axum::extract::ws::CloseFrame {
+        code: axum::extract::ws::close_code::POLICY,
+        reason: "token revoked or expired".into(),
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(Message::Close(Some(frame)))).await;
+}
+
+async fn run(mut socket: WebSocket, state: AppState, token_id: String) {
     // Subscribe before answering, so nothing committed after `subscribed` is missed.
     let mut events = state.reactor.subscribe();
+    let tokens = state.tokens.clone();
+    let revoked = until_revoked(&tokens, &token_id);
+    tokio::pin!(revoked);
     let mut filter = match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, socket.recv()).await {
         Ok(Some(Ok(Message::Text(text)))) => match parse(&text) {
             Ok(f) => f,
@@ -131,6 +179,7 @@ async fn run(mut socket: WebSocket, state: AppState) {
     }
     loop {
         tokio::select! {
+            () = &mut revoked => return close_revoked(socket).await,
             received = events.next() => {
                 let Some(received) = received else { return };
                 for message in messages(received, &filter) {
@@ -162,7 +211,11 @@ async fn run(mut socket: WebSocket, state: AppState) {
 
 fn messages(received: Received, filter: &Filter) -> Vec<Value> {
     match received {
-        Received::Lagged { missed } => vec![json!({ "event": "lagged", "missed": missed })],
+        Received::Lagged { missed } => {
+            metrics::counter!("folio_websocket_lagged_total").increment(1);
+            metrics::counter!("folio_websocket_missed_events_total").increment(missed);
+            vec![json!({ "event": "lagged", "missed": missed })]
+        }
         Received::Event(Event::OperationsCommitted {
             unit,
             document_type,

@@ -27,6 +27,7 @@ mod http;
 pub mod protocol;
 mod replica;
 mod round;
+pub mod tls;
 mod watch;
 
 pub use error::SyncError;

@@ -1,11 +1,14 @@
 //! The subcommands; one file each.
 
+mod backup;
 mod bench;
 mod doc;
+mod migrate;
 mod s3;
 mod serve;
 mod sync;
 mod token;
+mod transfer;
 mod verify;
 
 use clap::Subcommand;
@@ -33,6 +36,14 @@ pub enum Command {
     Promote(s3::Promote),
     /// Check every hash chain and index sequence of the store; exit 1 on the first broken unit.
     Verify(verify::Verify),
+    /// Copy a live SQLite store into a new data directory (online, consistent; with its tokens).
+    Backup(backup::Backup),
+    /// Write every operation as NDJSON, in commit order.
+    Export(transfer::Export),
+    /// Read an export into the store (chains checked; operations already stored are skipped).
+    Import(transfer::Import),
+    /// Apply the store's pending schema migrations now.
+    Migrate(migrate::Migrate),
 }
 
 /// Runs a command.
@@ -45,5 +56,9 @@ pub async fn run(command: Command, global: Global) -> Result<(), CliError> {
         Command::Verify(verify) => verify.run(&global).await,
         Command::Sync(sync) => sync.run(&global).await,
         Command::Promote(promote) => promote.run(&global).await,
+        Command::Backup(backup) => backup.run(&global).await,
+        Command::Export(export) => export.run(&global).await,
+        Command::Import(import) => import.run(&global).await,
+        Command::Migrate(migrate) => migrate.run(&global).await,
     }
 }

@@ -46,6 +46,16 @@ pub struct Serve {
     /// Serve the files of DIR at `/` beside the API (a web app on the API's own origin).
     #[arg(long = "static", value_name = "DIR")]
     static_dir: Option<std::path::PathBuf>,
+    /// Serve HTTPS and WSS with this PEM certificate chain (with --tls-key); reloaded when the file changes.
+    #[arg(long, value_name = "PEM", env = "FOLIO_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Also serve `GET /metrics` (Prometheus) without a token on this address, for a scraper on a private network
+    /// (on the API's address it needs an admin token).
+    #[arg(long, value_name = "ADDR", env = "FOLIO_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", env = "FOLIO_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -74,6 +84,8 @@ pub(crate) async fn shutdown_signal() {
 
 impl Serve {
     pub async fn run(&self, global: &Global) -> Result<(), CliError> {
+        // Before anything records: the reactor and the store report through the metrics facade.
+        folio_server::metrics::install();
         let store = global.open_store(Open::Create).await?;
         let reactor = Reactor::open(
             store,
@@ -110,6 +122,12 @@ impl Serve {
             static_dir: self.static_dir.clone(),
             ..ServerConfig::new(&global.data_dir)
         };
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(folio_server::tls::server_config(cert, key).map_err(|e| CliError::usage(format!("TLS: {e}")))?)
+            }
+            _ => None,
+        };
         let state = folio_server::app_state(reactor, config)
             .map_err(|e| CliError::fail(format!("cannot prepare {}: {e}", global.data_dir.display())))?;
         let listener = tokio::net::TcpListener::bind(self.listen)
@@ -117,14 +135,43 @@ impl Serve {
             .map_err(|e| CliError::fail(format!("cannot listen on {}: {e}", self.listen)))?;
         let addr = listener.local_addr().map_err(CliError::from)?;
         tracing::info!(
-            "folio {} listening on http://{addr} (data in {}, admin token in {})",
+            "folio {} listening on {}://{addr} (data in {}, admin token in {})",
             env!("CARGO_PKG_VERSION"),
+            if tls.is_some() { "https" } else { "http" },
             global.data_dir.display(),
             global.data_dir.join("admin.token").display()
         );
-        folio_server::serve(listener, state, shutdown_signal())
-            .await
-            .map_err(|e| CliError::fail(format!("the server failed: {e}")))?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let metrics_server = match self.metrics_listen {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| CliError::fail(format!("cannot listen on {addr} for metrics: {e}")))?;
+                tracing::info!(
+                    "metrics on http://{}/metrics",
+                    listener.local_addr().map_err(CliError::from)?
+                );
+                let app = folio_server::metrics_router(state.clone());
+                let mut stop = stop_rx.clone();
+                Some(tokio::spawn(async move {
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        })
+                        .await;
+                }))
+            }
+            None => None,
+        };
+        let result = folio_server::serve_on(listener, tls, state, async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        })
+        .await;
+        if let Some(task) = metrics_server {
+            let _ = task.await;
+        }
+        result.map_err(|e| CliError::fail(format!("the server failed: {e}")))?;
         tracing::info!("stopped cleanly");
         Ok(())
     }

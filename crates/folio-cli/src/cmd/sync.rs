@@ -17,7 +17,7 @@ use crate::output::Out;
 /// One round (push, then pull) and a summary of what moved; `--watch` keeps syncing live until interrupted.
 #[derive(Debug, Args)]
 pub struct Sync {
-    /// The remote: `http://HOST:PORT` (a `folio serve`) or `s3://bucket/prefix`.
+    /// The remote: `http://HOST:PORT` or `https://HOST` (a `folio serve`), or `s3://bucket/prefix`.
     #[arg(long)]
     remote: String,
     /// Keep syncing live (downstream as the remote commits, upstream debounced) until SIGINT or SIGTERM.
@@ -80,7 +80,8 @@ impl Sync {
             });
             return crate::cmd::s3::sync(global, &self.remote, &self.s3, !self.no_compress, watch).await;
         }
-        let remote = HttpRemote::new(&self.remote, global.token.clone()).map_err(|e| CliError::usage(e.to_string()))?;
+        let remote = HttpRemote::with_ca(&self.remote, global.token.clone(), global.ca_cert.as_deref())
+            .map_err(|e| CliError::usage(e.to_string()))?;
         let store = global.open_store(Open::Create).await?;
         let config = ReactorConfig {
             executors: 2,

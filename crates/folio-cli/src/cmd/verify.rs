@@ -27,7 +27,9 @@ struct Unreadable {
 impl Verify {
     pub async fn run(&self, global: &Global) -> Result<(), CliError> {
         let store = global.open_store(Open::Existing).await?;
+        let checking = crate::progress::Progress::new("checking hash chains", None, global.json);
         let report = folio_store::verify(store.as_ref()).await?;
+        checking.finish();
         // The chains hold: replay every document, as a read would, to find the ones no read can fold.
         let mut unreadable = Vec::new();
         if report.is_ok() {
@@ -42,7 +44,9 @@ impl Verify {
                 ..ReactorConfig::default()
             };
             let reactor = Reactor::new(store.clone(), Arc::new(ModelRegistry::with_builtin()), config);
+            let replaying = crate::progress::Progress::new("replaying documents", Some(docs.len() as u64), global.json);
             for (document_id, branch) in docs {
+                replaying.advance(1);
                 if let Err(e) = reactor
                     .view()
                     .hydrate(&DocKey::new(document_id, branch.clone()), None)

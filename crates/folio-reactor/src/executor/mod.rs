@@ -106,8 +106,12 @@ impl Executor {
         if pending.is_empty() {
             return;
         }
-        let requests = pending.iter().map(|p| p.request.clone()).collect();
+        let requests: Vec<_> = pending.iter().map(|p| p.request.clone()).collect();
+        let operations: usize = requests.iter().map(|r| r.operations.len()).sum();
+        let started = std::time::Instant::now();
         let results = self.shared.store.append_batch(requests).await;
+        metrics::histogram!("folio_group_commit_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("folio_group_commit_operations").record(operations as f64);
         for (p, result) in pending.into_iter().zip(results) {
             self.settle(p, result).await;
         }
@@ -356,6 +360,7 @@ impl Executor {
 }
 
 fn complete(shared: &Shared, job: Job, outcome: JobOutcome) {
+    metrics::counter!("folio_jobs_total", "outcome" => "completed").increment(1);
     shared.jobs.set(
         job.id,
         JobStatus::Completed {
@@ -366,6 +371,7 @@ fn complete(shared: &Shared, job: Job, outcome: JobOutcome) {
 }
 
 fn fail(shared: &Shared, job: Job, error: ReactorError) {
+    metrics::counter!("folio_jobs_total", "outcome" => "failed").increment(1);
     shared.bus.publish(Event::JobFailed {
         job_id: job.id,
         document_id: job.key.id,

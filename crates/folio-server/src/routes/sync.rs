@@ -95,7 +95,11 @@ pub async fn push(
             )));
         }
     }
-    Ok(Json(state.replica.integrate(request.entries).await?))
+    let entries = request.entries.len() as u64;
+    let answer = state.replica.integrate(request.entries).await?;
+    metrics::counter!("folio_sync_pushes_total").increment(1);
+    metrics::counter!("folio_sync_pushed_entries_total").increment(entries);
+    Ok(Json(answer))
 }
 
 /// Query of `pull` and `live`.
@@ -168,28 +172,36 @@ pub async fn pull(
     QueryParams(params): QueryParams<PullParams>,
 ) -> Result<Json<PullResponse>, ApiError> {
     let request = params.request()?;
-    Ok(Json(state.replica.serve_pull(&request).await?))
+    let answer = state.replica.serve_pull(&request).await?;
+    metrics::counter!("folio_sync_pulls_total").increment(1);
+    metrics::counter!("folio_sync_pulled_entries_total").increment(answer.entries.len() as u64);
+    Ok(Json(answer))
 }
 
 /// `GET /v1/sync/live` (WebSocket).
 pub async fn live(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
     QueryParams(params): QueryParams<PullParams>,
 ) -> Result<Response, ApiError> {
     // The query first: a bad one is 400 whether or not the request is a handshake.
     let request = params.request()?;
     Ok(match ws {
-        Ok(ws) => ws
-            .max_message_size(64 * 1024)
-            .on_upgrade(move |socket| run_live(socket, state, request)),
+        Ok(ws) => ws.max_message_size(64 * 1024).on_upgrade(move |socket| async move {
+            let _open = crate::ws::Open::count("sync_live");
+            run_live(socket, state, request, caller.id).await
+        }),
         Err(rejection) => crate::ws::not_a_handshake(rejection),
     })
 }
 
-async fn run_live(mut socket: WebSocket, state: AppState, mut request: PullRequest) {
+async fn run_live(mut socket: WebSocket, state: AppState, mut request: PullRequest, token_id: String) {
     // Subscribe first: whatever commits after the catch-up reads is announced by the bus.
     let mut events = state.reactor.subscribe();
+    let tokens = state.tokens.clone();
+    let revoked = crate::ws::until_revoked(&tokens, &token_id);
+    tokio::pin!(revoked);
     let mut tick = tokio::time::interval(LIVE_POLL);
     loop {
         // Send everything after the cursor, page by page (also the catch-up on connect).
@@ -220,6 +232,7 @@ async fn run_live(mut socket: WebSocket, state: AppState, mut request: PullReque
         }
         // Wait for a commit (ours, or another process's: the tick), or the client leaving.
         tokio::select! {
+            () = &mut revoked => return crate::ws::close_revoked(socket).await,
             event = events.next() => match event {
                 None => return,
                 Some(Received::Event(Event::OperationsCommitted { .. })) | Some(Received::Lagged { .. }) => {

@@ -65,7 +65,10 @@ pub async fn start_with_models(
         base: format!("http://{addr}"),
         admin,
         data_dir: data_dir.to_owned(),
-        client: reqwest::Client::new(),
+        client: {
+            folio_sync::tls::install_crypto_provider();
+            reqwest::Client::new()
+        },
         stop: Some(stop),
         task: Some(task),
     }

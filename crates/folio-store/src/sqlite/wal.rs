@@ -122,8 +122,10 @@ pub(super) fn sync_loop(
             generation = generation.max(g);
             acks.extend(more);
         }
+        let started = std::time::Instant::now();
         if durability.failed.get().is_none()
-            && let Err(e) = fsync()
+            && let Err(e) =
+                fsync().inspect(|()| metrics::histogram!("folio_fsync_seconds").record(started.elapsed().as_secs_f64()))
         {
             tracing::error!("fsync of the SQLite write-ahead log failed: {e}; every later write on this store fails");
             let _ = durability.failed.set(e.to_string());
