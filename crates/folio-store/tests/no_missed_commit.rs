@@ -284,3 +284,76 @@ async fn a_reader_waits_for_a_transaction_held_open_before_commit() {
     assert!(page.windows(2).all(|w| w[0].ordinal < w[1].ordinal));
     assert_eq!(store.max_ordinal().await.expect("max_ordinal"), page[3].ordinal);
 }
+
+/// A unit's ordinals grow with its indexes even when group commits of two handles overlap on several units at once
+/// (each waits for the other's locks): the next writer of a unit takes its transaction id, the ordinals' high part,
+/// only after it holds the unit's lock, so after the previous writer's COMMIT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_units_ordinals_grow_with_its_indexes_under_overlapping_group_commits() {
+    let db = TestDatabase::create().await;
+    let units: Vec<SyncUnit> = (0..6)
+        .map(|_| SyncUnit::main(DocumentId::new(), Scope::Global))
+        .collect();
+    let handles = [
+        PgStore::open(&db.url).await.expect("open A"),
+        PgStore::open(&db.url).await.expect("open B"),
+    ];
+    let tasks: Vec<_> = (0..8u64)
+        .map(|w| {
+            let store = handles[(w % 2) as usize].clone();
+            let units = units.clone();
+            tokio::spawn(async move {
+                let mut rng = Rng(0x1234_5678 ^ (w + 1).wrapping_mul(0x9e37_79b9));
+                for _ in 0..30 {
+                    // Three units of the six, in a random order, in one batch.
+                    let mut picked: Vec<&SyncUnit> = Vec::new();
+                    while picked.len() < 3 {
+                        let u = &units[rng.below(6) as usize];
+                        if !picked.contains(&u) {
+                            picked.push(u);
+                        }
+                    }
+                    let mut requests = Vec::new();
+                    for unit in picked {
+                        let (revision, last) = store.head(unit).await.expect("head");
+                        let op = Chain::at(unit.clone(), revision, last).op("SET", json!({ "w": w }));
+                        requests.push(folio_store::AppendRequest {
+                            unit: unit.clone(),
+                            expected_revision: revision,
+                            operations: vec![op],
+                        });
+                    }
+                    for result in store.append_batch(requests).await {
+                        match result {
+                            Ok(_) | Err(folio_store::StoreError::RevisionMismatch { .. }) => {}
+                            Err(folio_store::StoreError::InvalidOperations { .. }) => {} // the head moved
+                            Err(e) => panic!("append failed: {e}"),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("writer");
+    }
+    let stored = committed(&db.url).await;
+    let mut by_unit: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
+    for (ordinal, (unit, idx)) in stored {
+        by_unit.entry(unit).or_default().push((idx, ordinal));
+    }
+    for (unit, mut rows) in by_unit {
+        rows.sort();
+        assert!(rows.len() > 5, "{unit}: {} operations", rows.len());
+        for pair in rows.windows(2) {
+            assert!(
+                pair[0].1 < pair[1].1,
+                "{unit}: index {} has ordinal {}, index {} has {}",
+                pair[0].0,
+                pair[0].1,
+                pair[1].0,
+                pair[1].1
+            );
+        }
+    }
+}

@@ -6,7 +6,9 @@
 -- `pg_snapshot_xmin(pg_current_snapshot()) << 20`: every transaction with an id below the snapshot's xmin has
 -- finished (committed and visible, or rolled back), and every transaction still running or yet to write has an id at
 -- or above it, so no operation below that bound can appear later. A reader that saw ordinal N never misses one below
--- N (see ARCHITECTURE.md, "No commit is missed").
+-- N (see ARCHITECTURE.md, "No commit is missed"). The function takes its transaction id only after it holds its
+-- units' locks, so a transaction that began after another committed, and in particular the next writer of the same
+-- unit, has higher ordinals.
 --
 -- The old counter's ordinals are far below any new ordinal (a transaction id < 2^20 operations per transaction
 -- would be needed to overtake it); the check makes sure.
@@ -19,8 +21,7 @@ END
 $$;
 DROP TABLE ordinal_counter;
 
--- One group commit: locks the head rows of its units (in one order for every writer, so two cannot deadlock),
--- checks each request against its unit's head (requests of one unit in request order, each after the ones accepted
+-- One group commit: locks its units (in one order for every writer, so two cannot deadlock), checks each request against its unit's head (requests of one unit in request order, each after the ones accepted
 -- before it), inserts the accepted requests' operations with their ordinals, moves the heads, updates the header
 -- index and queues the commit notice. Called as one statement outside any explicit transaction: the implicit
 -- transaction commits when it returns, so a group commit is one round trip.
@@ -63,23 +64,30 @@ BEGIN
     revision := array_fill(NULL::bigint, ARRAY[n]);
     head_hash := array_fill(NULL::bytea, ARRAY[n]);
 
-    -- New units get a head row at revision 0, in one order (another writer creating the same unit makes this wait
-    -- for its commit, then skip).
+    -- The units' locks first, before anything is written: a transaction gets its id (the ordinals' high part) at
+    -- its first write, so taking it after the locks means that of two transactions appending to one unit, the
+    -- second, which waits for the first one's COMMIT, gets the higher id: a unit's ordinals grow with its indexes.
+    -- Advisory locks (by a hash of the unit's key, in one order for every writer so two cannot deadlock; a
+    -- collision only makes two units share a lock) take no transaction id; row locks (FOR UPDATE) would.
+    PERFORM pg_advisory_xact_lock(k)
+    FROM (SELECT DISTINCT hashtextextended(t.d || '/' || t.s || '/' || t.b, 0) AS k
+          FROM unnest(r_doc, r_scope, r_branch) AS t(d, s, b) ORDER BY 1 OFFSET 0) AS keys;
+
+    -- New units get a head row at revision 0.
     INSERT INTO units (document_id, scope, branch, revision, last_hash, last_ts_ms)
     SELECT DISTINCT t.d, t.s, t.b, 0, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea, 0
     FROM unnest(r_doc, r_scope, r_branch) AS t(d, s, b)
     WHERE NOT EXISTS (SELECT 1 FROM units u WHERE u.document_id = t.d AND u.scope = t.s AND u.branch = t.b)
-    ORDER BY t.d, t.s, t.b
     ON CONFLICT (document_id, scope, branch) DO NOTHING;
 
-    -- The checks, unit by unit (heads locked in the order of their keys), each unit's requests in request order.
+    -- The checks, unit by unit, each unit's requests in request order (this statement's snapshot is taken after
+    -- the locks: it sees every head as the last writer of the unit committed it).
     FOR r IN
         SELECT t.k, u.unit_id, u.revision AS head_rev, u.last_hash, u.last_ts_ms, t.e, t.c, t.p, t.l, t.lh, t.lt
         FROM unnest(r_doc, r_scope, r_branch, r_expected, r_count, r_prev, r_links, r_last_hash, r_last_ts)
                WITH ORDINALITY AS t(d, s, b, e, c, p, l, lh, lt, k)
         JOIN units u ON u.document_id = t.d AND u.scope = t.s AND u.branch = t.b
-        ORDER BY u.document_id, u.scope, u.branch, t.k
-        FOR UPDATE OF u
+        ORDER BY u.unit_id, t.k
     LOOP
         IF r.unit_id IS DISTINCT FROM cur_unit THEN
             IF touched THEN
