@@ -307,10 +307,6 @@ impl DocumentView {
     /// Logs are folded in one streamed pass, after the positions of their skipping operations (an indexed query,
     /// see [`OperationStore::skips`]): only effective operations are folded, and when a cut reaches below the
     /// keyframe the fold would start from, it starts from an earlier one.
-    ///
-    /// The reads go out together, so a cold load waits for two round trips, not one per read: first the skips of
-    /// both logs, the global head and the nearest keyframe, with the document and local logs' first chunks (read
-    /// streams start fetching when they are made); then the global tail after the keyframe.
     pub async fn hydrate_at(
         &self,
         key: &DocKey,
@@ -319,55 +315,24 @@ impl DocumentView {
     ) -> Result<Option<Document>, ReactorError> {
         let mut doc = Document::empty(key.id, key.branch.clone());
         let document = key.unit(Scope::Document);
-        let global = key.unit(Scope::Global);
-        // The local scope is never merged (the executor refuses to), so its log has no skips to ask for.
-        let local = key.unit(Scope::Local);
-        let document_ops = self.store.read(&document, 0, document_revision);
-        let local_ops = self.store.read(&local, 0, None);
-        let head = async {
-            match global_revision {
-                Some(r) => Ok(r),
-                None => Ok(self.store.head(&global).await?.0),
-            }
-        };
-        let keyframe = async {
-            match self.keyframe_every {
-                0 => Ok(None),
-                // The latest keyframe is at or below the head (keyframes are written at revisions already
-                // committed).
-                _ => {
-                    self.store
-                        .nearest_keyframe(&global, global_revision.unwrap_or(u64::MAX))
-                        .await
-                }
-            }
-        };
-        let (document_skips, target, keyframe, global_skips) = futures::try_join!(
-            self.store.skips(&document, 0, document_revision),
-            head,
-            keyframe,
-            self.store.skips(&global, 0, global_revision),
-        )?;
-        self.fold(&mut doc, &document, document_ops, &Cuts::from_skips(document_skips))
-            .await?;
+        let (_, cuts) = self.cuts(&document, None, document_revision).await?;
+        self.fold(&mut doc, &document, 0, document_revision, &cuts).await?;
         if !doc.is_created() {
             return Ok(None);
         }
-        // A keyframe written after the head was read is above it: the document is then at the keyframe.
-        let target = target.max(keyframe.as_ref().map_or(0, |k| k.revision));
-        let from = keyframe.as_ref().map_or(0, |k| k.revision);
-        let skips = global_skips
-            .into_iter()
-            .filter(|(index, _)| (from..target).contains(index))
-            .collect();
-        let (keyframe, cuts) = match Cuts::from_skips(skips) {
-            cuts if cuts.min_cut().is_none_or(|cut| cut >= from) => (keyframe, cuts),
-            // A cut reaches below the keyframe: start from an earlier one.
-            _ => self.cuts(&global, keyframe, Some(target)).await?,
+        let global = key.unit(Scope::Global);
+        let target = match global_revision {
+            Some(r) => r,
+            None => self.store.head(&global).await?.0,
         };
+        let keyframe = if self.keyframe_every > 0 {
+            self.store.nearest_keyframe(&global, target).await?
+        } else {
+            None
+        };
+        let (keyframe, cuts) = self.cuts(&global, keyframe, Some(target)).await?;
         let from = self.restore(&mut doc, keyframe.as_ref());
-        let global_ops = self.store.read(&global, from, Some(target));
-        self.fold(&mut doc, &global, global_ops, &cuts).await?;
+        self.fold(&mut doc, &global, from, Some(target), &cuts).await?;
         // A fold past a merge stores a keyframe at the head, so the next one starts after it.
         let merged = !cuts.is_empty();
         if doc.header.revision.global < target {
@@ -376,7 +341,9 @@ impl DocumentView {
                 reached: doc.header.revision.global,
             });
         }
-        self.fold(&mut doc, &local, local_ops, &Cuts::new(Vec::new())).await?;
+        // The local scope is never merged (the executor refuses to), so its log has no skips to ask for.
+        let local = key.unit(Scope::Local);
+        self.fold(&mut doc, &local, 0, None, &Cuts::new(Vec::new())).await?;
         if global_revision.is_none() && self.keyframe_every > 0 && (merged || target - from >= self.keyframe_every) {
             self.put_keyframe(key, &doc).await;
         }
@@ -423,15 +390,17 @@ impl DocumentView {
         }
     }
 
-    /// Folds `unit`'s operations `ops` (a read of its log) into `doc`, the effective ones as operations and the
-    /// others as occupied indexes (`cuts` from [`Self::cuts`]).
+    /// Folds `unit`'s operations `from..to` into `doc`, the effective ones as operations and the others as
+    /// occupied indexes (`cuts` from [`Self::cuts`]).
     async fn fold(
         &self,
         doc: &mut Document,
         unit: &SyncUnit,
-        mut ops: futures::stream::BoxStream<'static, Result<Operation, folio_store::StoreError>>,
+        from: u64,
+        to: Option<u64>,
         cuts: &Cuts,
     ) -> Result<(), ReactorError> {
+        let mut ops = self.store.read(unit, from, to);
         while let Some(op) = ops.next().await {
             let op = op?;
             let effective = cuts.is_effective(op.index);
