@@ -118,30 +118,35 @@ pub(super) async fn read_committed(
 ) -> Result<Vec<(Committed, bool)>, StoreError> {
     let started = tokio::time::Instant::now();
     let mut wait = Duration::from_millis(1);
-    let sql = format!(
-        "SELECT o.ordinal, u.document_id, u.scope, u.branch, o.idx, o.operation, o.origin = $3, w.below \
-         FROM (SELECT {BELOW} AS below) w, operations o JOIN units u ON u.unit_id = o.unit_id \
-         WHERE o.ordinal > $1 ORDER BY o.ordinal LIMIT $2"
+    // While a committed operation within the page is held back, wait with a probe that reads no operation (an
+    // index look-up), then read the page once, below the bound of its own snapshot (which only grows).
+    let probe = format!(
+        "SELECT EXISTS (SELECT 1 FROM (SELECT ordinal FROM operations WHERE ordinal > $1 ORDER BY ordinal LIMIT $2) p \
+                        WHERE p.ordinal >= {BELOW})"
     );
-    let rows = loop {
-        let rows = sqlx::query(&sql)
-            .bind(to_i64(after_ordinal))
-            .bind(limit.min(i64::MAX as usize) as i64)
-            .bind(origin)
-            .fetch_all(pool)
+    let after = to_i64(after_ordinal);
+    let limit = limit.min(i64::MAX as usize) as i64;
+    loop {
+        let held: bool = sqlx::query_scalar(&probe)
+            .bind(after)
+            .bind(limit)
+            .fetch_one(pool)
             .await?;
-        let held = rows.iter().position(|r| r.get::<i64, _>(0) >= r.get::<i64, _>(7));
-        match held {
-            None => break rows,
-            Some(final_rows) => {
-                if !pause(started, &mut wait).await {
-                    let mut rows = rows;
-                    rows.truncate(final_rows);
-                    break rows;
-                }
-            }
+        if !held || !pause(started, &mut wait).await {
+            break;
         }
-    };
+    }
+    let sql = format!(
+        "SELECT o.ordinal, u.document_id, u.scope, u.branch, o.idx, o.operation, o.origin = $3 \
+         FROM operations o JOIN units u ON u.unit_id = o.unit_id \
+         WHERE o.ordinal > $1 AND o.ordinal < {BELOW} ORDER BY o.ordinal LIMIT $2"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(after)
+        .bind(limit)
+        .bind(origin)
+        .fetch_all(pool)
+        .await?;
     rows.iter()
         .map(|row| {
             let unit = unit_from_row(row, 1)?;
