@@ -9,8 +9,9 @@
 //!   transaction commits when it returns. Arrays (`UNNEST`) carry the requests. Encoding and in-request hash checks
 //!   run in the callers' tasks; the hash link to the stored head, which needs blake3, is checked by the writer
 //!   against the heads it knows (`writer.rs`), at the price of a second call when it knows none.
-//! * **The revision check holds between nodes**: the function locks the head rows of the units it appends to
-//!   (`FOR UPDATE`, in one order for every writer, so two writers cannot deadlock on them) before comparing
+//! * **The revision check holds between nodes**: the function locks the units it appends to (transaction-level
+//!   advisory locks by a hash of the unit's key, in one order for every writer, so two writers cannot deadlock on
+//!   them; taken before anything is written, so the transaction id comes after them) before comparing
 //!   revisions, so a second node waits for the first one's commit and then sees its new head: the result is
 //!   `RevisionMismatch` or success, per request. The primary key `(unit_id, idx)` would refuse a duplicate index
 //!   anyway.
