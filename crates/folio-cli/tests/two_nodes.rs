@@ -3,6 +3,10 @@
 //! 50 writers through each node on the same documents store every acknowledged operation exactly once, `verify`
 //! passes, and a subscriber on node A receives every operation written through node B, in order; a node killed with
 //! SIGKILL while writing leaves no partial operation and the other node keeps serving.
+//!
+//! Under `scripts/netns-nodes` (`FOLIO_TEST_NODE_NETNS=ns@address,…`) node k runs in the k-th network namespace,
+//! listening on its address, and reaches the database across a bridge with added delay: nodes on machines of their
+//! own, simulated.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -30,13 +34,33 @@ struct Node {
     log: PathBuf,
 }
 
+/// Nodes started so far: node k runs in the k-th namespace of `FOLIO_TEST_NODE_NETNS`, when set.
+static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The command that starts the next node, and the host it listens on: `ip netns exec NS folio` and the namespace's
+/// address under scripts/netns-nodes, else `folio` on 127.0.0.1.
+fn node_command() -> (Command, String) {
+    let k = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let list = std::env::var("FOLIO_TEST_NODE_NETNS").unwrap_or_default();
+    let spaces: Vec<&str> = list.split(',').filter(|s| !s.is_empty()).collect();
+    match spaces.get(k % spaces.len().max(1)).and_then(|s| s.split_once('@')) {
+        Some((ns, address)) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_folio")]);
+            (command, address.to_owned())
+        }
+        None => (Command::new(env!("CARGO_BIN_EXE_folio")), "127.0.0.1".to_owned()),
+    }
+}
+
 impl Node {
     /// Starts a node on `url`, keeping tokens in `data_dir` (nodes of one cluster share it) and its log beside.
     async fn start(name: &str, data_dir: &Path, url: &str) -> Node {
         let port = free_port();
         let log = data_dir.join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_folio"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", url])
+        let (mut command, host) = node_command();
+        let child = command
+            .args(["serve", "--listen", &format!("{host}:{port}"), "--database-url", url])
             .arg("--data-dir")
             .arg(data_dir)
             .env("FOLIO_LOG", "warn")
@@ -46,7 +70,7 @@ impl Node {
             .expect("spawn folio serve");
         let node = Node {
             child,
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("http://{host}:{port}"),
             log,
         };
         let client = {

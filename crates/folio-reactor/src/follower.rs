@@ -7,8 +7,9 @@
 //! [`crate::DocumentView`] (or drops the cached document when it does not follow it) and published as
 //! `OperationsCommitted`, so WebSocket subscribers see writes made through any node.
 //!
-//! * **Complete**: ordinals are handed out in commit order (see the PostgreSQL backend), so reading by ordinal from
-//!   the cursor misses nothing, whether or not a notice arrived.
+//! * **Complete**: a read by ordinal answers only final ordinals (on PostgreSQL, those below the oldest running
+//!   transaction: see the backend), so reading by ordinal from the cursor misses nothing, whether or not a notice
+//!   arrived.
 //! * **In order per unit, no double publication**: the executor's own commit events do not go to the bus directly:
 //!   the bus hands them to the follower (its *sequencer*), which publishes each at its place among the other nodes'
 //!   operations. Without that, this node's write that builds on another node's (after a `RevisionMismatch` and a
@@ -154,6 +155,8 @@ async fn run(
                 );
             }
             read_log = false;
+            // An own event still held after the read waits another GAP_WAIT, not no time at all.
+            gap_since = None;
         }
         // A gap is usually the other executors' share of the same group commit, whose events follow at once: the
         // log is read only when it lasts (or a notice says another node committed).

@@ -77,6 +77,9 @@ async fn folio_round(params: &Params, target: &Target, n: u32) -> Result<Round, 
     Ok(Round { elapsed, latencies })
 }
 
+/// The environment variable naming the network namespace of each node (`ip netns exec`), comma-separated.
+pub const NODE_NETNS: &str = "FOLIO_BENCH_NODE_NETNS";
+
 /// A child process running [`node_main`]: one more node on the round's database.
 struct Node {
     child: std::process::Child,
@@ -90,7 +93,22 @@ impl Node {
             .ok_or_else(|| CliError::usage("--nodes above 1 needs --database-url postgres://…"))?;
         let exe = std::env::current_exe().map_err(CliError::from)?;
         let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        let mut child = Command::new(exe)
+        // Node k runs in the network namespace named k-th in FOLIO_BENCH_NODE_NETNS (comma-separated), when set:
+        // nodes on machines of their own, simulated (scripts/netns-nodes).
+        let netns = std::env::var(NODE_NETNS).ok();
+        let netns = netns
+            .as_deref()
+            .and_then(|list| list.split(',').nth(node as usize))
+            .filter(|ns| !ns.is_empty());
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        let mut child = command
             .args(["bench", "append-node", "--database-url", url, "--ids", &ids.join(",")])
             .args([
                 "--writers",

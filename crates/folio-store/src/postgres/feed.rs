@@ -1,6 +1,7 @@
 //! Commit notices: the LISTEN connection that wakes the reactor's follower on other handles' commits, and the
 //! reads by ordinal marked with whether this handle committed each (the `origin` column).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,6 +11,7 @@ use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::watch;
 
 use super::NOTIFY_CHANNEL;
+use super::writer::HeadCache;
 use crate::StoreError;
 use crate::sql_common::{decode_operation, to_i64, unit_from_row};
 use crate::store::{CommitFeed, Committed};
@@ -20,6 +22,8 @@ pub(super) struct PgFeed {
     pub(super) pool: PgPool,
     /// The handle whose commits count as its own.
     pub(super) origin: i64,
+    /// The writer's known heads, which reads by ordinal feed.
+    pub(super) heads: Arc<HeadCache>,
     /// Counts the notices of other handles (and reconnections); a change is a wake-up.
     pub(super) notices: watch::Receiver<u64>,
 }
@@ -33,7 +37,7 @@ impl CommitFeed for PgFeed {
     }
 
     async fn read_since_marked(&self, after_ordinal: u64, limit: usize) -> Result<Vec<(Committed, bool)>, StoreError> {
-        read_committed(&self.pool, after_ordinal, limit, self.origin).await
+        read_committed(&self.pool, after_ordinal, limit, self.origin, &self.heads).await
     }
 }
 
@@ -83,27 +87,71 @@ pub(super) async fn listen(pool: PgPool, origin: i64, tx: watch::Sender<u64>) {
     }
 }
 
-/// Committed operations after `after_ordinal`, with whether `origin` committed each.
+/// How long a read by ordinal waits for the transactions that hold back operations already committed (see
+/// [`read_committed`]) before it answers with those before them only.
+const SETTLE_LIMIT: Duration = Duration::from_secs(10);
+
+/// The bound below which every ordinal is final, as SQL: transactions with an id below the snapshot's xmin have
+/// finished, and every other one (running, or yet to write) has an id at or above it (migration 0004).
+const BELOW: &str = "(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20)";
+
+/// Waits a little before reading again (1 ms, doubling to 50 ms); false once [`SETTLE_LIMIT`] has passed.
+async fn pause(started: tokio::time::Instant, pause: &mut Duration) -> bool {
+    if started.elapsed() >= SETTLE_LIMIT {
+        return false;
+    }
+    tokio::time::sleep(*pause).await;
+    *pause = (*pause * 2).min(Duration::from_millis(50));
+    true
+}
+
+/// Committed operations after `after_ordinal`, with whether `origin` committed each, only below the bound of final
+/// ordinals (`BELOW`): a committed operation above it, held back by an older transaction still running, makes
+/// the read wait for that transaction (up to [`SETTLE_LIMIT`], then it answers the operations before it), so a
+/// short page still means there was nothing more to read. Notes the heads it read for the writer.
 pub(super) async fn read_committed(
     pool: &PgPool,
     after_ordinal: u64,
     limit: usize,
     origin: i64,
+    heads: &HeadCache,
 ) -> Result<Vec<(Committed, bool)>, StoreError> {
-    let rows = sqlx::query(
+    let started = tokio::time::Instant::now();
+    let mut wait = Duration::from_millis(1);
+    // While a committed operation within the page is held back, wait with a probe that reads no operation (an
+    // index look-up), then read the page once, below the bound of its own snapshot (which only grows).
+    let probe = format!(
+        "SELECT EXISTS (SELECT 1 FROM (SELECT ordinal FROM operations WHERE ordinal > $1 ORDER BY ordinal LIMIT $2) p \
+                        WHERE p.ordinal >= {BELOW})"
+    );
+    let after = to_i64(after_ordinal);
+    let limit = limit.min(i64::MAX as usize) as i64;
+    loop {
+        let held: bool = sqlx::query_scalar(&probe)
+            .bind(after)
+            .bind(limit)
+            .fetch_one(pool)
+            .await?;
+        if !held || !pause(started, &mut wait).await {
+            break;
+        }
+    }
+    let sql = format!(
         "SELECT o.ordinal, u.document_id, u.scope, u.branch, o.idx, o.operation, o.origin = $3 \
          FROM operations o JOIN units u ON u.unit_id = o.unit_id \
-         WHERE o.ordinal > $1 ORDER BY o.ordinal LIMIT $2",
-    )
-    .bind(to_i64(after_ordinal))
-    .bind(limit.min(i64::MAX as usize) as i64)
-    .bind(origin)
-    .fetch_all(pool)
-    .await?;
+         WHERE o.ordinal > $1 AND o.ordinal < {BELOW} ORDER BY o.ordinal LIMIT $2"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(after)
+        .bind(limit)
+        .bind(origin)
+        .fetch_all(pool)
+        .await?;
     rows.iter()
         .map(|row| {
             let unit = unit_from_row(row, 1)?;
             let operation = decode_operation(&unit, row.get::<i64, _>(4) as u64, row.get::<&str, _>(5))?;
+            heads.note(&unit, operation.index + 1, operation.hash);
             Ok((
                 Committed {
                     ordinal: row.get::<i64, _>(0) as u64,
@@ -114,4 +162,25 @@ pub(super) async fn read_committed(
             ))
         })
         .collect()
+}
+
+/// The highest ordinal committed, once every ordinal up to it is final (waiting for older transactions still
+/// running, as [`read_committed`] does; after [`SETTLE_LIMIT`], the highest final one).
+pub(super) async fn max_ordinal(pool: &PgPool) -> Result<u64, StoreError> {
+    let started = tokio::time::Instant::now();
+    let mut wait = Duration::from_millis(1);
+    let sql = format!("SELECT COALESCE(MAX(ordinal), 0), {BELOW} FROM operations");
+    loop {
+        let (max, below): (i64, i64) = sqlx::query_as(&sql).fetch_one(pool).await?;
+        if max < below {
+            return Ok(max as u64);
+        }
+        if !pause(started, &mut wait).await {
+            let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(ordinal), 0) FROM operations WHERE ordinal < $1")
+                .bind(below)
+                .fetch_one(pool)
+                .await?;
+            return Ok(max as u64);
+        }
+    }
 }

@@ -2,32 +2,36 @@
 //!
 //! * **Durability**: PostgreSQL's defaults (`synchronous_commit = on`): `append` returns after COMMIT, which waits for
 //!   the WAL flush. Acknowledged means committed.
-//! * **Group commit**: one writer task per handle owns a dedicated connection and commits every append that is
-//!   waiting when it wakes in one transaction, with multi-row statements over arrays (`UNNEST`): one to lock the
-//!   unit heads, then one that takes the ordinals, inserts every operation of the batch, moves every head and queues
-//!   the notice (plus one per header change, and one to create new units). Encoding and in-request hash checks run
-//!   in the callers' tasks.
-//! * **The revision check holds between nodes**: the transaction locks the head rows of the units it appends to
-//!   (`SELECT … FOR UPDATE`, in one order for every writer, so two writers cannot deadlock on them) before comparing
+//! * **Group commit in one round trip**: one writer task per handle owns a dedicated connection and commits every
+//!   append that is waiting when it wakes with one call of the server-side function `folio_append` (migration
+//!   0004), outside any explicit transaction: the function locks the unit heads, checks each request, inserts every
+//!   accepted operation, moves the heads, updates the header index and queues the notice, and the implicit
+//!   transaction commits when it returns. Arrays (`UNNEST`) carry the requests. Encoding and in-request hash checks
+//!   run in the callers' tasks; the hash link to the stored head, which needs blake3, is checked by the writer
+//!   against the heads it knows (`writer.rs`), at the price of a second call when it knows none.
+//! * **The revision check holds between nodes**: the function locks the units it appends to (transaction-level
+//!   advisory locks by a hash of the unit's key, in one order for every writer, so two writers cannot deadlock on
+//!   them; taken before anything is written, so the transaction id comes after them) before comparing
 //!   revisions, so a second node waits for the first one's commit and then sees its new head: the result is
-//!   `RevisionMismatch` or success. The primary key `(unit_id, idx)` would refuse a duplicate index anyway.
-//! * **Ordinals in commit order**: a sequence would hand out numbers at insert time, and transactions commit in
-//!   another order (T1 takes 10, T2 takes 11, T2 commits first: a reader that read up to 11 and moved its cursor
-//!   there would never see 10). Instead each committing transaction adds its operation count to the single row of
-//!   `ordinal_counter` (`UPDATE … RETURNING`), as late as possible in the transaction. The row lock is held until
-//!   COMMIT, and the next writer gets it only once this commit is visible, so ordinals are handed out in commit
-//!   order: whoever sees ordinal N sees every committed ordinal below it, and `read_since` never skips a row. A
-//!   rolled-back transaction gives its ordinals back (the counter's update is undone). The price: commits of all
-//!   nodes pass one at a time through the end of their transactions (statements and the WAL flush), which group
-//!   commit amortises over every operation of a batch.
-//! * **Commit notices**: the same statement runs `pg_notify('folio_commits', origin)`, delivered at COMMIT in
-//!   commit order. [`OperationStore::commit_feed`] gives a LISTEN connection's wake-ups (other handles' commits only)
+//!   `RevisionMismatch` or success, per request. The primary key `(unit_id, idx)` would refuse a duplicate index
+//!   anyway.
+//! * **Ordinals without a lock**: an operation's ordinal is its transaction's id (xid8) shifted left by 20 bits plus
+//!   its position in the call. Transaction ids are handed out without a lock held to COMMIT, so commits of every
+//!   node overlap. Readers by ordinal take only ordinals below `pg_snapshot_xmin(pg_current_snapshot()) << 20`,
+//!   where every transaction has finished; a committed operation above that bound, held back by an older
+//!   transaction still running, makes the read wait for it (`feed.rs`). So whoever reads ordinal N has seen every
+//!   ordinal below N that will ever commit, and `read_since` never skips a row (ARCHITECTURE.md, "No commit is
+//!   missed"). Ordinals are increasing, not dense. The price: a long write transaction anywhere in the cluster
+//!   delays readers by ordinal (never makes them skip).
+//! * **Commit notices**: the function runs `pg_notify('folio_commits', origin)`, delivered at COMMIT.
+//!   [`OperationStore::commit_feed`] gives a LISTEN connection's wake-ups (other handles' commits only)
 //!   and reads marked with whether this handle committed them (the `origin` column), for the reactor's follower.
 //! * Reads go through a pool, in chunks of up to 1,024 operations / 4 MiB, each fetched as one row
 //!   (`string_agg`), the next chunk fetched while the caller folds the current one.
 //!
 //! One concern a file: `open.rs` (options, connecting, migrations, the handle's origin), `writer.rs` (the writer
-//! task, its group commit and retries), `feed.rs` (commit notices: LISTEN, and reads marked with their origin),
+//! task, its group commit and retries, the known heads), `feed.rs` (commit notices: LISTEN, and reads by ordinal below the bound of
+//! final ordinals, marked with their origin),
 //! `reads.rs` (the reads in PostgreSQL's own SQL), `keyframes_meta.rs` (keyframes and meta values, written
 //! straight through the pool); what the SQLite and PostgreSQL backends share is in `crate::sql_common` and
 //! `crate::sql_queries` (the reads with one SQL text).
@@ -68,6 +72,8 @@ pub struct PgStore {
     pool: PgPool,
     writer: mpsc::Sender<Append>,
     origin: i64,
+    /// Heads this handle wrote or read, for the writer's hash-link check (see `writer.rs`).
+    heads: Arc<writer::HeadCache>,
     target: Arc<str>,
     feed: Arc<OnceLock<Arc<PgFeed>>>,
 }
@@ -112,7 +118,9 @@ impl OperationStore for PgStore {
     }
 
     async fn head(&self, unit: &SyncUnit) -> Result<(u64, OpHash), StoreError> {
-        sql_queries::head(&self.pool, unit).await
+        let (revision, hash) = sql_queries::head(&self.pool, unit).await?;
+        self.heads.note(unit, revision, hash);
+        Ok((revision, hash))
     }
 
     async fn revisions(&self, document_id: DocumentId, branch: &Branch) -> Result<Revisions, StoreError> {
@@ -128,15 +136,17 @@ impl OperationStore for PgStore {
     }
 
     async fn read_since(&self, after_ordinal: u64, limit: usize) -> Result<Vec<Committed>, StoreError> {
-        Ok(feed::read_committed(&self.pool, after_ordinal, limit, self.origin)
-            .await?
-            .into_iter()
-            .map(|(c, _)| c)
-            .collect())
+        Ok(
+            feed::read_committed(&self.pool, after_ordinal, limit, self.origin, &self.heads)
+                .await?
+                .into_iter()
+                .map(|(c, _)| c)
+                .collect(),
+        )
     }
 
     async fn max_ordinal(&self) -> Result<u64, StoreError> {
-        sql_queries::max_ordinal(&self.pool).await
+        feed::max_ordinal(&self.pool).await
     }
 
     async fn units(&self) -> Result<Vec<SyncUnit>, StoreError> {
@@ -170,6 +180,7 @@ impl OperationStore for PgStore {
             Arc::new(PgFeed {
                 pool: self.pool.clone(),
                 origin: self.origin,
+                heads: self.heads.clone(),
                 notices: rx,
             })
         });

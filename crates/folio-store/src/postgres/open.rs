@@ -10,7 +10,7 @@ use sqlx::{ConnectOptions, Connection};
 use tokio::sync::mpsc;
 
 use super::PgStore;
-use super::writer::writer_loop;
+use super::writer::{HeadCache, Writer, writer_loop};
 use crate::StoreError;
 use crate::sql_common::WRITER_QUEUE;
 
@@ -89,11 +89,19 @@ impl PgStore {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let origin = new_origin();
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
-        tokio::spawn(writer_loop(writer_conn, connect, origin, rx));
+        let heads = Arc::new(HeadCache::default());
+        let writer = Writer {
+            conn: Some(writer_conn),
+            connect,
+            origin,
+            heads: heads.clone(),
+        };
+        tokio::spawn(writer_loop(writer, rx));
         Ok(Self {
             pool,
             writer: tx,
             origin,
+            heads,
             target: target.into(),
             feed: Arc::new(OnceLock::new()),
         })
