@@ -391,3 +391,62 @@ fn a_legacy_json_lines_chunk_decodes() {
         .unwrap();
     assert_eq!(decoded, ops);
 }
+
+/// The encodings compared for the compact log, on 1,000-operation chunks of the todo workload (`cargo test -p
+/// folio-store --lib encodings_compared -- --ignored --nocapture`): bytes per operation of the wire JSON, of the JSON
+/// lines under zstd, of the binary records, and of the binary records under zstd.
+#[test]
+#[ignore]
+fn encodings_compared() {
+    use folio_core::{Action, HlcTimestamp};
+    let unit = SyncUnit::main(DocumentId::new(), Scope::Global);
+    let mut chain = crate::conformance::Chain::new(unit.clone());
+    let ops: Vec<Operation> = (0..10_000u64)
+        .map(|i| {
+            let id = format!("item-{}", i % 1000);
+            let (t, input) = if i < 1000 {
+                (
+                    "ADD_TODO",
+                    serde_json::json!({ "id": id, "title": format!("title {i}") }),
+                )
+            } else {
+                (
+                    "UPDATE_TODO",
+                    serde_json::json!({ "id": id, "title": format!("title {i}"), "done": i % 2 == 0 }),
+                )
+            };
+            let mut action = Action::new(t, input, Scope::Global, HlcTimestamp::new(1_765_000_000_000 + i, 0));
+            action.replica = Some("3f2a9c0d11e4b7a8".to_owned());
+            chain.push(action)
+        })
+        .collect();
+    let n = ops.len() as f64;
+    let json: Vec<String> = ops.iter().map(|o| serde_json::to_string(o).unwrap()).collect();
+    let wire: usize = json.iter().map(String::len).sum();
+    let lines_zstd: usize = json
+        .chunks(1000)
+        .map(|c| zstd::bulk::compress(c.join("\n").as_bytes(), 3).unwrap().len())
+        .sum();
+    let binary: usize = ops
+        .chunks(1000)
+        .map(|c| {
+            let e = super::chunk::encode_append(c).unwrap();
+            e.chunks.iter().map(|c| c.data.len()).sum::<usize>()
+        })
+        .sum();
+    let one_by_one: usize = ops
+        .iter()
+        .map(|o| {
+            super::chunk::encode_append(std::slice::from_ref(o)).unwrap().chunks[0]
+                .data
+                .len()
+        })
+        .sum();
+    println!(
+        "bytes per operation: wire JSON {:.0}, JSON lines + zstd {:.0}, binary + zstd (1,000 a chunk) {:.0}, binary (one a chunk) {:.0}",
+        wire as f64 / n,
+        lines_zstd as f64 / n,
+        binary as f64 / n,
+        one_by_one as f64 / n
+    );
+}
