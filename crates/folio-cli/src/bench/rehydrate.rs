@@ -110,7 +110,7 @@ pub async fn load_child(
 ) -> Result<serde_json::Value, CliError> {
     let id: DocumentId = doc.parse().map_err(|_| CliError::usage("--doc is not a document id"))?;
     let store: Arc<dyn OperationStore> = match (db, database_url) {
-        (Some(path), _) => Arc::new(SqliteStore::open(path).await?),
+        (Some(path), _) => Arc::new(SqliteStore::open_read_only(path).await?),
         (None, Some(url)) => Arc::new(PgStore::open(url).await?),
         (None, None) => return Err(CliError::usage("load-child needs --db or --database-url")),
     };

@@ -450,3 +450,44 @@ fn encodings_compared() {
         one_by_one as f64 / n
     );
 }
+
+/// A read-only open reads what a writer committed (and what it commits later), writes nothing, and keeps only the
+/// newest keyframes a writer left.
+#[tokio::test]
+async fn a_read_only_open_reads_without_a_writer() {
+    use futures::TryStreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("folio.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let unit = SyncUnit::main(DocumentId::new(), Scope::Global);
+    let mut chain = crate::conformance::Chain::new(unit.clone());
+    let ops = chain.ops(50);
+    store.append(&unit, 0, ops.clone()).await.unwrap();
+    for revision in [10, 20, 30, 40, 50] {
+        let keyframe = crate::store::Keyframe {
+            unit: unit.clone(),
+            revision,
+            last_hash: ops[revision as usize - 1].hash,
+            state: format!("{{\"n\":{revision}}}"),
+            state_hash: folio_core::OpHash::ZERO,
+            seen: folio_core::CausalContext::default(),
+        };
+        store.put_keyframe(&keyframe).await.unwrap();
+    }
+    let reader = SqliteStore::open_read_only(&path).await.unwrap();
+    let read: Vec<Operation> = reader.read(&unit, 0, None).try_collect().await.unwrap();
+    assert_eq!(read, ops);
+    assert_eq!(reader.head(&unit).await.unwrap(), (50, ops[49].hash));
+    let mut kept = Vec::new();
+    for revision in [60, 45, 35, 25] {
+        if let Some(k) = reader.nearest_keyframe(&unit, revision).await.unwrap() {
+            kept.push(k.revision);
+        }
+    }
+    assert_eq!(kept, vec![50, 40, 30], "the newest three keyframes are kept");
+    let next = chain.ops(1);
+    let refused = reader.append(&unit, 50, next.clone()).await;
+    assert!(matches!(refused, Err(StoreError::Closed)), "{refused:?}");
+    store.append(&unit, 50, next).await.unwrap();
+    assert_eq!(reader.head(&unit).await.unwrap().0, 51);
+}

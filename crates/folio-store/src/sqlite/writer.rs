@@ -510,8 +510,22 @@ async fn write_keyframe(
     .bind(seen_text(&keyframe.seen))
     .execute(&mut *conn)
     .await?;
+    // Older keyframes are pruned: the newest [`KEEP_KEYFRAMES`] of a unit stay (a read below them, or a merge
+    // that cuts below them, folds from an older one or from the start: slower, never wrong).
+    sqlx::query(
+        "DELETE FROM keyframes WHERE unit_id = ?1 AND revision < \
+         (SELECT revision FROM keyframes WHERE unit_id = ?1 ORDER BY revision DESC LIMIT 1 OFFSET ?2)",
+    )
+    .bind(unit_id)
+    .bind(KEEP_KEYFRAMES - 1)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
+
+/// Keyframes kept per unit: each holds a whole state, and a store keyframed every 1,000 operations would otherwise
+/// keep a state per 1,000 operations forever (most of its bytes for a document of 1,000 items).
+const KEEP_KEYFRAMES: i64 = 3;
 
 async fn lookup_unit_id<'c, E>(conn: E, unit: &SyncUnit) -> Result<Option<i64>, StoreError>
 where
