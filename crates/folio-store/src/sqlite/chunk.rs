@@ -114,7 +114,7 @@ pub(crate) fn encode_append(ops: &[Operation]) -> Result<EncodedAppend, String> 
 }
 
 /// The body of the chunk that starts with `ops[0]`, and how many operations it took.
-fn encode_body<'o>(ops: &'o [Operation]) -> Result<(Vec<u8>, usize), String> {
+fn encode_body(ops: &[Operation]) -> Result<(Vec<u8>, usize), String> {
     let mut strings = Interner::default();
     let mut ops_part = Vec::with_capacity(ops.len().min(MAX_CHUNK_OPS) * 128);
     let mut prev_ts = 0u64;

@@ -24,6 +24,10 @@ use crate::sql_common::{Columns, to_i64, unit_from_row};
 use crate::sql_queries::list_headers_sql;
 use crate::store::{Committed, SinceFilter, SincePage};
 
+/// A chunk as `read_since` reads it: ordinal, unit id, first index, count, and the blob (NULL when the filter
+/// leaves the chunk out by its author).
+type SinceRow = (i64, i64, i64, i64, Option<Vec<u8>>);
+
 /// Chunks per query of `read_since`.
 const READ_SINCE_PAGE: i64 = 256;
 
@@ -331,7 +335,7 @@ pub(super) async fn read_since_filtered(
     let mut after = to_i64(after_ordinal);
     while out.scanned < limit {
         // From the chunk holding `after` (its operations after it are still to come).
-        let rows: Vec<(i64, i64, i64, i64, Option<Vec<u8>>)> = sqlx::query_as(
+        let rows: Vec<SinceRow> = sqlx::query_as(
             "SELECT ordinal, unit_id, idx, count, \
                CASE WHEN (?3 IS NOT NULL AND replica = ?3) \
                  OR (?4 IS NOT NULL AND replica IS NOT NULL AND replica <> ?4) THEN NULL ELSE data END \
