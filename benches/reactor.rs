@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 use sqlx::Row;
 
@@ -130,10 +130,35 @@ fn rehydrate(c: &mut Criterion) {
                 .fetch_one(&pool),
         )
         .unwrap();
+    // The baseline's rows: the same operations as JSON, one row each (the layout before the compact log).
+    rt.block_on(async {
+        sqlx::query(
+            "CREATE TABLE raw_operations (ordinal INTEGER PRIMARY KEY, unit_id INTEGER NOT NULL, \
+             idx INTEGER NOT NULL, operation TEXT NOT NULL, UNIQUE (unit_id, idx))",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let unit = folio::SyncUnit::main(id, Scope::Global);
+        let ops: Vec<Operation> = store.read(&unit, 0, None).try_collect().await.unwrap();
+        for chunk in ops.chunks(1000) {
+            let mut tx = pool.begin().await.unwrap();
+            for op in chunk {
+                sqlx::query("INSERT INTO raw_operations (unit_id, idx, operation) VALUES (?, ?, ?)")
+                    .bind(unit_id)
+                    .bind(op.index as i64)
+                    .bind(serde_json::to_string(op).unwrap())
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+            }
+            tx.commit().await.unwrap();
+        }
+    });
     group.bench_function("raw sqlx stream + decode + fold", |b| {
         b.to_async(&rt).iter(|| async {
             let mut state = <TodoList as DocumentModel>::State::default();
-            let mut rows = sqlx::query("SELECT operation FROM operations WHERE unit_id = ? ORDER BY idx")
+            let mut rows = sqlx::query("SELECT operation FROM raw_operations WHERE unit_id = ? ORDER BY idx")
                 .bind(unit_id)
                 .fetch(&pool);
             let mut n = 0u64;

@@ -85,7 +85,7 @@ impl Folio {
         let path = self.db_path();
         let keyframe_every = self.keyframe_every;
         let doc = self.runtime.block_on(async move {
-            let store: Arc<dyn OperationStore> = Arc::new(SqliteStore::open(&path).await?);
+            let store: Arc<dyn OperationStore> = Arc::new(SqliteStore::open_read_only(&path).await?);
             let view = DocumentView::new(store, Self::registry(), 1 << 30, keyframe_every);
             let doc = view
                 .get_at(&DocKey::new(id, Branch::default()), revision)
@@ -122,7 +122,7 @@ impl Folio {
             let ms = |d: Duration| d.as_secs_f64() * 1e3;
             let mut steps = Vec::new();
             let start = Instant::now();
-            let store = SqliteStore::open(&path).await?;
+            let store = SqliteStore::open_read_only(&path).await?;
             steps.push(("open_ms", ms(start.elapsed())));
             let registry = ModelRegistry::with_builtin();
             let key = DocKey::new(id, Branch::default());
@@ -299,7 +299,7 @@ impl Engine for Folio {
         let keyframe_every = self.keyframe_every;
         let (doc, open, hydrate) = self.runtime.block_on(async move {
             let start = Instant::now();
-            let store: Arc<dyn OperationStore> = Arc::new(SqliteStore::open(&path).await?);
+            let store: Arc<dyn OperationStore> = Arc::new(SqliteStore::open_read_only(&path).await?);
             let opened = start.elapsed();
             let view = DocumentView::new(store, Self::registry(), 1 << 30, keyframe_every);
             let doc = view

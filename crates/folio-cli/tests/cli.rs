@@ -707,16 +707,18 @@ fn a_corrupted_store_is_detected() {
     store.add(&id, "c", "C");
     store.assert_verifies();
 
-    // Change the stored input of the global operation at index 1 (the only unit with an index 1).
-    let before = sql_text(&store.db(), "SELECT operation FROM operations WHERE idx = 1");
+    // Change the stored input of the global operation at index 1 (the only unit with an index 1; one apply, one
+    // chunk, small enough to be stored uncompressed): its title `"B"` becomes `"C"`.
+    let before = sql_text(&store.db(), "SELECT hex(data) FROM log WHERE idx = 1");
     assert_eq!(
         sql(
             &store.db(),
-            "UPDATE operations SET operation = replace(operation, 'A', 'B') WHERE idx = 1"
+            "UPDATE log SET data = substr(data, 1, instr(data, x'224222')) || x'43' \
+             || substr(data, instr(data, x'224222') + 2) WHERE idx = 1 AND instr(data, x'224222') > 0"
         ),
         1
     );
-    let after = sql_text(&store.db(), "SELECT operation FROM operations WHERE idx = 1");
+    let after = sql_text(&store.db(), "SELECT hex(data) FROM log WHERE idx = 1");
     assert_ne!(before, after, "the update must change the stored action");
 
     let run = store.run(&["verify"]);

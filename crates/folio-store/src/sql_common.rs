@@ -58,6 +58,9 @@ pub(crate) struct Prepared {
     pub(crate) last_hash: OpHash,
     pub(crate) last_ts: u64,
     pub(crate) header_changes: Vec<(HeaderChange, u64)>,
+    /// The operations themselves, for a backend that encodes them its own way (SQLite's chunks: then the rows'
+    /// `operation` text is left empty); empty for one that stores the rows' JSON.
+    pub(crate) operations: Vec<Operation>,
 }
 
 /// One operations row, minus its unit id and ordinal (assigned in the transaction).
@@ -66,16 +69,13 @@ pub(crate) struct OpRow {
     pub(crate) skip: i64,
     pub(crate) timestamp_ms: i64,
     pub(crate) hash: Vec<u8>,
-    /// The operation's error, if any (SQLite stores it in a column of its own).
-    pub(crate) error: Option<String>,
     /// The whole operation as JSON.
     pub(crate) operation: String,
-    /// The replica that authored the action (SQLite stores it in a column of its own).
-    pub(crate) replica: Option<String>,
 }
 
-/// Checks `request` and encodes it for the writer.
-pub(crate) fn prepare(request: AppendRequest) -> Result<Prepared, StoreError> {
+/// Checks `request` and encodes it for the writer: each row with the operation's JSON (`keep_operations: false`),
+/// or without it and the operations kept in [`Prepared::operations`].
+pub(crate) fn prepare(request: AppendRequest, keep_operations: bool) -> Result<Prepared, StoreError> {
     precheck(&request)?;
     let AppendRequest {
         unit,
@@ -95,18 +95,22 @@ pub(crate) fn prepare(request: AppendRequest) -> Result<Prepared, StoreError> {
             skip: op.skip as i64,
             timestamp_ms: op.timestamp_utc_ms as i64,
             hash: op.hash.0.to_vec(),
-            error: op.error.clone(),
-            replica: op.action.replica.clone(),
-            operation: serde_json::to_string(op).map_err(|e| StoreError::Corrupt {
-                unit: unit.to_string(),
-                index: op.index,
-                reason: e.to_string(),
-            })?,
+            operation: if keep_operations {
+                String::new()
+            } else {
+                serde_json::to_string(op).map_err(|e| StoreError::Corrupt {
+                    unit: unit.to_string(),
+                    index: op.index,
+                    reason: e.to_string(),
+                })?
+            },
         });
     }
+    let first = operations.first().cloned();
     Ok(Prepared {
         last_hash: operations.last().map_or(OpHash::ZERO, |op| op.hash),
-        first: operations.into_iter().next(),
+        first,
+        operations: if keep_operations { operations } else { Vec::new() },
         unit,
         expected_revision,
         rows,
@@ -123,10 +127,23 @@ where
     F: FnOnce(Vec<Prepared>) -> Fut,
     Fut: Future<Output = Vec<Result<Appended, StoreError>>>,
 {
+    append_through_with(requests, false, write).await
+}
+
+/// [`append_through`], the rows prepared with `keep_operations` (see [`prepare`]).
+pub(crate) async fn append_through_with<F, Fut>(
+    requests: Vec<AppendRequest>,
+    keep_operations: bool,
+    write: F,
+) -> Vec<Result<Appended, StoreError>>
+where
+    F: FnOnce(Vec<Prepared>) -> Fut,
+    Fut: Future<Output = Vec<Result<Appended, StoreError>>>,
+{
     let mut results: Vec<Option<Result<Appended, StoreError>>> = Vec::with_capacity(requests.len());
     let mut prepared = Vec::with_capacity(requests.len());
     for request in requests {
-        match prepare(request) {
+        match prepare(request, keep_operations) {
             Ok(p) => {
                 prepared.push(p);
                 results.push(None);

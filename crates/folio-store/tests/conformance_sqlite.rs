@@ -45,32 +45,89 @@ async fn reopened_file_keeps_the_log() {
     assert!(verify(&store).await.expect("verify").is_ok());
 }
 
-#[tokio::test]
-async fn verify_detects_tampering() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let store = SqliteStore::open(dir.path().join("folio.db")).await.expect("open");
-    let unit = SyncUnit::main(DocumentId::new(), Scope::Global);
-    let mut chain = Chain::new(unit.clone());
-    store.append(&unit, 0, chain.ops(10)).await.expect("append");
-    assert!(verify(&store).await.expect("verify").is_ok());
+/// The blob of the chunk of `unit` that starts at `idx`.
+async fn chunk_data(store: &SqliteStore, idx: i64) -> Vec<u8> {
+    sqlx::query_scalar("SELECT data FROM log WHERE idx = ?")
+        .bind(idx)
+        .fetch_one(store.pool())
+        .await
+        .expect("a chunk")
+}
 
-    // Altered content: the stored hash no longer matches.
-    let altered = json!({ "tampered": true });
-    sqlx::query("UPDATE operations SET operation = json_set(operation, '$.action.input', json(?)) WHERE idx = 4")
-        .bind(altered.to_string())
+async fn set_chunk_data(store: &SqliteStore, idx: i64, data: &[u8]) {
+    let changed = sqlx::query("UPDATE log SET data = ? WHERE idx = ?")
+        .bind(data)
+        .bind(idx)
         .execute(store.pool())
         .await
-        .expect("tamper");
+        .expect("tamper")
+        .rows_affected();
+    assert_eq!(changed, 1);
+}
+
+#[tokio::test]
+async fn verify_detects_tampering() {
+    let unit = SyncUnit::main(DocumentId::new(), Scope::Global);
+    // One append per operation: one chunk each, stored as it is (small).
+    let one_by_one = || async {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SqliteStore::open(dir.path().join("folio.db")).await.expect("open");
+        let mut chain = Chain::new(unit.clone());
+        for i in 0..10 {
+            let op = chain.op("SET", json!({ "value": format!("value-{i}") }));
+            store.append(&unit, i, vec![op]).await.expect("append");
+        }
+        assert!(verify(&store).await.expect("verify").is_ok());
+        (dir, store)
+    };
+
+    // Altered content: the stored hash no longer matches.
+    let (_dir, store) = one_by_one().await;
+    let mut data = chunk_data(&store, 4).await;
+    let at = data
+        .windows(7)
+        .position(|w| w == b"value-4")
+        .expect("the input is in the chunk");
+    data[at + 6] = b'X';
+    set_chunk_data(&store, 4, &data).await;
     let report = verify(&store).await.expect("verify");
     let broken = report.broken.expect("tampering is detected");
     assert_eq!((broken.unit, broken.index), (unit.clone(), 4));
+    assert!(broken.reason.contains("hash"), "{}", broken.reason);
 
-    // A lost operation: the indexes are no longer dense.
+    // A chunk that no longer decodes: named at its operation.
+    let (_dir, store) = one_by_one().await;
+    let data = chunk_data(&store, 3).await;
+    set_chunk_data(&store, 3, &data[..data.len() - 5]).await;
+    let broken = verify(&store)
+        .await
+        .expect("verify")
+        .broken
+        .expect("a cut chunk is detected");
+    assert_eq!((broken.unit, broken.index), (unit.clone(), 3));
+
+    // A compact (compressed) chunk with one byte changed: its checksum names it, at its first operation.
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = SqliteStore::open(dir.path().join("folio.db")).await.expect("open");
     let mut chain = Chain::new(unit.clone());
-    store.append(&unit, 0, chain.ops(10)).await.expect("append");
-    sqlx::query("DELETE FROM operations WHERE idx = 6")
+    store.append(&unit, 0, chain.ops(2)).await.expect("append");
+    store.append(&unit, 2, chain.ops(40)).await.expect("append");
+    let mut data = chunk_data(&store, 2).await;
+    assert_eq!(data[0], 2, "forty operations are compressed");
+    let middle = data.len() / 2;
+    data[middle] ^= 0x55;
+    set_chunk_data(&store, 2, &data).await;
+    let broken = verify(&store)
+        .await
+        .expect("verify")
+        .broken
+        .expect("a changed compressed chunk is detected");
+    assert_eq!((broken.unit, broken.index), (unit.clone(), 2));
+    assert!(broken.reason.contains("compressed chunk"), "{}", broken.reason);
+
+    // A lost operation (its chunk): the indexes are no longer dense.
+    let (_dir, store) = one_by_one().await;
+    sqlx::query("DELETE FROM log WHERE idx = 6")
         .execute(store.pool())
         .await
         .expect("delete");
@@ -78,7 +135,7 @@ async fn verify_detects_tampering() {
     assert_eq!(broken.index, 6);
 
     // A lost tail: the recorded head no longer matches the log.
-    sqlx::query("DELETE FROM operations WHERE idx >= 6")
+    sqlx::query("DELETE FROM log WHERE idx >= 6")
         .execute(store.pool())
         .await
         .expect("delete");

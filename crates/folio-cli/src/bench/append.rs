@@ -35,6 +35,8 @@ pub struct Params {
 }
 
 struct Round {
+    /// Bytes of the store after the round (SQLite).
+    bytes: Option<u64>,
     elapsed: Duration,
     latencies: Vec<Duration>,
 }
@@ -74,7 +76,15 @@ async fn folio_round(params: &Params, target: &Target, n: u32) -> Result<Round, 
     }
     let elapsed = start.elapsed();
     reactor.shutdown().await;
-    Ok(Round { elapsed, latencies })
+    let bytes = match &db {
+        BenchDb::Sqlite(path) => super::sqlite_bytes(path).await,
+        BenchDb::Postgres(_) => None,
+    };
+    Ok(Round {
+        elapsed,
+        latencies,
+        bytes,
+    })
 }
 
 /// The environment variable naming the network namespace of each node (`ip netns exec`), comma-separated.
@@ -377,12 +387,14 @@ pub async fn run(params: &Params, target: &Target) -> Result<Vec<CaseResult>, Cl
     let mut folio = Vec::new();
     let mut raw = Vec::new();
     let mut latencies = Vec::new();
+    let mut bytes = None;
     reset_peak_rss();
     let mut progress = Progress::new("append rounds (folio, raw)", params.rounds as u64 * 2);
     for n in 0..params.rounds {
         let round = folio_round(params, target, n).await?;
         folio.push(round.elapsed);
         latencies.extend(round.latencies);
+        bytes = round.bytes;
         progress.advance(1);
         raw.push(raw_round(params, target, n).await?);
         progress.advance(1);
@@ -414,6 +426,7 @@ pub async fn run(params: &Params, target: &Target) -> Result<Vec<CaseResult>, Cl
             latency_p99_ns: Some(percentile(&latencies, 0.99)),
             peak_rss_bytes: peak_rss(),
             state_bytes: None,
+            bytes_per_op: bytes.map(|b| b as f64 / ops.max(1) as f64),
         },
         CaseResult {
             case: "raw-sqlx".into(),
@@ -425,6 +438,7 @@ pub async fn run(params: &Params, target: &Target) -> Result<Vec<CaseResult>, Cl
             latency_p99_ns: None,
             peak_rss_bytes: None,
             state_bytes: None,
+            bytes_per_op: None,
         },
     ])
 }

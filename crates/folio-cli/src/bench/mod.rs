@@ -134,3 +134,20 @@ impl Progress {
 pub fn note(text: impl std::fmt::Display) {
     eprintln!("{text}");
 }
+
+/// Bytes on disk of the SQLite database at `path`: the file and its WAL after a checkpoint (`None` when it cannot
+/// be opened).
+pub async fn sqlite_bytes(path: &std::path::Path) -> Option<u64> {
+    use sqlx::Connection;
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+    let mut conn = sqlx::SqliteConnection::connect_with(&options).await.ok()?;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut conn)
+        .await
+        .ok()?;
+    conn.close().await.ok()?;
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    Some(size(path) + size(std::path::Path::new(&wal)))
+}

@@ -110,7 +110,7 @@ pub async fn load_child(
 ) -> Result<serde_json::Value, CliError> {
     let id: DocumentId = doc.parse().map_err(|_| CliError::usage("--doc is not a document id"))?;
     let store: Arc<dyn OperationStore> = match (db, database_url) {
-        (Some(path), _) => Arc::new(SqliteStore::open(path).await?),
+        (Some(path), _) => Arc::new(SqliteStore::open_read_only(path).await?),
         (None, Some(url)) => Arc::new(PgStore::open(url).await?),
         (None, None) => return Err(CliError::usage("load-child needs --db or --database-url")),
     };
@@ -154,6 +154,15 @@ pub async fn run(params: &Params, target: &Target) -> Result<Vec<CaseResult>, Cl
     for &ops in &params.ops {
         let db = target.create(&format!("bench-{ops}")).await?;
         let ids = build(params, ops, &db).await?;
+        let bytes_per_op = match &db {
+            BenchDb::Sqlite(path) => super::sqlite_bytes(path)
+                .await
+                .map(|b| b as f64 / (ops * params.docs).max(1) as f64),
+            BenchDb::Postgres(_) => None,
+        };
+        if let Some(b) = bytes_per_op {
+            note(format!("the store takes {b:.0} bytes per operation"));
+        }
         // Fewer rounds for very long histories, so a sweep to 1M stays within minutes.
         let rounds_here = if ops >= 1_000_000 {
             params.rounds.min(3)
@@ -221,9 +230,15 @@ pub async fn run(params: &Params, target: &Target) -> Result<Vec<CaseResult>, Cl
         })
         .await?;
 
-        // Raw baseline: the same rows straight through sqlx, decoded and folded by the same model.
+        // Raw baseline: the same operations as JSON rows (the layout before the compact log, in a file of their
+        // own), straight through sqlx, decoded and folded by the same model.
+        let mut raw_bytes = None;
         let raw_pool = match &db {
-            BenchDb::Sqlite(path) => RawPool::Sqlite(SqliteStore::open(path).await?.pool().clone()),
+            BenchDb::Sqlite(path) => {
+                let (pool, bytes) = raw_sqlite_copy(&*store, &ids, &path.with_extension("raw.db")).await?;
+                raw_bytes = Some(bytes as f64 / (ops * params.docs).max(1) as f64);
+                RawPool::Sqlite(pool)
+            }
             BenchDb::Postgres(pg) => RawPool::Postgres(
                 sqlx::postgres::PgPoolOptions::new()
                     .max_connections(1)
@@ -268,6 +283,7 @@ pub async fn run(params: &Params, target: &Target) -> Result<Vec<CaseResult>, Cl
                 latency_p99_ns: None,
                 peak_rss_bytes: rss,
                 state_bytes: Some(state_bytes),
+                bytes_per_op: if name == "raw-sqlx" { raw_bytes } else { bytes_per_op },
             }
         };
         // Memory: a fresh process per case, so the figure is the load's and not the build's leftovers.
@@ -284,6 +300,59 @@ pub async fn run(params: &Params, target: &Target) -> Result<Vec<CaseResult>, Cl
         drop(db);
     }
     Ok(results)
+}
+
+/// The JSON rows of the documents' global logs in a new SQLite file at `path`, in the shape folio stored them
+/// before the compact log (one row per operation, its wire JSON, keyed by ordinal, unique on `(unit, index)`),
+/// written 1,000 rows a transaction with WAL and `synchronous = FULL`; the pool, and the file's bytes.
+async fn raw_sqlite_copy(
+    store: &dyn OperationStore,
+    ids: &[DocumentId],
+    path: &std::path::Path,
+) -> Result<(sqlx::SqlitePool, u64), CliError> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full),
+        )
+        .await?;
+    for ddl in [
+        "CREATE TABLE units (unit_id INTEGER PRIMARY KEY, document_id TEXT NOT NULL, scope TEXT NOT NULL, \
+         branch TEXT NOT NULL)",
+        "CREATE TABLE operations (ordinal INTEGER PRIMARY KEY, unit_id INTEGER NOT NULL, idx INTEGER NOT NULL, \
+         operation TEXT NOT NULL, UNIQUE (unit_id, idx))",
+    ] {
+        sqlx::query(ddl).execute(&pool).await?;
+    }
+    for (n, id) in ids.iter().enumerate() {
+        let unit = folio_core::SyncUnit::main(*id, Scope::Global);
+        sqlx::query("INSERT INTO units VALUES (?, ?, 'global', 'main')")
+            .bind(n as i64)
+            .bind(id.to_string())
+            .execute(&pool)
+            .await?;
+        let mut ops = store.read(&unit, 0, None).chunks(1000);
+        while let Some(chunk) = ops.next().await {
+            let mut tx = pool.begin().await?;
+            for op in chunk {
+                let op = op?;
+                sqlx::query("INSERT INTO operations (unit_id, idx, operation) VALUES (?, ?, ?)")
+                    .bind(n as i64)
+                    .bind(op.index as i64)
+                    .bind(serde_json::to_string(&op)?)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        }
+    }
+    let bytes = super::sqlite_bytes(path).await.unwrap_or(0);
+    Ok((pool, bytes))
 }
 
 /// The raw baseline's connection.

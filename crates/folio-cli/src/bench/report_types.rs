@@ -77,6 +77,10 @@ pub struct CaseResult {
     /// The size of the final state as JSON, bytes (rehydrate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_bytes: Option<u64>,
+    /// Bytes on disk per operation of the store this case ran on (SQLite: the database and its WAL after a
+    /// checkpoint, indexes and keyframes included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_op: Option<f64>,
 }
 
 /// Median, minimum and maximum of several rounds, in nanoseconds.

@@ -42,8 +42,9 @@ async fn replica(dir: &std::path::Path, name: &str) -> Result<Replica, CliError>
         .map_err(fail)
 }
 
-/// One round: build (untimed), then push and pull until the three agree (timed).
-async fn round(params: &Params, n: u32) -> Result<Duration, CliError> {
+/// One round: build (untimed), then push and pull until the three agree (timed). Also the bytes on disk of the
+/// three stores, which each hold every operation.
+async fn round(params: &Params, n: u32) -> Result<(Duration, Option<u64>), CliError> {
     let dir = tempfile::tempdir()?;
     let server_dir = dir.path().join(format!("server-{n}"));
     std::fs::create_dir_all(&server_dir)?;
@@ -162,16 +163,33 @@ async fn round(params: &Params, n: u32) -> Result<Duration, CliError> {
     b.reactor().shutdown().await;
     let _ = stop.send(());
     let _ = server.await;
-    Ok(elapsed)
+    let mut bytes = Some(0);
+    for path in [
+        server_dir.join("folio.db"),
+        dir.path().join(format!("a-{n}.db")),
+        dir.path().join(format!("b-{n}.db")),
+    ] {
+        bytes = match (bytes, super::sqlite_bytes(&path).await) {
+            (Some(total), Some(b)) => Some(total + b),
+            _ => None,
+        };
+    }
+    Ok((elapsed, bytes))
 }
 
 /// Runs the rounds and the baseline.
 pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
     let mut times = Vec::new();
+    let mut bytes = None;
     for n in 0..params.rounds {
-        let t = round(params, n).await?;
-        note(format!("round {n}: converged in {t:.2?}"));
+        let (t, b) = round(params, n).await?;
+        let per_op = b.map(|b| b as f64 / (3 * params.ops.max(1)) as f64);
+        note(format!(
+            "round {n}: converged in {t:.2?}; {} bytes per operation per store",
+            per_op.map_or("?".to_owned(), |p| format!("{p:.0}"))
+        ));
         times.push(t);
+        bytes = per_op;
     }
     // What the three stores receive at least: the server every operation, each replica the other's half.
     let rows = params.ops * 2;
@@ -202,6 +220,7 @@ pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
             latency_p99_ns: None,
             peak_rss_bytes: None,
             state_bytes: None,
+            bytes_per_op: bytes,
         },
         CaseResult {
             case: "raw-sqlx".into(),
@@ -213,6 +232,7 @@ pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
             latency_p99_ns: None,
             peak_rss_bytes: None,
             state_bytes: None,
+            bytes_per_op: None,
         },
     ])
 }

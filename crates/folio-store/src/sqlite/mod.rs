@@ -34,6 +34,7 @@
 //! what the SQLite and PostgreSQL backends share is in `crate::sql_common` and `crate::sql_queries` (the reads with
 //! one SQL text).
 
+mod chunk;
 mod open;
 mod reads;
 mod sql;
@@ -56,7 +57,6 @@ use folio_core::{Branch, DocumentHeader, DocumentId, OpHash, Operation, Revision
 pub use open::SqliteOptions;
 
 use crate::StoreError;
-use crate::sql_common::read_chunks;
 use crate::sql_queries;
 use crate::store::{AppendRequest, Appended, Committed, Keyframe, ListQuery, OperationStore, SinceFilter, SincePage};
 use writer::WriteCommand;
@@ -113,7 +113,7 @@ impl OperationStore for SqliteStore {
                 }
             }
         };
-        read_chunks(self.pool.clone(), reads::CHUNK_SQL, unit, from, to, settle)
+        reads::read_log(self.pool.clone(), unit, from, to, settle)
     }
 
     async fn find_actions(&self, unit: &SyncUnit, ids: &[uuid::Uuid]) -> Result<Vec<Operation>, StoreError> {
@@ -128,8 +128,7 @@ impl OperationStore for SqliteStore {
     }
 
     async fn skips(&self, unit: &SyncUnit, from: u64, to: Option<u64>) -> Result<Vec<(u64, u64)>, StoreError> {
-        self.settled(sql_queries::skips(&self.pool, unit, from, to).await?)
-            .await
+        self.settled(reads::skips(&self.pool, unit, from, to).await?).await
     }
 
     async fn head(&self, unit: &SyncUnit) -> Result<(u64, OpHash), StoreError> {
@@ -171,7 +170,7 @@ impl OperationStore for SqliteStore {
     }
 
     async fn max_ordinal(&self) -> Result<u64, StoreError> {
-        self.settled(sql_queries::max_ordinal(&self.pool).await?).await
+        self.settled(reads::max_ordinal(&self.pool).await?).await
     }
 
     async fn units(&self) -> Result<Vec<SyncUnit>, StoreError> {

@@ -142,6 +142,34 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Opens an existing store for reading only, for cold loads (a process that reads a document and exits): one
+    /// pool of read connections, no writer connection, no migration check and no WAL sync thread, which together
+    /// were most of such a load's time. Appends, keyframes and meta values answer [`StoreError::Closed`]. The file
+    /// must have been opened with [`SqliteStore::open`] by this version (its layout is not checked).
+    pub async fn open_read_only(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let connect = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(false)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(false)
+            .statement_cache_capacity(64);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(connect)
+            .await?;
+        let (writer, _) = mpsc::channel(1);
+        Ok(Self {
+            pool,
+            durability: None,
+            writer,
+            path,
+            unit_names: Arc::default(),
+        })
+    }
+}
+
 /// Whether `e` is SQLite's `SQLITE_BUSY` or `SQLITE_LOCKED` (any extended code of them).
 fn is_busy(e: &sqlx::Error) -> bool {
     match e {

@@ -1,54 +1,221 @@
-//! The reads in SQLite's own SQL, through the pool of read connections: the text of a unit's log chunk (one
-//! `group_concat` row each) and of the header list, operations by action id, the log by ordinal (filtered in
-//! SQLite, units resolved through a cache). The reads with one SQL text for both backends are in
+//! The reads in SQLite's own SQL, through the pool of read connections: a unit's log chunk by chunk (decoded by
+//! `chunk.rs` in a producer task while the caller folds), the skips, the header list, operations by action id,
+//! the log by ordinal (chunks left out by their author in SQLite, the rest filtered as they are decoded; units
+//! resolved through a cache). The reads with one SQL text for both backends are in
 //! `crate::sql_queries`. Each returns what it read; the store's `OperationStore` impl (`mod.rs`) then waits for the
 //! fsync of what it may have seen.
 
 use std::collections::HashMap;
+use std::future::Future;
 
+use futures::stream::{self, BoxStream, StreamExt};
 use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
+use tokio::sync::mpsc;
 
+use folio_core::merge::Cuts;
 use folio_core::{DocumentId, Operation, SyncUnit};
 
 use super::SqliteStore;
+use super::chunk::decode_chunk;
 use super::sql::MAX_UNITS_PER_STATEMENT;
 use crate::StoreError;
-use crate::sql_common::{Columns, decode_operation, unit_from_row};
+use crate::sql_common::{Columns, to_i64, unit_from_row};
 use crate::sql_queries::list_headers_sql;
 use crate::store::{Committed, SinceFilter, SincePage};
 
-/// Rows per query of `read_since`.
-const READ_SINCE_PAGE: usize = 4096;
+/// A chunk as `read_since` reads it: ordinal, unit id, first index, count, and the blob (NULL when the filter
+/// leaves the chunk out by its author).
+type SinceRow = (i64, i64, i64, i64, Option<Vec<u8>>);
+
+/// Chunks per query of `read_since`.
+const READ_SINCE_PAGE: i64 = 256;
 
 /// Action ids looked up in one statement (SQLite's limit on bound values is far above).
 const FIND_CHUNK: usize = 500;
 
-/// One chunk of a unit's log (see `sql_queries::fetch_chunk`). The cut: the last index whose operation starts before
-/// the byte bound, over the stored sizes only.
-pub(super) const CHUNK_SQL: &str = "WITH u AS (SELECT unit_id FROM units WHERE document_id = $1 AND scope = $2 AND branch = $3), \
-     w AS (SELECT idx, SUM(size) OVER (ORDER BY idx ROWS UNBOUNDED PRECEDING) - size AS before \
-           FROM operations WHERE unit_id = (SELECT unit_id FROM u) AND idx >= $4 AND idx < $5 \
-           ORDER BY idx LIMIT $6) \
-     SELECT group_concat(operation, char(10) ORDER BY idx), count(*) FROM operations \
-     WHERE unit_id = (SELECT unit_id FROM u) AND idx >= $4 \
-       AND idx <= (SELECT MAX(idx) FROM w WHERE before < $7)";
+/// A read of a unit's log fetches chunks until they hold this many operations (one chunk may take it past).
+const READ_OPS: i64 = 1024;
+
+/// The chunks of a unit's log from the one holding index `$2` (up to `$3`), until they hold [`READ_OPS`]
+/// operations: `$1` the unit id, `$4` the bound.
+const CHUNKS_SQL: &str = "WITH w AS (SELECT idx, SUM(count) OVER (ORDER BY idx ROWS UNBOUNDED PRECEDING) - count AS before \
+       FROM log WHERE unit_id = ?1 \
+         AND idx >= COALESCE((SELECT MAX(idx) FROM log WHERE unit_id = ?1 AND idx <= ?2), 0) AND idx < ?3 \
+       ORDER BY idx LIMIT ?4) \
+     SELECT idx, count, data FROM log WHERE unit_id = ?1 \
+       AND idx >= COALESCE((SELECT MAX(idx) FROM log WHERE unit_id = ?1 AND idx <= ?2), 0) \
+       AND idx <= (SELECT MAX(idx) FROM w WHERE before < ?4) ORDER BY idx";
+
+/// The unit id of `unit`, `None` when it has no row.
+async fn unit_id(pool: &SqlitePool, unit: &SyncUnit) -> Result<Option<i64>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT unit_id FROM units WHERE document_id = ? AND scope = ? AND branch = ?")
+            .bind(unit.document_id.to_string())
+            .bind(unit.scope.as_str())
+            .bind(unit.branch.as_str())
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+/// `(idx, count, data)` of the chunks of the unit `unit_id` from the one holding `from`, up to `to` (see
+/// [`CHUNKS_SQL`]).
+async fn fetch_chunks(
+    pool: &SqlitePool,
+    unit_id: i64,
+    from: u64,
+    to: Option<u64>,
+) -> Result<Vec<(i64, i64, Vec<u8>)>, StoreError> {
+    Ok(sqlx::query_as(CHUNKS_SQL)
+        .bind(unit_id)
+        .bind(to_i64(from))
+        .bind(to.map_or(i64::MAX, to_i64))
+        .bind(READ_OPS)
+        .fetch_all(pool)
+        .await?)
+}
+
+/// `read`: the operations of `unit` from `from` (up to `to`), chunk by chunk; `settle` runs after each fetch,
+/// before its operations are handed on (the wait for the fsync of what they may show).
+///
+/// A producer task fetches the next chunks (on sqlx's thread) while it decodes these and the caller folds the
+/// previous ones; the channel holds two batches, so memory stays bounded and a dropped stream stops the producer.
+/// A chunk that does not start where the previous one ended is a loss, named at the first missing index.
+pub(super) fn read_log<S, SFut>(
+    pool: SqlitePool,
+    unit: &SyncUnit,
+    from: u64,
+    to: Option<u64>,
+    settle: S,
+) -> BoxStream<'static, Result<Operation, StoreError>>
+where
+    S: Fn() -> SFut + Send + Sync + 'static,
+    SFut: Future<Output = Result<(), StoreError>> + Send,
+{
+    let unit = unit.clone();
+    let (tx, rx) = mpsc::channel::<Vec<Result<Operation, StoreError>>>(2);
+    tokio::spawn(async move {
+        let send_err = |e: StoreError| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(vec![Err(e)]).await;
+            }
+        };
+        let unit_id = match unit_id(&pool, &unit).await {
+            Ok(Some(id)) => id,
+            Ok(None) => return,
+            Err(e) => return send_err(e).await,
+        };
+        let fetch = |from: u64| {
+            let pool = pool.clone();
+            tokio::spawn(async move { fetch_chunks(&pool, unit_id, from, to).await })
+        };
+        let mut expected = from;
+        let mut pending = to.is_none_or(|t| from < t).then(|| fetch(from));
+        while let Some(handle) = pending.take() {
+            let rows = match handle.await {
+                Ok(Ok(rows)) => rows,
+                Ok(Err(e)) => return send_err(e).await,
+                Err(_) => return,
+            };
+            let Some(&(last_idx, last_count, _)) = rows.last() else {
+                break;
+            };
+            if let Err(e) = settle().await {
+                return send_err(e).await;
+            }
+            let next = (last_idx + last_count) as u64;
+            if to.is_none_or(|t| next < t) && next > expected {
+                pending = Some(fetch(next));
+                // Let the fetch start before decoding (a task spawned here waits in this worker's LIFO slot).
+                tokio::task::yield_now().await;
+            }
+            let mut batch = Vec::new();
+            let mut failed = false;
+            for (idx, count, data) in &rows {
+                let (idx, count) = (*idx as u64, *count as usize);
+                if idx > expected {
+                    batch.push(Err(missing(&unit, expected, idx)));
+                    failed = true;
+                    break;
+                }
+                for op in decode_chunk(&unit, idx, count, data) {
+                    match op {
+                        Ok(op) if op.index < expected => {}
+                        Ok(op) if to.is_some_and(|t| op.index >= t) => break,
+                        Ok(op) => {
+                            expected = op.index + 1;
+                            batch.push(Ok(op));
+                        }
+                        Err(e) => {
+                            batch.push(Err(e));
+                            failed = true;
+                            break;
+                        }
+                    }
+                }
+                if failed {
+                    break;
+                }
+                expected = expected.max(idx + count as u64);
+            }
+            if tx.send(batch).await.is_err() || failed {
+                break;
+            }
+        }
+        if let Some(handle) = pending {
+            handle.abort();
+        }
+    });
+    stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+        .flat_map(stream::iter)
+        .boxed()
+}
+
+fn missing(unit: &SyncUnit, expected: u64, found: u64) -> StoreError {
+    StoreError::Corrupt {
+        unit: unit.to_string(),
+        index: expected,
+        reason: format!("operations {expected} to {} are missing from the log", found - 1),
+    }
+}
+
+/// `(idx, skip)` of the skipping operations of `unit` in `from..to`.
+pub(super) async fn skips(
+    pool: &SqlitePool,
+    unit: &SyncUnit,
+    from: u64,
+    to: Option<u64>,
+) -> Result<Vec<(u64, u64)>, StoreError> {
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT idx, skip FROM log_skips \
+         WHERE unit_id = (SELECT unit_id FROM units WHERE document_id = ? AND scope = ? AND branch = ?) \
+           AND idx >= ? AND idx < ? ORDER BY idx",
+    )
+    .bind(unit.document_id.to_string())
+    .bind(unit.scope.as_str())
+    .bind(unit.branch.as_str())
+    .bind(to_i64(from))
+    .bind(to.map_or(i64::MAX, to_i64))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(i, s)| (i as u64, s as u64)).collect())
+}
+
+/// The last ordinal committed: the last chunk's last operation's.
+pub(super) async fn max_ordinal(pool: &SqlitePool) -> Result<u64, StoreError> {
+    let max: i64 =
+        sqlx::query_scalar("SELECT COALESCE((SELECT ordinal + count - 1 FROM log ORDER BY ordinal DESC LIMIT 1), 0)")
+            .fetch_one(pool)
+            .await?;
+    Ok(max as u64)
+}
 
 /// `list_headers` (`deleted` is 0 or 1 here).
 pub(super) const LIST_HEADERS_SQL: &str = list_headers_sql!(
     "WHERE ($2 IS NULL OR d.document_type = $2) AND ($3 IS NULL OR d.document_id > $3) AND ($4 OR d.deleted = 0)"
 );
-
-fn corrupt_page(line: &str) -> StoreError {
-    StoreError::Corrupt {
-        unit: "operations table".to_owned(),
-        index: 0,
-        reason: format!(
-            "unreadable row in a read by ordinal: {}",
-            line.chars().take(80).collect::<String>()
-        ),
-    }
-}
 
 impl SqliteStore {
     /// The units of `ids` (unit ids are never reused: a cache of them stays true).
@@ -94,34 +261,53 @@ impl SqliteStore {
     }
 }
 
-/// Operations of `unit` by action id, in index order.
+/// Operations of `unit` by action id, in index order: the indexes from the `action_ids` table, then the chunks
+/// holding them, each decoded once.
 pub(super) async fn find_actions(
     pool: &SqlitePool,
     unit: &SyncUnit,
     ids: &[uuid::Uuid],
 ) -> Result<Vec<Operation>, StoreError> {
-    // Answered from the expression index `operations_by_action` (migration 0007); `+unit_id` keeps the planner
-    // from walking the unit's rows through the `(unit_id, idx)` index instead.
-    let mut found = Vec::new();
+    let Some(unit_id) = unit_id(pool, unit).await? else {
+        return Ok(Vec::new());
+    };
+    let mut indexes: Vec<i64> = Vec::new();
     for chunk in ids.chunks(FIND_CHUNK) {
         let marks = vec!["?"; chunk.len()].join(", ");
-        let sql = format!(
-            "SELECT idx, operation FROM operations \
-             WHERE +unit_id = (SELECT unit_id FROM units WHERE document_id = ? AND scope = ? AND branch = ?) \
-               AND substr(operation, 8, 36) IN ({marks})"
-        );
-        let mut query = sqlx::query(&sql)
-            .bind(unit.document_id.to_string())
-            .bind(unit.scope.as_str())
-            .bind(unit.branch.as_str());
+        let sql = format!("SELECT idx FROM action_ids WHERE id IN ({marks}) AND unit_id = ?");
+        let mut query = sqlx::query_scalar::<_, i64>(&sql);
         for id in chunk {
-            query = query.bind(id.to_string());
+            query = query.bind(id.as_bytes().as_slice());
         }
-        for row in query.fetch_all(pool).await? {
-            found.push(decode_operation(unit, row.int(0) as u64, row.text(1))?);
+        indexes.extend(query.bind(unit_id).persistent(false).fetch_all(pool).await?);
+    }
+    indexes.sort_unstable();
+    indexes.dedup();
+    let mut found = Vec::with_capacity(indexes.len());
+    let mut decoded: Option<(u64, Vec<Operation>)> = None;
+    for idx in indexes {
+        let idx = idx as u64;
+        let holds = |d: &(u64, Vec<Operation>)| idx >= d.0 && idx < d.0 + d.1.len() as u64;
+        if !decoded.as_ref().is_some_and(holds) {
+            let row: Option<(i64, i64, Vec<u8>)> = sqlx::query_as(
+                "SELECT idx, count, data FROM log WHERE unit_id = ? AND idx <= ? ORDER BY idx DESC LIMIT 1",
+            )
+            .bind(unit_id)
+            .bind(to_i64(idx))
+            .fetch_optional(pool)
+            .await?;
+            let Some((first, count, data)) = row else { continue };
+            let ops = decode_chunk(unit, first as u64, count as usize, &data)
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()?;
+            decoded = Some((first as u64, ops));
+        }
+        if let Some((first, ops)) = &decoded
+            && let Some(op) = ops.get((idx - first) as usize)
+        {
+            found.push(op.clone());
         }
     }
-    found.sort_by_key(|op| op.index);
     Ok(found)
 }
 
@@ -131,76 +317,90 @@ pub(super) fn name_and_deleted(row: &SqliteRow, at: usize, _: DocumentId) -> Res
     Ok((row.get(at + 1), row.get::<i64, _>(at + 3) != 0))
 }
 
-/// `read_since_filtered`: the log by ordinal, filtered in SQLite.
+/// `read_since_filtered`: the log by ordinal, chunk by chunk. A chunk whose author the filter leaves out is not
+/// even fetched (its `replica` column); one whose every operation a later skip cuts is not decoded; the rest are
+/// decoded and filtered operation by operation.
 pub(super) async fn read_since_filtered(
     store: &SqliteStore,
     after_ordinal: u64,
     limit: usize,
     filter: &SinceFilter<'_>,
 ) -> Result<SincePage, StoreError> {
-    // Pages of rows concatenated by SQLite (one text per page instead of a row object per operation: sqlx's
-    // per-row cost was most of a sync pull's read time), units resolved once per page. The filter runs in
-    // SQLite: a row it leaves out is never loaded nor decoded (the author from the `replica` column, rows
-    // without one kept for the check below; the cuts from the partial index of skipping operations).
     let mut out = SincePage {
-        committed: Vec::with_capacity(limit.min(READ_SINCE_PAGE)),
+        committed: Vec::with_capacity(limit.min(4096)),
         cursor: after_ordinal,
         scanned: 0,
     };
-    let mut after = after_ordinal.min(i64::MAX as u64) as i64;
+    let mut cuts: HashMap<i64, Cuts> = HashMap::new();
+    let mut after = to_i64(after_ordinal);
     while out.scanned < limit {
-        let page = (limit - out.scanned).min(READ_SINCE_PAGE);
-        let (text, count, last): (Option<String>, i64, Option<i64>) = sqlx::query_as(
-            "SELECT group_concat(line, char(10) ORDER BY ordinal), count(*), max(ordinal) FROM ( \
-               SELECT o.ordinal AS ordinal, CASE WHEN \
-                 (?3 IS NULL OR o.replica IS NULL OR o.replica <> ?3) \
-                 AND (?4 IS NULL OR o.replica IS NULL OR o.replica = ?4) \
-                 AND (?5 = 0 OR NOT EXISTS (SELECT 1 FROM operations s WHERE s.unit_id = o.unit_id \
-                   AND s.skip > 0 AND s.idx > o.idx AND s.idx - s.skip <= o.idx)) \
-               THEN o.unit_id || ' ' || o.ordinal || ' ' || o.idx || ' ' || o.operation END AS line \
-               FROM operations o WHERE o.ordinal > ?1 ORDER BY o.ordinal LIMIT ?2)",
+        // From the chunk holding `after` (its operations after it are still to come).
+        let rows: Vec<SinceRow> = sqlx::query_as(
+            "SELECT ordinal, unit_id, idx, count, \
+               CASE WHEN (?3 IS NOT NULL AND replica = ?3) \
+                 OR (?4 IS NOT NULL AND replica IS NOT NULL AND replica <> ?4) THEN NULL ELSE data END \
+             FROM log WHERE ordinal >= COALESCE((SELECT MAX(ordinal) FROM log WHERE ordinal <= ?1), 0) \
+             ORDER BY ordinal LIMIT ?2",
         )
         .bind(after)
-        .bind(page as i64)
+        .bind(READ_SINCE_PAGE)
         .bind(filter.exclude_replica)
         .bind(filter.only_replica)
-        .bind(filter.effective)
-        .fetch_one(&store.pool)
+        .fetch_all(&store.pool)
         .await?;
-        let Some(last) = last else { break };
-        out.scanned += count as usize;
-        out.cursor = last as u64;
-        after = last;
-        if let Some(text) = text {
-            let mut rows = Vec::new();
-            for line in text.split('\n') {
-                let mut parts = line.splitn(4, ' ');
-                let mut number = || parts.next().and_then(|n| n.parse::<i64>().ok());
-                let (Some(unit_id), Some(ordinal), Some(idx)) = (number(), number(), number()) else {
-                    return Err(corrupt_page(line));
-                };
-                let json = parts.next().ok_or_else(|| corrupt_page(line))?;
-                rows.push((unit_id, ordinal, idx as u64, json));
+        let fetched = rows.len() as i64;
+        let units = store.units_by_id(rows.iter().map(|r| r.1)).await?;
+        let mut progressed = false;
+        for (ordinal, unit_id, idx, count, data) in rows {
+            if out.scanned >= limit {
+                break;
             }
-            let units = store.units_by_id(rows.iter().map(|r| r.0)).await?;
-            for (unit_id, ordinal, idx, json) in rows {
-                let unit = units.get(&unit_id).ok_or_else(|| StoreError::Corrupt {
-                    unit: format!("unit id {unit_id}"),
-                    index: idx,
-                    reason: "an operation of a unit the units table does not name".to_owned(),
-                })?;
-                let operation = decode_operation(unit, idx, json)?;
-                // Rows written before the `replica` column have none: their author is checked here.
-                if filter.admits_author(operation.action.replica.as_deref()) {
+            // The chunk's operations after `after`, as many as the limit leaves.
+            let skip_first = (after + 1 - ordinal).clamp(0, count);
+            let take = (count - skip_first).min((limit - out.scanned).min(i64::MAX as usize) as i64);
+            if take <= 0 {
+                continue;
+            }
+            progressed = true;
+            out.scanned += take as usize;
+            let last = ordinal + skip_first + take - 1;
+            out.cursor = last as u64;
+            after = last;
+            let Some(data) = data else { continue };
+            let (from, to) = ((idx + skip_first) as u64, (idx + skip_first + take) as u64);
+            if filter.effective && !cuts.contains_key(&unit_id) {
+                let rows: Vec<(i64, i64)> = sqlx::query_as("SELECT idx, skip FROM log_skips WHERE unit_id = ?")
+                    .bind(unit_id)
+                    .fetch_all(&store.pool)
+                    .await?;
+                let skips = rows.into_iter().map(|(i, s)| (i as u64, s as u64)).collect();
+                cuts.insert(unit_id, Cuts::from_skips(skips));
+            }
+            let effective = |i: u64| !filter.effective || cuts.get(&unit_id).is_none_or(|k| k.is_effective(i));
+            if !(from..to).any(effective) {
+                continue;
+            }
+            let unit = units.get(&unit_id).ok_or_else(|| StoreError::Corrupt {
+                unit: format!("unit id {unit_id}"),
+                index: idx as u64,
+                reason: "an operation of a unit the units table does not name".to_owned(),
+            })?;
+            for op in decode_chunk(unit, idx as u64, count as usize, &data) {
+                let op = op?;
+                if op.index < from || op.index >= to || !effective(op.index) {
+                    continue;
+                }
+                // Chunks of several authors are filtered here.
+                if filter.admits_author(op.action.replica.as_deref()) {
                     out.committed.push(Committed {
-                        ordinal: ordinal as u64,
+                        ordinal: ordinal as u64 + (op.index - idx as u64),
                         unit: unit.clone(),
-                        operation,
+                        operation: op,
                     });
                 }
             }
         }
-        if (count as usize) < page {
+        if fetched < READ_SINCE_PAGE || !progressed {
             break;
         }
     }

@@ -7,26 +7,38 @@ use sqlx::sqlite::{Sqlite, SqliteArguments};
 
 use folio_core::SyncUnit;
 
-use crate::sql_common::{Head, Insert};
+use crate::sql_common::Head;
 
-/// The largest multi-row INSERT, in rows (10 parameters each; SQLite allows 32,766).
+/// The largest multi-row INSERT, in rows (6 parameters a chunk, 3 an action id; SQLite allows 32,766).
 pub(super) const MAX_INSERT_ROWS: usize = 512;
 
+/// A chunk to insert: ordinal, unit id, first index, count, author, blob.
+pub(super) type ChunkInsert<'a> = (i64, i64, i64, i64, Option<&'a str>, &'a [u8]);
+/// An action id to insert: id, unit id, index.
+pub(super) type IdInsert<'a> = (&'a [u8; 16], i64, i64);
+
+/// The chunks' INSERT of `rows` rows, then the action ids' INSERT of `rows` rows: both padded to the same power of
+/// two (a commit has at least as many ids as chunks), so one shape serves both.
 pub(super) fn insert_sql(rows: usize) -> &'static str {
     static CACHE: OnceLock<Vec<String>> = OnceLock::new();
     pow2_sql(&CACHE, rows, MAX_INSERT_ROWS, |n| {
-        repeated_sql(
-            // OR ROLLBACK: a failure already rolls the whole group back (and retries each request alone), so SQLite
-            // need not keep a statement journal to undo this statement alone. The statement has a power-of-two
-            // number of rows; the padding rows are all NULL and filtered out.
-            "INSERT OR ROLLBACK INTO operations \
-             (unit_id, idx, ordinal, skip, timestamp_ms, hash, error, operation, size, replica) \
-             SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9, column10 \
-             FROM (VALUES ",
-            "(?,?,?,?,?,?,?,?,?,?)",
+        // OR ROLLBACK: a failure already rolls the whole group back (and retries each request alone), so SQLite
+        // need not keep a statement journal to undo this statement alone. The padding rows are all NULL and
+        // filtered out.
+        let chunks = repeated_sql(
+            "INSERT OR ROLLBACK INTO log (ordinal, unit_id, idx, count, replica, data) \
+             SELECT column1, column2, column3, column4, column5, column6 FROM (VALUES ",
+            "(?,?,?,?,?,?)",
             n,
             ") WHERE column1 IS NOT NULL",
-        )
+        );
+        let ids = repeated_sql(
+            "INSERT OR ROLLBACK INTO action_ids (id, unit_id, idx) SELECT column1, column2, column3 FROM (VALUES ",
+            "(?,?,?)",
+            n,
+            ") WHERE column1 IS NOT NULL",
+        );
+        format!("{chunks}; {ids}")
     })
 }
 
@@ -101,7 +113,7 @@ pub(super) fn begin_heads_sql(n: usize) -> &'static str {
     static CACHE: OnceLock<Vec<String>> = OnceLock::new();
     pow2_sql(&CACHE, n, MAX_UNITS_PER_STATEMENT, |n| {
         format!(
-            "BEGIN IMMEDIATE; SELECT COALESCE((SELECT MAX(ordinal) FROM operations), 0), \
+            "BEGIN IMMEDIATE; SELECT COALESCE((SELECT ordinal + count - 1 FROM log ORDER BY ordinal DESC LIMIT 1), 0), \
              COALESCE((SELECT MAX(unit_id) FROM units), 0); {}",
             heads_sql(n)
         )
@@ -130,28 +142,30 @@ pub(super) fn insert_commit_sql(ops: usize, units: usize) -> &'static str {
     &shapes[ops.trailing_zeros() as usize][units.trailing_zeros() as usize]
 }
 
+/// Binds the chunks, then the action ids, each padded to `shape` rows.
 pub(super) fn bind_inserts<'q>(
     mut q: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
-    rows: &[Insert<'q>],
+    chunks: &[ChunkInsert<'q>],
+    ids: &[IdInsert<'q>],
     shape: usize,
 ) -> sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>> {
-    for (unit_id, row, ordinal) in rows {
+    for (ordinal, unit_id, idx, count, replica, data) in chunks {
         q = q
-            .bind(*unit_id)
-            .bind(row.idx)
             .bind(*ordinal)
-            .bind(row.skip)
-            .bind(row.timestamp_ms)
-            .bind(row.hash.as_slice())
-            .bind(row.error.as_deref())
-            .bind(row.operation.as_str())
-            .bind(row.operation.len() as i64)
-            .bind(row.replica.as_deref());
+            .bind(*unit_id)
+            .bind(*idx)
+            .bind(*count)
+            .bind(*replica)
+            .bind(*data);
     }
-    for _ in rows.len()..shape {
-        for _ in 0..10 {
-            q = q.bind(None::<i64>);
-        }
+    for _ in chunks.len() * 6..shape * 6 {
+        q = q.bind(None::<i64>);
+    }
+    for (id, unit_id, idx) in ids {
+        q = q.bind(id.as_slice()).bind(*unit_id).bind(*idx);
+    }
+    for _ in ids.len() * 3..shape * 3 {
+        q = q.bind(None::<i64>);
     }
     q
 }

@@ -12,20 +12,23 @@ use tokio::sync::{mpsc, oneshot};
 use folio_core::{HeaderChange, SyncUnit};
 
 use super::SqliteStore;
+use super::chunk::{EncodedAppend, decode_chunk, encode_append};
 use super::sql::{
-    MAX_COMBINED_ROWS, MAX_INSERT_ROWS, MAX_UNITS_PER_STATEMENT, begin_heads_sql, bind_heads, bind_inserts, heads_sql,
-    insert_commit_sql, insert_sql, padded_chunks, upsert_heads_sql,
+    ChunkInsert, IdInsert, MAX_COMBINED_ROWS, MAX_INSERT_ROWS, MAX_UNITS_PER_STATEMENT, begin_heads_sql, bind_heads,
+    bind_inserts, heads_sql, insert_commit_sql, insert_sql, padded_chunks, upsert_heads_sql,
 };
 use super::wal::{Ack, CHECKPOINT_AFTER_BYTES, WalSync, acknowledge, checkpoint, unsynced};
 use crate::StoreError;
 use crate::sql_common::{
-    Head, Plan, Prepared, StoredHashes, append_through, next_batch, plan, seen_text, unit_from_row,
+    Head, Plan, Prepared, StoredHashes, append_through_with, next_batch, plan, seen_text, unit_from_row,
 };
 use crate::store::{AppendRequest, Appended, Keyframe};
 
 pub(super) enum WriteCommand {
     Append {
         requests: Vec<Prepared>,
+        /// Each request's operations in chunks, in request order.
+        encoded: Vec<EncodedAppend>,
         reply: oneshot::Sender<Vec<Result<Appended, StoreError>>>,
     },
     Keyframe {
@@ -52,12 +55,33 @@ impl WriteCommand {
 impl SqliteStore {
     /// `append_batch`: the requests that pass their checks, through the writer.
     pub(super) async fn send_appends(&self, requests: Vec<AppendRequest>) -> Vec<Result<Appended, StoreError>> {
-        append_through(requests, |prepared| async move {
+        // The operations are encoded into chunks here, in the caller's task: callers encode in parallel, the
+        // writer only binds.
+        append_through_with(requests, true, |mut prepared| async move {
+            let mut encoded = Vec::with_capacity(prepared.len());
+            for p in &mut prepared {
+                match encode_append(&std::mem::take(&mut p.operations)) {
+                    Ok(e) => encoded.push(e),
+                    Err(reason) => {
+                        return prepared
+                            .iter()
+                            .map(|p| {
+                                Err(StoreError::Corrupt {
+                                    unit: p.unit.to_string(),
+                                    index: p.expected_revision,
+                                    reason: format!("cannot encode the operations: {reason}"),
+                                })
+                            })
+                            .collect();
+                    }
+                }
+            }
             let (reply, rx) = oneshot::channel();
             let delivered = self
                 .writer
                 .send(WriteCommand::Append {
                     requests: prepared,
+                    encoded,
                     reply,
                 })
                 .await
@@ -116,7 +140,11 @@ pub(super) async fn writer_loop(
         let mut pending = group.as_mut().map(|(_, acks)| acks);
         for cmd in batch {
             match cmd {
-                WriteCommand::Append { requests, reply } => appends.push((requests, reply)),
+                WriteCommand::Append {
+                    requests,
+                    encoded,
+                    reply,
+                } => appends.push((requests, encoded, reply)),
                 WriteCommand::Keyframe { keyframe, reply } => keyframes.push((keyframe, reply)),
                 WriteCommand::Meta {
                     key,
@@ -129,8 +157,8 @@ pub(super) async fn writer_loop(
         if !appends.is_empty() {
             let bytes: usize = appends
                 .iter()
-                .flat_map(|(requests, _)| requests.iter())
-                .flat_map(|p| p.rows.iter().map(|r| r.operation.len() + 64))
+                .flat_map(|(_, encoded, _)| encoded.iter())
+                .map(|e| e.chunks.iter().map(|c| c.data.len() + 32).sum::<usize>() + e.ids.len() * 32)
                 .sum();
             commit_appends(&mut conn, &mut unit_ids, appends, pending.as_deref_mut()).await;
             written += bytes as u64;
@@ -152,7 +180,11 @@ pub(super) async fn writer_loop(
     }
 }
 
-type AppendBatch = Vec<(Vec<Prepared>, oneshot::Sender<Vec<Result<Appended, StoreError>>>)>;
+type AppendBatch = Vec<(
+    Vec<Prepared>,
+    Vec<EncodedAppend>,
+    oneshot::Sender<Vec<Result<Appended, StoreError>>>,
+)>;
 
 async fn commit_appends(
     conn: &mut SqliteConnection,
@@ -160,10 +192,17 @@ async fn commit_appends(
     batch: AppendBatch,
     mut pending: Option<&mut Vec<Ack>>,
 ) {
-    let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-    let counts: Vec<usize> = requests.iter().map(Vec::len).collect();
-    let flat: Vec<Prepared> = requests.into_iter().flatten().collect();
-    let results = match group_commit(conn, unit_ids, &flat).await {
+    let mut counts = Vec::with_capacity(batch.len());
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut flat = Vec::new();
+    let mut encoded = Vec::new();
+    for (requests, chunks, reply) in batch {
+        counts.push(requests.len());
+        replies.push(reply);
+        flat.extend(requests);
+        encoded.extend(chunks);
+    }
+    let results = match group_commit(conn, unit_ids, &flat, &encoded).await {
         Ok(results) => results,
         Err(e) => {
             // The whole transaction failed (rolled back). Retry each request alone, so one request's failure
@@ -174,9 +213,9 @@ async fn commit_appends(
             );
             unit_ids.clear();
             let mut results = Vec::with_capacity(flat.len());
-            for request in &flat {
+            for (request, chunks) in flat.iter().zip(&encoded) {
                 let one = std::slice::from_ref(request);
-                match group_commit(conn, unit_ids, one).await {
+                match group_commit(conn, unit_ids, one, std::slice::from_ref(chunks)).await {
                     Ok(mut r) => results.push(r.pop().unwrap_or(Err(StoreError::Closed))),
                     Err(e) => {
                         unit_ids.clear();
@@ -200,8 +239,9 @@ async fn group_commit(
     conn: &mut SqliteConnection,
     unit_ids: &mut HashMap<SyncUnit, i64>,
     requests: &[Prepared],
+    encoded: &[EncodedAppend],
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
-    let outcome = group_commit_in_tx(conn, unit_ids, requests).await;
+    let outcome = group_commit_in_tx(conn, unit_ids, requests, encoded).await;
     if outcome.is_err() {
         // A failed statement or a failed COMMIT (busy, I/O error) leaves the transaction open: close it, or every
         // later `BEGIN` on this connection would fail. (When SQLite already rolled back, or the BEGIN itself
@@ -271,6 +311,7 @@ async fn group_commit_in_tx(
     conn: &mut SqliteConnection,
     unit_ids: &mut HashMap<SyncUnit, i64>,
     requests: &[Prepared],
+    encoded: &[EncodedAppend],
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
     let units: Vec<&SyncUnit> = {
         let mut seen = std::collections::HashSet::new();
@@ -284,10 +325,51 @@ async fn group_commit_in_tx(
         Ok(Head::new_unit(unit_id))
     };
     let Plan {
-        inserts,
+        inserts: _,
         header_changes,
         results,
     } = plan(requests, &mut heads, counters.last_ordinal, new_unit, conn).await?;
+
+    // The accepted requests' chunks and action ids: an accepted request's operations took the ordinals its result
+    // lists, in order.
+    let mut chunks: Vec<ChunkInsert> = Vec::new();
+    let mut ids: Vec<IdInsert> = Vec::new();
+    let mut skips = Vec::new();
+    for ((p, e), result) in requests.iter().zip(encoded).zip(&results) {
+        let Ok(Appended {
+            ordinals,
+            replayed: false,
+            ..
+        }) = result
+        else {
+            continue;
+        };
+        let (Some(&first_ordinal), Some(head)) = (ordinals.first(), heads.get(&p.unit)) else {
+            continue;
+        };
+        let first_idx = p.expected_revision as i64;
+        for c in &e.chunks {
+            chunks.push((
+                first_ordinal as i64 + c.start as i64,
+                head.unit_id,
+                first_idx + c.start as i64,
+                c.count as i64,
+                c.replica.as_deref(),
+                c.data.as_slice(),
+            ));
+        }
+        ids.extend(e.ids.iter().map(|(id, idx)| (id, head.unit_id, *idx)));
+        skips.extend(e.skips.iter().map(|(idx, skip)| (head.unit_id, *idx, *skip)));
+    }
+    // Skipping operations are rare (a rebase's first): their rows go one by one.
+    for (unit_id, idx, skip) in skips {
+        sqlx::query("INSERT OR ROLLBACK INTO log_skips (unit_id, idx, skip) VALUES (?, ?, ?)")
+            .bind(unit_id)
+            .bind(idx)
+            .bind(skip)
+            .execute(&mut *conn)
+            .await?;
+    }
 
     // Header changes are rare (document scope): their statements go first, one by one.
     for (id, change, ts) in header_changes {
@@ -310,17 +392,26 @@ async fn group_commit_in_tx(
     }
 
     let touched: Vec<(&SyncUnit, &Head)> = heads.iter().filter(|(_, h)| h.touched).collect();
-    if !inserts.is_empty() && inserts.len() <= MAX_COMBINED_ROWS && touched.len() <= MAX_COMBINED_ROWS {
-        // The common case: the second and last round trip.
-        let (ops, units) = (inserts.len().next_power_of_two(), touched.len().next_power_of_two());
-        let q = bind_inserts(sqlx::query(insert_commit_sql(ops, units)), &inserts, ops);
+    if !ids.is_empty() && ids.len() <= MAX_COMBINED_ROWS && touched.len() <= MAX_COMBINED_ROWS {
+        // The common case: the second and last round trip. (Every chunk holds an operation: never more chunks
+        // than ids.)
+        let (rows, units) = (ids.len().next_power_of_two(), touched.len().next_power_of_two());
+        let q = bind_inserts(sqlx::query(insert_commit_sql(rows, units)), &chunks, &ids, rows);
         bind_heads(q, &touched, units).execute(&mut *conn).await?;
     } else {
-        let mut rest = inserts.as_slice();
-        for (rows, shape) in padded_chunks(inserts.len(), MAX_INSERT_ROWS) {
+        let mut rest = chunks.as_slice();
+        for (rows, shape) in padded_chunks(chunks.len(), MAX_INSERT_ROWS) {
             let (chunk, tail) = rest.split_at(rows);
             rest = tail;
-            bind_inserts(sqlx::query(insert_sql(shape)), chunk, shape)
+            bind_inserts(sqlx::query(insert_sql(shape)), chunk, &[], shape)
+                .execute(&mut *conn)
+                .await?;
+        }
+        let mut rest = ids.as_slice();
+        for (rows, shape) in padded_chunks(ids.len(), MAX_INSERT_ROWS) {
+            let (chunk, tail) = rest.split_at(rows);
+            rest = tail;
+            bind_inserts(sqlx::query(insert_sql(shape)), &[], chunk, shape)
                 .execute(&mut *conn)
                 .await?;
         }
@@ -345,14 +436,35 @@ async fn group_commit_in_tx(
 
 impl StoredHashes for SqliteConnection {
     async fn stored_hashes(&mut self, unit_id: i64, from: i64, to: i64) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT idx, hash FROM operations WHERE unit_id = ? AND idx >= ? AND idx < ? ORDER BY idx")
-                .bind(unit_id)
-                .bind(from)
-                .bind(to)
-                .fetch_all(self)
-                .await?,
+        // A retried append (rare): the chunks holding `from..to`, decoded.
+        let unit_row = sqlx::query("SELECT unit_id, document_id, scope, branch FROM units WHERE unit_id = ?")
+            .bind(unit_id)
+            .fetch_optional(&mut *self)
+            .await?;
+        let Some(unit_row) = unit_row else {
+            return Ok(Vec::new());
+        };
+        let unit = unit_from_row(&unit_row, 1)?;
+        let rows: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT idx, count, data FROM log WHERE unit_id = ?1 \
+               AND idx >= COALESCE((SELECT MAX(idx) FROM log WHERE unit_id = ?1 AND idx <= ?2), 0) \
+               AND idx < ?3 ORDER BY idx",
         )
+        .bind(unit_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *self)
+        .await?;
+        let mut hashes = Vec::new();
+        for (idx, count, data) in rows {
+            for op in decode_chunk(&unit, idx as u64, count as usize, &data) {
+                let op = op?;
+                if (from..to).contains(&(op.index as i64)) {
+                    hashes.push((op.index as i64, op.hash.0.to_vec()));
+                }
+            }
+        }
+        Ok(hashes)
     }
 }
 
@@ -398,8 +510,22 @@ async fn write_keyframe(
     .bind(seen_text(&keyframe.seen))
     .execute(&mut *conn)
     .await?;
+    // Older keyframes are pruned: the newest [`KEEP_KEYFRAMES`] of a unit stay (a read below them, or a merge
+    // that cuts below them, folds from an older one or from the start: slower, never wrong).
+    sqlx::query(
+        "DELETE FROM keyframes WHERE unit_id = ?1 AND revision < \
+         (SELECT revision FROM keyframes WHERE unit_id = ?1 ORDER BY revision DESC LIMIT 1 OFFSET ?2)",
+    )
+    .bind(unit_id)
+    .bind(KEEP_KEYFRAMES - 1)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
+
+/// Keyframes kept per unit: each holds a whole state, and a store keyframed every 1,000 operations would otherwise
+/// keep a state per 1,000 operations forever (most of its bytes for a document of 1,000 items).
+const KEEP_KEYFRAMES: i64 = 3;
 
 async fn lookup_unit_id<'c, E>(conn: E, unit: &SyncUnit) -> Result<Option<i64>, StoreError>
 where
