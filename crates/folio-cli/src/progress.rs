@@ -1,4 +1,4 @@
-//! Progress of long commands (backup, export, import, migrate, verify): a bar on stderr when it is a terminal,
+//! Progress of long commands (backup, export, import, migrate, verify, sync, promote): a bar on stderr when it is a terminal,
 //! nothing otherwise (logs and pipes stay clean).
 
 use std::io::IsTerminal;
@@ -60,6 +60,18 @@ impl Progress {
         }
     }
 
+    /// Replaces the text beside the bar or spinner.
+    pub fn message(&self, text: String) {
+        if let Some(bar) = &self.0 {
+            bar.set_message(text);
+        }
+    }
+
+    /// Whether anything is shown.
+    pub fn shown(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// Removes the bar.
     pub fn finish(&self) {
         if let Some(bar) = &self.0 {
@@ -72,4 +84,49 @@ impl Drop for Progress {
     fn drop(&mut self) {
         self.finish();
     }
+}
+
+/// A spinner for a sync round or a promotion (`label`) whose text follows the round's steps: "sync: pushed
+/// 12000/50000, pulled 3000, integrated 0". `None` when nothing would be shown (not a terminal, or `--json`).
+pub fn sync_sink(label: &str, quiet: bool) -> Option<folio_sync::ProgressSink> {
+    use folio_sync::Step;
+    use std::sync::{Arc, Mutex};
+    let spinner = Progress::new(label, None, quiet);
+    if !spinner.shown() {
+        return None;
+    }
+    #[derive(Default)]
+    struct Seen {
+        pushed: Option<(usize, usize)>,
+        pulled: usize,
+        integrated: usize,
+        read: usize,
+        written: usize,
+    }
+    let label = label.to_owned();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    Some(folio_sync::ProgressSink::new(move |step| {
+        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        match step {
+            Step::Pushed { done, total } => seen.pushed = Some((done, total)),
+            Step::Pulled { done } => seen.pulled = done,
+            Step::Integrated { done } => seen.integrated = done,
+            Step::ObjectsRead { done } => seen.read = done,
+            Step::ObjectsWritten { done } => seen.written = done,
+        }
+        let mut parts = Vec::new();
+        if let Some((done, total)) = seen.pushed {
+            parts.push(format!("pushed {done}/{total}"));
+        }
+        if seen.pulled > 0 {
+            parts.push(format!("pulled {}, integrated {}", seen.pulled, seen.integrated));
+        }
+        if seen.read > 0 {
+            parts.push(format!("{} objects read", seen.read));
+        }
+        if seen.written > 0 {
+            parts.push(format!("{} written", seen.written));
+        }
+        spinner.message(format!("{label}: {}", parts.join(", ")));
+    }))
 }

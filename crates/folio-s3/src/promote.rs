@@ -17,7 +17,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use folio_core::{DocumentId, HlcTimestamp, Scope};
-use folio_sync::{PullRequest, Replica, SyncEntry};
+use folio_sync::progress::{Step, report as progress};
+use folio_sync::{ProgressSink, PullRequest, Replica, SyncEntry};
 use uuid::Uuid;
 
 use crate::S3Error;
@@ -32,6 +33,8 @@ pub struct PromoteOptions {
     pub snapshot: bool,
     /// Entries per shared object at most.
     pub object_entries: usize,
+    /// Where the promotion reports how far it has come (a bar on a terminal); `None`: nowhere.
+    pub progress: Option<ProgressSink>,
 }
 
 impl Default for PromoteOptions {
@@ -39,6 +42,7 @@ impl Default for PromoteOptions {
         Self {
             snapshot: false,
             object_entries: 20_000,
+            progress: None,
         }
     }
 }
@@ -151,6 +155,7 @@ pub async fn promote(replica: &Replica, bucket: &Bucket, options: &PromoteOption
         let keys = bucket.list_after(&layout::user_area(&user), cursor.as_deref()).await?;
         for key in &keys {
             report.objects += 1;
+            progress(&options.progress, Step::ObjectsRead { done: report.objects });
             match bucket.get_json::<Batch>(key).await {
                 Ok(batch) => {
                     let (ok, bad) = validate(&user, key, &batch, replica.reactor().clock_horizon());
@@ -228,6 +233,12 @@ pub async fn promote(replica: &Replica, bucket: &Bucket, options: &PromoteOption
         put_meta(replica, &shared_cursor_key, &key).await?;
         report.promoted += chunk.len();
         report.shared_written.push(key);
+        progress(
+            &options.progress,
+            Step::ObjectsWritten {
+                done: report.shared_written.len(),
+            },
+        );
     }
     let rejections_writer = Writer {
         replica,

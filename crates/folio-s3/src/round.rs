@@ -6,8 +6,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use folio_core::HlcTimestamp;
+use folio_sync::progress::{Step, report as progress};
 use folio_sync::protocol::RejectedAction;
-use folio_sync::{Filter, Replica, SyncEntry};
+use folio_sync::{Filter, ProgressSink, Replica, SyncEntry};
 
 use crate::S3Error;
 use crate::bucket::{Bucket, Counts};
@@ -24,6 +25,8 @@ pub struct S3RoundOptions {
     pub integrate_objects: usize,
     /// Bootstrap from the latest snapshots when this replica never read the shared area.
     pub bootstrap: bool,
+    /// Where the round reports how far it has come (a bar on a terminal); `None`: nowhere.
+    pub progress: Option<ProgressSink>,
 }
 
 impl Default for S3RoundOptions {
@@ -33,6 +36,7 @@ impl Default for S3RoundOptions {
             object_entries: 20_000,
             integrate_objects: 64,
             bootstrap: true,
+            progress: None,
         }
     }
 }
@@ -188,6 +192,7 @@ async fn push(
     let area = layout::user_area(replica.id());
     let chunks: Vec<&[(u64, SyncEntry)]> = outbox.chunks(options.object_entries.max(1)).collect();
     let last = chunks.len();
+    let to_push = outbox.len();
     for (i, chunk) in chunks.into_iter().enumerate() {
         let entries: Vec<SyncEntry> = chunk.iter().map(|(_, e)| e.clone()).collect();
         // Sent before they leave: never compressed afterwards.
@@ -199,6 +204,13 @@ async fn push(
         writer.put(&area, latest_clock(&batch.entries), None, &batch).await?;
         report.pushed += batch.entries.len();
         report.uploaded += 1;
+        progress(
+            &options.progress,
+            Step::Pushed {
+                done: report.pushed,
+                total: to_push,
+            },
+        );
         // The mark moves only once the object is in the bucket.
         let covered = if i + 1 == last {
             upto
@@ -235,10 +247,17 @@ pub(crate) async fn pull(
         for key in group {
             let batch: Batch = bucket.get_json(key).await?;
             gathered.extend(batch.entries);
+            progress(
+                &options.progress,
+                Step::Pulled {
+                    done: report.pulled + gathered.len(),
+                },
+            );
         }
         report.shared_objects += group.len();
         report.pulled += gathered.len();
         let integrated = replica.integrate(gathered).await?;
+        progress(&options.progress, Step::Integrated { done: report.pulled });
         report.pulled_new += integrated.new;
         report.conflicts.extend(integrated.rejected);
         if let Some(last) = group.last() {

@@ -210,14 +210,6 @@ pub(crate) async fn list_headers<P: QueryPool>(
         .collect()
 }
 
-/// The last ordinal committed.
-pub(crate) async fn max_ordinal(pool: &impl QueryPool) -> Result<u64, StoreError> {
-    let row = pool
-        .one("SELECT COALESCE(MAX(ordinal), 0) FROM operations", Vec::new())
-        .await?;
-    Ok(row.int(0) as u64)
-}
-
 /// Every unit with operations.
 pub(crate) async fn units(pool: &impl QueryPool) -> Result<Vec<SyncUnit>, StoreError> {
     let sql = "SELECT unit_id, document_id, scope, branch FROM units WHERE revision > 0 \

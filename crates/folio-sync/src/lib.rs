@@ -24,6 +24,7 @@
 
 mod error;
 mod http;
+pub mod progress;
 pub mod protocol;
 mod replica;
 mod round;
@@ -32,6 +33,7 @@ mod watch;
 
 pub use error::SyncError;
 pub use http::HttpRemote;
+pub use progress::{ProgressSink, Step};
 pub use protocol::{Filter, PeerState, PullRequest, PullResponse, PushRequest, PushResponse, RemoteInfo, SyncEntry};
 pub use replica::{Remote, Replica, SENT_KEY};
 pub use round::{RoundOptions, RoundReport, sync_round};

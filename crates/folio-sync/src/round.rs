@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::SyncError;
+use crate::progress::{ProgressSink, Step, report as progress};
 use crate::protocol::{Filter, PullRequest, pages};
 use crate::replica::{Remote, Replica};
 
@@ -20,6 +21,8 @@ pub struct RoundOptions {
     /// Pulled entries integrated at once at most: pages are gathered up to this many, so that a unit that must
     /// rebase does it once rather than once per page.
     pub integrate_entries: usize,
+    /// Where the round reports how far it has come (a bar on a terminal); `None`: nowhere.
+    pub progress: Option<ProgressSink>,
 }
 
 impl Default for RoundOptions {
@@ -30,6 +33,7 @@ impl Default for RoundOptions {
             push_entries: 100_000,
             pull_entries: 10_000,
             integrate_entries: 200_000,
+            progress: None,
         }
     }
 }
@@ -78,6 +82,16 @@ pub async fn sync_round(
     let (outbox, upto) = replica.outbox(peer.pushed, &options.filter).await?;
     tracing::debug!("outbox of {} entries in {:?}", outbox.len(), t.elapsed());
     let max_bytes = (info.max_body_bytes / 2).max(16 * 1024);
+    let to_push = outbox.len();
+    if to_push > 0 {
+        progress(
+            &options.progress,
+            Step::Pushed {
+                done: 0,
+                total: to_push,
+            },
+        );
+    }
     for page in pages(replica.id(), outbox, upto, options.push_entries, max_bytes) {
         if !page.request.entries.is_empty() {
             replica.mark_sent(&page.request.entries).await?;
@@ -87,6 +101,13 @@ pub async fn sync_round(
             report.pushed += page.request.entries.len();
             report.pushed_new += answer.new;
             report.conflicts.extend(answer.rejected);
+            progress(
+                &options.progress,
+                Step::Pushed {
+                    done: report.pushed,
+                    total: to_push,
+                },
+            );
         }
         peer.on_push_acknowledged(page.upto);
         replica.save_peer(&info.replica, &peer).await?;
@@ -104,6 +125,14 @@ pub async fn sync_round(
             let answer = remote.pull(&request).await?;
             cursor = cursor.max(answer.cursor);
             gathered.extend(answer.entries);
+            if !gathered.is_empty() {
+                progress(
+                    &options.progress,
+                    Step::Pulled {
+                        done: report.pulled + gathered.len(),
+                    },
+                );
+            }
             if !answer.more || gathered.len() >= options.integrate_entries.max(1) {
                 break answer.more;
             }
@@ -115,6 +144,9 @@ pub async fn sync_round(
         tracing::debug!("integrated {n} pulled entries in {:?}", t.elapsed());
         report.pulled_new += integrated.new;
         report.conflicts.extend(integrated.rejected);
+        if n > 0 {
+            progress(&options.progress, Step::Integrated { done: report.pulled });
+        }
         // The cursor moves only once what it covers is durably integrated.
         peer.pulled = peer.pulled.max(cursor);
         replica.save_peer(&info.replica, &peer).await?;

@@ -224,6 +224,7 @@ impl World {
             pull_entries: 5,
             integrate_entries: 9,
             filter: Filter::default(),
+            progress: None,
         };
         let report = sync_round(&self.replicas[from], &remote, &options)
             .await

@@ -100,6 +100,12 @@ pub async fn sync(
     let replica = open_replica(global).await?;
     let round = S3RoundOptions {
         compress,
+        // A bar for one round; `--watch` prints a line per round instead.
+        progress: if watch.is_none() {
+            crate::progress::sync_sink("sync", global.json)
+        } else {
+            None
+        },
         ..S3RoundOptions::default()
     };
     let result = match watch {
@@ -178,6 +184,7 @@ impl Promote {
         let replica = open_replica(global).await?;
         let options = PromoteOptions {
             snapshot: self.snapshot,
+            progress: crate::progress::sync_sink("promote", global.json),
             ..PromoteOptions::default()
         };
         let outcome = folio_s3::promote(&replica, &bucket, &options).await;

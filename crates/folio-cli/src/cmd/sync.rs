@@ -96,6 +96,12 @@ impl Sync {
                 document_types: self.types.clone(),
             },
             compress: !self.no_compress,
+            // A bar for one round; `--watch` prints a line per round instead.
+            progress: if self.watch {
+                None
+            } else {
+                crate::progress::sync_sink("sync", global.json)
+            },
             ..RoundOptions::default()
         };
         let result = if self.watch {
