@@ -90,6 +90,10 @@ fn main() -> ExitCode {
             e.exit()
         }
     };
+    // Everything this process creates is its user's alone: the SQLite file and its -wal/-shm (which SQLite creates
+    // with the process's umask), backups, exports, logs. The data directory is 0700 as well.
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     // One TLS stack for every connection this process makes (rustls on ring): the server, sync, PostgreSQL.
     folio_sync::tls::install_crypto_provider();
     // A server logs each request by default; one-shot commands only warnings. FOLIO_LOG overrides both.

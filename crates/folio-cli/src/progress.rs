@@ -67,11 +67,6 @@ impl Progress {
         }
     }
 
-    /// Whether anything is shown.
-    pub fn shown(&self) -> bool {
-        self.0.is_some()
-    }
-
     /// Removes the bar.
     pub fn finish(&self) {
         if let Some(bar) = &self.0 {
@@ -87,14 +82,16 @@ impl Drop for Progress {
 }
 
 /// A spinner for a sync round or a promotion (`label`) whose text follows the round's steps: "sync: pushed
-/// 12000/50000, pulled 3000, integrated 0". `None` when nothing would be shown (not a terminal, or `--json`).
-pub fn sync_sink(label: &str, quiet: bool) -> Option<folio_sync::ProgressSink> {
+/// 12000/50000, pulled 3000, integrated 0". The sink is `None` when nothing would be shown (not a terminal, or
+/// `--json`); the returned `Progress` removes the spinner when finished or dropped (before the summary is printed).
+pub fn sync_sink(label: &str, quiet: bool) -> (Option<folio_sync::ProgressSink>, Progress) {
     use folio_sync::Step;
     use std::sync::{Arc, Mutex};
     let spinner = Progress::new(label, None, quiet);
-    if !spinner.shown() {
-        return None;
-    }
+    let Some(bar) = spinner.0.clone() else {
+        return (None, spinner);
+    };
+    let handle = Progress(Some(bar));
     #[derive(Default)]
     struct Seen {
         pushed: Option<(usize, usize)>,
@@ -105,7 +102,7 @@ pub fn sync_sink(label: &str, quiet: bool) -> Option<folio_sync::ProgressSink> {
     }
     let label = label.to_owned();
     let seen = Arc::new(Mutex::new(Seen::default()));
-    Some(folio_sync::ProgressSink::new(move |step| {
+    let sink = folio_sync::ProgressSink::new(move |step| {
         let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
         match step {
             Step::Pushed { done, total } => seen.pushed = Some((done, total)),
@@ -128,5 +125,6 @@ pub fn sync_sink(label: &str, quiet: bool) -> Option<folio_sync::ProgressSink> {
             parts.push(format!("{} written", seen.written));
         }
         spinner.message(format!("{label}: {}", parts.join(", ")));
-    }))
+    });
+    (Some(sink), handle)
 }

@@ -98,20 +98,19 @@ pub async fn sync(
 ) -> Result<(), CliError> {
     let bucket = s3.bucket(url)?;
     let replica = open_replica(global).await?;
+    // A spinner for one round; `--watch` prints a line per round instead.
+    let (progress, spinner) = crate::progress::sync_sink("sync", global.json || watch.is_some());
     let round = S3RoundOptions {
         compress,
-        // A bar for one round; `--watch` prints a line per round instead.
-        progress: if watch.is_none() {
-            crate::progress::sync_sink("sync", global.json)
-        } else {
-            None
-        },
+        progress,
         ..S3RoundOptions::default()
     };
     let result = match watch {
         None => {
             let started = std::time::Instant::now();
-            match folio_s3::s3_round(&replica, &bucket, &round).await {
+            let outcome = folio_s3::s3_round(&replica, &bucket, &round).await;
+            spinner.finish();
+            match outcome {
                 Ok(report) => {
                     let mut out = Out::new();
                     if global.json {
@@ -182,12 +181,14 @@ impl Promote {
         }
         let bucket = self.s3.bucket(&self.remote)?;
         let replica = open_replica(global).await?;
+        let (progress, spinner) = crate::progress::sync_sink("promote", global.json);
         let options = PromoteOptions {
             snapshot: self.snapshot,
-            progress: crate::progress::sync_sink("promote", global.json),
+            progress,
             ..PromoteOptions::default()
         };
         let outcome = folio_s3::promote(&replica, &bucket, &options).await;
+        spinner.finish();
         replica.reactor().shutdown().await;
         let report = outcome.map_err(|e| CliError::fail(format!("promotion in {} failed: {e}", self.remote)))?;
         let mut out = Out::new();

@@ -90,25 +90,24 @@ impl Sync {
         let replica = Replica::open(store, Arc::new(ModelRegistry::with_builtin()), config)
             .await
             .map_err(|e| CliError::fail(format!("cannot open the replica: {e}")))?;
+        let (progress_sink, spinner) = crate::progress::sync_sink("sync", global.json || self.watch);
         let options = RoundOptions {
             filter: Filter {
                 document_ids: self.documents.clone(),
                 document_types: self.types.clone(),
             },
             compress: !self.no_compress,
-            // A bar for one round; `--watch` prints a line per round instead.
-            progress: if self.watch {
-                None
-            } else {
-                crate::progress::sync_sink("sync", global.json)
-            },
+            // A spinner for one round; `--watch` prints a line per round instead.
+            progress: progress_sink,
             ..RoundOptions::default()
         };
         let result = if self.watch {
             self.watch(&replica, remote, options, global.json).await
         } else {
             let started = std::time::Instant::now();
-            match sync_round(&replica, &remote, &options).await {
+            let outcome = sync_round(&replica, &remote, &options).await;
+            spinner.finish();
+            match outcome {
                 Ok(report) => {
                     let mut out = Out::new();
                     if global.json {
