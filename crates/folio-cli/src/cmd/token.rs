@@ -128,7 +128,7 @@ impl Token {
                     out.line(format!("no tokens in {}", dir.display()))?;
                 } else {
                     out.line(format!(
-                        "{:<12}  {:<16}  {:<16}  {:<5}  {:<20}  {:<20}  last used",
+                        "{:<12}  {:<16}  {:<16}  {:<5}  {:<24}  {:<24}  last used",
                         "id", "label", "principal", "role", "created", "expires"
                     ))?;
                     let now = std::time::SystemTime::now()
@@ -142,7 +142,7 @@ impl Token {
                             None => "never".into(),
                         };
                         out.line(format!(
-                            "{:<12}  {:<16}  {:<16}  {:<5}  {:<20}  {:<20}  {}",
+                            "{:<12}  {:<16}  {:<16}  {:<5}  {:<24}  {:<24}  {}",
                             t.id(),
                             t.label.as_deref().unwrap_or("-"),
                             t.principal,
