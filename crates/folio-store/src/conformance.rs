@@ -1412,6 +1412,32 @@ pub async fn ordinal_order(store: Arc<dyn OperationStore>) {
         "nothing after max"
     );
     assert!(store.read_since(0, 0).await.expect("read_since").is_empty(), "limit 0");
+    // Cursors at the top of the range (a client may send any u64): nothing after them, no overflow.
+    let filters = [
+        SinceFilter::default(),
+        SinceFilter {
+            effective: true,
+            exclude_replica: Some("nobody"),
+            only_replica: None,
+        },
+    ];
+    for after in [u64::MAX, u64::MAX - 1, i64::MAX as u64, i64::MAX as u64 - 1] {
+        assert!(
+            store
+                .read_since(after, 1)
+                .await
+                .expect("read_since at the top")
+                .is_empty(),
+            "nothing after {after}"
+        );
+        for filter in &filters {
+            let page = store
+                .read_since_filtered(after, 1, filter)
+                .await
+                .expect("read_since_filtered at the top");
+            assert!(page.committed.is_empty(), "nothing after {after} ({filter:?})");
+        }
+    }
 }
 
 /// `document` scope operations maintain the header index: creation, rename, deletion, listing by type with

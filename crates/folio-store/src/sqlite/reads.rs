@@ -356,7 +356,7 @@ pub(super) async fn read_since_filtered(
                 break;
             }
             // The chunk's operations after `after`, as many as the limit leaves.
-            let skip_first = (after + 1 - ordinal).clamp(0, count);
+            let skip_first = (after.saturating_add(1) - ordinal).clamp(0, count);
             let take = (count - skip_first).min((limit - out.scanned).min(i64::MAX as usize) as i64);
             if take <= 0 {
                 continue;
