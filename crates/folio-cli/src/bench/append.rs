@@ -261,17 +261,7 @@ pub(crate) async fn raw_round(params: &Params, target: &Target, n: u32) -> Resul
         BenchDb::Sqlite(path) => path.clone(),
         BenchDb::Postgres(pg) => return raw_round_postgres(params, &pg.url).await,
     };
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            SqliteConnectOptions::new()
-                .filename(path)
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Full),
-        )
-        .await?;
+    let pool = super::raw_sqlite_pool(&path).await?;
     sqlx::query(
         "CREATE TABLE operations (ordinal INTEGER PRIMARY KEY, unit_id INTEGER NOT NULL, idx INTEGER NOT NULL, \
          skip INTEGER NOT NULL, timestamp_ms INTEGER NOT NULL, hash BLOB NOT NULL, error TEXT, operation TEXT NOT NULL, \

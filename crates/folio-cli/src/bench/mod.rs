@@ -151,3 +151,19 @@ pub async fn sqlite_bytes(path: &std::path::Path) -> Option<u64> {
     wal.push("-wal");
     Some(size(path) + size(std::path::Path::new(&wal)))
 }
+
+/// A one-connection pool on a new SQLite file at `path` with the raw baselines' settings: WAL and
+/// `synchronous = FULL`, as folio's own store runs.
+pub(crate) async fn raw_sqlite_pool(path: &std::path::Path) -> Result<sqlx::SqlitePool, sqlx::Error> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full),
+        )
+        .await
+}

@@ -310,17 +310,7 @@ async fn raw_sqlite_copy(
     ids: &[DocumentId],
     path: &std::path::Path,
 ) -> Result<(sqlx::SqlitePool, u64), CliError> {
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            SqliteConnectOptions::new()
-                .filename(path)
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Full),
-        )
-        .await?;
+    let pool = super::raw_sqlite_pool(path).await?;
     for ddl in [
         "CREATE TABLE units (unit_id INTEGER PRIMARY KEY, document_id TEXT NOT NULL, scope TEXT NOT NULL, \
          branch TEXT NOT NULL)",
