@@ -19,6 +19,8 @@ pub const CREATE_DOCUMENT: &str = "CREATE_DOCUMENT";
 pub const SET_NAME: &str = "SET_NAME";
 /// `document` scope: marks the document deleted (an operation, not an erasure).
 pub const DELETE_DOCUMENT: &str = "DELETE_DOCUMENT";
+/// `document` scope: replaces the document's grants (and, when the input names one, its owner). See [`SetGrantsInput`].
+pub const SET_GRANTS: &str = "SET_GRANTS";
 /// Any scope: changes nothing. What remains of a run of unsent actions compressed to nothing (it carries the
 /// rebase's skip).
 pub const NOOP: &str = "NOOP";
@@ -35,6 +37,115 @@ pub struct CreateDocumentInput {
     /// A global state to start from instead of the model's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_state: Option<Value>,
+    /// The principal that owns the document (the creator's). Absent on documents made before owners existed, and
+    /// on documents a replica created offline (the server it pushes to records the pusher as owner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+/// The most grants one document holds.
+pub const MAX_GRANTS: usize = 1000;
+/// The longest principal name, in characters.
+pub const MAX_PRINCIPAL_CHARS: usize = 200;
+/// The principal of a grant to everyone who holds a token.
+pub const EVERYONE: &str = "*";
+
+/// What a grant allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// Read the document, its history, its events; pull it.
+    Read,
+    /// Also change it (a read-role token still never writes).
+    Write,
+}
+
+/// A grant: `principal` (or `*`, everyone holding a token) may `access` the document.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    /// A principal's name, or `*` for everyone holding a token.
+    pub principal: String,
+    /// `read` or `write`.
+    pub access: Access,
+}
+
+/// Input of [`SET_GRANTS`]: the grants that replace the document's, and optionally a new owner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetGrantsInput {
+    /// The grants, replacing all earlier ones (at most [`MAX_GRANTS`], one per principal).
+    pub grants: Vec<Grant>,
+    /// A new owner (absent: the owner stays).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+/// Why a principal name or a set of grants is refused: a stable code and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantsError {
+    /// `INVALID_PRINCIPAL`, `TOO_MANY_GRANTS` or `DUPLICATE_GRANT`.
+    pub code: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl From<GrantsError> for Rejection {
+    fn from(e: GrantsError) -> Self {
+        Rejection::new(e.code, e.message)
+    }
+}
+
+/// Checks a principal name: 1 to [`MAX_PRINCIPAL_CHARS`] characters, no ASCII control character, not `*` unless
+/// `everyone` allows it (a grant's principal may be `*`, an owner may not).
+pub fn check_principal(name: &str, everyone: bool) -> Result<(), GrantsError> {
+    let invalid = |why: &str| GrantsError {
+        code: "INVALID_PRINCIPAL",
+        message: format!("principal {:?}: {why}", name.chars().take(64).collect::<String>()),
+    };
+    if name.is_empty() {
+        return Err(invalid("a principal has at least 1 character"));
+    }
+    if name.chars().count() > MAX_PRINCIPAL_CHARS {
+        return Err(invalid(&format!(
+            "a principal has at most {MAX_PRINCIPAL_CHARS} characters"
+        )));
+    }
+    if name.chars().any(|c| c.is_ascii_control()) {
+        return Err(invalid("a principal has no ASCII control characters"));
+    }
+    if name == EVERYONE && !everyone {
+        return Err(invalid("`*` means everyone and cannot own a document"));
+    }
+    Ok(())
+}
+
+/// Checks the input of [`SET_GRANTS`]: at most [`MAX_GRANTS`] grants, each principal valid and named once, the
+/// owner (when given) a valid principal other than `*`.
+pub fn check_grants(input: &SetGrantsInput) -> Result<(), GrantsError> {
+    if input.grants.len() > MAX_GRANTS {
+        return Err(GrantsError {
+            code: "TOO_MANY_GRANTS",
+            message: format!("{} grants; a document holds at most {MAX_GRANTS}", input.grants.len()),
+        });
+    }
+    let mut seen = std::collections::HashSet::with_capacity(input.grants.len());
+    for grant in &input.grants {
+        check_principal(&grant.principal, true)?;
+        if !seen.insert(grant.principal.as_str()) {
+            return Err(GrantsError {
+                code: "DUPLICATE_GRANT",
+                message: format!(
+                    "principal {:?} is granted twice; give each principal one grant",
+                    grant.principal.chars().take(64).collect::<String>()
+                ),
+            });
+        }
+    }
+    if let Some(owner) = &input.owner {
+        check_principal(owner, false)?;
+    }
+    Ok(())
 }
 
 /// Input of [`SET_NAME`].
@@ -97,6 +208,12 @@ pub struct DocumentHeader {
     /// Whether a `DELETE_DOCUMENT` was applied.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
+    /// The principal that owns the document; absent on documents made before owners existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Who else may read or write it (`SET_GRANTS`); absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<Grant>,
 }
 
 /// A time kept as milliseconds since the epoch and written as RFC 3339 UTC with millisecond precision
@@ -294,6 +411,8 @@ impl Document {
                 branch,
                 revision: Revisions::default(),
                 deleted: false,
+                owner: None,
+                grants: Vec::new(),
             },
             state: Box::new(()),
             local: Value::Object(Default::default()),
@@ -457,6 +576,9 @@ impl Document {
                 }
                 let create: CreateDocumentInput = read_input(input)
                     .map_err(|e| Rejection::new("INVALID_INPUT", format!("CREATE_DOCUMENT input: {e}")))?;
+                if let Some(owner) = &create.owner {
+                    check_principal(owner, false).map_err(Rejection::from)?;
+                }
                 let model = registry
                     .get(&create.document_type)
                     .ok_or_else(|| ApplyError::UnknownDocumentType(create.document_type.clone()))?
@@ -474,6 +596,7 @@ impl Document {
                 self.header.document_type = create.document_type;
                 self.header.name = create.name;
                 self.header.created_at_utc_iso = UtcIso(action.timestamp_utc_ms);
+                self.header.owner = create.owner;
                 self.model = Some(model);
                 Ok(())
             }
@@ -486,6 +609,16 @@ impl Document {
             }
             DELETE_DOCUMENT => {
                 self.header.deleted = true;
+                Ok(())
+            }
+            SET_GRANTS => {
+                let set: SetGrantsInput =
+                    read_input(input).map_err(|e| Rejection::new("INVALID_INPUT", format!("SET_GRANTS input: {e}")))?;
+                check_grants(&set).map_err(Rejection::from)?;
+                self.header.grants = set.grants;
+                if set.owner.is_some() {
+                    self.header.owner = set.owner;
+                }
                 Ok(())
             }
             other => {
@@ -613,6 +746,70 @@ fn scope_slot(scope: Scope) -> usize {
         Scope::Global => 0,
         Scope::Local => 1,
         Scope::Document => 2,
+    }
+}
+
+/// Who may read and write a document: its owner and grants, folded from its `document` scope alone (no model, no
+/// state), as servers keep it in memory for their access checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessRules {
+    /// The owner; `None` for documents made before owners existed.
+    pub owner: Option<String>,
+    /// The grants.
+    pub grants: Vec<Grant>,
+    /// Whether a `DELETE_DOCUMENT` was applied.
+    pub deleted: bool,
+}
+
+impl AccessRules {
+    /// Folds one operation of the document's effective `document` scope history, as [`Document::apply`] would
+    /// (an operation kept with a refusal, or one whose input it would refuse, changes nothing).
+    pub fn fold(&mut self, op: &Operation) {
+        if op.action.scope != Scope::Document || op.error.is_some() {
+            return;
+        }
+        let input = &op.action.input;
+        match op.action.action_type.as_str() {
+            CREATE_DOCUMENT => {
+                if let Ok(create) = read_input::<CreateDocumentInput>(input)
+                    && create
+                        .owner
+                        .as_deref()
+                        .is_none_or(|o| check_principal(o, false).is_ok())
+                {
+                    self.owner = create.owner;
+                }
+            }
+            SET_GRANTS => {
+                if let Ok(set) = read_input::<SetGrantsInput>(input)
+                    && check_grants(&set).is_ok()
+                {
+                    self.grants = set.grants;
+                    if set.owner.is_some() {
+                        self.owner = set.owner;
+                    }
+                }
+            }
+            DELETE_DOCUMENT => self.deleted = true,
+            _ => {}
+        }
+    }
+
+    /// Whether the document is open as before owners existed: no owner and no grants.
+    pub fn is_open(&self) -> bool {
+        self.owner.is_none() && self.grants.is_empty()
+    }
+
+    /// The most `principal` may do by owner and grants (an owner writes), `None` when nothing; before roles.
+    pub fn access_of(&self, principal: &str) -> Option<Access> {
+        if self.owner.as_deref() == Some(principal) {
+            return Some(Access::Write);
+        }
+        self.grants
+            .iter()
+            .filter(|g| g.principal == principal || g.principal == EVERYONE)
+            .map(|g| g.access)
+            .max()
     }
 }
 

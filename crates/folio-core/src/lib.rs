@@ -36,8 +36,8 @@ pub mod operation;
 pub use causal::{ActionMeta, CausalContext, Stamp, order_key};
 pub use clock::{HlcTimestamp, HybridClock};
 pub use document::{
-    ApplyError, CreateDocumentInput, Document, DocumentHeader, HeaderChange, Revisions, UtcIso, header_change,
-    iso_from_millis,
+    Access, AccessRules, ApplyError, CreateDocumentInput, Document, DocumentHeader, Grant, GrantsError, HeaderChange,
+    Revisions, SetGrantsInput, UtcIso, check_grants, check_principal, header_change, iso_from_millis,
 };
 pub use error::CoreError;
 pub use hash::{ChainError, OpHash, check_chain, operation_hash};

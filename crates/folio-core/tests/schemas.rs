@@ -121,6 +121,11 @@ fn schemas_name_the_serialized_fields() {
         branch: Branch::default(),
         revision: Revisions::default(),
         deleted,
+        owner: Some("alice".into()),
+        grants: vec![folio_core::Grant {
+            principal: "*".into(),
+            access: folio_core::Access::Read,
+        }],
     };
     agrees(&header(true), &header(false));
 }

@@ -303,6 +303,17 @@ impl Reactor {
         name: &str,
         id: Option<DocumentId>,
     ) -> Result<Arc<Document>, ReactorError> {
+        self.create_document_owned(document_type, name, id, None).await
+    }
+
+    /// [`Reactor::create_document`], recording `owner` (a principal) as the document's owner.
+    pub async fn create_document_owned(
+        &self,
+        document_type: &str,
+        name: &str,
+        id: Option<DocumentId>,
+        owner: Option<&str>,
+    ) -> Result<Arc<Document>, ReactorError> {
         if self.registry().get(document_type).is_none() {
             return Err(ReactorError::UnknownDocumentType(document_type.to_owned()));
         }
@@ -311,6 +322,7 @@ impl Reactor {
             document_type: document_type.to_owned(),
             name: name.to_owned(),
             initial_state: None,
+            owner: owner.map(str::to_owned),
         };
         let action = self.action(
             CREATE_DOCUMENT,

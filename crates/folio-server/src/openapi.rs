@@ -26,7 +26,7 @@ use schemars::generate::SchemaSettings;
 use serde::Deserialize;
 
 use crate::ApiError;
-use crate::routes::{documents, jobs, meta, sync, tokens};
+use crate::routes::{documents, grants, jobs, meta, sync, tokens};
 use crate::state::AppState;
 use crate::ws;
 
@@ -77,13 +77,13 @@ pub(crate) struct Facts {
 
 impl Facts {
     pub(crate) fn new(config: &crate::state::ServerConfig, registry: &folio_core::ModelRegistry) -> Self {
-        use folio_core::document::{CREATE_DOCUMENT, DELETE_DOCUMENT, NOOP, SET_NAME};
+        use folio_core::document::{CREATE_DOCUMENT, DELETE_DOCUMENT, NOOP, SET_GRANTS, SET_NAME};
         let mut action_types: std::collections::BTreeSet<&str> = registry
             .iter()
             .flat_map(|model| model.action_types().iter().copied())
             .collect();
         // The document scope's actions, the local scope's (folio/json's, on every model) and NOOP.
-        action_types.extend([CREATE_DOCUMENT, SET_NAME, DELETE_DOCUMENT, NOOP]);
+        action_types.extend([CREATE_DOCUMENT, SET_NAME, DELETE_DOCUMENT, SET_GRANTS, NOOP]);
         action_types.extend(folio_core::models::json::JSON_ACTION_TYPES.iter().copied());
         Self {
             sync_body_limit: config.sync_body_limit,
@@ -308,6 +308,52 @@ pub(crate) fn build(
                         error::<404>(
                             op,
                             "DOCUMENT_NOT_FOUND: no such document, or it was deleted (`details.deleted`)",
+                        )
+                    })
+            }),
+        )
+        .api_route(
+            "/v1/documents/{id}/grants",
+            get_with(grants::get, |op| {
+                op.id("getGrants")
+                    .tag("documents")
+                    .summary("Who may read or write a document: its owner and grants")
+                    .with(read)
+                    .with(|op| {
+                        error::<404>(
+                            op,
+                            "DOCUMENT_NOT_FOUND: no such document, or the token's principal may not read it",
+                        )
+                    })
+            })
+            .put_with(grants::put, |op| {
+                op.id("putGrants")
+                    .tag("documents")
+                    .summary(
+                        "Replace a document's grants (its owner with a write token, or an admin token; only an admin \
+                         changes the owner); the change is a SET_GRANTS operation in the document scope",
+                    )
+                    .with(write)
+                    .with(json_body)
+                    .with(|op| {
+                        error::<400>(
+                            op,
+                            "INVALID_PRINCIPAL: an empty, over 200-character or control-character principal, or `*` \
+                             as owner; TOO_MANY_GRANTS: over 1,000 grants; DUPLICATE_GRANT: a principal granted twice",
+                        )
+                    })
+                    .with(|op| {
+                        error::<403>(
+                            op,
+                            "FORBIDDEN: the token may read the document but not manage its grants, or changes its \
+                             owner without being an admin",
+                        )
+                    })
+                    .with(|op| {
+                        error::<404>(
+                            op,
+                            "DOCUMENT_NOT_FOUND: no such document, it was deleted, or the token's principal may not \
+                             read it",
                         )
                     })
             }),

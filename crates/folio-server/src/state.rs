@@ -74,4 +74,6 @@ pub struct AppShared {
     pub tokens: Arc<Tokens>,
     /// The limits.
     pub config: Arc<ServerConfig>,
+    /// Each document's owner and grants, for the access checks of every path.
+    pub access: Arc<crate::access::AccessCache>,
 }

@@ -62,7 +62,7 @@ pub async fn subscribe(
     match ws {
         Ok(ws) => ws.max_message_size(64 * 1024).on_upgrade(move |socket| async move {
             let _open = Open::count("subscribe");
-            run(socket, state, caller.id).await
+            run(socket, state, caller).await
         }),
         Err(rejection) => not_a_handshake(rejection),
     }
@@ -154,11 +154,29 @@ pub(crate) async fn close_revoked(mut socket: WebSocket) {
     let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(Message::Close(Some(frame)))).await;
 }
 
-async fn run(mut socket: WebSocket, state: AppState, token_id: String) {
+/// Whether `caller` may read the document `received` is about (`true` for what is about no document), decided when
+/// the event is sent: once a grant is lost, that document's events stop.
+async fn readable(state: &AppState, caller: &Caller, received: &Received) -> bool {
+    let id = match received {
+        Received::Event(Event::OperationsCommitted { unit, .. }) | Received::Event(Event::Conflict { unit, .. }) => {
+            unit.document_id
+        }
+        _ => return true,
+    };
+    match state.access.decide(state.reactor.store(), caller, id).await {
+        Ok((decision, _)) => decision != crate::access::Decision::Hidden,
+        Err(e) => {
+            tracing::warn!("subscription access check failed: {}", e.message);
+            false
+        }
+    }
+}
+
+async fn run(mut socket: WebSocket, state: AppState, caller: Caller) {
     // Subscribe before answering, so nothing committed after `subscribed` is missed.
     let mut events = state.reactor.subscribe();
     let tokens = state.tokens.clone();
-    let revoked = until_revoked(&tokens, &token_id);
+    let revoked = until_revoked(&tokens, &caller.id);
     tokio::pin!(revoked);
     let mut filter = match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, socket.recv()).await {
         Ok(Some(Ok(Message::Text(text)))) => match parse(&text) {
@@ -182,6 +200,9 @@ async fn run(mut socket: WebSocket, state: AppState, token_id: String) {
             () = &mut revoked => return close_revoked(socket).await,
             received = events.next() => {
                 let Some(received) = received else { return };
+                if !readable(&state, &caller, &received).await {
+                    continue;
+                }
                 for message in messages(received, &filter) {
                     if !send(&mut socket, message).await {
                         return;

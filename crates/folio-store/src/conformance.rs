@@ -1479,6 +1479,8 @@ pub async fn header_index(store: &dyn OperationStore) {
                 document: 1,
             },
             deleted: false,
+            owner: None,
+            grants: Vec::new(),
         });
     }
 

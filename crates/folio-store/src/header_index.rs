@@ -30,6 +30,8 @@ impl HeaderRecord {
             branch,
             revision,
             deleted: self.deleted,
+            owner: None,
+            grants: Vec::new(),
         }
     }
 }

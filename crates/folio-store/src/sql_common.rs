@@ -493,6 +493,8 @@ pub(crate) fn header_from_row(
         branch: branch.clone(),
         revision,
         deleted,
+        owner: None,
+        grants: Vec::new(),
     }
 }
 

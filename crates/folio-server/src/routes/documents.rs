@@ -16,6 +16,8 @@ use folio_reactor::Submit;
 use folio_store::ListQuery;
 
 use crate::ApiError;
+use crate::access::{Decision, Refusal, check_action};
+use crate::auth::Caller;
 use crate::body::{IdPath, JsonBody, QueryParams};
 use crate::state::AppState;
 use crate::wire::{
@@ -34,9 +36,29 @@ fn deleted(id: DocumentId) -> ApiError {
         .with_details(json!({ "documentId": id, "deleted": true }))
 }
 
-/// Whether the document exists on `branch` and is not deleted (from its stored header, without hydrating it): the
-/// check of the history's sub-resources (`/operations`, `/conflicts`), which answer 404 like the document.
-pub(crate) async fn require_live(state: &AppState, id: DocumentId, branch: &Branch) -> Result<(), ApiError> {
+/// What `caller` may do with document `id`, and its access rules; 404 `DOCUMENT_NOT_FOUND` when it may not read
+/// it (or it does not exist), as if it did not exist.
+pub(crate) async fn readable(
+    state: &AppState,
+    caller: &Caller,
+    id: DocumentId,
+) -> Result<(Decision, Arc<folio_core::AccessRules>), ApiError> {
+    match state.access.decide(state.reactor.store(), caller, id).await? {
+        (Decision::Hidden, _) | (_, None) => Err(not_found(id)),
+        (decision, Some(rules)) => Ok((decision, rules)),
+    }
+}
+
+/// Whether the document exists on `branch`, `caller` may read it, and it is not deleted (from its stored header,
+/// without hydrating it): the check of the history's sub-resources (`/operations`, `/conflicts`), which answer 404
+/// like the document.
+pub(crate) async fn require_live(
+    state: &AppState,
+    caller: &Caller,
+    id: DocumentId,
+    branch: &Branch,
+) -> Result<(), ApiError> {
+    readable(state, caller, id).await?;
     match state.reactor.store().header(id, branch).await? {
         None => Err(not_found(id)),
         Some(header) if header.deleted => Err(deleted(id)),
@@ -55,13 +77,18 @@ fn page_limit(state: &AppState, limit: Option<usize>) -> Result<usize, ApiError>
 /// `POST /v1/documents`: 201 with the new document.
 pub async fn create(
     State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
     JsonBody(req): JsonBody<CreateDocument>,
 ) -> Result<DocumentResponse<201>, ApiError> {
     let name = req.name.unwrap_or_default();
     if name.chars().count() > 1000 {
         return Err(ApiError::bad_request("the name is over 1000 characters"));
     }
-    let doc = state.reactor.create_document(&req.document_type, &name, req.id).await?;
+    // The creator's principal owns the document.
+    let doc = state
+        .reactor
+        .create_document_owned(&req.document_type, &name, req.id, Some(&caller.principal))
+        .await?;
     Ok(DocumentResponse(doc.to_json_string()))
 }
 
@@ -97,16 +124,39 @@ impl<const STATUS: u16> OperationOutput for DocumentResponse<STATUS> {
 /// `GET /v1/documents?type=&limit=&after=`.
 pub async fn list(
     State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<Json<DocumentList>, ApiError> {
     let limit = page_limit(&state, params.limit)?;
-    let query = ListQuery {
+    let mut query = ListQuery {
         document_type: params.document_type,
         after: params.after,
         limit: limit + 1,
         ..ListQuery::default()
     };
-    let mut headers = state.reactor.list(&query).await?;
+    // Only what the caller may read, each header with its owner and grants; pages of the index are read until the
+    // page is full or the index ends.
+    let mut headers = Vec::with_capacity(limit + 1);
+    loop {
+        let page = state.reactor.list(&query).await?;
+        let exhausted = page.len() < query.limit;
+        query.after = page.last().map(|h| h.id).or(query.after);
+        for mut header in page {
+            if let (decision, Some(rules)) = state.access.decide(state.reactor.store(), &caller, header.id).await?
+                && decision != Decision::Hidden
+            {
+                header.owner = rules.owner.clone();
+                header.grants = rules.grants.clone();
+                headers.push(header);
+                if headers.len() > limit {
+                    break;
+                }
+            }
+        }
+        if exhausted || headers.len() > limit {
+            break;
+        }
+    }
     let next = if headers.len() > limit {
         headers.truncate(limit);
         headers.last().map(|h| h.id)
@@ -122,9 +172,11 @@ pub async fn list(
 /// `GET /v1/documents/{id}?branch=&revision=&minRevision=`.
 pub async fn get(
     State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
     IdPath(id): IdPath,
     QueryParams(params): QueryParams<GetParams>,
 ) -> Result<DocumentResponse<200>, ApiError> {
+    readable(&state, &caller, id).await?;
     let branch = params.branch.unwrap_or_default();
     // `minRevision` first (wait until the view reaches it), then `revision` (the document as it was then): together
     // they read a past revision once the write that made it is visible on this node.
@@ -151,9 +203,11 @@ pub async fn get(
 /// `POST /v1/documents/{id}/actions`.
 pub async fn actions(
     State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
     IdPath(id): IdPath,
     JsonBody(req): JsonBody<SubmitActions>,
 ) -> Result<ActionsAnswer, ApiError> {
+    let (decision, rules) = readable(&state, &caller, id).await?;
     if req.actions.is_empty() {
         return Err(ApiError::bad_request("actions is empty"));
     }
@@ -182,6 +236,9 @@ pub async fn actions(
             action
         })
         .collect();
+    for action in &actions {
+        check_action(&caller, &rules, decision, action).map_err(|r: Refusal| r.to_api(id))?;
+    }
     let wait = req.wait.unwrap_or(true);
     // A deleted document refuses actions as 404, like the document (the executor refuses them too, atomically, as
     // 422 `ACTION_REJECTED` `DOCUMENT_DELETED`, should a deletion commit between this check and the job). From the
@@ -205,6 +262,10 @@ pub async fn actions(
         }));
     }
     let outcome = handle.wait().await?;
+    if outcome.operations.iter().any(|op| op.action.scope == Scope::Document) {
+        // A grant or a deletion is seen by this node's next check at once.
+        state.access.invalidate(id);
+    }
     // Written straight from the operations, without an intermediate JSON tree.
     let body = serde_json::to_vec(&Completed {
         job_id,
@@ -260,11 +321,12 @@ impl OperationOutput for ActionsAnswer {
 /// `GET /v1/documents/{id}/operations?scope=&branch=&from=&limit=`.
 pub async fn operations(
     State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
     IdPath(id): IdPath,
     QueryParams(params): QueryParams<OperationsParams>,
 ) -> Result<Json<OperationPage>, ApiError> {
     let branch = params.branch.unwrap_or_default();
-    require_live(&state, id, &branch).await?;
+    require_live(&state, &caller, id, &branch).await?;
     let limit = page_limit(&state, params.limit)?;
     let unit = SyncUnit::new(id, params.scope.unwrap_or(Scope::Global), branch);
     let page = state
@@ -278,7 +340,14 @@ pub async fn operations(
 }
 
 /// `DELETE /v1/documents/{id}`: marks it deleted (an operation; the history stays).
-pub async fn delete(State(state): State<AppState>, IdPath(id): IdPath) -> Result<Json<Deleted>, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    IdPath(id): IdPath,
+) -> Result<Json<Deleted>, ApiError> {
+    if readable(&state, &caller, id).await?.0 != Decision::Write {
+        return Err(Refusal::Forbidden("this token may read the document, not delete it".into()).to_api(id));
+    }
     let doc = state
         .reactor
         .get(id, &Branch::default())
@@ -293,6 +362,7 @@ pub async fn delete(State(state): State<AppState>, IdPath(id): IdPath) -> Result
         }));
     }
     let outcome = state.reactor.delete_document(id).await?;
+    state.access.invalidate(id);
     Ok(Json(Deleted {
         document_id: id,
         deleted: true,

@@ -9,7 +9,10 @@
 //!   each sent as soon as the server commits (and every second, for commits made by other processes).
 //! * `GET /v1/documents/{id}/conflicts` → `{ conflicts: [{ scope, index, actionId, reason, operation }] }`.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
+
+use futures::StreamExt;
 
 use axum::Json;
 use axum::extract::State;
@@ -19,11 +22,15 @@ use axum::response::Response;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use folio_core::{Branch, DocumentId, Operation, Scope};
+use folio_core::document::{CREATE_DOCUMENT, SET_GRANTS};
+use folio_core::{AccessRules, Branch, DocumentId, Operation, Scope};
 use folio_reactor::{Event, Received};
-use folio_sync::{Filter, PullRequest, PullResponse, PushRequest, PushResponse, RemoteInfo, SyncError};
+use folio_sync::protocol::RejectedAction;
+use folio_sync::{Filter, PullRequest, PullResponse, PushRequest, PushResponse, RemoteInfo, SyncEntry, SyncError};
 
 use crate::ApiError;
+use crate::access::{Decision, Refusal, check_action, decide};
+use crate::auth::{Caller, Role};
 use crate::body::{IdPath, JsonBody, QueryParams};
 use crate::state::AppState;
 
@@ -54,6 +61,7 @@ pub async fn info(State(state): State<AppState>) -> Json<RemoteInfo> {
 /// `POST /v1/sync/push`.
 pub async fn push(
     State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
     JsonBody(request): JsonBody<PushRequest>,
 ) -> Result<Json<PushResponse>, ApiError> {
     if request.replica.is_empty() || request.replica.chars().count() > 64 {
@@ -96,10 +104,197 @@ pub async fn push(
         }
     }
     let entries = request.entries.len() as u64;
-    let answer = state.replica.integrate(request.entries).await?;
+    let screened = screen_push(&state, &caller, request.entries).await?;
+    let mut answer = state.replica.integrate(screened.entries).await?;
+    answer.new = answer.new.saturating_sub(screened.claims);
+    let mut rejected = screened.refused;
+    rejected.append(&mut answer.rejected);
+    answer.rejected = rejected;
     metrics::counter!("folio_sync_pushes_total").increment(1);
     metrics::counter!("folio_sync_pushed_entries_total").increment(entries);
     Ok(Json(answer))
+}
+
+/// A push's entries once access is checked: those to integrate (with the claims of documents created offline),
+/// those refused, and how many claims were added.
+struct Screened {
+    entries: Vec<SyncEntry>,
+    refused: Vec<RejectedAction>,
+    claims: usize,
+}
+
+/// Checks each entry of a push against the caller's access to its document ([`check_action`], beside any other
+/// per-action check): an entry the caller may not write is refused and reported (`DOCUMENT_NOT_FOUND` for a
+/// document it may not read, or that does not exist and is not created by the push; `FORBIDDEN` for one it may
+/// only read, or a grant change it may not make); the rest goes on. A document the push creates without an owner
+/// (a replica made it offline) is given to the caller: a `SET_GRANTS` of this server follows its creation, in the
+/// same integration.
+async fn screen_push(state: &AppState, caller: &Caller, entries: Vec<SyncEntry>) -> Result<Screened, ApiError> {
+    let mut screened = Screened {
+        entries: Vec::with_capacity(entries.len()),
+        refused: Vec::new(),
+        claims: 0,
+    };
+    if caller.role == Role::Admin {
+        screened.entries = entries;
+        return Ok(screened);
+    }
+    let mut rules: HashMap<DocumentId, Result<(Decision, AccessRules), Refusal>> = HashMap::new();
+    let mut claims = Vec::new();
+    for entry in &entries {
+        let id = entry.document_id;
+        if rules.contains_key(&id) {
+            continue;
+        }
+        let (decision, found) = state.access.decide(state.reactor.store(), caller, id).await?;
+        let pair = match found {
+            Some(found) => Ok((decision, (*found).clone())),
+            None => match entries.iter().find(|e| {
+                e.document_id == id
+                    && e.scope == Scope::Document
+                    && e.branch == Branch::default()
+                    && e.action.action_type == CREATE_DOCUMENT
+            }) {
+                // Created by this push: its creator's, once the create is checked below.
+                Some(create) => match create.action.input.get("owner") {
+                    Some(owner) if owner.as_str() != Some(caller.principal.as_str()) => Err(Refusal::Forbidden(
+                        "the push creates the document owned by another principal".into(),
+                    )),
+                    owner => {
+                        if owner.is_none() {
+                            claims.push(claim_entry(state, caller, create));
+                        }
+                        let rules = AccessRules {
+                            owner: Some(caller.principal.clone()),
+                            ..AccessRules::default()
+                        };
+                        Ok((decide(caller, Some(&rules)), rules))
+                    }
+                },
+                None => Err(Refusal::NotFound),
+            },
+        };
+        rules.insert(id, pair);
+    }
+    for entry in entries {
+        let checked = match &rules[&entry.document_id] {
+            Ok((decision, doc_rules)) => check_action(caller, doc_rules, *decision, &entry.action),
+            Err(refusal) => Err(refusal.clone()),
+        };
+        match checked {
+            Ok(()) => screened.entries.push(entry),
+            Err(refusal) => screened.refused.push(refused(&entry, &refusal)),
+        }
+    }
+    // A claim integrates with its document's creation, after it in the total order.
+    screened.claims = claims.len();
+    screened.entries.extend(claims);
+    Ok(screened)
+}
+
+fn refused(entry: &SyncEntry, refusal: &Refusal) -> RejectedAction {
+    RejectedAction {
+        document_id: entry.document_id,
+        action_id: entry.action.id,
+        reason: refusal.reason(entry.document_id),
+    }
+}
+
+/// This server's `SET_GRANTS` giving the document `create` makes to the caller, clocked after the creation.
+fn claim_entry(state: &AppState, caller: &Caller, create: &SyncEntry) -> SyncEntry {
+    let input = serde_json::to_value(crate::access::claim(&caller.principal)).unwrap_or_default();
+    let mut action = state.reactor.action(SET_GRANTS, input, Scope::Document);
+    if action.timestamp() <= create.action.timestamp() {
+        action.timestamp_utc_ms = create.action.timestamp_utc_ms;
+        action.counter = create.action.counter.saturating_add(1);
+    }
+    action.replica = Some(state.replica.id().to_owned());
+    SyncEntry {
+        document_id: create.document_id,
+        scope: Scope::Document,
+        branch: create.branch.clone(),
+        action,
+    }
+}
+
+/// Leaves out of a pull's answer what `caller` may not read. When the answer carries a `SET_GRANTS` of a document
+/// the caller may read, the document's whole effective history comes with it (before its first entry): a grant
+/// gained after the puller's cursor passed the document's older operations must still give it the whole document.
+/// Entries it already had are duplicates to the puller, which drops them.
+async fn visible(
+    state: &AppState,
+    caller: &Caller,
+    request: &PullRequest,
+    mut answer: PullResponse,
+) -> Result<PullResponse, ApiError> {
+    if caller.role == Role::Admin || answer.entries.is_empty() {
+        return Ok(answer);
+    }
+    let mut readable: HashMap<DocumentId, bool> = HashMap::new();
+    let mut regranted: HashSet<DocumentId> = HashSet::new();
+    for entry in &answer.entries {
+        let id = entry.document_id;
+        if let std::collections::hash_map::Entry::Vacant(slot) = readable.entry(id) {
+            let (decision, _) = state.access.decide(state.reactor.store(), caller, id).await?;
+            slot.insert(decision != Decision::Hidden);
+        }
+        if readable[&id] && entry.scope == Scope::Document && entry.action.action_type == SET_GRANTS {
+            regranted.insert(id);
+        }
+    }
+    let mut out = Vec::with_capacity(answer.entries.len());
+    let mut sent: HashMap<DocumentId, HashSet<uuid::Uuid>> = HashMap::new();
+    for entry in std::mem::take(&mut answer.entries) {
+        let id = entry.document_id;
+        if !readable[&id] {
+            continue;
+        }
+        if regranted.contains(&id) && !sent.contains_key(&id) {
+            let history = history(state, id, &entry.branch, request.exclude.as_deref()).await?;
+            let ids = sent.entry(id).or_default();
+            for e in history {
+                ids.insert(e.action.id);
+                out.push(e);
+            }
+        }
+        if sent.get(&id).is_some_and(|ids| ids.contains(&entry.action.id)) {
+            continue;
+        }
+        out.push(entry);
+    }
+    answer.entries = out;
+    Ok(answer)
+}
+
+/// The effective history of a document on `branch` as sync entries (`document` scope first), without `exclude`'s
+/// actions.
+async fn history(
+    state: &AppState,
+    id: DocumentId,
+    branch: &Branch,
+    exclude: Option<&str>,
+) -> Result<Vec<SyncEntry>, ApiError> {
+    let mut out = Vec::new();
+    for scope in [Scope::Document, Scope::Global] {
+        let unit = folio_core::SyncUnit::new(id, scope, branch.clone());
+        let mut ops = Vec::new();
+        let mut stream = state.reactor.store().read(&unit, 0, None);
+        while let Some(op) = stream.next().await {
+            ops.push(op.map_err(folio_reactor::ReactorError::from)?);
+        }
+        out.extend(
+            folio_core::merge::effective(&ops)
+                .into_iter()
+                .filter(|op| exclude.is_none_or(|x| op.action.replica.as_deref() != Some(x)))
+                .map(|op| SyncEntry {
+                    document_id: id,
+                    scope,
+                    branch: branch.clone(),
+                    action: op.action.clone(),
+                }),
+        );
+    }
+    Ok(out)
 }
 
 /// Query of `pull` and `live`.
@@ -169,10 +364,12 @@ impl PullParams {
 /// `GET /v1/sync/pull`.
 pub async fn pull(
     State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
     QueryParams(params): QueryParams<PullParams>,
 ) -> Result<Json<PullResponse>, ApiError> {
     let request = params.request()?;
     let answer = state.replica.serve_pull(&request).await?;
+    let answer = visible(&state, &caller, &request, answer).await?;
     metrics::counter!("folio_sync_pulls_total").increment(1);
     metrics::counter!("folio_sync_pulled_entries_total").increment(answer.entries.len() as u64);
     Ok(Json(answer))
@@ -190,17 +387,17 @@ pub async fn live(
     Ok(match ws {
         Ok(ws) => ws.max_message_size(64 * 1024).on_upgrade(move |socket| async move {
             let _open = crate::ws::Open::count("sync_live");
-            run_live(socket, state, request, caller.id).await
+            run_live(socket, state, request, caller).await
         }),
         Err(rejection) => crate::ws::not_a_handshake(rejection),
     })
 }
 
-async fn run_live(mut socket: WebSocket, state: AppState, mut request: PullRequest, token_id: String) {
+async fn run_live(mut socket: WebSocket, state: AppState, mut request: PullRequest, caller: Caller) {
     // Subscribe first: whatever commits after the catch-up reads is announced by the bus.
     let mut events = state.reactor.subscribe();
     let tokens = state.tokens.clone();
-    let revoked = crate::ws::until_revoked(&tokens, &token_id);
+    let revoked = crate::ws::until_revoked(&tokens, &caller.id);
     tokio::pin!(revoked);
     let mut tick = tokio::time::interval(LIVE_POLL);
     loop {
@@ -210,6 +407,13 @@ async fn run_live(mut socket: WebSocket, state: AppState, mut request: PullReque
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!("live sync read failed: {e}");
+                    return;
+                }
+            };
+            let answer = match visible(&state, &caller, &request, answer).await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("live sync access check failed: {}", e.message);
                     return;
                 }
             };
@@ -251,9 +455,13 @@ async fn run_live(mut socket: WebSocket, state: AppState, mut request: PullReque
 
 /// `GET /v1/documents/{id}/conflicts`: the actions kept in the document's effective history but refused by their
 /// reducer in their merged position.
-pub async fn conflicts(State(state): State<AppState>, IdPath(id): IdPath) -> Result<Json<ConflictList>, ApiError> {
+pub async fn conflicts(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    IdPath(id): IdPath,
+) -> Result<Json<ConflictList>, ApiError> {
     let branch = Branch::default();
-    crate::routes::documents::require_live(&state, id, &branch).await?;
+    crate::routes::documents::require_live(&state, &caller, id, &branch).await?;
     let conflicts = state
         .reactor
         .conflicts(id, &branch, MAX_CONFLICTS)
