@@ -67,6 +67,11 @@ fn good_bodies(id: &str) -> Vec<(Method, String, Value)> {
         ),
         (Method::POST, "/v1/tokens".into(), json!({"role": "read"})),
         (
+            Method::PUT,
+            format!("/v1/documents/{id}/grants"),
+            json!({"grants": [{"principal": "*", "access": "read"}]}),
+        ),
+        (
             Method::POST,
             "/v1/sync/push".into(),
             json!({"replica": "replica-b", "entries": [{

@@ -317,6 +317,15 @@ async fn read_tokens_read_write_tokens_write() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path()).await;
     let id = s.create_todo().await;
+    // The document is its creator's (the admin's principal): shared with every token, each acts by its role.
+    let (status, _) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/v1/documents/{id}/grants"),
+            Some(json!({"grants": [{"principal": "*", "access": "write"}]})),
+        )
+        .await;
+    assert_eq!(status, 200);
     let read = s.token(Role::Read);
     let write = s.token(Role::Write);
     let resp = s
