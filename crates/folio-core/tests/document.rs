@@ -598,3 +598,97 @@ fn header_change_agrees_with_apply_on_malformed_inputs() {
         assert_eq!(header_change(&op), None, "{action_type} {input}");
     }
 }
+
+// ---- owner and grants ----
+
+#[test]
+fn owner_and_grants_are_folded_into_the_header_and_the_access_rules() {
+    use folio_core::{Access, AccessRules, Grant};
+    let mut w = Writer::new();
+    w.write(
+        Scope::Document,
+        "CREATE_DOCUMENT",
+        json!({"documentType": TODO, "name": "G", "owner": "alice"}),
+    )
+    .unwrap();
+    assert_eq!(w.doc.header.owner.as_deref(), Some("alice"));
+    assert!(w.doc.header.grants.is_empty());
+    w.write(
+        Scope::Document,
+        "SET_GRANTS",
+        json!({"grants": [{"principal": "bob", "access": "read"}, {"principal": "*", "access": "write"}]}),
+    )
+    .unwrap();
+    let grants = vec![
+        Grant {
+            principal: "bob".into(),
+            access: Access::Read,
+        },
+        Grant {
+            principal: "*".into(),
+            access: Access::Write,
+        },
+    ];
+    assert_eq!(w.doc.header.grants, grants);
+    assert_eq!(
+        w.doc.header.owner.as_deref(),
+        Some("alice"),
+        "an input without owner keeps it"
+    );
+    // Refused inputs change nothing, in the reducer and in the access fold alike.
+    for (input, code) in [
+        (
+            json!({"grants": [{"principal": "", "access": "read"}]}),
+            "INVALID_PRINCIPAL",
+        ),
+        (
+            json!({"grants": [{"principal": "b", "access": "read"}, {"principal": "b", "access": "write"}]}),
+            "DUPLICATE_GRANT",
+        ),
+        (json!({"grants": [], "owner": "*"}), "INVALID_PRINCIPAL"),
+        (
+            json!({"grants": [{"principal": "b", "access": "own"}]}),
+            "INVALID_INPUT",
+        ),
+        (
+            json!({"grants": (0..1001).map(|i| json!({"principal": format!("p{i}"), "access": "read"})).collect::<Vec<_>>()}),
+            "TOO_MANY_GRANTS",
+        ),
+    ] {
+        let err = w.write(Scope::Document, "SET_GRANTS", input.clone()).unwrap_err();
+        assert_eq!(rejection_code(&err), code, "{input}");
+    }
+    w.write(Scope::Document, "SET_GRANTS", json!({"grants": [], "owner": "carol"}))
+        .unwrap();
+    let mut rules = AccessRules::default();
+    for op in &w.log {
+        rules.fold(op);
+    }
+    assert_eq!(rules.owner.as_deref(), Some("carol"));
+    assert_eq!(rules.grants, w.doc.header.grants);
+    assert!(rules.grants.is_empty() && !rules.is_open());
+    assert_eq!(rules.access_of("carol"), Some(Access::Write));
+    assert_eq!(rules.access_of("alice"), None);
+    // The header shows them; a document without owner or grants shows neither (as before).
+    let header = serde_json::to_value(&w.doc.header).unwrap();
+    assert_eq!(header["owner"], "carol");
+    assert!(header.get("grants").is_none());
+}
+
+#[test]
+fn the_highest_grant_wins_and_everyone_counts() {
+    use folio_core::{Access, AccessRules, Grant};
+    let grant = |p: &str, access| Grant {
+        principal: p.into(),
+        access,
+    };
+    let rules = AccessRules {
+        owner: None,
+        grants: vec![grant("*", Access::Read), grant("bob", Access::Write)],
+        deleted: false,
+    };
+    assert!(!rules.is_open());
+    assert_eq!(rules.access_of("bob"), Some(Access::Write));
+    assert_eq!(rules.access_of("anyone"), Some(Access::Read));
+    assert!(AccessRules::default().is_open());
+}
