@@ -89,16 +89,16 @@ pub fn check_action(caller: &Caller, rules: &AccessRules, decision: Decision, ac
                 "only the document's owner or an admin token changes its grants".into(),
             ));
         }
-        let new_owner = action.input.get("owner").and_then(|o| o.as_str());
-        if caller.role != Role::Admin && new_owner.is_some_and(|o| Some(o) != rules.owner.as_deref()) {
+        let new_owner = action.input.get("owner").filter(|o| !o.is_null());
+        if caller.role != Role::Admin && new_owner.is_some_and(|o| o.as_str() != rules.owner.as_deref()) {
             return Err(Refusal::Forbidden(
                 "only an admin token changes a document's owner".into(),
             ));
         }
     }
     if action.scope == Scope::Document && action.action_type == CREATE_DOCUMENT && caller.role != Role::Admin {
-        let owner = action.input.get("owner").and_then(|o| o.as_str());
-        if owner.is_some_and(|o| o != caller.principal) {
+        let owner = action.input.get("owner").filter(|o| !o.is_null());
+        if owner.is_some_and(|o| o.as_str() != Some(caller.principal.as_str())) {
             return Err(Refusal::Forbidden(
                 "a document is created owned by the creating principal (or by none)".into(),
             ));

@@ -407,6 +407,11 @@ impl Tokens {
                 )));
             }
         }
+        if spec.principal.as_ref().or(spec.label.as_ref()).map(String::as_str) == Some(folio_core::document::EVERYONE) {
+            return Err(TokenError::Invalid(
+                "`*` is no principal: a grant to `*` is a grant to everyone holding a token".into(),
+            ));
+        }
         create_private_dir(data_dir)?;
         let _lock = FileLock::take(data_dir)?;
         let path = data_dir.join("tokens");

@@ -597,6 +597,15 @@ async fn hostile_grants_are_refused_and_store_nothing() {
         let (_, ops) = get(&s, &s.admin, &format!("/v1/documents/{doc}/operations?scope=document")).await;
         assert_eq!(ops["operations"].as_array().unwrap().len(), n, "{ops}");
     }
+    // No token is made for the principal `*` (everyone), nor for an unusable one.
+    for body in [
+        json!({"role": "write", "principal": "*"}),
+        json!({"role": "write", "label": "*"}),
+        json!({"role": "write", "principal": ""}),
+        json!({"role": "write", "principal": "a\u{7}b"}),
+    ] {
+        assert_error(&post(&s, &s.admin, "/v1/tokens", body).await, 400, "BAD_REQUEST");
+    }
     // The limits themselves are taken: 1,000 grants, a 200-character principal.
     let thousand: Vec<Value> = (0..1000).map(|i| grant(&format!("p{i}"))).collect();
     assert_eq!(put_grants(&s, &alice, &id, json!({"grants": thousand})).await.0, 200);
@@ -993,5 +1002,72 @@ async fn pushes_refuse_per_action_and_never_reveal_existence() {
     );
     let (_, doc) = get(&s, &alice, &format!("/v1/documents/{private}")).await;
     assert_eq!(doc["header"]["revision"]["global"], 0);
+    s.stop().await;
+}
+
+/// Reads `/v1/sync/live` messages until one carries an entry of `want` (a document), returning every entry's
+/// document and the item ids its global actions add, in order.
+async fn live_until(ws: &mut Ws, want: &str) -> Vec<(String, Option<String>)> {
+    let mut seen = Vec::new();
+    loop {
+        let message = next_json(ws).await;
+        let mut found = false;
+        for e in message["entries"].as_array().unwrap() {
+            let doc = e["documentId"].as_str().unwrap().to_owned();
+            found |= doc == want;
+            seen.push((doc, e["action"]["input"]["id"].as_str().map(str::to_owned)));
+        }
+        if found {
+            return seen;
+        }
+    }
+}
+
+#[tokio::test]
+async fn live_sync_sends_only_readable_documents_and_a_granted_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let alice = token(&s, Role::Write, "alice");
+    let bob = token(&s, Role::Read, "bob");
+    let shared = create(&s, &alice, "shared").await;
+    let private = create(&s, &alice, "private").await;
+    put_grants(
+        &s,
+        &alice,
+        &shared,
+        json!({"grants": [{"principal": "bob", "access": "read"}]}),
+    )
+    .await;
+    add(&s, &alice, &private, "old").await;
+    add(&s, &alice, &shared, "s1").await;
+    let url = format!(
+        "{}/v1/sync/live?after=0&token={bob}",
+        s.base.replace("http://", "ws://")
+    );
+    let mut ws = tokio_tungstenite::connect_async(url).await.unwrap().0;
+    // The catch-up: the shared document only.
+    let seen = live_until(&mut ws, &shared).await;
+    assert!(seen.iter().all(|(d, _)| d == &shared), "{seen:?}");
+    assert!(seen.contains(&(shared.clone(), Some("s1".into()))));
+    // Live: the private document's writes are left out.
+    add(&s, &alice, &private, "p1").await;
+    add(&s, &alice, &shared, "s2").await;
+    let seen = live_until(&mut ws, &shared).await;
+    assert!(seen.iter().all(|(d, _)| d == &shared), "{seen:?}");
+    // Granted: the private document's whole history comes with the grant, older operations included.
+    put_grants(
+        &s,
+        &alice,
+        &private,
+        json!({"grants": [{"principal": "*", "access": "read"}]}),
+    )
+    .await;
+    let seen = live_until(&mut ws, &private).await;
+    let items: Vec<&str> = seen
+        .iter()
+        .filter(|(d, _)| d == &private)
+        .filter_map(|(_, i)| i.as_deref())
+        .collect();
+    assert_eq!(items, ["old", "p1"], "{seen:?}");
     s.stop().await;
 }

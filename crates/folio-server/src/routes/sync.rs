@@ -156,7 +156,7 @@ async fn screen_push(state: &AppState, caller: &Caller, entries: Vec<SyncEntry>)
                     && e.action.action_type == CREATE_DOCUMENT
             }) {
                 // Created by this push: its creator's, once the create is checked below.
-                Some(create) => match create.action.input.get("owner") {
+                Some(create) => match create.action.input.get("owner").filter(|o| !o.is_null()) {
                     Some(owner) if owner.as_str() != Some(caller.principal.as_str()) => Err(Refusal::Forbidden(
                         "the push creates the document owned by another principal".into(),
                     )),
