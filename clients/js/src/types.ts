@@ -13,6 +13,16 @@ export interface DocumentHeader {
   branch: string;
   revision: { global: number; local: number; document: number };
   deleted?: boolean;
+  /** The principal that owns the document; absent on documents made before owners existed. */
+  owner?: string;
+  /** Who else may read or write it (`SET_GRANTS` in the document scope); absent when none. */
+  grants?: Grant[];
+}
+
+/** A grant: `principal` (or `*`, everyone holding a token) may `access` the document. */
+export interface Grant {
+  principal: string;
+  access: "read" | "write";
 }
 
 /** A document: header, state and the hash of its global state. */

@@ -231,7 +231,10 @@ pub(crate) fn build(
             .get_with(documents::list, |op| {
                 op.id("listDocuments")
                     .tag("documents")
-                    .summary("List document headers, by type, paged by id (deleted documents are left out)")
+                    .summary(
+                        "List the headers of the documents the token may read, by type, paged by id (deleted \
+                         documents are left out; a page may be short when many are not readable: follow `next`)",
+                    )
                     .with(read)
             }),
         )

@@ -23,6 +23,9 @@ pub struct ServerConfig {
     pub max_wait: Duration,
     /// The most items a page of a listing holds.
     pub max_page: usize,
+    /// The most headers one listing looks at for the caller's access: a page may then be short (even empty), with
+    /// `next`.
+    pub list_scan: usize,
     /// Origins whose pages may call the API from a browser (`--cors-origin`); none by default.
     pub cors_origins: Vec<String>,
     /// A directory whose files are served at `/` beside the API (`--static`): a web app on the API's own origin.
@@ -39,6 +42,7 @@ impl ServerConfig {
             max_actions: 1000,
             max_wait: Duration::from_secs(10),
             max_page: 1000,
+            list_scan: 10_000,
             cors_origins: Vec::new(),
             static_dir: None,
         }

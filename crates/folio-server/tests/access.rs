@@ -918,6 +918,7 @@ async fn pushes_refuse_per_action_and_never_reveal_existence() {
     let missing = DocumentId::new().to_string();
     let fresh = DocumentId::new().to_string();
     let foreign = DocumentId::new().to_string();
+    let offline = DocumentId::new().to_string();
     let entries = vec![
         // A document bob may not read, and one that does not exist: the same refusal.
         entry(&private, Scope::Global, "ADD_TODO", json!({"id": "x", "title": "x"})),
@@ -950,6 +951,19 @@ async fn pushes_refuse_per_action_and_never_reveal_existence() {
             "SET_GRANTS",
             json!({"grants": [{"principal": "alice", "access": "read"}]}),
         ),
+        // A document created offline, without owner, shared offline: the pusher's, shared as it said.
+        entry(
+            &offline,
+            Scope::Document,
+            "CREATE_DOCUMENT",
+            json!({"documentType": "folio/todo-list"}),
+        ),
+        entry(
+            &offline,
+            Scope::Document,
+            "SET_GRANTS",
+            json!({"grants": [{"principal": "carol", "access": "write"}]}),
+        ),
     ];
     let (status, answer) = post(
         &s,
@@ -980,7 +994,14 @@ async fn pushes_refuse_per_action_and_never_reveal_existence() {
             (fresh.clone(), "FORBIDDEN".into()),
         ]
     );
-    assert_eq!(answer["new"], 3, "{answer}");
+    assert_eq!(answer["new"], 5, "{answer}");
+    assert_eq!(
+        get(&s, &bob, &format!("/v1/documents/{offline}/grants")).await,
+        (
+            200,
+            json!({"owner": "bob", "grants": [{"principal": "carol", "access": "write"}]})
+        )
+    );
     let msg = |r: &Value| {
         r["reason"]
             .as_str()
@@ -1069,5 +1090,38 @@ async fn live_sync_sends_only_readable_documents_and_a_granted_history() {
         .filter_map(|(_, i)| i.as_deref())
         .collect();
     assert_eq!(items, ["old", "p1"], "{seen:?}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_listing_looks_at_a_bounded_number_of_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_with(dir.path(), ReactorConfig::default(), |c| folio_server::ServerConfig {
+        list_scan: 3,
+        ..c
+    })
+    .await;
+    let alice = token(&s, Role::Write, "alice");
+    let bob = token(&s, Role::Write, "bob");
+    let mut mine = Vec::new();
+    for i in 0..8 {
+        create(&s, &alice, &format!("hidden {i}")).await;
+        if i % 4 == 3 {
+            mine.push(create(&s, &bob, &format!("bob's {i}")).await);
+        }
+    }
+    // Eight hidden documents and two of bob's, in id (creation) order: pages are cut after 3 headers looked at,
+    // some short or empty, and following `next` lists exactly bob's.
+    let (status, first) = get(&s, &bob, "/v1/documents?limit=2").await;
+    assert_eq!(status, 200);
+    assert!(first["documents"].as_array().unwrap().is_empty(), "{first}");
+    assert!(first["next"].is_string(), "{first}");
+    assert_eq!(listed(&s, &bob).await, mine);
+    let (_, all) = get(&s, &alice, "/v1/documents?limit=100").await;
+    assert_eq!(all["documents"].as_array().unwrap().len(), 8, "{all}");
+    assert!(
+        all["next"].is_null(),
+        "a page filled before the end needs no cut: {all}"
+    );
     s.stop().await;
 }

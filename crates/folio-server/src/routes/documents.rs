@@ -135,13 +135,18 @@ pub async fn list(
         ..ListQuery::default()
     };
     // Only what the caller may read, each header with its owner and grants; pages of the index are read until the
-    // page is full or the index ends.
+    // page is full, the index ends, or `list_scan` headers were looked at: then the page is short (even empty) and
+    // `next` is the last id looked at, so a principal that reads few of many documents pages through them in
+    // requests of bounded cost.
     let mut headers = Vec::with_capacity(limit + 1);
+    let mut scanned = 0usize;
+    let mut cut = false;
     loop {
         let page = state.reactor.list(&query).await?;
         let exhausted = page.len() < query.limit;
-        query.after = page.last().map(|h| h.id).or(query.after);
         for mut header in page {
+            scanned += 1;
+            query.after = Some(header.id);
             if let (decision, Some(rules)) = state.access.decide(state.reactor.store(), &caller, header.id).await?
                 && decision != Decision::Hidden
             {
@@ -156,10 +161,16 @@ pub async fn list(
         if exhausted || headers.len() > limit {
             break;
         }
+        if scanned >= state.config.list_scan.max(limit + 1) {
+            cut = true;
+            break;
+        }
     }
     let next = if headers.len() > limit {
         headers.truncate(limit);
         headers.last().map(|h| h.id)
+    } else if cut {
+        query.after
     } else {
         None
     };

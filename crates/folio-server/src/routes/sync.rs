@@ -141,6 +141,12 @@ async fn screen_push(state: &AppState, caller: &Caller, entries: Vec<SyncEntry>)
     }
     let mut rules: HashMap<DocumentId, Result<(Decision, AccessRules), Refusal>> = HashMap::new();
     let mut claims = Vec::new();
+    let mut creations: HashMap<DocumentId, &SyncEntry> = HashMap::new();
+    for e in &entries {
+        if e.scope == Scope::Document && e.branch == Branch::default() && e.action.action_type == CREATE_DOCUMENT {
+            creations.entry(e.document_id).or_insert(e);
+        }
+    }
     for entry in &entries {
         let id = entry.document_id;
         if rules.contains_key(&id) {
@@ -149,12 +155,7 @@ async fn screen_push(state: &AppState, caller: &Caller, entries: Vec<SyncEntry>)
         let (decision, found) = state.access.decide(state.reactor.store(), caller, id).await?;
         let pair = match found {
             Some(found) => Ok((decision, (*found).clone())),
-            None => match entries.iter().find(|e| {
-                e.document_id == id
-                    && e.scope == Scope::Document
-                    && e.branch == Branch::default()
-                    && e.action.action_type == CREATE_DOCUMENT
-            }) {
+            None => match creations.get(&id) {
                 // Created by this push: its creator's, once the create is checked below.
                 Some(create) => match create.action.input.get("owner").filter(|o| !o.is_null()) {
                     Some(owner) if owner.as_str() != Some(caller.principal.as_str()) => Err(Refusal::Forbidden(
@@ -200,14 +201,13 @@ fn refused(entry: &SyncEntry, refusal: &Refusal) -> RejectedAction {
     }
 }
 
-/// This server's `SET_GRANTS` giving the document `create` makes to the caller, clocked after the creation.
+/// This server's `SET_GRANTS` giving the document `create` makes to the caller, clocked just after the creation:
+/// before any grant change the replica made offline after creating it, which then stays in force.
 fn claim_entry(state: &AppState, caller: &Caller, create: &SyncEntry) -> SyncEntry {
     let input = serde_json::to_value(crate::access::claim(&caller.principal)).unwrap_or_default();
     let mut action = state.reactor.action(SET_GRANTS, input, Scope::Document);
-    if action.timestamp() <= create.action.timestamp() {
-        action.timestamp_utc_ms = create.action.timestamp_utc_ms;
-        action.counter = create.action.counter.saturating_add(1);
-    }
+    action.timestamp_utc_ms = create.action.timestamp_utc_ms;
+    action.counter = create.action.counter.saturating_add(1);
     action.replica = Some(state.replica.id().to_owned());
     SyncEntry {
         document_id: create.document_id,
