@@ -64,7 +64,8 @@ pub enum Access {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Grant {
-    /// A principal's name, or `*` for everyone holding a token.
+    /// A principal's name (1 to 200 characters, no ASCII control character), or `*` for everyone holding a token.
+    #[schemars(length(min = 1, max = 200), regex(pattern = r"^[^\x00-\x1f\x7f]+$"))]
     pub principal: String,
     /// `read` or `write`.
     pub access: Access,

@@ -43,12 +43,17 @@ impl Grants {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutGrants {
-    /// The grants, replacing all earlier ones: at most 1,000, one per principal; a principal is 1 to 200
-    /// characters without ASCII control characters, or `*`.
+    /// The grants, replacing all earlier ones: at most 1,000, one per principal (a principal named twice is 400
+    /// `DUPLICATE_GRANT`).
     #[schemars(length(max = 1000))]
     pub grants: Vec<Grant>,
-    /// A new owner (admin tokens only; the current owner may be repeated). Absent: the owner stays.
+    /// A new owner (admin tokens only; the current owner may be repeated): 1 to 200 characters, no ASCII control
+    /// character, not `*`. Absent: the owner stays.
     #[serde(default)]
+    #[schemars(
+        length(min = 1, max = 200),
+        regex(pattern = r"^([^*\x00-\x1f\x7f][^\x00-\x1f\x7f]*|\*[^\x00-\x1f\x7f]+)$")
+    )]
     pub owner: Option<String>,
 }
 
