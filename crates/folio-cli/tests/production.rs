@@ -507,11 +507,16 @@ async fn tokens_are_listed_labelled_expired_and_revoked_within_a_second() {
     let refused = get(&client, &format!("{base}/v1/documents"), &short).await;
     assert_eq!(refused.status(), 401);
 
-    // The request log names tokens by label.
+    // The request log names tokens by label and principal.
     drop(server);
     let log = std::fs::read_to_string(tmp.path().join("data.log")).unwrap();
     assert!(
         log.contains("token=\"watcher\"") || log.contains("token=watcher"),
+        "{log}"
+    );
+    // And by principal.
+    assert!(
+        log.contains("principal=\"watcher\"") || log.contains("principal=watcher"),
         "{log}"
     );
 
