@@ -309,9 +309,10 @@ pub trait OperationStore: Send + Sync + 'static {
     /// Everything a cold load of `document_id` on `branch` at its heads reads (see [`ColdRead`]), each scope's
     /// operations capped at `limit`: the keyframe is looked up only when `keyframes` is true.
     ///
-    /// The default asks [`OperationStore::head`], [`OperationStore::nearest_keyframe`], [`OperationStore::skips`] and
-    /// [`OperationStore::read`] in turn (several round trips, and appends may land between them: each part is read
-    /// up to the head it was given). PostgreSQL answers with one statement.
+    /// The default asks [`OperationStore::read`], [`OperationStore::head`] (of the global scope, and of another
+    /// scope only when its read reached the cap), [`OperationStore::nearest_keyframe`] and [`OperationStore::skips`]
+    /// in turn: seven calls, and appends may land between them (the global scope is read up to the head it was
+    /// given). PostgreSQL answers with one statement.
     async fn read_cold(
         &self,
         document_id: DocumentId,
@@ -322,26 +323,32 @@ pub trait OperationStore: Send + Sync + 'static {
         use folio_core::Scope;
         let unit = |scope| SyncUnit::new(document_id, scope, branch.clone());
         let (document, global, local) = (unit(Scope::Document), unit(Scope::Global), unit(Scope::Local));
+        let first =
+            |unit: &SyncUnit, from: u64, to: Option<u64>| self.read(unit, from, to).take(limit).try_collect::<Vec<_>>();
+        // A scope read from 0 that stops short of the cap was read to its head: no call for the head.
+        let head_after = async |unit: &SyncUnit, ops: &[Operation]| match ops.len() < limit {
+            true => Ok(ops.last().map_or(0, |op| op.index + 1)),
+            false => self.head(unit).await.map(|(revision, _)| revision),
+        };
+        let document_ops = first(&document, 0, None).await?;
+        let local_ops = first(&local, 0, None).await?;
         let heads = ScopeHeads {
-            document: self.head(&document).await?.0,
+            document: head_after(&document, &document_ops).await?,
             global: self.head(&global).await?.0,
-            local: self.head(&local).await?.0,
+            local: head_after(&local, &local_ops).await?,
         };
         let keyframe = match keyframes && heads.global > 0 {
             true => self.nearest_keyframe(&global, heads.global).await?,
             false => None,
         };
         let from = keyframe.as_ref().map_or(0, |k| k.revision);
-        let first = |unit: &SyncUnit, from: u64, head: u64| {
-            self.read(unit, from, Some(head)).take(limit).try_collect::<Vec<_>>()
-        };
         Ok(ColdRead {
             heads,
-            document_skips: self.skips(&document, 0, Some(heads.document)).await?,
+            document_skips: self.skips(&document, 0, None).await?,
             global_skips: self.skips(&global, from, Some(heads.global)).await?,
-            document: first(&document, 0, heads.document).await?,
-            global: first(&global, from, heads.global).await?,
-            local: first(&local, 0, heads.local).await?,
+            document: document_ops,
+            global: first(&global, from, Some(heads.global)).await?,
+            local: local_ops,
             keyframe,
         })
     }
