@@ -118,6 +118,10 @@ fn change_slot(key: &DocKey) -> usize {
 /// Bytes counted per applied operation between two measurements of a document's size.
 const BYTES_PER_OP: usize = 128;
 
+/// The most operations of each scope a cold load takes with its first read ([`OperationStore::read_cold`]); a longer
+/// tail is streamed after it.
+const COLD_READ_LIMIT: usize = 512;
+
 /// Read model of documents over an [`OperationStore`]. Cheap to share behind an `Arc`.
 pub struct DocumentView {
     store: Arc<dyn OperationStore>,
@@ -315,6 +319,9 @@ impl DocumentView {
         global_revision: Option<u64>,
         document_revision: Option<u64>,
     ) -> Result<Option<Document>, ReactorError> {
+        if global_revision.is_none() && document_revision.is_none() {
+            return self.hydrate_head(key).await;
+        }
         let mut doc = Document::empty(key.id, key.branch.clone());
         let document = key.unit(Scope::Document);
         let (_, cuts) = self.cuts(&document, None, document_revision).await?;
@@ -350,6 +357,80 @@ impl DocumentView {
             self.put_keyframe(key, &doc).await;
         }
         Ok(Some(doc))
+    }
+
+    /// [`Self::hydrate_at`] at the heads: the store's [`OperationStore::read_cold`] brings the heads, the keyframe,
+    /// the skips and the first operations of every scope at once (one round trip on PostgreSQL); only a longer tail
+    /// is streamed after it, and a keyframe that a merge's cut reaches below sends the global scope the general way.
+    async fn hydrate_head(&self, key: &DocKey) -> Result<Option<Document>, ReactorError> {
+        let cold = self
+            .store
+            .read_cold(key.id, &key.branch, self.keyframe_every > 0, COLD_READ_LIMIT)
+            .await?;
+        let mut doc = Document::empty(key.id, key.branch.clone());
+        let document = key.unit(Scope::Document);
+        let cuts = Cuts::from_skips(cold.document_skips);
+        self.fold_read(&mut doc, &document, 0, cold.document, cold.heads.document, &cuts)
+            .await?;
+        if !doc.is_created() {
+            return Ok(None);
+        }
+        let global = key.unit(Scope::Global);
+        let target = cold.heads.global;
+        let skips = Cuts::from_skips(cold.global_skips);
+        let from = cold.keyframe.as_ref().map_or(0, |k| k.revision);
+        let below_keyframe = skips.min_cut().is_some_and(|cut| cut < from);
+        let (from, cuts) = if below_keyframe {
+            // A merge cut below the keyframe: find the keyframe (or the start) no cut reaches below.
+            let (keyframe, cuts) = self.cuts(&global, cold.keyframe, Some(target)).await?;
+            let from = self.restore(&mut doc, keyframe.as_ref());
+            self.fold(&mut doc, &global, from, Some(target), &cuts).await?;
+            (from, cuts)
+        } else if self.restore(&mut doc, cold.keyframe.as_ref()) == from {
+            self.fold_read(&mut doc, &global, from, cold.global, target, &skips)
+                .await?;
+            (from, skips)
+        } else {
+            // An unreadable keyframe: fold from the start.
+            let (_, cuts) = self.cuts(&global, None, Some(target)).await?;
+            self.fold(&mut doc, &global, 0, Some(target), &cuts).await?;
+            (0, cuts)
+        };
+        if doc.header.revision.global < target {
+            return Err(ReactorError::RevisionNotReached {
+                wanted: target,
+                reached: doc.header.revision.global,
+            });
+        }
+        let local = key.unit(Scope::Local);
+        let none = Cuts::new(Vec::new());
+        self.fold_read(&mut doc, &local, 0, cold.local, cold.heads.local, &none)
+            .await?;
+        if self.keyframe_every > 0 && (!cuts.is_empty() || target - from >= self.keyframe_every) {
+            self.put_keyframe(key, &doc).await;
+        }
+        Ok(Some(doc))
+    }
+
+    /// Folds `first` (`unit`'s operations from `from`, as [`OperationStore::read_cold`] read them), then streams
+    /// the rest up to `head` when they stop short of it.
+    async fn fold_read(
+        &self,
+        doc: &mut Document,
+        unit: &SyncUnit,
+        from: u64,
+        first: Vec<Operation>,
+        head: u64,
+        cuts: &Cuts,
+    ) -> Result<(), ReactorError> {
+        let next = first.last().map_or(from, |op| op.index + 1);
+        for op in &first {
+            self.fold_one(doc, unit, op, cuts)?;
+        }
+        if next < head {
+            self.fold(doc, unit, next, Some(head), cuts).await?;
+        }
+        Ok(())
     }
 
     /// Puts the keyframe's global state into `doc`; returns the revision to fold from.
@@ -404,15 +485,19 @@ impl DocumentView {
     ) -> Result<(), ReactorError> {
         let mut ops = self.store.read(unit, from, to);
         while let Some(op) = ops.next().await {
-            let op = op?;
-            let effective = cuts.is_effective(op.index);
-            doc.fold(&op, effective, &self.registry).map_err(|e| match e {
-                ApplyError::ReducerPanicked(message) => {
-                    ReactorError::ReducerPanicked(format!("{unit} at {}: {message}", op.index))
-                }
-                e => ReactorError::Corrupt(format!("{unit} at {}: {e}", op.index)),
-            })?;
+            self.fold_one(doc, unit, &op?, cuts)?;
         }
         Ok(())
+    }
+
+    /// Folds one operation of `unit` into `doc`: effective unless `cuts` cut it.
+    fn fold_one(&self, doc: &mut Document, unit: &SyncUnit, op: &Operation, cuts: &Cuts) -> Result<(), ReactorError> {
+        let effective = cuts.is_effective(op.index);
+        doc.fold(op, effective, &self.registry).map_err(|e| match e {
+            ApplyError::ReducerPanicked(message) => {
+                ReactorError::ReducerPanicked(format!("{unit} at {}: {message}", op.index))
+            }
+            e => ReactorError::Corrupt(format!("{unit} at {}: {e}", op.index)),
+        })
     }
 }

@@ -13,7 +13,7 @@ use folio_core::{Branch, DocumentHeader, DocumentId, ModelRegistry, OpHash, Oper
 use folio_reactor::{DocKey, DocumentView, Reactor, Submit};
 use folio_store::{AppendRequest, Appended, Committed, Keyframe, ListQuery, MemoryStore, OperationStore, StoreError};
 
-/// A memory store whose `head` stops, once armed, until released: a rehydration caught half-way.
+/// A memory store whose `head` of a global unit stops, once armed, until released: a rehydration caught half-way.
 struct Paused {
     inner: MemoryStore,
     armed: AtomicBool,
@@ -31,7 +31,7 @@ impl OperationStore for Paused {
     }
     async fn head(&self, unit: &SyncUnit) -> Result<(u64, OpHash), StoreError> {
         let head = self.inner.head(unit).await;
-        if self.armed.swap(false, Ordering::SeqCst) {
+        if unit.scope == Scope::Global && self.armed.swap(false, Ordering::SeqCst) {
             self.reached.notify_one();
             self.release.notified().await;
         }
@@ -96,7 +96,7 @@ async fn a_read_that_raced_with_a_commit_is_not_cached() {
     ));
     let key = DocKey::new(id, Branch::default());
 
-    // The view starts to rehydrate and stops after reading the head (revision 0)...
+    // The view starts to rehydrate and stops after reading the global head (revision 0)...
     store.armed.store(true, Ordering::SeqCst);
     let reading = tokio::spawn({
         let (view, key) = (view.clone(), key.clone());

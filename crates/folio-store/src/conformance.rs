@@ -36,7 +36,10 @@ use folio_core::{
     SyncUnit, UtcIso, operation_hash,
 };
 
-use crate::{AppendRequest, Appended, Committed, Keyframe, ListQuery, OperationStore, SinceFilter, StoreError, verify};
+use crate::{
+    AppendRequest, Appended, ColdRead, Committed, Keyframe, ListQuery, OperationStore, ScopeHeads, SinceFilter,
+    StoreError, verify,
+};
 
 /// The physical time the suite's operations start at (2023-11-14), so timestamps are predictable.
 pub const T0: u64 = 1_700_000_000_000;
@@ -110,6 +113,7 @@ pub const SCENARIOS: &[Scenario] = &[
     by_arc!(ordinal_order),
     by_ref!(header_index),
     by_ref!(keyframes),
+    by_ref!(cold_reads),
     by_ref!(large_payloads),
     by_ref!(unicode_payloads),
     by_ref!(verify_hash_chain),
@@ -178,6 +182,7 @@ macro_rules! conformance_tests {
             ordinal_order,
             header_index,
             keyframes,
+            cold_reads,
             large_payloads,
             unicode_payloads,
             verify_hash_chain,
@@ -1766,6 +1771,108 @@ pub async fn keyframes(store: &dyn OperationStore) {
     // They are not operations.
     assert_eq!(read_all(store, &unit, 0, None).await, ops);
     assert_verified(store, 2, 20).await;
+}
+
+/// `read_cold` answers what a cold load reads: each scope's head, the newest global keyframe at or below the head
+/// (only when asked), the skips of the document scope and of the global scope from that keyframe, and each scope's
+/// first operations from there, capped; nothing of another branch or document.
+pub async fn cold_reads(store: &dyn OperationStore) {
+    let id = DocumentId::new();
+    let unit = |scope| SyncUnit::main(id, scope);
+    let (document, global, local) = (unit(Scope::Document), unit(Scope::Global), unit(Scope::Local));
+    let mut chain = Chain::new(document.clone());
+    let mut doc_ops = chain.ops(2);
+    doc_ops.push(chain.skipping(1)); // index 2, cuts at 1
+    let mut chain = Chain::new(global.clone());
+    let mut g = chain.ops(5);
+    g.push(chain.skipping(3)); // index 5, cuts at 2
+    g.extend(chain.ops(2));
+    g.push(chain.skipping(1)); // index 8, cuts at 7
+    g.extend(chain.ops(3)); // head 12
+    let l = Chain::new(local.clone()).ops(4);
+    append_ok(store, &document, 0, doc_ops.clone()).await;
+    append_ok(store, &global, 0, g[..6].to_vec()).await;
+    append_ok(store, &global, 6, g[6..].to_vec()).await;
+    append_ok(store, &local, 0, l.clone()).await;
+    let keyframe = |revision: u64| Keyframe {
+        unit: global.clone(),
+        revision,
+        last_hash: g[revision as usize - 1].hash,
+        state: json!({ "at": revision, "text": "état 🧊" }).to_string(),
+        state_hash: folio_core::hash::state_hash("{}"),
+        seen: Default::default(),
+    };
+    store.put_keyframe(&keyframe(4)).await.expect("put keyframe 4");
+    store.put_keyframe(&keyframe(7)).await.expect("put keyframe 7");
+    // Keyframes of the local scope and of another branch are not the global unit's.
+    let mut stray = keyframe(11);
+    stray.unit = local.clone();
+    stray.revision = 3;
+    stray.last_hash = l[2].hash;
+    store.put_keyframe(&stray).await.expect("put a local keyframe");
+    let dev = SyncUnit::new(id, Scope::Global, branch("dev"));
+    let dev_ops = Chain::new(dev.clone()).ops(3);
+    append_ok(store, &dev, 0, dev_ops.clone()).await;
+
+    let main = Branch::default();
+    let cold = |keyframes: bool, limit: usize| {
+        let main = main.clone();
+        async move { store.read_cold(id, &main, keyframes, limit).await.expect("read_cold") }
+    };
+    let heads = ScopeHeads {
+        document: 3,
+        global: 12,
+        local: 4,
+    };
+    let whole = cold(true, 1000).await;
+    assert_eq!(whole.heads, heads, "the three heads");
+    assert_eq!(whole.keyframe, Some(keyframe(7)), "the newest global keyframe");
+    assert_eq!(whole.document, doc_ops, "the document scope from 0");
+    assert_eq!(whole.document_skips, vec![(2, 1)]);
+    assert_eq!(whole.global, g[7..].to_vec(), "the global scope from the keyframe");
+    assert_eq!(whole.global_skips, vec![(8, 1)], "the global skips from the keyframe");
+    assert_eq!(whole.local, l, "the local scope from 0");
+
+    let without = cold(false, 1000).await;
+    assert_eq!(without.keyframe, None, "no keyframe unless asked");
+    assert_eq!(without.global, g, "the global scope from 0");
+    assert_eq!(without.global_skips, vec![(5, 3), (8, 1)]);
+    assert_eq!(
+        (without.heads, &without.document, &without.local),
+        (heads, &doc_ops, &l)
+    );
+
+    let capped = cold(true, 2).await;
+    assert_eq!(capped.heads, heads, "heads do not depend on the cap");
+    assert_eq!(capped.document, doc_ops[..2].to_vec(), "at most the cap of each scope");
+    assert_eq!(capped.global, g[7..9].to_vec());
+    assert_eq!(capped.local, l[..2].to_vec());
+    assert_eq!(capped.global_skips, vec![(8, 1)], "skips are not capped");
+    let none = cold(false, 0).await;
+    assert!(none.document.is_empty() && none.global.is_empty() && none.local.is_empty());
+    assert_eq!(none.heads, heads);
+
+    let other_branch = store
+        .read_cold(id, &branch("dev"), true, 1000)
+        .await
+        .expect("read_cold dev");
+    assert_eq!(
+        other_branch,
+        ColdRead {
+            heads: ScopeHeads {
+                global: 3,
+                ..ScopeHeads::default()
+            },
+            global: dev_ops,
+            ..ColdRead::default()
+        },
+        "another branch of the document"
+    );
+    let never = store
+        .read_cold(DocumentId::new(), &main, true, 1000)
+        .await
+        .expect("read_cold");
+    assert_eq!(never, ColdRead::default(), "a document never written");
 }
 
 fn assert_round_trip(stored: &[Operation], sent: &[Operation], prev: OpHash) {

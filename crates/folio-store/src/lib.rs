@@ -28,7 +28,7 @@ pub use memory::MemoryStore;
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::{
-    AppendRequest, Appended, CommitFeed, Committed, Keyframe, ListQuery, OperationStore, SinceFilter, SincePage,
-    links_to, precheck,
+    AppendRequest, Appended, ColdRead, CommitFeed, Committed, Keyframe, ListQuery, OperationStore, ScopeHeads,
+    SinceFilter, SincePage, links_to, precheck,
 };
 pub use verify::{Broken, VerifyReport, verify};

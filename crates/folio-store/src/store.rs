@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::TryStreamExt;
 use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 
 use folio_core::merge::Cuts;
 use folio_core::{Branch, CausalContext, DocumentHeader, DocumentId, OpHash, Operation, Revisions, SyncUnit};
@@ -90,6 +90,39 @@ pub struct Keyframe {
     /// The unit's seen clocks at `revision` (the latest clock of each replica's actions folded in), so a document
     /// hydrated from the keyframe stamps the right causal context on its next action.
     pub seen: CausalContext,
+}
+
+/// What a cold load of a document at its heads reads, taken by [`OperationStore::read_cold`]: a backend that can
+/// answers it in one round trip and from one snapshot.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ColdRead {
+    /// The head revision of each scope's unit (0 for a unit with no operations).
+    pub heads: ScopeHeads,
+    /// The newest keyframe of the global unit at or below its head, when keyframes were asked for.
+    pub keyframe: Option<Keyframe>,
+    /// Each scope's first operations (at most the asked limit, in index order), from the keyframe's revision for the
+    /// global scope and from 0 for the others: a unit whose last one is below its head has more to stream.
+    pub document: Vec<Operation>,
+    /// See [`ColdRead::document`].
+    pub global: Vec<Operation>,
+    /// See [`ColdRead::document`].
+    pub local: Vec<Operation>,
+    /// `(idx, skip)` of the skipping operations of the document scope (all of them) and of the global scope from the
+    /// keyframe's revision (or 0), as [`OperationStore::skips`] answers them.
+    pub document_skips: Vec<(u64, u64)>,
+    /// See [`ColdRead::document_skips`].
+    pub global_skips: Vec<(u64, u64)>,
+}
+
+/// The head revisions of a document's three units.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScopeHeads {
+    /// The `document` scope's.
+    pub document: u64,
+    /// The `global` scope's.
+    pub global: u64,
+    /// The `local` scope's.
+    pub local: u64,
 }
 
 /// How to list documents.
@@ -271,6 +304,53 @@ pub trait OperationStore: Send + Sync + 'static {
     /// SQLite); a reactor then sees other processes' writes only when it reads the store.
     fn commit_feed(&self) -> Option<Arc<dyn CommitFeed>> {
         None
+    }
+
+    /// Everything a cold load of `document_id` on `branch` at its heads reads (see [`ColdRead`]), each scope's
+    /// operations capped at `limit`: the keyframe is looked up only when `keyframes` is true.
+    ///
+    /// The default asks [`OperationStore::read`], [`OperationStore::head`] (of the global scope, and of another
+    /// scope only when its read reached the cap), [`OperationStore::nearest_keyframe`] and [`OperationStore::skips`]
+    /// in turn: seven calls, and appends may land between them (the global scope is read up to the head it was
+    /// given). PostgreSQL answers with one statement.
+    async fn read_cold(
+        &self,
+        document_id: DocumentId,
+        branch: &Branch,
+        keyframes: bool,
+        limit: usize,
+    ) -> Result<ColdRead, StoreError> {
+        use folio_core::Scope;
+        let unit = |scope| SyncUnit::new(document_id, scope, branch.clone());
+        let (document, global, local) = (unit(Scope::Document), unit(Scope::Global), unit(Scope::Local));
+        let first =
+            |unit: &SyncUnit, from: u64, to: Option<u64>| self.read(unit, from, to).take(limit).try_collect::<Vec<_>>();
+        // A scope read from 0 that stops short of the cap was read to its head: no call for the head.
+        let head_after = async |unit: &SyncUnit, ops: &[Operation]| match ops.len() < limit {
+            true => Ok(ops.last().map_or(0, |op| op.index + 1)),
+            false => self.head(unit).await.map(|(revision, _)| revision),
+        };
+        let document_ops = first(&document, 0, None).await?;
+        let local_ops = first(&local, 0, None).await?;
+        let heads = ScopeHeads {
+            document: head_after(&document, &document_ops).await?,
+            global: self.head(&global).await?.0,
+            local: head_after(&local, &local_ops).await?,
+        };
+        let keyframe = match keyframes && heads.global > 0 {
+            true => self.nearest_keyframe(&global, heads.global).await?,
+            false => None,
+        };
+        let from = keyframe.as_ref().map_or(0, |k| k.revision);
+        Ok(ColdRead {
+            heads,
+            document_skips: self.skips(&document, 0, None).await?,
+            global_skips: self.skips(&global, from, Some(heads.global)).await?,
+            document: document_ops,
+            global: first(&global, from, Some(heads.global)).await?,
+            local: local_ops,
+            keyframe,
+        })
     }
 
     /// The store's replica id: made on first use and kept, so every process (and every node) on the same store is

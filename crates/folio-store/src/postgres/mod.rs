@@ -59,7 +59,7 @@ use crate::sql_queries;
 use feed::PgFeed;
 use writer::Append;
 
-use crate::store::{AppendRequest, Appended, CommitFeed, Committed, Keyframe, ListQuery, OperationStore};
+use crate::store::{AppendRequest, Appended, ColdRead, CommitFeed, Committed, Keyframe, ListQuery, OperationStore};
 
 /// The channel commit notices go through.
 pub const NOTIFY_CHANNEL: &str = "folio_commits";
@@ -115,6 +115,16 @@ impl OperationStore for PgStore {
 
     async fn skips(&self, unit: &SyncUnit, from: u64, to: Option<u64>) -> Result<Vec<(u64, u64)>, StoreError> {
         sql_queries::skips(&self.pool, unit, from, to).await
+    }
+
+    async fn read_cold(
+        &self,
+        document_id: DocumentId,
+        branch: &Branch,
+        keyframes: bool,
+        limit: usize,
+    ) -> Result<ColdRead, StoreError> {
+        reads::read_cold(&self.pool, document_id, branch, keyframes, limit).await
     }
 
     async fn head(&self, unit: &SyncUnit) -> Result<(u64, OpHash), StoreError> {
