@@ -38,6 +38,7 @@ const JOBS_IN_FLIGHT: usize = 256;
 #[derive(Clone)]
 pub struct Replica {
     reactor: Reactor,
+    require_signatures: bool,
 }
 
 impl std::fmt::Debug for Replica {
@@ -58,7 +59,28 @@ impl Replica {
 
     /// A replica around a reactor made with [`Reactor::open`] (so that its replica id is the store's).
     pub fn from_reactor(reactor: Reactor) -> Self {
-        Self { reactor }
+        Self {
+            reactor,
+            require_signatures: false,
+        }
+    }
+
+    /// This replica, refusing unsigned actions from others too (`folio serve --require-signatures`). Signed
+    /// actions are verified whatever this says: a bad signature is always refused.
+    pub fn requiring_signatures(mut self, require: bool) -> Self {
+        self.require_signatures = require;
+        self
+    }
+
+    /// Whether unsigned actions from others are refused.
+    pub fn signatures_required(&self) -> bool {
+        self.require_signatures
+    }
+
+    /// The one signature check of every action that arrives from another replica (a push received, a pull's
+    /// answer) or from a client ([`folio_core::signature::check`] under this replica's policy).
+    pub fn check_signature(&self, action: &folio_core::Action) -> Result<(), folio_core::SignatureError> {
+        folio_core::signature::check(action, self.require_signatures)
     }
 
     /// The replica id.
@@ -272,8 +294,23 @@ impl Replica {
 
     /// Integrates entries from other replicas (a push received, or a pull's answer): unit by unit, documents
     /// created first, durably before it returns.
+    ///
+    /// Each action's signature is checked first ([`Replica::check_signature`]): one refused is listed in
+    /// `rejected` with its code (`BAD_SIGNATURE`, `SIGNATURE_REQUIRED`), stored nowhere, and the others go on.
     pub async fn integrate(&self, entries: Vec<SyncEntry>) -> Result<PushResponse, SyncError> {
         let mut response = PushResponse::default();
+        let mut checked = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match self.check_signature(&entry.action) {
+                Ok(()) => checked.push(entry),
+                Err(e) => response.rejected.push(RejectedAction {
+                    document_id: entry.document_id,
+                    action_id: entry.action.id,
+                    reason: format!("{}: {e}", e.code()),
+                }),
+            }
+        }
+        let entries = checked;
         let (documents, others): (Vec<_>, Vec<_>) = batches(entries)
             .into_iter()
             .partition(|(u, _)| u.scope == Scope::Document);

@@ -179,9 +179,13 @@ pub async fn actions(
                 action.timestamp_utc_ms = t.millis;
                 action.counter = t.counter;
             }
+            crate::signing::author(&mut action, a.counter, a.replica, a.context, a.signer, a.signature);
             action
         })
         .collect();
+    for (i, action) in actions.iter().enumerate() {
+        crate::signing::check_submitted(&state, action, i)?;
+    }
     let wait = req.wait.unwrap_or(true);
     // A deleted document refuses actions as 404, like the document (the executor refuses them too, atomically, as
     // 422 `ACTION_REJECTED` `DOCUMENT_DELETED`, should a deletion commit between this check and the job). From the

@@ -311,6 +311,14 @@ fn awkward_actions() -> Vec<folio_core::Action> {
                 seen.insert(format!("r{i}"), HlcTimestamp::new(millis - 7, 0));
                 action.context = CausalContext(seen);
             }
+            if i % 3 == 2 {
+                // Signed actions (flag 128), with the signer in the table; one carries a signer alone (refused by
+                // every door, but a store keeps what it is given).
+                folio_core::ReplicaKey::from_seed(&[i as u8; 32]).sign(&mut action);
+                if i == 8 {
+                    action.signature = None;
+                }
+            }
             action
         })
         .collect()
