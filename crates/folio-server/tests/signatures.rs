@@ -304,3 +304,62 @@ async fn replicas_sign_their_actions_and_refuse_bad_ones_they_pull() {
     let _ = OpHash::ZERO;
     s.stop().await;
 }
+
+/// A store an earlier version gave a random replica id moves to the id its new key derives, and its actions made
+/// under the former id that were never pushed still reach the server (unsigned, as that replica), beside the new
+/// signed ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upgraded_store_pushes_what_it_made_under_its_former_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = common::start(&dir.path().join("server")).await;
+    let remote = HttpRemote::new(&s.base, Some(s.admin.clone())).unwrap();
+    let a_dir = tempfile::tempdir().unwrap();
+    let legacy = "00112233aabbccdd";
+    let doc = {
+        // What an earlier version did: a random id in the meta table, no key, unsigned actions.
+        let store = Arc::new(SqliteStore::open(a_dir.path().join("folio.db")).await.unwrap());
+        store.put_meta(folio_store::REPLICA_ID_KEY, legacy).await.unwrap();
+        let config = ReactorConfig {
+            replica_id: legacy.into(),
+            ..ReactorConfig::default()
+        };
+        let reactor = folio_reactor::Reactor::new(store, Arc::new(ModelRegistry::with_builtin()), config);
+        let doc = reactor
+            .create_document("folio/todo-list", "old", None)
+            .await
+            .unwrap()
+            .header
+            .id;
+        let add = reactor.action("ADD_TODO", json!({"id": "old", "title": "old"}), Scope::Global);
+        let done = reactor.apply(Submit::new(doc, vec![add])).await.unwrap();
+        assert!(done.operations[0].action.signer.is_none());
+        reactor.shutdown().await;
+        doc
+    };
+    let a = replica_on(a_dir.path()).await;
+    assert_ne!(a.id(), legacy);
+    assert_eq!(a.former_id().await.unwrap().as_deref(), Some(legacy));
+    let add = a
+        .reactor()
+        .action("ADD_TODO", json!({"id": "new", "title": "new"}), Scope::Global);
+    a.reactor().apply(Submit::new(doc, vec![add])).await.unwrap();
+    let report = sync_round(&a, &remote, &RoundOptions::default()).await.unwrap();
+    assert_eq!((report.pushed, report.pushed_new), (3, 3), "{report:?}");
+    let ops = global_ops(&s, &doc.to_string()).await;
+    let authors: Vec<(Option<String>, bool)> = ops
+        .iter()
+        .map(|o| {
+            let a: Action = serde_json::from_value(o["action"].clone()).unwrap();
+            (a.replica.clone(), a.signer.is_some())
+        })
+        .collect();
+    assert_eq!(
+        authors,
+        vec![(Some(legacy.to_owned()), false), (Some(a.id().to_owned()), true)],
+        "the old action as the former replica, unsigned; the new one signed"
+    );
+    // Nothing is pushed twice.
+    let again = sync_round(&a, &remote, &RoundOptions::default()).await.unwrap();
+    assert_eq!(again.pushed, 0, "{again:?}");
+    s.stop().await;
+}

@@ -332,17 +332,6 @@ pub fn new_seed() -> Result<[u8; 32], StoreError> {
     Ok(seed)
 }
 
-/// A new replica id: 16 lowercase hex characters, from the random bits of a UUID v7 hashed with the process id.
-pub fn new_replica_id() -> String {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(uuid::Uuid::now_v7().as_bytes());
-    hasher.update(&std::process::id().to_le_bytes());
-    hasher.finalize().as_bytes()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Checks, before a request reaches the backend's writer, that its operations are dense from the expected
 /// revision and that each one's hash chains over its predecessor's within the request. The first operation's link
 /// to the stored log is checked by the backend, which alone knows the stored last hash.

@@ -185,10 +185,15 @@ impl Replica {
     /// Every own effective operation committed after `after`, in ordinal order, read in pages (for outboxes: they
     /// are bounded by what was not acknowledged), and the last ordinal considered.
     async fn own_since(&self, after: u64) -> Result<(Vec<Committed>, u64), SyncError> {
+        self.authored_since(self.id(), after).await
+    }
+
+    /// [`Replica::own_since`] for the actions of `author`.
+    async fn authored_since(&self, author: &str, after: u64) -> Result<(Vec<Committed>, u64), SyncError> {
         let filter = SinceFilter {
             effective: true,
             exclude_replica: None,
-            only_replica: Some(self.id()),
+            only_replica: Some(author),
         };
         let mut all = Vec::new();
         let mut cursor = after;
@@ -233,6 +238,26 @@ impl Replica {
         let admitted = self.admitted(&committed, filter).await?;
         let admit = |d: DocumentId| admitted.get(&d).copied().unwrap_or(filter.is_all());
         Ok((entries_of(&committed, &|_| true, None, Some(self.id()), &admit), upto))
+    }
+
+    /// The random replica id this store had before it had a key, if it had one
+    /// ([`folio_store::FORMER_REPLICA_ID_KEY`]): its actions made then carry that id, unsigned.
+    pub async fn former_id(&self) -> Result<Option<String>, SyncError> {
+        Ok(self.store().get_meta(folio_store::FORMER_REPLICA_ID_KEY).await?)
+    }
+
+    /// The actions made under the former replica id after local ordinal `after` that `filter` lets through: a round
+    /// pushes them as that replica (unsigned) before its own, so an upgrade leaves nothing unsent.
+    pub async fn former_outbox(
+        &self,
+        former: &str,
+        after: u64,
+        filter: &Filter,
+    ) -> Result<(Vec<(u64, SyncEntry)>, u64), SyncError> {
+        let (committed, upto) = self.authored_since(former, after).await?;
+        let admitted = self.admitted(&committed, filter).await?;
+        let admit = |d: DocumentId| admitted.get(&d).copied().unwrap_or(filter.is_all());
+        Ok((entries_of(&committed, &|_| true, None, Some(former), &admit), upto))
     }
 
     /// Compresses this replica's own actions that were never sent (after [`SENT_KEY`]), unit by unit, where the

@@ -377,7 +377,12 @@ async fn chunks_decode_to_exactly_the_json_committed() {
     }
     let read: Vec<Operation> = store.read(&unit, 0, None).try_collect().await.unwrap();
     assert_eq!(json(&read), json(&ops));
-    assert!(crate::verify::verify(&store).await.unwrap().is_ok());
+    // Every chain holds; the half-signed action (8) is the one thing `verify` names.
+    let report = crate::verify::verify(&store).await.unwrap();
+    let broken = report.broken.expect("the half-signed action is named");
+    assert_eq!(broken.index, 8);
+    assert!(broken.reason.starts_with("BAD_SIGNATURE: "), "{}", broken.reason);
+    assert_eq!(report.signed, 2, "the signed actions 2 and 5 verified");
     let again = store.append(&unit, 2, ops[2..6].to_vec()).await.unwrap();
     assert!(again.replayed, "a retried append is a replay");
 }
