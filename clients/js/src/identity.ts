@@ -50,7 +50,8 @@ export class Identity {
   async sign(entries: string[]): Promise<string[]> {
     return Promise.all(
       entries.map(async (entry) => {
-        const message = signingBytes(entry);
+        // A copy on a plain ArrayBuffer (what WebCrypto takes).
+        const message = new Uint8Array(signingBytes(entry));
         if (message.length === 0) throw new FolioError("INVALID_REQUEST", "an outbox entry does not parse");
         const signature = new Uint8Array(await crypto.subtle.sign(ED25519, this.keys.privateKey, message));
         const answer = JSON.parse(signedEntry(entry, this.publicKey, base64url(signature))) as
