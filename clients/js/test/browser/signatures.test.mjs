@@ -6,7 +6,9 @@ import assert from "node:assert/strict";
 import { api, startServer } from "../helpers.mjs";
 import { launch } from "./chromium.mjs";
 
-const APP = "http://folio-signed.test";
+// https: WebCrypto exists only in secure contexts (a page on plain http other than localhost has no crypto.subtle,
+// and its replica stays unsigned).
+const APP = "https://folio-signed.test";
 
 let server;
 let browser;
