@@ -12,6 +12,7 @@
  */
 import { FolioError, storageError } from "./errors.js";
 import { HttpRemote, type FetchLike } from "./remote.js";
+import { Identity } from "./identity.js";
 import { type Commit, type OpRecord, type OutboxRecord, ReplicaStore, docKey, unitKey } from "./store.js";
 import type {
   ActionInput,
@@ -146,6 +147,8 @@ export class Folio {
   private syncRequested = false;
   private roundRunning = false;
   private current: Status = { online: false, pending: 0, lastSyncAt: null, conflicts: 0, error: null };
+  /** Signs own actions as they leave (null: an unsigned replica, see identity.ts). */
+  private identity: Identity | null = null;
 
   private constructor(
     private readonly store: ReplicaStore,
@@ -169,12 +172,16 @@ export class Folio {
     // One read-only transaction (a replica opens in one round trip to the database; writes only when needed).
     const dropBefore = Date.now() - 3_600_000;
     const opened = await store.opening([META_REPLICA, META_SENT], "call/", dropBefore);
+    // The replica's key (identity.ts): a new replica takes the id it derives; one made before keys keeps its random
+    // id (unsigned) until its outbox is empty, then moves to the derived id (nothing under the old one is unsent).
+    const identity = await Identity.open(store.db);
     let replica = opened.meta[0];
-    if (!replica) {
-      replica = randomHex(8);
+    if (!replica || (identity && replica !== identity.replicaId && opened.pending === 0)) {
+      replica = identity?.replicaId ?? randomHex(8);
       await store.putMeta({ [META_REPLICA]: replica });
     }
     const folio = new Folio(store, replica, options);
+    folio.identity = identity?.replicaId === replica ? identity : null;
     const [ms, c] = parseClock(opened.meta[1]);
     folio.core.observe(ms, c);
     folio.current.pending = opened.pending;
@@ -632,7 +639,9 @@ export class Folio {
       let latest: [number, number] = parseClock(await this.store.getMeta(META_SENT));
       for (const row of page) if (after([row.ms, row.c], latest)) latest = [row.ms, row.c];
       await this.store.putMeta({ [META_SENT]: `${latest[0]}.${latest[1]}` });
-      const body = `{"replica":${JSON.stringify(this.replicaId)},"entries":[${page.map((r) => r.j).join(",")}]}`;
+      const entries = page.map((r) => r.j);
+      const signed = this.identity ? await this.identity.sign(entries) : entries;
+      const body = `{"replica":${JSON.stringify(this.replicaId)},"entries":[${signed.join(",")}]}`;
       const answer = await remote.push(body);
       report.pushed += page.length;
       report.pushedNew += answer.new;

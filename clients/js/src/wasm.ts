@@ -2,15 +2,20 @@
 import init, {
   initSync,
   ReplicaCore,
+  base64url,
   canonicalJson,
   checkChain,
   conflicts as wasmConflicts,
   entryUnits,
   foldLogs,
+  replicaIdOf,
+  signedEntry,
+  signingBytes,
   valueHash,
 } from "../wasm-pkg/folio_wasm.js";
 
 export { ReplicaCore, canonicalJson, checkChain, wasmConflicts, entryUnits, foldLogs, valueHash };
+export { base64url, replicaIdOf, signedEntry, signingBytes };
 
 /** Where the `.wasm` comes from: a URL (default: `folio-client.wasm` beside the module), its bytes, or a module. */
 export type WasmSource = URL | string | ArrayBuffer | Uint8Array | WebAssembly.Module;

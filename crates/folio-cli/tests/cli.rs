@@ -842,3 +842,51 @@ fn apply_with_an_action_id_is_retried_once() {
         .fails(2, "--action-id");
     store.assert_verifies();
 }
+
+/// `folio verify` checks signatures: an action whose content was changed after its author signed it, written into
+/// the database with a correct hash chain (what someone with access to the database but not the key can do), is
+/// named `BAD_SIGNATURE`.
+#[test]
+fn verify_names_an_action_changed_after_it_was_signed() {
+    use folio_store::OperationStore;
+    let store = Store::new();
+    let id = store.create("signed");
+    store.add(&id, "milk", "Buy milk");
+    let report = store.run(&["verify", "--json"]).json();
+    assert_eq!(
+        report["signed"], report["operations"],
+        "every action is signed by the store's key: {report}"
+    );
+    let log = store.log(&id);
+    let signed: folio_core::Action = serde_json::from_value(log[0]["action"].clone()).unwrap();
+    assert!(signed.signature.is_some());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let db = folio_store::SqliteStore::open(store.db()).await.unwrap();
+        let unit = folio_core::SyncUnit::main(id.parse().unwrap(), folio_core::Scope::Global);
+        let (revision, head) = db.head(&unit).await.unwrap();
+        let mut forged = signed.clone();
+        forged.id = uuid::Uuid::now_v7();
+        forged.timestamp_utc_ms += 1;
+        forged.input = serde_json::json!({"id": "milk", "title": "Buy poison"});
+        let op = folio_core::Operation::new(forged, revision, 0, None, &head);
+        db.append(&unit, revision, vec![op]).await.unwrap();
+    });
+    let run = store.run(&["verify"]);
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert!(run.stdout.contains("BAD_SIGNATURE"), "{run:#?}");
+    let report = store.run(&["verify", "--json"]);
+    let report: Value = serde_json::from_str(&report.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["broken"]["index"], 1, "{report}");
+    assert!(
+        report["broken"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("BAD_SIGNATURE: "),
+        "{report}"
+    );
+}

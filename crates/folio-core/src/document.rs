@@ -631,8 +631,17 @@ impl Document {
     /// Makes a local action of `scope` this replica's (`me`) before it is applied: its author when it has none, the
     /// causal context of what the unit has integrated, and a clock after everything in the unit (a client's clock
     /// that lags is advanced, from `clock`), so the effective history stays sorted by the total order.
+    ///
+    /// A signed action is left as it is (changing it would break its signature).
     pub fn stamp(&self, scope: Scope, mut action: Action, me: &str, clock: &crate::clock::HybridClock) -> Action {
         let seen = self.seen(scope);
+        if action.is_signed() {
+            if let Some(latest) = seen.0.values().max().copied() {
+                clock.observe(latest);
+            }
+            clock.observe(action.timestamp());
+            return action;
+        }
         if let Some(latest) = seen.0.values().max().copied() {
             clock.observe(latest);
             if action.timestamp() <= latest {

@@ -141,7 +141,7 @@ pub fn canonical_json(value: &Value) -> Vec<u8> {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct HashedAction<'a> {
+pub(crate) struct HashedAction<'a> {
     id: &'a uuid::Uuid,
     #[serde(rename = "type")]
     action_type: &'a str,
@@ -153,6 +153,25 @@ struct HashedAction<'a> {
     replica: &'a Option<String>,
     #[serde(skip_serializing_if = "CausalContext::is_empty")]
     context: &'a CausalContext,
+}
+
+impl<'a> HashedAction<'a> {
+    /// The action's canonical content: what an operation's hash covers of its action, and what its signature signs
+    /// ([`crate::signature::signing_bytes`]). Not the signature fields: an action keeps its hash whether or not it
+    /// is signed, so a replica may attach its signature when the action leaves (the browser: WebCrypto signs
+    /// asynchronously, after the operation was committed).
+    pub(crate) fn of(a: &'a Action) -> Self {
+        HashedAction {
+            id: &a.id,
+            action_type: &a.action_type,
+            input: Canonical(&a.input),
+            scope: a.scope,
+            timestamp_utc_ms: a.timestamp_utc_ms,
+            counter: a.counter,
+            replica: &a.replica,
+            context: &a.context,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -173,16 +192,7 @@ fn hashed(op: &Operation) -> HashedOperation<'_> {
         skip: op.skip,
         timestamp_utc_ms: op.timestamp_utc_ms,
         error: &op.error,
-        action: HashedAction {
-            id: &a.id,
-            action_type: &a.action_type,
-            input: Canonical(&a.input),
-            scope: a.scope,
-            timestamp_utc_ms: a.timestamp_utc_ms,
-            counter: a.counter,
-            replica: &a.replica,
-            context: &a.context,
-        },
+        action: HashedAction::of(a),
     }
 }
 

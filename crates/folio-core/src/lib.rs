@@ -32,6 +32,7 @@ pub mod merge;
 pub mod model;
 pub mod models;
 pub mod operation;
+pub mod signature;
 
 pub use causal::{ActionMeta, CausalContext, Stamp, order_key};
 pub use clock::{HlcTimestamp, HybridClock};
@@ -44,3 +45,4 @@ pub use hash::{ChainError, OpHash, check_chain, operation_hash};
 pub use ids::{Branch, DocumentId, Scope, SyncUnit};
 pub use model::{DocumentModel, ErasedModel, ModelRegistry, ModelState, Rejection};
 pub use operation::{Action, Operation};
+pub use signature::{ReplicaKey, SignatureError};

@@ -37,6 +37,17 @@ pub struct Action {
     /// author had integrated when it acted. Omitted when empty.
     #[serde(default, skip_serializing_if = "CausalContext::is_empty")]
     pub context: CausalContext,
+    /// The author's Ed25519 public key, 32 bytes in unpadded base64url; omitted on unsigned actions. The `replica`
+    /// of a signed action must be the id this key derives ([`crate::signature::replica_id_of`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{43}$"))]
+    pub signer: Option<String>,
+    /// The author's Ed25519 signature over the action's canonical content ([`crate::signature::signing_bytes`]:
+    /// every field above, not the signature fields, not its position in a log), 64 bytes in unpadded base64url;
+    /// present exactly when `signer` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{86}$"))]
+    pub signature: Option<String>,
 }
 
 impl Action {
@@ -51,7 +62,14 @@ impl Action {
             counter: timestamp.counter,
             replica: None,
             context: CausalContext::default(),
+            signer: None,
+            signature: None,
         }
+    }
+
+    /// Whether the action carries a signature (valid or not: see [`crate::signature::verify`]).
+    pub fn is_signed(&self) -> bool {
+        self.signer.is_some() || self.signature.is_some()
     }
 
     /// The action's hybrid logical clock timestamp.

@@ -101,6 +101,8 @@ fn action(counter: u32, replica: Option<&str>) -> Action {
     a.replica = replica.map(str::to_owned);
     if let Some(r) = replica {
         a.context.observe(&format!("other-than-{r}"), HlcTimestamp::new(1, 0));
+        // Every optional field present: signed (which sets `replica` to the key's id).
+        folio_core::ReplicaKey::from_seed(&[1; 32]).sign(&mut a);
     }
     a
 }
@@ -143,6 +145,23 @@ fn wire_values_match_the_schema_patterns() {
     assert_eq!(schema["properties"]["timestampUtcMs"]["type"], "string");
     assert_eq!(schema["properties"]["timestampUtcMs"]["pattern"], "^[0-9]{1,20}$");
     assert_eq!(schema["$defs"]["OpHash"]["pattern"], "^[0-9a-f]{64}$");
+    // The signature fields' patterns hold for a signed action.
+    let signed = serde_json::to_value(action(0, Some("r"))).unwrap();
+    let action_schema = serde_json::to_value(schema_for!(Action)).unwrap();
+    for (field, len) in [("signer", 43), ("signature", 86)] {
+        let text = signed[field].as_str().unwrap();
+        assert_eq!(text.len(), len, "{field}");
+        assert!(
+            text.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{field}"
+        );
+        assert_eq!(
+            action_schema["properties"][field]["pattern"],
+            format!("^[A-Za-z0-9_-]{{{len}}}$"),
+            "{field}"
+        );
+    }
     assert_eq!(schema["$defs"]["Scope"]["enum"], json!(["global", "local", "document"]));
     for scope in Scope::ALL {
         assert!(

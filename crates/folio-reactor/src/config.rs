@@ -31,6 +31,9 @@ pub struct ReactorConfig {
     pub working_set: usize,
     /// This replica's id, stamped on the actions it authors.
     pub replica_id: String,
+    /// The key that signs the actions this replica authors (when it stamps its own id on them); its id must be
+    /// `replica_id`. [`crate::Reactor::open`] sets both from the store; `None` (the default): unsigned actions.
+    pub replica_key: Option<folio_core::ReplicaKey>,
     /// How far ahead of this replica's wall clock an action's clock may be; an action further ahead is refused
     /// wherever it arrives (a submit, a sync push, the bucket promoter), because a clock in the future would win
     /// every last-writer-wins edit until real time caught up with it. Offline devices are not affected by their
@@ -54,6 +57,7 @@ impl Default for ReactorConfig {
             job_history: 100_000,
             working_set: 1024,
             replica_id: uuid::Uuid::now_v7().simple().to_string(),
+            replica_key: None,
             max_clock_ahead: Duration::from_secs(5 * 60),
         }
     }

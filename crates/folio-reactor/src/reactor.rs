@@ -158,14 +158,15 @@ impl Reactor {
         &self.inner.shared.config.replica_id
     }
 
-    /// A reactor whose replica id is the store's own (kept in the store, the same for every process on it): the
-    /// constructor to use for a replica that syncs.
+    /// A reactor whose replica id and key are the store's own (kept in the store, the same for every process on
+    /// it), so that it signs the actions it authors: the constructor to use for a replica that syncs.
     pub async fn open(
         store: Arc<dyn OperationStore>,
         registry: Arc<ModelRegistry>,
         mut config: ReactorConfig,
     ) -> Result<Self, ReactorError> {
         config.replica_id = store.replica_id().await?;
+        config.replica_key = Some(store.replica_key().await?);
         let reactor = Self::new(store, registry, config);
         // On a shared store: other nodes' commits reach this node's subscribers from when this returns.
         if let Some(follower) = &reactor.inner.follower {

@@ -6,7 +6,11 @@
 //! What is refused, and how:
 //! * **Entirely** (never reaches the shared area): an object that is not a batch (`MALFORMED`), an action in a user
 //!   area that is not its author's own (`FORGED`: a user writes only under `users/<own id>/`, so an action there
-//!   claiming another replica was forged), an action of the `local` scope (`LOCAL`).
+//!   claiming another replica was forged), an action whose signature does not verify (`BAD_SIGNATURE`: malformed,
+//!   by a key its replica id does not derive from, or not over its content; checked first, so an action that
+//!   claims its folder's replica id without that replica's key is refused by its signature), an unsigned action
+//!   when the promoter's replica requires signatures (`SIGNATURE_REQUIRED`), an action of the `local` scope
+//!   (`LOCAL`).
 //! * **Kept, marked rejected**: an action its model refuses in its merged position. It is in the shared area, and
 //!   every replica that integrates it marks it rejected the same way: that is folio's merge rule (a rejected action
 //!   stays in the history, so replicas that integrated the same actions have the same state hash, the author's
@@ -84,11 +88,20 @@ fn now() -> HlcTimestamp {
 /// Validates one user-area batch: the entries that may be promoted, and the refusals. `horizon` is the latest action
 /// clock the promoter accepts (`Reactor::clock_horizon`, as `folio serve` refuses pushes): integrating an action
 /// moves the promoter's clock past it, so a clock far in the future would drag every later action along.
-pub fn validate(user: &str, source: &str, batch: &Batch, horizon: u64) -> (Vec<SyncEntry>, Vec<Rejection>) {
+/// With `require_signatures`, unsigned actions are refused too.
+pub fn validate(
+    user: &str,
+    source: &str,
+    batch: &Batch,
+    horizon: u64,
+    require_signatures: bool,
+) -> (Vec<SyncEntry>, Vec<Rejection>) {
     let mut accepted = Vec::new();
     let mut refused = Vec::new();
     for entry in &batch.entries {
-        let reason = if entry.action.replica.as_deref() != Some(user) {
+        let reason = if let Err(e) = folio_core::signature::check(&entry.action, require_signatures) {
+            Some(format!("{}: {e}", e.code()))
+        } else if entry.action.replica.as_deref() != Some(user) {
             Some(format!(
                 "FORGED: an action of replica {} in the area of {user}",
                 entry.action.replica.as_deref().unwrap_or("(none)")
@@ -158,7 +171,13 @@ pub async fn promote(replica: &Replica, bucket: &Bucket, options: &PromoteOption
             progress(&options.progress, Step::ObjectsRead { done: report.objects });
             match bucket.get_json::<Batch>(key).await {
                 Ok(batch) => {
-                    let (ok, bad) = validate(&user, key, &batch, replica.reactor().clock_horizon());
+                    let (ok, bad) = validate(
+                        &user,
+                        key,
+                        &batch,
+                        replica.reactor().clock_horizon(),
+                        replica.signatures_required(),
+                    );
                     for e in &ok {
                         authors.insert(e.action.id, (user.clone(), key.clone()));
                     }
@@ -200,8 +219,9 @@ pub async fn promote(replica: &Replica, bucket: &Bucket, options: &PromoteOption
                 source: source.clone(),
                 document_id: Some(r.document_id),
                 action_id: Some(r.action_id),
+                // The replica refuses a bad signature before integrating (validation found them first anyway).
+                kept_marked: !r.reason.contains("SIGNATURE"),
                 reason: r.reason,
-                kept_marked: true,
             });
         }
     }
@@ -381,10 +401,50 @@ mod tests {
                 entry("u", Scope::Document, now + 1000),
             ],
         };
-        let (ok, bad) = validate("u", "users/u/k.json", &batch, now + HORIZON_MS);
+        let (ok, bad) = validate("u", "users/u/k.json", &batch, now + HORIZON_MS, false);
         assert_eq!(ok.len(), 2);
         let reasons: Vec<&str> = bad.iter().map(|r| r.reason.split(':').next().unwrap()).collect();
         assert_eq!(reasons, ["FORGED", "LOCAL", "FUTURE"]);
         assert!(bad.iter().all(|r| !r.kept_marked && r.source == "users/u/k.json"));
+    }
+
+    #[test]
+    fn validation_refuses_forged_actions_by_their_signature() {
+        let now = folio_core::clock::system_millis();
+        let user = folio_core::ReplicaKey::from_seed(&[1; 32]);
+        let thief = folio_core::ReplicaKey::from_seed(&[2; 32]);
+        let u = user.replica_id();
+        let signed = |key: &folio_core::ReplicaKey| {
+            let mut e = entry(u, Scope::Global, now);
+            key.sign(&mut e.action);
+            e
+        };
+        // The user's own, signed: promoted.
+        let good = signed(&user);
+        // The thief claims the user's id in the user's own folder, signing with its own key.
+        let mut stolen = signed(&thief);
+        stolen.action.replica = Some(u.to_owned());
+        // The user's signature, with the content changed.
+        let mut tampered = signed(&user);
+        tampered.action.input = json!({"changed": true});
+        // The user's signature, presented under the thief's key.
+        let mut replayed = signed(&user);
+        replayed.action.signer = Some(thief.public().to_owned());
+        let unsigned = entry(u, Scope::Global, now);
+        let batch = Batch {
+            writer: u.into(),
+            entries: vec![good, stolen, tampered, replayed, unsigned.clone()],
+        };
+        let (ok, bad) = validate(u, "users/u/k.json", &batch, now + HORIZON_MS, false);
+        assert_eq!(ok.len(), 2, "the signed and the unsigned one");
+        let reasons: Vec<&str> = bad.iter().map(|r| r.reason.split(':').next().unwrap()).collect();
+        assert_eq!(reasons, ["BAD_SIGNATURE", "BAD_SIGNATURE", "BAD_SIGNATURE"]);
+        let batch = Batch {
+            writer: u.into(),
+            entries: vec![unsigned],
+        };
+        let (ok, bad) = validate(u, "users/u/k.json", &batch, now + HORIZON_MS, true);
+        assert!(ok.is_empty());
+        assert!(bad[0].reason.starts_with("SIGNATURE_REQUIRED: "), "{}", bad[0].reason);
     }
 }

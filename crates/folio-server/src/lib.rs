@@ -13,6 +13,7 @@ mod error;
 pub mod metrics;
 pub mod openapi;
 mod routes;
+mod signing;
 mod state;
 pub mod tls;
 mod whole;
@@ -148,7 +149,7 @@ pub fn app_state(reactor: folio_reactor::Reactor, config: ServerConfig) -> std::
         access.spawn_follow(&reactor);
     }
     Ok(AppState::new(state::AppShared {
-        replica: folio_sync::Replica::from_reactor(reactor.clone()),
+        replica: folio_sync::Replica::from_reactor(reactor.clone()).requiring_signatures(config.require_signatures),
         reactor,
         tokens,
         config: Arc::new(config),

@@ -295,7 +295,11 @@ pub(crate) fn build(
                         error::<422>(
                             op,
                             "ACTION_REJECTED: the model refused an action (`details.actionIndex`, `reason`, \
-                         `reasonMessage`); nothing was stored",
+                         `reasonMessage`; `CLOCK_BEHIND`: a signed action's clock does not come after the unit's \
+                         latest); BAD_SIGNATURE: an action's `signer`/`signature` is malformed, not by the key its \
+                         `replica` derives from, or not over its content (`details.actionIndex`); \
+                         SIGNATURE_REQUIRED: under `--require-signatures`, an action names another replica and \
+                         is not signed; nothing was stored",
                         )
                     })
             }),
@@ -425,7 +429,10 @@ pub(crate) fn build(
                         "Entries are the pushing replica's own actions, in its commit order. Actions the server \
                              has are counted as duplicates (a retried push is harmless); actions interleaving with \
                              what it has are merged by rebase; an action its reducer refuses in its merged position \
-                             is kept, marked and listed in `rejected`. The body limit is `maxBodyBytes` of \
+                             is kept, marked and listed in `rejected`. A signed action whose signature does not \
+                             verify is listed in `rejected` as `BAD_SIGNATURE: …` (under `--require-signatures` an \
+                             unsigned one as `SIGNATURE_REQUIRED: …`) and stored nowhere; the rest of the push goes \
+                             on. The body limit is `maxBodyBytes` of \
                              `/v1/sync/info` (64 MiB by default).",
                     )
                     .with(write)

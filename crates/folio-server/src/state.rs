@@ -30,6 +30,9 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// A directory whose files are served at `/` beside the API (`--static`): a web app on the API's own origin.
     pub static_dir: Option<PathBuf>,
+    /// Refuse unsigned actions from clients and replicas (`--require-signatures`); a bad signature is refused
+    /// whatever this says. Off by default, for clients that do not sign yet.
+    pub require_signatures: bool,
 }
 
 impl ServerConfig {
@@ -45,6 +48,7 @@ impl ServerConfig {
             list_scan: 10_000,
             cors_origins: Vec::new(),
             static_dir: None,
+            require_signatures: false,
         }
     }
 }

@@ -43,6 +43,25 @@ pub struct ActionInput {
     #[serde(default, deserialize_with = "opt_ms::deserialize")]
     #[schemars(with = "Option<MsString>")]
     pub timestamp_utc_ms: Option<u64>,
+    /// The logical part of its clock (0 when omitted): for an action signed by its author.
+    #[serde(default)]
+    pub counter: Option<u32>,
+    /// The replica that authored it, for an action signed by its author (who must then sign it): the server's own
+    /// when omitted, and the server signs it.
+    #[serde(default)]
+    pub replica: Option<String>,
+    /// The author's causal context, for an action signed by its author (empty when omitted).
+    #[serde(default)]
+    pub context: Option<folio_core::CausalContext>,
+    /// The author's public key (see `Action`); with `signature`, the action is taken exactly as given and its
+    /// signature checked: 422 `BAD_SIGNATURE` when it does not verify.
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{43}$"))]
+    pub signer: Option<String>,
+    /// The author's signature over the action's canonical content (see `Action`).
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{86}$"))]
+    pub signature: Option<String>,
 }
 
 /// `POST /v1/documents/{id}/actions`.

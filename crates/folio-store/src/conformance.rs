@@ -1968,13 +1968,27 @@ pub async fn unicode_payloads(store: &dyn OperationStore) {
     chain.next += 1;
     chain.prev = rejected.hash;
     ops.push(rejected);
+    // A signed action: its signer and signature come back exactly, and it still verifies.
+    let mut signed = Action::new(
+        "SET",
+        json!({"🔑": "signed"}),
+        Scope::Global,
+        HlcTimestamp::new(T0 + 60, 0),
+    );
+    folio_core::ReplicaKey::from_seed(&[3; 32]).sign(&mut signed);
+    ops.push(chain.push(signed));
     append_ok(store, &unit, 0, ops.clone()).await;
     assert_round_trip(&read_all(store, &unit, 0, None).await, &ops, OpHash::ZERO);
+    assert_eq!(
+        folio_core::signature::verify(&read_all(store, &unit, 3, None).await[0].action),
+        Ok(true),
+        "a signed action reads back with a valid signature"
+    );
     let via_ordinals: Vec<Operation> = all_committed(store).await.into_iter().map(|c| c.operation).collect();
     assert_round_trip(&via_ordinals, &ops, OpHash::ZERO);
 
     // A replay of the same unicode operations is recognised as such.
-    assert_replayed(store.append(&unit, 0, ops.clone()).await, 3);
+    assert_replayed(store.append(&unit, 0, ops.clone()).await, 4);
 
     // Document names.
     let name = "名前 👍 שם \u{0000} fin";
@@ -1989,7 +2003,7 @@ pub async fn unicode_payloads(store: &dyn OperationStore) {
     assert_eq!(header.name, name, "a unicode name round-trips through the header index");
     let listed = store.list_headers(&ListQuery::default()).await.expect("list");
     assert_eq!(listed.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), vec![name]);
-    assert_verified(store, 2, 4).await;
+    assert_verified(store, 2, 5).await;
 }
 
 /// `verify` passes on an empty store and on well-formed logs in several units, scopes and branches, counting them.
@@ -2060,7 +2074,27 @@ pub async fn meta_values(store: Arc<dyn OperationStore>) {
     let stored = store.get_meta("sync/race").await.unwrap().unwrap();
     assert!(winners.contains(&stored));
 
+    // A random replica id of an earlier version: the store moves to the id its key derives, keeping the former.
+    store
+        .put_meta(crate::store::REPLICA_ID_KEY, "00112233aabbccdd")
+        .await
+        .unwrap();
     let id = store.replica_id().await.unwrap();
-    assert!(!id.is_empty(), "the replica id is not empty");
+    let key = store.replica_key().await.unwrap();
+    assert_eq!(id, key.replica_id(), "the replica id derives from the replica key");
+    assert_eq!(id.len(), 16);
     assert_eq!(store.replica_id().await.unwrap(), id, "the replica id stays the same");
+    assert_eq!(
+        store.replica_key().await.unwrap().public(),
+        key.public(),
+        "the key stays the same"
+    );
+    assert_eq!(
+        store
+            .get_meta(crate::store::FORMER_REPLICA_ID_KEY)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("00112233aabbccdd")
+    );
 }

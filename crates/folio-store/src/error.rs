@@ -51,6 +51,9 @@ pub enum StoreError {
     /// this write and every later one on this store fail: restart the process, which recovers the log.
     #[error("the disk did not confirm the write (fsync of the log failed: {0}); restart to recover")]
     Unsynced(String),
+    /// The operating system gave no random bytes for a new replica key.
+    #[error("no randomness for a replica key: {0}")]
+    NoRandomness(String),
     /// The store was closed (its writer stopped).
     #[error("the store is closed")]
     Closed,

@@ -8,7 +8,9 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
 use folio_core::merge::Cuts;
-use folio_core::{Branch, CausalContext, DocumentHeader, DocumentId, OpHash, Operation, Revisions, SyncUnit};
+use folio_core::{
+    Branch, CausalContext, DocumentHeader, DocumentId, OpHash, Operation, ReplicaKey, Revisions, SyncUnit,
+};
 
 use crate::StoreError;
 
@@ -353,11 +355,29 @@ pub trait OperationStore: Send + Sync + 'static {
         })
     }
 
-    /// The store's replica id: made on first use and kept, so every process (and every node) on the same store is
-    /// the same replica. Sync stamps it on the actions authored here.
+    /// The store's replica key (Ed25519): made on first use and kept in the meta data ([`REPLICA_KEY_KEY`]), so
+    /// every process (and every node) on the same store is the same replica and signs as it.
+    async fn replica_key(&self) -> Result<ReplicaKey, StoreError> {
+        let fresh = ReplicaKey::from_seed(&new_seed()?).seed_text();
+        let kept = self.put_meta_if_absent(REPLICA_KEY_KEY, &fresh).await?;
+        ReplicaKey::from_seed_text(&kept).map_err(|e| StoreError::Corrupt {
+            unit: "meta data".into(),
+            index: 0,
+            reason: format!("the replica key: {e}"),
+        })
+    }
+
+    /// The store's replica id: the id its [`OperationStore::replica_key`] derives, the same for every process on
+    /// the store. Sync stamps it on the actions authored here. A store whose replica id was made at random by an
+    /// earlier version moves to the derived id; the former one is kept under [`FORMER_REPLICA_ID_KEY`].
     async fn replica_id(&self) -> Result<String, StoreError> {
-        let fresh = new_replica_id();
-        self.put_meta_if_absent(REPLICA_ID_KEY, &fresh).await
+        let key = self.replica_key().await?;
+        let id = self.put_meta_if_absent(REPLICA_ID_KEY, key.replica_id()).await?;
+        if id != key.replica_id() {
+            self.put_meta_if_absent(FORMER_REPLICA_ID_KEY, &id).await?;
+            self.put_meta(REPLICA_ID_KEY, key.replica_id()).await?;
+        }
+        Ok(key.replica_id().to_owned())
     }
 }
 
@@ -379,15 +399,17 @@ pub trait CommitFeed: Send + Sync + 'static {
 /// The meta key of the replica id.
 pub const REPLICA_ID_KEY: &str = "replica_id";
 
-/// A new replica id: 16 lowercase hex characters, from the random bits of a UUID v7 hashed with the process id.
-pub fn new_replica_id() -> String {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(uuid::Uuid::now_v7().as_bytes());
-    hasher.update(&std::process::id().to_le_bytes());
-    hasher.finalize().as_bytes()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// The meta key of the replica's Ed25519 seed (unpadded base64url; secret).
+pub const REPLICA_KEY_KEY: &str = "replica_key";
+
+/// The meta key of the random replica id a store had before it had a key.
+pub const FORMER_REPLICA_ID_KEY: &str = "replica_id_former";
+
+/// 32 random bytes from the operating system, the seed of a new replica key.
+pub fn new_seed() -> Result<[u8; 32], StoreError> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| StoreError::NoRandomness(e.to_string()))?;
+    Ok(seed)
 }
 
 /// Checks, before a request reaches the backend's writer, that its operations are dense from the expected

@@ -1,4 +1,5 @@
-//! `verify`: checks that every unit's indexes are dense from 0 and its hash chain is intact.
+//! `verify`: checks that every unit's indexes are dense from 0, its hash chain is intact and every signed action's
+//! signature verifies.
 
 use futures::StreamExt;
 
@@ -24,6 +25,8 @@ pub struct VerifyReport {
     pub units: u64,
     /// Operations checked.
     pub operations: u64,
+    /// Operations whose action is signed (each signature verified).
+    pub signed: u64,
     /// The first broken unit and index, if any.
     pub broken: Option<Broken>,
 }
@@ -36,7 +39,9 @@ impl VerifyReport {
 }
 
 /// Checks every unit of `store`: dense indexes from 0, each hash chained over its predecessor's, ids equal to their
-/// actions' ids, and the unit's recorded head equal to its last operation. Stops at the first broken unit.
+/// actions' ids, every signed action's signature valid (`BAD_SIGNATURE: …`: rewriting an action and its chain
+/// needs its author's key), and the unit's recorded head equal to its last operation. Stops at the first broken
+/// unit.
 pub async fn verify(store: &dyn OperationStore) -> Result<VerifyReport, StoreError> {
     let mut report = VerifyReport::default();
     for unit in store.units().await? {
@@ -72,6 +77,13 @@ pub async fn verify(store: &dyn OperationStore) -> Result<VerifyReport, StoreErr
             if operation_hash(&prev, &op) != op.hash {
                 broken = Some((op.index, "hash does not chain over its predecessor".to_owned()));
                 break;
+            }
+            match folio_core::signature::verify(&op.action) {
+                Ok(signed) => report.signed += u64::from(signed),
+                Err(e) => {
+                    broken = Some((op.index, format!("{}: {e}", e.code())));
+                    break;
+                }
             }
             prev = op.hash;
             expected += 1;

@@ -47,7 +47,8 @@ pub struct PushRequest {
     pub entries: Vec<SyncEntry>,
 }
 
-/// An action kept in the history but refused by its reducer in its merged position.
+/// An action kept in the history but refused by its reducer in its merged position, or one refused for its
+/// signature before integration (`BAD_SIGNATURE`, `SIGNATURE_REQUIRED`: stored nowhere).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RejectedAction {
@@ -55,7 +56,7 @@ pub struct RejectedAction {
     pub document_id: DocumentId,
     /// The action.
     pub action_id: Uuid,
-    /// The reducer's reason (`CODE: sentence`).
+    /// The reason (`CODE: sentence`): the reducer's, or the signature check's.
     pub reason: String,
 }
 
@@ -67,7 +68,7 @@ pub struct PushResponse {
     pub new: usize,
     /// Actions it had already (a retried push).
     pub duplicates: usize,
-    /// Actions refused in their merged position (kept, marked).
+    /// Actions refused in their merged position (kept, marked), or for their signature (not kept).
     pub rejected: Vec<RejectedAction>,
 }
 

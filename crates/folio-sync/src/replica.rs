@@ -38,6 +38,7 @@ const JOBS_IN_FLIGHT: usize = 256;
 #[derive(Clone)]
 pub struct Replica {
     reactor: Reactor,
+    require_signatures: bool,
 }
 
 impl std::fmt::Debug for Replica {
@@ -58,7 +59,28 @@ impl Replica {
 
     /// A replica around a reactor made with [`Reactor::open`] (so that its replica id is the store's).
     pub fn from_reactor(reactor: Reactor) -> Self {
-        Self { reactor }
+        Self {
+            reactor,
+            require_signatures: false,
+        }
+    }
+
+    /// This replica, refusing unsigned actions from others too (`folio serve --require-signatures`). Signed
+    /// actions are verified whatever this says: a bad signature is always refused.
+    pub fn requiring_signatures(mut self, require: bool) -> Self {
+        self.require_signatures = require;
+        self
+    }
+
+    /// Whether unsigned actions from others are refused.
+    pub fn signatures_required(&self) -> bool {
+        self.require_signatures
+    }
+
+    /// The one signature check of every action that arrives from another replica (a push received, a pull's
+    /// answer) or from a client ([`folio_core::signature::check`] under this replica's policy).
+    pub fn check_signature(&self, action: &folio_core::Action) -> Result<(), folio_core::SignatureError> {
+        folio_core::signature::check(action, self.require_signatures)
     }
 
     /// The replica id.
@@ -163,10 +185,15 @@ impl Replica {
     /// Every own effective operation committed after `after`, in ordinal order, read in pages (for outboxes: they
     /// are bounded by what was not acknowledged), and the last ordinal considered.
     async fn own_since(&self, after: u64) -> Result<(Vec<Committed>, u64), SyncError> {
+        self.authored_since(self.id(), after).await
+    }
+
+    /// [`Replica::own_since`] for the actions of `author`.
+    async fn authored_since(&self, author: &str, after: u64) -> Result<(Vec<Committed>, u64), SyncError> {
         let filter = SinceFilter {
             effective: true,
             exclude_replica: None,
-            only_replica: Some(self.id()),
+            only_replica: Some(author),
         };
         let mut all = Vec::new();
         let mut cursor = after;
@@ -211,6 +238,26 @@ impl Replica {
         let admitted = self.admitted(&committed, filter).await?;
         let admit = |d: DocumentId| admitted.get(&d).copied().unwrap_or(filter.is_all());
         Ok((entries_of(&committed, &|_| true, None, Some(self.id()), &admit), upto))
+    }
+
+    /// The random replica id this store had before it had a key, if it had one
+    /// ([`folio_store::FORMER_REPLICA_ID_KEY`]): its actions made then carry that id, unsigned.
+    pub async fn former_id(&self) -> Result<Option<String>, SyncError> {
+        Ok(self.store().get_meta(folio_store::FORMER_REPLICA_ID_KEY).await?)
+    }
+
+    /// The actions made under the former replica id after local ordinal `after` that `filter` lets through: a round
+    /// pushes them as that replica (unsigned) before its own, so an upgrade leaves nothing unsent.
+    pub async fn former_outbox(
+        &self,
+        former: &str,
+        after: u64,
+        filter: &Filter,
+    ) -> Result<(Vec<(u64, SyncEntry)>, u64), SyncError> {
+        let (committed, upto) = self.authored_since(former, after).await?;
+        let admitted = self.admitted(&committed, filter).await?;
+        let admit = |d: DocumentId| admitted.get(&d).copied().unwrap_or(filter.is_all());
+        Ok((entries_of(&committed, &|_| true, None, Some(former), &admit), upto))
     }
 
     /// Compresses this replica's own actions that were never sent (after [`SENT_KEY`]), unit by unit, where the
@@ -272,8 +319,23 @@ impl Replica {
 
     /// Integrates entries from other replicas (a push received, or a pull's answer): unit by unit, documents
     /// created first, durably before it returns.
+    ///
+    /// Each action's signature is checked first ([`Replica::check_signature`]): one refused is listed in
+    /// `rejected` with its code (`BAD_SIGNATURE`, `SIGNATURE_REQUIRED`), stored nowhere, and the others go on.
     pub async fn integrate(&self, entries: Vec<SyncEntry>) -> Result<PushResponse, SyncError> {
         let mut response = PushResponse::default();
+        let mut checked = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match self.check_signature(&entry.action) {
+                Ok(()) => checked.push(entry),
+                Err(e) => response.rejected.push(RejectedAction {
+                    document_id: entry.document_id,
+                    action_id: entry.action.id,
+                    reason: format!("{}: {e}", e.code()),
+                }),
+            }
+        }
+        let entries = checked;
         let (documents, others): (Vec<_>, Vec<_>) = batches(entries)
             .into_iter()
             .partition(|(u, _)| u.scope == Scope::Document);

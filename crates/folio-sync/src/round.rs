@@ -78,6 +78,20 @@ pub async fn sync_round(
     if options.compress {
         report.compressed = replica.compress_outbox().await?;
     }
+    // Actions made under the store's former (random, pre-key) replica id and not acknowledged yet: pushed as that
+    // replica first. The mark moves with the own outbox below, which is read over the same ordinals.
+    if let Some(former) = replica.former_id().await? {
+        let (old, old_upto) = replica.former_outbox(&former, peer.pushed, &options.filter).await?;
+        let max_bytes = (info.max_body_bytes / 2).max(16 * 1024);
+        for page in pages(&former, old, old_upto, options.push_entries, max_bytes) {
+            if !page.request.entries.is_empty() {
+                let answer = remote.push(&page.request).await?;
+                report.pushed += page.request.entries.len();
+                report.pushed_new += answer.new;
+                report.conflicts.extend(answer.rejected);
+            }
+        }
+    }
     let t = std::time::Instant::now();
     let (outbox, upto) = replica.outbox(peer.pushed, &options.filter).await?;
     tracing::debug!("outbox of {} entries in {:?}", outbox.len(), t.elapsed());

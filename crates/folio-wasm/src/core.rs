@@ -579,6 +579,8 @@ impl Core {
                 counter: now.counter,
                 replica: None,
                 context: CausalContext::default(),
+                signer: None,
+                signature: None,
             };
             let action = doc.stamp(scope, action, &self.replica, &self.clock);
             let op = Operation::new(action, start + i as u64, 0, None, &doc.head(scope));
@@ -610,7 +612,25 @@ impl Core {
     /// folio-sync's `batches` (each document's `document` scope first). Every unit is checked first: when a window
     /// is too short, nothing changes and the answer lists what to load. On an error the documents it touched are
     /// unloaded (the host's logs did not change).
+    ///
+    /// An entry whose signature does not verify ([`folio_core::signature::verify`]) is left out, listed in
+    /// `rejected` as `BAD_SIGNATURE: …`, as folio-sync's `Replica::integrate` does.
     pub fn integrate(&mut self, entries: Vec<SyncEntry>) -> Result<Outcome<Integrated>, Failure> {
+        let mut refused = Vec::new();
+        let entries: Vec<SyncEntry> = entries
+            .into_iter()
+            .filter(|e| match folio_core::signature::verify(&e.action) {
+                Ok(_) => true,
+                Err(err) => {
+                    refused.push(Rejected {
+                        document_id: e.document_id,
+                        action_id: e.action.id,
+                        reason: format!("{}: {err}", err.code()),
+                    });
+                    false
+                }
+            })
+            .collect();
         let batches = batches(entries);
         for (key, scope, actions) in &batches {
             if *scope == Scope::Local {
@@ -637,7 +657,10 @@ impl Core {
         if !need.is_empty() {
             return Ok(Outcome::Need { need });
         }
-        let mut out = Integrated::default();
+        let mut out = Integrated {
+            rejected: refused,
+            ..Integrated::default()
+        };
         let touched: Vec<Key> = batches.iter().map(|(k, _, _)| k.clone()).collect();
         for (key, scope, actions) in batches {
             match self.merge(&key, scope, MergeKind::Integrate(actions)) {

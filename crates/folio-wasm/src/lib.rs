@@ -389,6 +389,41 @@ pub fn conflicts(ops: &str) -> String {
     }))
 }
 
+/// The message a sync entry's action is signed over ([`folio_core::signature::signing_bytes`]), for the host to sign
+/// with the replica's key (WebCrypto Ed25519); empty when the entry does not parse.
+#[wasm_bindgen(js_name = signingBytes)]
+pub fn signing_bytes(entry: &str) -> Vec<u8> {
+    parse::<core::SyncEntry>("entry", entry)
+        .map(|e| folio_core::signature::signing_bytes(&e.action))
+        .unwrap_or_default()
+}
+
+/// The entry text with its action's `signer` and `signature` set (both unpadded base64url), or a failure.
+#[wasm_bindgen(js_name = signedEntry)]
+pub fn signed_entry(entry: &str, signer: &str, signature: &str) -> String {
+    answer((|| {
+        let mut e: core::SyncEntry = parse("entry", entry)?;
+        e.action.signer = Some(signer.to_owned());
+        e.action.signature = Some(signature.to_owned());
+        folio_core::signature::verify(&e.action).map_err(|err| Failure::from_parts(err.code(), err.to_string()))?;
+        serde_json::to_string(&e).map_err(|err| Failure::from_parts("INVALID_REQUEST", err.to_string()))
+    })())
+}
+
+/// The replica id an Ed25519 public key (32 bytes) derives, or "" for a key of another length.
+#[wasm_bindgen(js_name = replicaIdOf)]
+pub fn replica_id_of(public_key: &[u8]) -> String {
+    <[u8; 32]>::try_from(public_key)
+        .map(|k| folio_core::signature::replica_id_of(&k))
+        .unwrap_or_default()
+}
+
+/// Unpadded base64url of bytes (a key or a signature as the wire carries it).
+#[wasm_bindgen(js_name = base64url)]
+pub fn base64url(bytes: &[u8]) -> String {
+    folio_core::signature::encode(bytes)
+}
+
 /// The canonical JSON text of a JSON value (sorted keys, no whitespace).
 #[wasm_bindgen(js_name = canonicalJson)]
 pub fn canonical_json(value: &str) -> String {

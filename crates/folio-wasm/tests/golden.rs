@@ -500,3 +500,75 @@ async fn generate() -> Fixture {
     }
     Fixture { histories }
 }
+
+/// The browser's core refuses a pulled action whose signature does not verify, as folio-sync's replicas do: left
+/// out, listed as `BAD_SIGNATURE`, while the valid ones of the same answer are integrated.
+#[test]
+fn the_core_refuses_pulled_actions_whose_signature_does_not_verify() {
+    let id = DocumentId::new();
+    let create = folio_core::Action::new(
+        "CREATE_DOCUMENT",
+        serde_json::json!({"documentType": "folio/todo-list", "name": "signed"}),
+        Scope::Document,
+        folio_core::HlcTimestamp::new(10, 0),
+    );
+    let create = Operation::new(create, 0, 0, None, &folio_core::OpHash::ZERO);
+    let mut core = core();
+    core.load(load_input(id, &[create], &[], &[])).unwrap().unwrap();
+    let key = folio_core::ReplicaKey::from_seed(&[5; 32]);
+    let add = |item: &str, ms: u64| {
+        let mut a = folio_core::Action::new(
+            "ADD_TODO",
+            serde_json::json!({"id": item, "title": item}),
+            Scope::Global,
+            folio_core::HlcTimestamp::new(ms, 0),
+        );
+        key.sign(&mut a);
+        a
+    };
+    let good = add("good", 20);
+    let mut tampered = add("bad", 21);
+    tampered.input = serde_json::json!({"id": "bad", "title": "changed"});
+    let entry = |action: folio_core::Action| SyncEntry {
+        document_id: id,
+        scope: Scope::Global,
+        branch: Branch::default(),
+        action,
+    };
+    let done = match core
+        .integrate(vec![entry(good.clone()), entry(tampered.clone())])
+        .unwrap()
+    {
+        Outcome::Done(done) => done,
+        Outcome::Need { need } => panic!("needs {need:?}"),
+    };
+    assert_eq!(done.new, 1);
+    assert_eq!(done.rejected.len(), 1);
+    assert_eq!(done.rejected[0].action_id, tampered.id);
+    assert!(
+        done.rejected[0].reason.starts_with("BAD_SIGNATURE: "),
+        "{}",
+        done.rejected[0].reason
+    );
+    let ops: Vec<Operation> = done.appended.into_iter().flat_map(|a| a.operations).collect();
+    assert_eq!(ops.iter().map(|o| o.id).collect::<Vec<_>>(), vec![good.id]);
+    // What the host signs with WebCrypto: folio-core's signing bytes of the entry's action.
+    let text = serde_json::to_string(&entry(good.clone())).unwrap();
+    assert_eq!(
+        folio_wasm::signing_bytes(&text),
+        folio_core::signature::signing_bytes(&good)
+    );
+    let mut bare = good.clone();
+    bare.signer = None;
+    bare.signature = None;
+    let signed = folio_wasm::signed_entry(
+        &serde_json::to_string(&entry(bare)).unwrap(),
+        good.signer.as_deref().unwrap(),
+        good.signature.as_deref().unwrap(),
+    );
+    let back: String = serde_json::from_str(&signed).unwrap();
+    assert_eq!(serde_json::from_str::<SyncEntry>(&back).unwrap().action, good);
+    let refused = folio_wasm::signed_entry(&text, key.public(), &"A".repeat(86));
+    assert!(refused.contains("BAD_SIGNATURE"), "{refused}");
+    assert_eq!(folio_wasm::replica_id_of(&[0; 31]), "");
+}

@@ -40,6 +40,11 @@ pub struct Serve {
     /// would win every last-writer-wins edit until real time caught up).
     #[arg(long, default_value_t = ReactorConfig::default().max_clock_ahead.as_secs())]
     max_clock_skew: u64,
+    /// Refuse actions that are not signed by their author's replica key (a submit answers 422
+    /// `SIGNATURE_REQUIRED`, a push lists them in `rejected`). Actions a client submits without naming a replica are
+    /// this server's own, and it signs them. A bad signature is refused with or without this flag.
+    #[arg(long)]
+    require_signatures: bool,
     /// Let pages of this origin call the API from a browser (`https://app.example`); repeat for more. None by default.
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     cors_origins: Vec<String>,
@@ -120,6 +125,7 @@ impl Serve {
             max_actions: self.max_actions,
             cors_origins: self.cors_origins.clone(),
             static_dir: self.static_dir.clone(),
+            require_signatures: self.require_signatures,
             ..ServerConfig::new(&global.data_dir)
         };
         let tls = match (&self.tls_cert, &self.tls_key) {

@@ -13,7 +13,7 @@ use crate::CliError;
 use crate::context::{Global, Open};
 use crate::output::Out;
 
-/// Checks every hash chain and index sequence, then replays every document with its model.
+/// Checks every hash chain, index sequence and signature, then replays every document with its model.
 #[derive(Debug, Args)]
 pub struct Verify {}
 
@@ -75,6 +75,7 @@ impl Verify {
                 "ok": report.is_ok() && unreadable.is_empty(),
                 "units": report.units,
                 "operations": report.operations,
+                "signed": report.signed,
                 "broken": broken,
                 "unreadable": unreadable,
             }))?;
@@ -92,8 +93,9 @@ impl Verify {
             }
             if unreadable.is_empty() {
                 out.line(format_args!(
-                    "ok: {} units, {} operations, every index dense, every hash chained, every document replayed",
-                    report.units, report.operations
+                    "ok: {} units, {} operations, every index dense, every hash chained, every signature valid \
+                     ({} signed), every document replayed",
+                    report.units, report.operations, report.signed
                 ))?;
             }
         }

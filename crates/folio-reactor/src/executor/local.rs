@@ -117,7 +117,11 @@ pub(super) fn run_job(doc: &mut Document, job: &Job, shared: &Shared) -> Result<
     }
     let mut ops = Vec::with_capacity(job.actions.len());
     for (i, action) in job.actions.iter().enumerate() {
-        let action = doc.stamp(scope, action.clone(), &shared.config.replica_id, &shared.clock);
+        let mut action = doc.stamp(scope, action.clone(), &shared.config.replica_id, &shared.clock);
+        sign_own(&mut action, doc, scope, shared).map_err(|reason| ReactorError::ActionRejected {
+            action_index: i,
+            reason,
+        })?;
         let op = Operation::new(action, start + i as u64, 0, None, &doc.head(scope));
         match doc.apply(&op, &shared.registry) {
             Ok(()) => ops.push(op),
@@ -125,6 +129,34 @@ pub(super) fn run_job(doc: &mut Document, job: &Job, shared: &Shared) -> Result<
         }
     }
     Ok(ops)
+}
+
+/// Signs an action this replica authors (stamped with its id, unsigned) when it has a key. An action signed by its
+/// author (a client that signs) was left as it came by `stamp`: its clock must then already sort after what the
+/// unit holds, since re-stamping it would break its signature.
+fn sign_own(
+    action: &mut folio_core::Action,
+    doc: &Document,
+    scope: folio_core::Scope,
+    shared: &Shared,
+) -> Result<(), folio_core::Rejection> {
+    if action.is_signed() {
+        let latest = doc.seen(scope).0.values().max().copied();
+        if latest.is_some_and(|l| action.timestamp() <= l) {
+            return Err(folio_core::Rejection::new(
+                "CLOCK_BEHIND",
+                "a signed action's clock must come after every action the unit holds (it cannot be re-stamped \
+                 without breaking its signature): sign it again with a later clock, or push it through sync",
+            ));
+        }
+        return Ok(());
+    }
+    if let Some(key) = &shared.config.replica_key
+        && action.replica.as_deref() == Some(key.replica_id())
+    {
+        key.sign(action);
+    }
+    Ok(())
 }
 
 fn apply_error(e: ApplyError, job: &Job, action_index: usize) -> ReactorError {

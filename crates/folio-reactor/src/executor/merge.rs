@@ -189,6 +189,17 @@ async fn plan_compress(
         noop.input = serde_json::json!({});
         compressed.push(noop);
     }
+    // The model made its actions from the signed originals (clones with another type or input): each is signed
+    // again, as the new action of this replica it is.
+    for a in &mut compressed {
+        a.signer = None;
+        a.signature = None;
+        if let Some(key) = &shared.config.replica_key
+            && a.replica.as_deref() == Some(key.replica_id())
+        {
+            key.sign(a);
+        }
+    }
     Ok(MergePlan::Rebase {
         base_revision,
         cut: first.index,

@@ -244,11 +244,13 @@ pub async fn actions(
                 action.timestamp_utc_ms = t.millis;
                 action.counter = t.counter;
             }
+            crate::signing::author(&mut action, a.counter, a.replica, a.context, a.signer, a.signature);
             action
         })
         .collect();
-    for action in &actions {
+    for (i, action) in actions.iter().enumerate() {
         check_action(&caller, &rules, decision, action).map_err(|r: Refusal| r.to_api(id))?;
+        crate::signing::check_submitted(&state, action, i)?;
     }
     let wait = req.wait.unwrap_or(true);
     // A deleted document refuses actions as 404, like the document (the executor refuses them too, atomically, as

@@ -7,7 +7,7 @@
 //! * the body: a table of the strings the chunk repeats (action types, authors: each stored once), then per
 //!   operation a flags byte, the action id (16 bytes), the hash (32 bytes), the action's clock as a varint delta
 //!   from the previous operation's, the type and author as indexes into the table, the scope, the causal context
-//!   as (author, clock) varints, the error, and the input as its exact JSON text (zstd compresses its repetitions).
+//!   as (author, clock) varints, the error, the signer and signature of a signed action (flag 128), and the input as its exact JSON text (zstd compresses its repetitions).
 //!
 //! The index is the chunk's first index plus the position. Decoding yields the same `Operation` that was encoded,
 //! so it serializes to exactly the JSON it was committed as and its hash chain checks as before (the golden tests in
@@ -50,6 +50,11 @@ const COUNTER: u8 = 8;
 const OP_TIMESTAMP: u8 = 16;
 const OP_ID: u8 = 32;
 const SKIP: u8 = 64;
+/// The action carries signature fields: a byte follows the error (1: a signer, as an index into the table;
+/// 2: a signature, as text). Chunks written before signed actions never set it.
+const SIGNED: u8 = 128;
+const HAS_SIGNER: u8 = 1;
+const HAS_SIGNATURE: u8 = 2;
 
 /// One chunk of an append, ready to insert.
 #[derive(Debug)]
@@ -143,6 +148,9 @@ fn encode_body(ops: &[Operation]) -> Result<(Vec<u8>, usize), String> {
         if op.skip != 0 {
             flags |= SKIP;
         }
+        if a.is_signed() {
+            flags |= SIGNED;
+        }
         ops_part.push(flags);
         ops_part.extend_from_slice(a.id.as_bytes());
         if flags & OP_ID != 0 {
@@ -179,6 +187,17 @@ fn encode_body(ops: &[Operation]) -> Result<(Vec<u8>, usize), String> {
         }
         if let Some(error) = &op.error {
             put_bytes(&mut ops_part, error.as_bytes());
+        }
+        if flags & SIGNED != 0 {
+            let which =
+                if a.signer.is_some() { HAS_SIGNER } else { 0 } | if a.signature.is_some() { HAS_SIGNATURE } else { 0 };
+            ops_part.push(which);
+            if let Some(signer) = &a.signer {
+                put(&mut ops_part, strings.intern(signer));
+            }
+            if let Some(signature) = &a.signature {
+                put_bytes(&mut ops_part, signature.as_bytes());
+            }
         }
         let input = serde_json::to_vec(&a.input).map_err(|e| e.to_string())?;
         put_bytes(&mut ops_part, &input);
@@ -477,6 +496,16 @@ fn decode_one(r: &mut Reader<'_>, strings: &[&str], index: u64, prev_ts: &mut u6
     } else {
         None
     };
+    let (mut signer, mut signature) = (None, None);
+    if flags & SIGNED != 0 {
+        let which = r.byte()?;
+        if which & HAS_SIGNER != 0 {
+            signer = Some(string(r.var()?)?);
+        }
+        if which & HAS_SIGNATURE != 0 {
+            signature = Some(r.text()?.to_owned());
+        }
+    }
     let input = serde_json::from_slice(r.len_bytes()?).map_err(|e| format!("the input: {e}"))?;
     Ok(Operation {
         id: op_id,
@@ -494,6 +523,8 @@ fn decode_one(r: &mut Reader<'_>, strings: &[&str], index: u64, prev_ts: &mut u6
             counter,
             replica,
             context: CausalContext(context),
+            signer,
+            signature,
         },
     })
 }

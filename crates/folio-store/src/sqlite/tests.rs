@@ -311,6 +311,14 @@ fn awkward_actions() -> Vec<folio_core::Action> {
                 seen.insert(format!("r{i}"), HlcTimestamp::new(millis - 7, 0));
                 action.context = CausalContext(seen);
             }
+            if i % 3 == 2 {
+                // Signed actions (flag 128), with the signer in the table; one carries a signer alone (refused by
+                // every door, but a store keeps what it is given).
+                folio_core::ReplicaKey::from_seed(&[i as u8; 32]).sign(&mut action);
+                if i == 8 {
+                    action.signature = None;
+                }
+            }
             action
         })
         .collect()
@@ -369,7 +377,12 @@ async fn chunks_decode_to_exactly_the_json_committed() {
     }
     let read: Vec<Operation> = store.read(&unit, 0, None).try_collect().await.unwrap();
     assert_eq!(json(&read), json(&ops));
-    assert!(crate::verify::verify(&store).await.unwrap().is_ok());
+    // Every chain holds; the half-signed action (8) is the one thing `verify` names.
+    let report = crate::verify::verify(&store).await.unwrap();
+    let broken = report.broken.expect("the half-signed action is named");
+    assert_eq!(broken.index, 8);
+    assert!(broken.reason.starts_with("BAD_SIGNATURE: "), "{}", broken.reason);
+    assert_eq!(report.signed, 2, "the signed actions 2 and 5 verified");
     let again = store.append(&unit, 2, ops[2..6].to_vec()).await.unwrap();
     assert!(again.replayed, "a retried append is a replay");
 }

@@ -1,0 +1,59 @@
+// Signed actions from the JavaScript replica (fake-indexeddb in Node, WebCrypto Ed25519, the WebAssembly core)
+// against a real `folio serve --require-signatures`: its replica id derives from its key, the server takes its
+// signed pushes and refuses the same action tampered with or stripped of its signature.
+import "fake-indexeddb/auto";
+import { IDBFactory } from "fake-indexeddb";
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { Folio } from "../dist/folio-client.js";
+import { WASM, api, startServer } from "./helpers.mjs";
+
+let server;
+before(async () => {
+  server = await startServer(["--require-signatures"]);
+});
+after(async () => {
+  await server?.stop();
+});
+
+const open = (factory, name) =>
+  Folio.open({ url: server.url, token: server.token, name, indexedDB: factory, wasm: WASM, autoSync: false });
+
+test("the replica signs its actions; the server takes them and refuses them tampered with", async () => {
+  const idb = new IDBFactory();
+  const f = await open(idb, "signer");
+  assert.match(f.replicaId, /^[0-9a-f]{16}$/);
+  const header = await f.create("folio/todo-list", "Signed");
+  await f.apply(header.id, [{ type: "ADD_TODO", input: { id: "milk", title: "Buy milk" } }]);
+  const report = await f.sync();
+  assert.equal(report.pushed, 2);
+  assert.equal(report.pushedNew, 2);
+  assert.deepEqual(report.conflicts, []);
+  const ops = (await api(server, `/v1/documents/${header.id}/operations?scope=global`)).operations;
+  assert.equal(ops.length, 1);
+  const action = ops[0].action;
+  assert.equal(action.replica, f.replicaId);
+  assert.match(action.signer, /^[A-Za-z0-9_-]{43}$/);
+  assert.match(action.signature, /^[A-Za-z0-9_-]{86}$/);
+
+  // The same key and id after a reopen.
+  await f.close();
+  const again = await open(idb, "signer");
+  assert.equal(again.replicaId, action.replica);
+
+  // The browser's signed action, tampered with: refused by its signature, not stored.
+  const entry = (a) => ({ documentId: header.id, scope: "global", branch: "main", action: a });
+  const tampered = { ...action, id: crypto.randomUUID(), input: { id: "milk", title: "Buy poison" } };
+  const stolen = { ...action, id: crypto.randomUUID(), signer: undefined, signature: undefined };
+  const answer = await api(server, "/v1/sync/push", {
+    method: "POST",
+    body: JSON.stringify({ replica: action.replica, entries: [entry(tampered), entry(stolen)] }),
+  });
+  assert.equal(answer.new, 0);
+  assert.deepEqual(
+    answer.rejected.map((r) => r.reason.split(":")[0]),
+    ["BAD_SIGNATURE", "SIGNATURE_REQUIRED"],
+  );
+  assert.equal((await api(server, `/v1/documents/${header.id}/operations?scope=global`)).operations.length, 1);
+  await again.close();
+});
