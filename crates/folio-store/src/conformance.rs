@@ -581,7 +581,51 @@ pub async fn actions_by_id(store: &dyn OperationStore) {
         .map(|_| uuid::Uuid::now_v7())
         .chain([ops[0].action.id])
         .collect();
-    assert_eq!(ids_of(&find(unit.clone(), many).await), vec![(0, ops[0].action.id)]);
+    assert_eq!(
+        ids_of(&find(unit.clone(), many.clone()).await),
+        vec![(0, ops[0].action.id)]
+    );
+
+    // `find_action_indexes`: the same occurrences as (id, index), only those below the bound.
+    let indexes = |unit: SyncUnit, ids: Vec<uuid::Uuid>, before: u64| async move {
+        store
+            .find_action_indexes(&unit, &ids, before)
+            .await
+            .expect("find indexes")
+    };
+    let both = vec![again[1].id, again[0].id, ops[1].action.id];
+    assert_eq!(
+        indexes(unit.clone(), both.clone(), u64::MAX).await,
+        vec![
+            (ops[1].action.id, 1),
+            (again[0].id, 4),
+            (again[1].id, 5),
+            (again[0].id, 6),
+            (again[1].id, 7)
+        ],
+        "every occurrence, in index order"
+    );
+    assert_eq!(
+        indexes(unit.clone(), both.clone(), 6).await,
+        vec![(ops[1].action.id, 1), (again[0].id, 4), (again[1].id, 5)],
+        "only below the bound"
+    );
+    assert_eq!(
+        indexes(unit.clone(), both.clone(), 1).await,
+        Vec::new(),
+        "nothing below index 1"
+    );
+    assert_eq!(
+        indexes(other.clone(), both, u64::MAX).await,
+        vec![(ops[1].action.id, 2)],
+        "only the unit asked for"
+    );
+    assert_eq!(indexes(unit.clone(), many, u64::MAX).await, vec![(ops[0].action.id, 0)]);
+    assert!(
+        indexes(new_unit(Scope::Global), vec![ops[0].action.id], u64::MAX)
+            .await
+            .is_empty()
+    );
 }
 
 /// `skips` lists exactly the operations with a skip in the asked range, with their skips, in index order, whichever

@@ -226,6 +226,25 @@ pub trait OperationStore: Send + Sync + 'static {
         Ok(found)
     }
 
+    /// The `(action id, index)` of the operations of `unit` below index `before` whose action id is one of `ids`,
+    /// in index order: what a merge needs to tell which of the actions it folds carry an id the history before them
+    /// holds already, without the operations themselves. The default filters [`OperationStore::find_actions`];
+    /// stores with an index of ids answer from it alone.
+    async fn find_action_indexes(
+        &self,
+        unit: &SyncUnit,
+        ids: &[uuid::Uuid],
+        before: u64,
+    ) -> Result<Vec<(uuid::Uuid, u64)>, StoreError> {
+        Ok(self
+            .find_actions(unit, ids)
+            .await?
+            .into_iter()
+            .filter(|op| op.index < before)
+            .map(|op| (op.action.id, op.index))
+            .collect())
+    }
+
     /// The revision (number of operations) of `unit`, and the hash of its last operation (`OpHash::ZERO` when
     /// empty).
     async fn head(&self, unit: &SyncUnit) -> Result<(u64, OpHash), StoreError>;

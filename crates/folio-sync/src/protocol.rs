@@ -220,7 +220,7 @@ pub fn pages(
     let mut bytes = 0usize;
     let mut last = 0u64;
     for (ordinal, entry) in outbox {
-        let size = serde_json::to_vec(&entry).map_or(256, |v| v.len() + 1);
+        let size = json_len(&entry).map_or(256, |n| n + 1);
         if !entries.is_empty() && (entries.len() >= max_entries.max(1) || bytes + size > max_bytes) {
             pages.push(PushPage {
                 request: PushRequest {
@@ -246,6 +246,23 @@ pub fn pages(
     }
     pages.retain(|p| !p.request.entries.is_empty() || p.upto > 0);
     pages
+}
+
+/// The length of `value`'s JSON, counted without keeping the text.
+fn json_len(value: &impl serde::Serialize) -> Option<usize> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).ok()?;
+    Some(count.0)
 }
 
 /// Actions to integrate, one batch per unit, in the order they must be integrated: for each document, its

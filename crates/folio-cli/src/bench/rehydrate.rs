@@ -109,12 +109,14 @@ pub async fn load_child(
     keyframe_every: u64,
 ) -> Result<serde_json::Value, CliError> {
     let id: DocumentId = doc.parse().map_err(|_| CliError::usage("--doc is not a document id"))?;
+    let opening = Instant::now();
     let store: Arc<dyn OperationStore> = match (db, database_url) {
         (Some(path), _) => Arc::new(SqliteStore::open_read_only(path).await?),
         (None, Some(url)) => Arc::new(PgStore::open(url).await?),
         (None, None) => return Err(CliError::usage("load-child needs --db or --database-url")),
     };
     let view = DocumentView::new(store, Arc::new(ModelRegistry::with_builtin()), 1 << 40, keyframe_every);
+    let open_ns = opening.elapsed().as_nanos() as u64;
     let start = Instant::now();
     let doc = view
         .hydrate(&DocKey::new(id, Branch::default()), None)
@@ -123,7 +125,7 @@ pub async fn load_child(
         .ok_or_else(|| CliError::fail("no such document"))?;
     let ns = start.elapsed().as_nanos() as u64;
     let state = doc.model().map_or(0, |m| m.state_size(&doc.state));
-    Ok(serde_json::json!({ "ns": ns, "peakRssBytes": peak_rss(), "stateBytes": state }))
+    Ok(serde_json::json!({ "ns": ns, "openNs": open_ns, "peakRssBytes": peak_rss(), "stateBytes": state }))
 }
 
 /// Peak RSS of a fresh process that loads `id` once (`folio bench load-child`), so the figure covers the load
@@ -145,6 +147,15 @@ fn measure_in_child(db: &BenchDb, id: DocumentId, keyframe_every: u64) -> Option
         return None;
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    if let (Some(open), Some(load)) = (v["openNs"].as_u64(), v["ns"].as_u64()) {
+        note(format!(
+            "  a fresh process (keyframes every {keyframe_every}): store opened in {:.2} ms, the document loaded in \
+             {:.2} ms, {:.2} ms in all",
+            open as f64 / 1e6,
+            load as f64 / 1e6,
+            (open + load) as f64 / 1e6
+        ));
+    }
     v["peakRssBytes"].as_u64()
 }
 

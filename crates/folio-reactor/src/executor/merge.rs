@@ -31,23 +31,28 @@ pub(super) async fn merge(
         return Ok((Vec::new(), MergeReport::default()));
     };
     // Read back from the head until the tail's effective operations start before every incoming action.
+    // Each step reads only the operations before those already read.
     let mut step = TAIL_STEP.min(head.max(1));
-    let tail_ops = loop {
+    let mut tail_ops: Vec<Operation> = Vec::new();
+    let mut read_from = head;
+    loop {
         let from = head.saturating_sub(step);
-        let ops: Vec<Operation> = shared.store.read(&unit, from, Some(head)).try_collect().await?;
-        if ops.len() as u64 != head - from {
+        let mut ops: Vec<Operation> = shared.store.read(&unit, from, Some(read_from)).try_collect().await?;
+        if ops.len() as u64 != read_from - from {
             return Err(ReactorError::Corrupt(format!(
                 "{unit}: read {} operations of {}",
                 ops.len(),
-                head - from
+                read_from - from
             )));
         }
-        let covered = tail_covers(&effective(&ops), from, min_incoming);
-        if covered {
-            break ops;
+        ops.append(&mut tail_ops);
+        tail_ops = ops;
+        read_from = from;
+        if tail_covers(&effective(&tail_ops), from, min_incoming) {
+            break;
         }
         step = step.saturating_mul(4);
-    };
+    }
     let tail = effective(&tail_ops);
     let mut report = MergeReport::default();
     let plan = match job.kind {
@@ -115,21 +120,16 @@ async fn taken_ids(
     actions: &[Action],
 ) -> Result<std::collections::HashSet<uuid::Uuid>, ReactorError> {
     let ids: Vec<uuid::Uuid> = actions.iter().map(|a| a.id).collect();
-    let found: Vec<Operation> = shared
-        .store
-        .find_actions(unit, &ids)
-        .await?
-        .into_iter()
-        .filter(|op| op.index < before)
-        .collect();
+    // Only ids and indexes: the divergent tail's own operations (at or past `before`) are not even looked at.
+    let found = shared.store.find_action_indexes(unit, &ids, before).await?;
     if found.is_empty() {
         return Ok(Default::default());
     }
     let cuts = folio_core::merge::Cuts::from_skips(shared.store.skips(unit, 0, Some(head)).await?);
     Ok(found
         .into_iter()
-        .filter(|op| cuts.is_effective(op.index))
-        .map(|op| op.action.id)
+        .filter(|&(_, index)| cuts.is_effective(index))
+        .map(|(id, _)| id)
         .collect())
 }
 

@@ -29,6 +29,8 @@ use crate::sql_common::decode_operation;
 pub(crate) const MAX_CHUNK_OPS: usize = 1024;
 /// A chunk ends with the operation that takes its body past this many bytes.
 const MAX_CHUNK_BYTES: usize = 1 << 20;
+/// A chunk of at least this many operations ends before an operation of another author.
+const AUTHOR_RUN: usize = 32;
 /// Bodies up to this size are stored as they are: zstd saves little on them and costs a call.
 const COMPRESS_ABOVE: usize = 384;
 /// zstd's level: 3 (its default) compresses a todo list's chunk to about a third of its body at ~300 MB/s.
@@ -124,8 +126,13 @@ fn encode_body(ops: &[Operation]) -> Result<(Vec<u8>, usize), String> {
     let mut ops_part = Vec::with_capacity(ops.len().min(MAX_CHUNK_OPS) * 128);
     let mut prev_ts = 0u64;
     let mut count = 0;
-    for op in ops.iter().take(MAX_CHUNK_OPS) {
+    for (i, op) in ops.iter().take(MAX_CHUNK_OPS).enumerate() {
         let a = &op.action;
+        // A long enough chunk ends where the author changes: a rebase's merged runs become chunks of one author
+        // each, which a pull leaves out by their `replica` column without decoding them.
+        if count >= AUTHOR_RUN && i > 0 && a.replica != ops[i - 1].action.replica {
+            break;
+        }
         let mut flags = 0u8;
         if op.error.is_some() {
             flags |= ERROR;

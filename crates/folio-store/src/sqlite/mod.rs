@@ -127,6 +127,20 @@ impl OperationStore for SqliteStore {
         }
     }
 
+    async fn find_action_indexes(
+        &self,
+        unit: &SyncUnit,
+        ids: &[uuid::Uuid],
+        before: u64,
+    ) -> Result<Vec<(uuid::Uuid, u64)>, StoreError> {
+        let found = reads::find_action_indexes(&self.pool, unit, ids, before).await?;
+        if found.is_empty() {
+            Ok(found)
+        } else {
+            self.settled(found).await
+        }
+    }
+
     async fn skips(&self, unit: &SyncUnit, from: u64, to: Option<u64>) -> Result<Vec<(u64, u64)>, StoreError> {
         self.settled(reads::skips(&self.pool, unit, from, to).await?).await
     }

@@ -311,6 +311,44 @@ pub(super) async fn find_actions(
     Ok(found)
 }
 
+/// `find_action_indexes`: from `action_ids` alone, nothing decoded.
+pub(super) async fn find_action_indexes(
+    pool: &SqlitePool,
+    unit: &SyncUnit,
+    ids: &[uuid::Uuid],
+    before: u64,
+) -> Result<Vec<(uuid::Uuid, u64)>, StoreError> {
+    let Some(unit_id) = unit_id(pool, unit).await? else {
+        return Ok(Vec::new());
+    };
+    let mut found: Vec<(uuid::Uuid, u64)> = Vec::new();
+    for chunk in ids.chunks(FIND_CHUNK) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!("SELECT id, idx FROM action_ids WHERE id IN ({marks}) AND unit_id = ? AND idx < ?");
+        let mut query = sqlx::query_as::<_, (Vec<u8>, i64)>(&sql);
+        for id in chunk {
+            query = query.bind(id.as_bytes().as_slice());
+        }
+        let rows = query
+            .bind(unit_id)
+            .bind(to_i64(before))
+            .persistent(false)
+            .fetch_all(pool)
+            .await?;
+        for (id, idx) in rows {
+            let id = uuid::Uuid::from_slice(&id).map_err(|e| StoreError::Corrupt {
+                unit: unit.to_string(),
+                index: idx as u64,
+                reason: format!("an action id of {} bytes: {e}", id.len()),
+            })?;
+            found.push((id, idx as u64));
+        }
+    }
+    found.sort_unstable_by_key(|&(_, idx)| idx);
+    found.dedup();
+    Ok(found)
+}
+
 /// The name and the deleted flag of a documents row (see `sql_queries::NameAndDeleted`): SQLite stores the name as
 /// text, `deleted` as 0 or 1.
 pub(super) fn name_and_deleted(row: &SqliteRow, at: usize, _: DocumentId) -> Result<(String, bool), StoreError> {

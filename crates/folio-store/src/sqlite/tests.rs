@@ -57,6 +57,65 @@ async fn rows_without_the_replica_column_are_filtered_by_their_decoded_author() 
     assert_eq!(indexes(SinceFilter::default()).await, vec![0, 1, 2, 3]);
 }
 
+/// A merged append whose authors come in long runs (a rebase of two replicas' batches) is stored as chunks of one
+/// author each, which a pull leaves out by their `replica` column; short runs stay together in one chunk.
+#[tokio::test]
+async fn long_runs_of_one_author_become_chunks_of_their_own() {
+    use folio_core::{Action, HlcTimestamp};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("folio.db")).await.unwrap();
+    let unit = SyncUnit::main(DocumentId::new(), Scope::Global);
+    let mut chain = crate::conformance::Chain::new(unit.clone());
+    // Three short runs (10 ops each), then runs of 40, 50 and 40.
+    let runs: [(&str, usize); 6] = [("r1", 10), ("r2", 10), ("r1", 10), ("r2", 40), ("r1", 50), ("r2", 40)];
+    let ops: Vec<Operation> = runs
+        .iter()
+        .flat_map(|&(author, n)| std::iter::repeat_n(author, n))
+        .map(|author| {
+            let mut action = Action::new(
+                "SET",
+                serde_json::json!({"v": 1}),
+                Scope::Global,
+                HlcTimestamp::new(1, 0),
+            );
+            action.replica = Some(author.to_owned());
+            chain.push(action)
+        })
+        .collect();
+    store.append(&unit, 0, ops.clone()).await.unwrap();
+    let chunks: Vec<(i64, i64, Option<String>)> = sqlx::query_as("SELECT idx, count, replica FROM log ORDER BY idx")
+        .fetch_all(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        chunks,
+        vec![
+            (0, 70, None),
+            (70, 50, Some("r1".to_owned())),
+            (120, 40, Some("r2".to_owned()))
+        ],
+        "the short runs and the first long one share a chunk; later long runs are chunks of their own"
+    );
+    let read: Vec<Operation> = futures::TryStreamExt::try_collect(store.read(&unit, 0, None))
+        .await
+        .unwrap();
+    assert_eq!(read, ops, "the chunks read back as appended");
+    let filter = SinceFilter {
+        exclude_replica: Some("r1"),
+        ..SinceFilter::default()
+    };
+    let page = store.read_since_filtered(0, 1000, &filter).await.unwrap();
+    let expected: Vec<u64> = ops
+        .iter()
+        .filter(|op| op.action.replica.as_deref() == Some("r2"))
+        .map(|op| op.index)
+        .collect();
+    assert_eq!(
+        page.committed.iter().map(|c| c.operation.index).collect::<Vec<_>>(),
+        expected
+    );
+}
+
 /// Under a load that never pauses, the WAL still starts over: it stays bounded instead of growing with
 /// everything written (a checkpoint on another connection never catches up with a busy writer).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
