@@ -75,8 +75,11 @@ pub struct Grant {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetGrantsInput {
-    /// The grants, replacing all earlier ones (at most [`MAX_GRANTS`], one per principal).
-    pub grants: Vec<Grant>,
+    /// The grants, replacing all earlier ones (at most [`MAX_GRANTS`], one per principal). Absent: the grants stay
+    /// (an owner change only, such as the owner a server records for a document a replica created offline, which
+    /// then commutes with the replica's own grant changes whatever their clocks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grants: Option<Vec<Grant>>,
     /// A new owner (absent: the owner stays).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
@@ -124,14 +127,15 @@ pub fn check_principal(name: &str, everyone: bool) -> Result<(), GrantsError> {
 /// Checks the input of [`SET_GRANTS`]: at most [`MAX_GRANTS`] grants, each principal valid and named once, the
 /// owner (when given) a valid principal other than `*`.
 pub fn check_grants(input: &SetGrantsInput) -> Result<(), GrantsError> {
-    if input.grants.len() > MAX_GRANTS {
+    let grants = input.grants.as_deref().unwrap_or_default();
+    if grants.len() > MAX_GRANTS {
         return Err(GrantsError {
             code: "TOO_MANY_GRANTS",
-            message: format!("{} grants; a document holds at most {MAX_GRANTS}", input.grants.len()),
+            message: format!("{} grants; a document holds at most {MAX_GRANTS}", grants.len()),
         });
     }
-    let mut seen = std::collections::HashSet::with_capacity(input.grants.len());
-    for grant in &input.grants {
+    let mut seen = std::collections::HashSet::with_capacity(grants.len());
+    for grant in grants {
         check_principal(&grant.principal, true)?;
         if !seen.insert(grant.principal.as_str()) {
             return Err(GrantsError {
@@ -616,7 +620,9 @@ impl Document {
                 let set: SetGrantsInput =
                     read_input(input).map_err(|e| Rejection::new("INVALID_INPUT", format!("SET_GRANTS input: {e}")))?;
                 check_grants(&set).map_err(Rejection::from)?;
-                self.header.grants = set.grants;
+                if let Some(grants) = set.grants {
+                    self.header.grants = grants;
+                }
                 if set.owner.is_some() {
                     self.header.owner = set.owner;
                 }
@@ -794,7 +800,9 @@ impl AccessRules {
                 if let Ok(set) = read_input::<SetGrantsInput>(input)
                     && check_grants(&set).is_ok()
                 {
-                    self.grants = set.grants;
+                    if let Some(grants) = set.grants {
+                        self.grants = grants;
+                    }
                     if set.owner.is_some() {
                         self.owner = set.owner;
                     }

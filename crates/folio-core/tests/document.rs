@@ -676,6 +676,34 @@ fn owner_and_grants_are_folded_into_the_header_and_the_access_rules() {
 }
 
 #[test]
+fn an_owner_only_set_grants_keeps_the_grants_so_it_commutes_with_grant_changes() {
+    use folio_core::{AccessRules, Grant};
+    let share = json!({"grants": [{"principal": "carol", "access": "write"}]});
+    let claim = json!({"owner": "bob"});
+    let mut outcomes = Vec::new();
+    for order in [[&share, &claim], [&claim, &share]] {
+        let mut w = Writer::new();
+        w.write(Scope::Document, "CREATE_DOCUMENT", json!({"documentType": TODO}))
+            .unwrap();
+        for input in order {
+            w.write(Scope::Document, "SET_GRANTS", input.clone()).unwrap();
+        }
+        let mut rules = AccessRules::default();
+        for op in &w.log {
+            rules.fold(op);
+        }
+        assert_eq!(
+            (&rules.owner, &rules.grants),
+            (&w.doc.header.owner, &w.doc.header.grants)
+        );
+        outcomes.push((w.doc.header.owner.clone(), w.doc.header.grants.clone()));
+    }
+    let carol: Vec<Grant> = serde_json::from_value(share["grants"].clone()).unwrap();
+    assert_eq!(outcomes[0], (Some("bob".into()), carol), "grants kept, owner set");
+    assert_eq!(outcomes[0], outcomes[1], "in either order");
+}
+
+#[test]
 fn the_highest_grant_wins_and_everyone_counts() {
     use folio_core::{Access, AccessRules, Grant};
     let grant = |p: &str, access| Grant {

@@ -233,7 +233,7 @@ impl AccessCache {
 /// The `SET_GRANTS` input that gives a document created without owner (by a replica offline) to `principal`.
 pub fn claim(principal: &str) -> SetGrantsInput {
     SetGrantsInput {
-        grants: Vec::new(),
+        grants: None,
         owner: Some(principal.to_owned()),
     }
 }

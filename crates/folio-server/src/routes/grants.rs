@@ -85,7 +85,7 @@ pub async fn put(
         ));
     }
     let input = SetGrantsInput {
-        grants: body.grants,
+        grants: Some(body.grants),
         owner: body.owner,
     };
     check_grants(&input).map_err(|e| {

@@ -201,8 +201,9 @@ fn refused(entry: &SyncEntry, refusal: &Refusal) -> RejectedAction {
     }
 }
 
-/// This server's `SET_GRANTS` giving the document `create` makes to the caller, clocked just after the creation:
-/// before any grant change the replica made offline after creating it, which then stays in force.
+/// This server's `SET_GRANTS` giving the document `create` makes to the caller, clocked just after the creation. It
+/// names the owner only (no `grants`), so the grant changes the replica made offline stay in force whichever of the
+/// two sorts first (a tie of clocks is broken by replica id).
 fn claim_entry(state: &AppState, caller: &Caller, create: &SyncEntry) -> SyncEntry {
     let input = serde_json::to_value(crate::access::claim(&caller.principal)).unwrap_or_default();
     let mut action = state.reactor.action(SET_GRANTS, input, Scope::Document);
