@@ -23,7 +23,7 @@ import type {
   Status,
   SyncReport,
 } from "./types.js";
-import { ReplicaCore, entryUnits, isFailure, loadWasm, wasmConflicts, type WasmSource } from "./wasm.js";
+import { ReplicaCore, isFailure, loadWasm, wasmConflicts, type WasmSource } from "./wasm.js";
 
 export interface OpenOptions {
   /** A `folio serve` (`http://127.0.0.1:4780`); omit to work local-only. */
@@ -74,27 +74,40 @@ export interface ApplyResult {
 
 type Listener<T> = (value: T) => void;
 
-/** The answer of the core's `apply`/`create`/`integrate`/`compress`: operations with their texts. */
+/** An operation of the core's `apply`/`create`/`integrate`/`compress` answers, with its texts. */
 interface OpOut {
   index: number;
-  skip: number;
-  id: string;
-  replica: string | null;
-  error: string | null;
-  millis: number;
-  counter: number;
+  /** Its wire text. */
   json: string;
-  /** The entry text pushed (own actions only: apply, create, compress). */
+  /** Own actions only (apply, create, compress): the entry text pushed, and what the outbox keeps. */
   entry?: string;
+  id?: string;
+  millis?: number;
+  counter?: number;
 }
 
+/** Operations the core appended to one unit. In the core's answer `operations` lists own actions only, without
+ * texts: the texts follow the answer's JSON (see `withTexts`), and `withTexts` fills `operations` in. */
 interface AppendedOut {
   documentId: string;
   branch: string;
   scope: "global" | "local" | "document";
+  first: number;
+  count: number;
   operations: OpOut[];
   keyframe: string | null;
   keyframeRevision: number | null;
+}
+
+/** What `integrate` answers (`entries`, `cursor`, `more`: of the pull answer it was given). */
+interface IntegrateOut {
+  appended?: AppendedOut[];
+  new?: number;
+  rejected?: RejectedAction[];
+  need?: Need[];
+  entries?: number;
+  cursor?: number;
+  more?: boolean;
 }
 
 interface Need {
@@ -239,6 +252,34 @@ export class Folio {
     return value as T;
   }
 
+  /** An answer of `apply`/`create`/`integrate`/`compress`: its JSON, then for each unit of `units(answer)` in order
+   * its operation texts and, for own actions, their entry texts, one per line (folio-wasm's `with_texts`). The units'
+   * `operations` come back with their texts. */
+  private withTexts<T>(text: string, units: (value: T) => AppendedOut[] | undefined): T {
+    const nl = text.indexOf("\n");
+    const value = this.call<T>(nl < 0 ? text : text.slice(0, nl));
+    const appended = units(value) ?? [];
+    const texts = nl < 0 ? [] : text.slice(nl + 1).split("\n");
+    let k = 0;
+    for (const a of appended) {
+      const own = a.operations ?? [];
+      const ops: OpOut[] = new Array(a.count);
+      for (let i = 0; i < a.count; i++) {
+        const op = own[i] ?? { index: a.first + i, json: "" };
+        op.json = texts[k + i] ?? "";
+        ops[i] = op;
+      }
+      k += a.count;
+      if (own.length > 0) {
+        for (let i = 0; i < a.count; i++) (ops[i] as OpOut).entry = texts[k + i];
+        k += a.count;
+      }
+      a.operations = ops;
+    }
+    if (k !== texts.length) throw new FolioError("CORE_FAILED", `the core answered ${texts.length} texts for ${k} operations`);
+    return value;
+  }
+
   /** Loads a document into the core from IndexedDB (from its latest keyframe, or from one at or below `before`). */
   private async ensureLoaded(id: string, before?: number): Promise<void> {
     if (before === undefined && this.core.isLoaded(id, BRANCH)) return;
@@ -280,7 +321,7 @@ export class Folio {
       for (const op of a.operations) {
         ops.push({ u, i: op.index, j: op.json });
         if (outbox && a.scope !== "local" && op.entry !== undefined) {
-          outboxAdd.push({ doc: a.documentId, scope: a.scope, j: op.entry, id: op.id, ms: op.millis, c: op.counter });
+          outboxAdd.push({ doc: a.documentId, scope: a.scope, j: op.entry, id: op.id ?? "", ms: op.millis ?? 0, c: op.counter ?? 0 });
         }
       }
       if (a.keyframe && a.keyframeRevision !== null) keyframes.push({ u, rev: a.keyframeRevision, j: a.keyframe });
@@ -316,7 +357,7 @@ export class Folio {
       if (done) return done;
       if (options.id) await this.ensureLoaded(options.id);
       const initial = options.initialState === undefined ? "" : JSON.stringify(options.initialState);
-      const appended = this.call<AppendedOut>(this.run((c) => c.create(documentType, name, options.id ?? "", initial)));
+      const appended = this.withTexts<AppendedOut>(this.run((c) => c.create(documentType, name, options.id ?? "", initial)), (a) => [a]);
       const id = appended.documentId;
       const commit = this.records([appended], true);
       commit.docs = this.docRecord(id);
@@ -339,7 +380,7 @@ export class Folio {
       const done = await this.answered<ApplyResult>(options);
       if (done) return done;
       await this.ensureLoaded(id);
-      const appended = this.call<AppendedOut>(this.run((c) => c.apply(id, BRANCH, JSON.stringify(actions))));
+      const appended = this.withTexts<AppendedOut>(this.run((c) => c.apply(id, BRANCH, JSON.stringify(actions))), (a) => [a]);
       const commit = this.records([appended], true);
       commit.docs = this.docRecord(id);
       const last = appended.operations[appended.operations.length - 1];
@@ -435,9 +476,9 @@ export class Folio {
     await this.exclusive(async () => {
       this.core.unload(id, BRANCH);
       await this.store.deleteDocument(id, BRANCH);
-      for (const page of pages) await this.integrate(page, {});
+      for (const page of pages) await this.integrate(page, () => ({}));
       const own = (await this.store.outbox()).filter((r) => r.doc === id);
-      if (own.length > 0) await this.integrate(`[${own.map((r) => r.j).join(",")}]`, {});
+      if (own.length > 0) await this.integrate(`[${own.map((r) => r.j).join(",")}]`, () => ({}));
     });
   }
 
@@ -588,13 +629,15 @@ export class Folio {
         throw e;
       }
       const ids = JSON.stringify(run.map((r) => r.id));
-      let answer: { appended?: AppendedOut[]; saved?: number; need?: Need[] } = this.call(this.run((c) => c.compress(id, BRANCH, ids)));
+      type CompressOut = { appended?: AppendedOut[]; saved?: number; need?: Need[] };
+      const ask = () => this.withTexts<CompressOut>(this.run((c) => c.compress(id, BRANCH, ids)), (v) => v.appended);
+      let answer = ask();
       for (let i = 0; answer.need && i < 64; i++) {
         const need = answer.need[0];
         if (!need) break;
         this.core.unload(id, BRANCH);
         await this.ensureLoaded(id, need.before);
-        answer = this.call(this.run((c) => c.compress(id, BRANCH, ids)));
+        answer = ask();
       }
       if (!answer.appended || answer.appended.length === 0) continue;
       const commit = this.records(answer.appended, true);
@@ -654,38 +697,51 @@ export class Folio {
     const limit = Math.max(1, this.options.pullEntries ?? 10_000);
     for (;;) {
       const text = await remote.pull(cursor, limit, this.replicaId);
-      const answer = JSON.parse(text) as { entries: unknown[]; cursor: number; more: boolean };
-      const integrated = await this.exclusive(() => this.integrate(text, { [key]: String(Math.max(cursor, answer.cursor)) }));
-      report.pulled += answer.entries.length;
+      // The page goes to the core as it is: its entry count, cursor and `more` come back with the integration.
+      const from = cursor;
+      const integrated = await this.exclusive(() =>
+        this.integrate(text, (page) => ({ [key]: String(Math.max(from, page.cursor ?? from)) })),
+      );
+      report.pulled += integrated.entries;
       report.pulledNew += integrated.new;
       report.conflicts.push(...integrated.rejected);
-      cursor = Math.max(cursor, answer.cursor);
-      if (!answer.more) break;
+      cursor = Math.max(cursor, integrated.cursor ?? cursor);
+      if (!integrated.more) break;
     }
   }
 
-  /** Integrates a pull answer (or live message) and stores it with `meta` (the cursor) in one transaction. */
-  private async integrate(text: string, meta: Record<string, string>): Promise<{ new: number; rejected: RejectedAction[] }> {
-    const units = this.call<{ documentId: string }[]>(entryUnits(text));
-    const ids = [...new Set(units.map((u) => u.documentId))];
-    for (const id of ids) await this.ensureLoaded(id);
-    let answer: { appended?: AppendedOut[]; new?: number; rejected?: RejectedAction[]; need?: Need[] } = this.call(
-      this.run((c) => c.integrate(text)),
-    );
+  /** Integrates a pull answer (or live message, or entry list) and stores it with the meta rows `meta` makes of the
+   * answer (the cursor) in one transaction. The core says which documents to load first (those it does not hold). */
+  private async integrate(
+    text: string,
+    meta: (page: { cursor?: number }) => Record<string, string>,
+  ): Promise<{ new: number; rejected: RejectedAction[]; entries: number; cursor?: number; more?: boolean }> {
+    const ask = () => this.withTexts<IntegrateOut>(this.run((c) => c.integrate(text)), (v) => v.appended);
+    const loaded = new Set<string>();
+    let answer = ask();
     for (let i = 0; answer.need && i < 64; i++) {
       for (const need of answer.need) {
         this.core.unload(need.documentId, BRANCH);
         await this.ensureLoaded(need.documentId, need.before);
+        loaded.add(need.documentId);
       }
-      answer = this.call(this.run((c) => c.integrate(text)));
+      answer = ask();
     }
     if (answer.need) throw new FolioError("CORRUPT_RECORD", "documents do not load far enough back to integrate");
+    const ids = [...new Set((answer.appended ?? []).map((a) => a.documentId))];
     const commit = this.records(answer.appended ?? [], false);
     commit.docs = ids.flatMap((id) => this.docRecord(id) ?? []);
-    commit.meta = meta;
-    await this.store_(commit, ids);
+    commit.meta = meta(answer);
+    await this.store_(commit, [...new Set([...ids, ...loaded])]);
     this.changed(ids);
-    return { new: answer.new ?? 0, rejected: answer.rejected ?? [] };
+    const out: { new: number; rejected: RejectedAction[]; entries: number; cursor?: number; more?: boolean } = {
+      new: answer.new ?? 0,
+      rejected: answer.rejected ?? [],
+      entries: answer.entries ?? 0,
+    };
+    if (answer.cursor !== undefined) out.cursor = answer.cursor;
+    if (answer.more !== undefined) out.more = answer.more;
+    return out;
   }
 
   /** Follows the server live: each message is a pull's answer after the cursor. */
@@ -711,9 +767,10 @@ export class Folio {
       ws.onmessage = (event: MessageEvent) => {
         const text = String(event.data);
         const run = this.rounds.then(async () => {
-          const answer = JSON.parse(text) as { cursor: number };
           const current = Number((await this.store.getMeta(key)) ?? "0") || 0;
-          const integrated = await this.exclusive(() => this.integrate(text, { [key]: String(Math.max(current, answer.cursor)) }));
+          const integrated = await this.exclusive(() =>
+            this.integrate(text, (page) => ({ [key]: String(Math.max(current, page.cursor ?? current)) })),
+          );
           this.setStatus({
             online: true,
             lastSyncAt: Date.now(),
