@@ -56,31 +56,32 @@ struct AppendedOut {
     operations: Vec<OpOut>,
     keyframe: Option<String>,
     keyframe_revision: Option<u64>,
+    /// The operations, written after the JSON.
     #[serde(skip)]
-    texts: Vec<String>,
+    ops: Vec<Operation>,
     #[serde(skip)]
-    entries: Vec<String>,
+    own: bool,
 }
 
-fn entry_text(a: &Appended, action: &folio_core::Action) -> String {
-    serde_json::to_string(&SyncEntry {
-        document_id: a.document_id,
-        scope: a.scope,
-        branch: a.branch.clone(),
-        action: action.clone(),
-    })
-    .unwrap_or_default()
+/// A [`SyncEntry`] by reference: the same text, without copying the action.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EntryRef<'a> {
+    document_id: DocumentId,
+    scope: folio_core::Scope,
+    branch: &'a Branch,
+    action: &'a folio_core::Action,
 }
 
-fn appended_out(a: &Appended) -> AppendedOut {
+fn appended_out(a: Appended) -> AppendedOut {
     appended_out_with(a, true)
 }
 
 /// [`appended_out`], with what the outbox keeps only when `own` (own actions).
-fn appended_out_with(a: &Appended, own: bool) -> AppendedOut {
+fn appended_out_with(a: Appended, own: bool) -> AppendedOut {
     AppendedOut {
         document_id: a.document_id,
-        branch: a.branch.clone(),
+        branch: a.branch,
         scope: a.scope,
         first: a.operations.first().map_or(0, |op| op.index),
         count: a.operations.len(),
@@ -102,30 +103,40 @@ fn appended_out_with(a: &Appended, own: bool) -> AppendedOut {
         },
         keyframe: a.keyframe.as_ref().and_then(|k| serde_json::to_string(k).ok()),
         keyframe_revision: a.keyframe.as_ref().map(|k| k.revision),
-        texts: a
-            .operations
-            .iter()
-            .map(|op| serde_json::to_string(op).unwrap_or_default())
-            .collect(),
-        entries: if own {
-            a.operations.iter().map(|op| entry_text(a, &op.action)).collect()
-        } else {
-            Vec::new()
-        },
+        ops: a.operations,
+        own,
     }
 }
 
 /// The answer's JSON, then for each appended unit in order its operation texts and (own actions) its entry texts,
-/// each on a line of its own (serde_json never writes a raw line break: one inside a string is `\n`).
+/// each on a line of its own (serde_json never writes a raw line break: one inside a string is `\n`). Written
+/// straight into one buffer: no text per operation.
 fn with_texts<'a>(head: String, appended: impl IntoIterator<Item = &'a AppendedOut>) -> String {
-    let mut out = head;
+    let appended: Vec<&AppendedOut> = appended.into_iter().collect();
+    let ops: usize = appended.iter().map(|a| a.ops.len() * if a.own { 2 } else { 1 }).sum();
+    let mut out = head.into_bytes();
+    out.reserve(ops * 400);
     for a in appended {
-        for text in a.texts.iter().chain(&a.entries) {
-            out.push('\n');
-            out.push_str(text);
+        for op in &a.ops {
+            out.push(b'\n');
+            // Writing plain structs into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut out, op);
+        }
+        if a.own {
+            for op in &a.ops {
+                out.push(b'\n');
+                let entry = EntryRef {
+                    document_id: a.document_id,
+                    scope: a.scope,
+                    branch: &a.branch,
+                    action: &op.action,
+                };
+                let _ = serde_json::to_writer(&mut out, &entry);
+            }
         }
     }
-    out
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// [`answer`] for a result that carries appended units: their texts after its JSON.
@@ -167,7 +178,7 @@ struct IntegratedOut {
 
 fn integrated_out(i: Integrated, entries: usize, page: Page) -> Outcome<IntegratedOut> {
     Outcome::Done(IntegratedOut {
-        appended: i.appended.iter().map(|a| appended_out_with(a, false)).collect(),
+        appended: i.appended.into_iter().map(|a| appended_out_with(a, false)).collect(),
         new: i.new,
         duplicates: i.duplicates,
         rejected: i.rejected,
@@ -187,7 +198,7 @@ struct CompressedOut {
 
 fn compressed_out(c: Compressed) -> Outcome<CompressedOut> {
     Outcome::Done(CompressedOut {
-        appended: c.appended.iter().map(appended_out).collect(),
+        appended: c.appended.into_iter().map(appended_out).collect(),
         saved: c.saved,
     })
 }
@@ -341,9 +352,7 @@ impl ReplicaCore {
                 } else {
                     Some(parse("initial state", initial_state)?)
                 };
-                self.core
-                    .create(document_type, name, id, initial)
-                    .map(|a| appended_out(&a))
+                self.core.create(document_type, name, id, initial).map(appended_out)
             })(),
             |a| vec![a],
         )
@@ -354,7 +363,7 @@ impl ReplicaCore {
         answer_texts(
             key(id, branch).and_then(|(id, branch)| {
                 let actions: Vec<LocalAction> = parse("actions", actions)?;
-                self.core.apply(id, &branch, actions).map(|a| appended_out(&a))
+                self.core.apply(id, &branch, actions).map(appended_out)
             }),
             |a| vec![a],
         )
