@@ -692,8 +692,10 @@ export class Folio {
 
   private async pull(remote: HttpRemote, remoteId: string, report: SyncReport): Promise<void> {
     const key = cursorKey(remoteId);
-    await this.store.putMeta({ [META_REMOTE]: remoteId });
-    let cursor = Number((await this.store.getMeta(key)) ?? "0") || 0;
+    const [known, stored] = await Promise.all([this.store.getMeta(META_REMOTE), this.store.getMeta(key)]);
+    // Written when it changes only: a durable write costs a round a flush.
+    if (known !== remoteId) await this.store.putMeta({ [META_REMOTE]: remoteId });
+    let cursor = Number(stored ?? "0") || 0;
     const limit = Math.max(1, this.options.pullEntries ?? 10_000);
     for (;;) {
       const text = await remote.pull(cursor, limit, this.replicaId);
