@@ -95,6 +95,8 @@ interface AppendedOut {
   first: number;
   count: number;
   operations: OpOut[];
+  /** Integrated units (no own actions): their operation texts as the core wrote them, one per line. */
+  block?: string;
   keyframe: string | null;
   keyframeRevision: number | null;
 }
@@ -253,30 +255,48 @@ export class Folio {
   }
 
   /** An answer of `apply`/`create`/`integrate`/`compress`: its JSON, then for each unit of `units(answer)` in order
-   * its operation texts and, for own actions, their entry texts, one per line (folio-wasm's `with_texts`). The units'
-   * `operations` come back with their texts. */
+   * its operation texts and, for own actions, their entry texts, one per line (folio-wasm's `with_texts`). The units
+   * of own actions get their `operations` with texts; the others their texts as one block of lines (`block`). */
   private withTexts<T>(text: string, units: (value: T) => AppendedOut[] | undefined): T {
     const nl = text.indexOf("\n");
     const value = this.call<T>(nl < 0 ? text : text.slice(0, nl));
     const appended = units(value) ?? [];
-    const texts = nl < 0 ? [] : text.slice(nl + 1).split("\n");
-    let k = 0;
+    let pos = nl < 0 ? text.length + 1 : nl + 1;
+    // The end of the `count` lines from `pos`.
+    const skip = (count: number): number => {
+      let end = pos - 1;
+      for (let i = 0; i < count; i++) {
+        if (end >= text.length) throw new FolioError("CORE_FAILED", "the core answered fewer texts than operations");
+        const e = text.indexOf("\n", end + 1);
+        end = e < 0 ? text.length : e;
+      }
+      return end;
+    };
     for (const a of appended) {
       const own = a.operations ?? [];
-      const ops: OpOut[] = new Array(a.count);
-      for (let i = 0; i < a.count; i++) {
-        const op = own[i] ?? { index: a.first + i, json: "" };
-        op.json = texts[k + i] ?? "";
-        ops[i] = op;
+      if (a.count === 0) {
+        a.operations = [];
+        continue;
       }
-      k += a.count;
-      if (own.length > 0) {
-        for (let i = 0; i < a.count; i++) (ops[i] as OpOut).entry = texts[k + i];
-        k += a.count;
+      if (own.length === 0) {
+        const end = skip(a.count);
+        a.block = text.slice(pos, end);
+        a.operations = [];
+        pos = end + 1;
+        continue;
+      }
+      const ops: OpOut[] = new Array(a.count);
+      for (const field of ["json", "entry"] as const) {
+        for (let i = 0; i < a.count; i++) {
+          const end = skip(1);
+          const op = (ops[i] ??= own[i] ?? { index: a.first + i, json: "" });
+          op[field] = text.slice(pos, end);
+          pos = end + 1;
+        }
       }
       a.operations = ops;
     }
-    if (k !== texts.length) throw new FolioError("CORE_FAILED", `the core answered ${texts.length} texts for ${k} operations`);
+    if (pos < text.length + 1) throw new FolioError("CORE_FAILED", "the core answered more texts than operations");
     return value;
   }
 
@@ -318,6 +338,7 @@ export class Folio {
     const outboxAdd: OutboxRecord[] = [];
     for (const a of appended) {
       const u = unitKey(a.documentId, a.scope, a.branch);
+      if (a.block !== undefined) ops.push({ u, i: a.first, n: a.count, t: a.block });
       for (const op of a.operations) {
         ops.push({ u, i: op.index, j: op.json });
         if (outbox && a.scope !== "local" && op.entry !== undefined) {
