@@ -4,8 +4,8 @@
  * The replica core (folio-core compiled to WebAssembly) folds, stamps, merges and compresses; this class keeps its
  * logs in IndexedDB ({@link ReplicaStore}) and moves actions with `folio serve` ({@link HttpRemote}), following
  * folio-sync's rounds: compress the unsent outbox, push it in pages (the sent clock is stored before a page leaves,
- * the acknowledged rows are deleted after the server answered), then pull after the cursor, integrating each page
- * and moving the cursor in the transaction that stores what it covers.
+ * the acknowledged rows are deleted after the server answered) and, at the same time, pull after the cursor,
+ * integrating each page and moving the cursor in the transaction that stores what it covers.
  *
  * Local changes and integrations go through one queue (the core and the database change together); the network is
  * never awaited inside it, so `apply` never waits for a sync.
@@ -518,7 +518,7 @@ export class Folio {
 
   // ---- sync ----
 
-  /** Runs one round now (push, then pull) and resolves with what it moved; rejects with a FolioError (`OFFLINE`,
+  /** Runs one round now (push and pull) and resolves with what it moved; rejects with a FolioError (`OFFLINE`,
    * `UNAUTHORIZED`, …). Also restarts a sync stopped by `UNAUTHORIZED`. */
   async sync(): Promise<SyncReport> {
     if (!this.remote) throw new FolioError("OFFLINE", "this replica has no server (open it with a url)");
@@ -604,15 +604,21 @@ export class Folio {
         conflicts: [],
       };
       if (this.options.compress ?? true) report.compressed = await this.exclusive(() => this.compressOutbox());
-      // A read token may pull but not push: the outbox waits (status.error says why) and changes still come in.
+      // The push and the pull go at once: the pull excludes this replica's own entries, so it does not depend on
+      // the push, and integrating the pulled pages (the page's CPU) overlaps the server's work on the push (the
+      // page waits). Both finish before the round does (no pull outlives its round). A read token may pull but not
+      // push: the outbox waits (status.error says why) and changes still come in.
+      const [pushed, pulled] = await Promise.allSettled([
+        this.push(remote, info.maxBodyBytes, report),
+        this.pull(remote, info.replica, report),
+      ]);
       let refused: FolioError | null = null;
-      try {
-        await this.push(remote, info.maxBodyBytes, report);
-      } catch (e) {
+      if (pushed.status === "rejected") {
+        const e = pushed.reason as unknown;
         if (!(e instanceof FolioError && e.code === "FORBIDDEN")) throw e;
         refused = e;
       }
-      await this.pull(remote, info.replica, report);
+      if (pulled.status === "rejected") throw pulled.reason;
       const seen = new Set<string>();
       report.conflicts = report.conflicts.filter((c) => !seen.has(c.actionId) && seen.add(c.actionId));
       this.setStatus({
