@@ -4,8 +4,8 @@
  * The replica core (folio-core compiled to WebAssembly) folds, stamps, merges and compresses; this class keeps its
  * logs in IndexedDB ({@link ReplicaStore}) and moves actions with `folio serve` ({@link HttpRemote}), following
  * folio-sync's rounds: compress the unsent outbox, push it in pages (the sent clock is stored before a page leaves,
- * the acknowledged rows are deleted after the server answered), then pull after the cursor, integrating each page
- * and moving the cursor in the transaction that stores what it covers.
+ * the acknowledged rows are deleted after the server answered) and, at the same time, pull after the cursor,
+ * integrating each page and moving the cursor in the transaction that stores what it covers.
  *
  * Local changes and integrations go through one queue (the core and the database change together); the network is
  * never awaited inside it, so `apply` never waits for a sync.
@@ -24,7 +24,7 @@ import type {
   Status,
   SyncReport,
 } from "./types.js";
-import { ReplicaCore, entryUnits, isFailure, loadWasm, wasmConflicts, type WasmSource } from "./wasm.js";
+import { ReplicaCore, isFailure, loadWasm, wasmConflicts, type WasmSource } from "./wasm.js";
 
 export interface OpenOptions {
   /** A `folio serve` (`http://127.0.0.1:4780`); omit to work local-only. */
@@ -75,27 +75,42 @@ export interface ApplyResult {
 
 type Listener<T> = (value: T) => void;
 
-/** The answer of the core's `apply`/`create`/`integrate`/`compress`: operations with their texts. */
+/** An operation of the core's `apply`/`create`/`integrate`/`compress` answers, with its texts. */
 interface OpOut {
   index: number;
-  skip: number;
-  id: string;
-  replica: string | null;
-  error: string | null;
-  millis: number;
-  counter: number;
+  /** Its wire text. */
   json: string;
-  /** The entry text pushed (own actions only: apply, create, compress). */
+  /** Own actions only (apply, create, compress): the entry text pushed, and what the outbox keeps. */
   entry?: string;
+  id?: string;
+  millis?: number;
+  counter?: number;
 }
 
+/** Operations the core appended to one unit. In the core's answer `operations` lists own actions only, without
+ * texts: the texts follow the answer's JSON (see `withTexts`), and `withTexts` fills `operations` in. */
 interface AppendedOut {
   documentId: string;
   branch: string;
   scope: "global" | "local" | "document";
+  first: number;
+  count: number;
   operations: OpOut[];
+  /** Integrated units (no own actions): their operation texts as the core wrote them, one per line. */
+  block?: string;
   keyframe: string | null;
   keyframeRevision: number | null;
+}
+
+/** What `integrate` answers (`entries`, `cursor`, `more`: of the pull answer it was given). */
+interface IntegrateOut {
+  appended?: AppendedOut[];
+  new?: number;
+  rejected?: RejectedAction[];
+  need?: Need[];
+  entries?: number;
+  cursor?: number;
+  more?: boolean;
 }
 
 interface Need {
@@ -246,6 +261,52 @@ export class Folio {
     return value as T;
   }
 
+  /** An answer of `apply`/`create`/`integrate`/`compress`: its JSON, then for each unit of `units(answer)` in order
+   * its operation texts and, for own actions, their entry texts, one per line (folio-wasm's `with_texts`). The units
+   * of own actions get their `operations` with texts; the others their texts as one block of lines (`block`). */
+  private withTexts<T>(text: string, units: (value: T) => AppendedOut[] | undefined): T {
+    const nl = text.indexOf("\n");
+    const value = this.call<T>(nl < 0 ? text : text.slice(0, nl));
+    const appended = units(value) ?? [];
+    let pos = nl < 0 ? text.length + 1 : nl + 1;
+    // The end of the `count` lines from `pos`.
+    const skip = (count: number): number => {
+      let end = pos - 1;
+      for (let i = 0; i < count; i++) {
+        if (end >= text.length) throw new FolioError("CORE_FAILED", "the core answered fewer texts than operations");
+        const e = text.indexOf("\n", end + 1);
+        end = e < 0 ? text.length : e;
+      }
+      return end;
+    };
+    for (const a of appended) {
+      const own = a.operations ?? [];
+      if (a.count === 0) {
+        a.operations = [];
+        continue;
+      }
+      if (own.length === 0) {
+        const end = skip(a.count);
+        a.block = text.slice(pos, end);
+        a.operations = [];
+        pos = end + 1;
+        continue;
+      }
+      const ops: OpOut[] = new Array(a.count);
+      for (const field of ["json", "entry"] as const) {
+        for (let i = 0; i < a.count; i++) {
+          const end = skip(1);
+          const op = (ops[i] ??= own[i] ?? { index: a.first + i, json: "" });
+          op[field] = text.slice(pos, end);
+          pos = end + 1;
+        }
+      }
+      a.operations = ops;
+    }
+    if (pos < text.length + 1) throw new FolioError("CORE_FAILED", "the core answered more texts than operations");
+    return value;
+  }
+
   /** Loads a document into the core from IndexedDB (from its latest keyframe, or from one at or below `before`). */
   private async ensureLoaded(id: string, before?: number): Promise<void> {
     if (before === undefined && this.core.isLoaded(id, BRANCH)) return;
@@ -284,10 +345,11 @@ export class Folio {
     const outboxAdd: OutboxRecord[] = [];
     for (const a of appended) {
       const u = unitKey(a.documentId, a.scope, a.branch);
+      if (a.block !== undefined) ops.push({ u, i: a.first, n: a.count, t: a.block });
       for (const op of a.operations) {
         ops.push({ u, i: op.index, j: op.json });
         if (outbox && a.scope !== "local" && op.entry !== undefined) {
-          outboxAdd.push({ doc: a.documentId, scope: a.scope, j: op.entry, id: op.id, ms: op.millis, c: op.counter });
+          outboxAdd.push({ doc: a.documentId, scope: a.scope, j: op.entry, id: op.id ?? "", ms: op.millis ?? 0, c: op.counter ?? 0 });
         }
       }
       if (a.keyframe && a.keyframeRevision !== null) keyframes.push({ u, rev: a.keyframeRevision, j: a.keyframe });
@@ -323,7 +385,7 @@ export class Folio {
       if (done) return done;
       if (options.id) await this.ensureLoaded(options.id);
       const initial = options.initialState === undefined ? "" : JSON.stringify(options.initialState);
-      const appended = this.call<AppendedOut>(this.run((c) => c.create(documentType, name, options.id ?? "", initial)));
+      const appended = this.withTexts<AppendedOut>(this.run((c) => c.create(documentType, name, options.id ?? "", initial)), (a) => [a]);
       const id = appended.documentId;
       const commit = this.records([appended], true);
       commit.docs = this.docRecord(id);
@@ -346,7 +408,7 @@ export class Folio {
       const done = await this.answered<ApplyResult>(options);
       if (done) return done;
       await this.ensureLoaded(id);
-      const appended = this.call<AppendedOut>(this.run((c) => c.apply(id, BRANCH, JSON.stringify(actions))));
+      const appended = this.withTexts<AppendedOut>(this.run((c) => c.apply(id, BRANCH, JSON.stringify(actions))), (a) => [a]);
       const commit = this.records([appended], true);
       commit.docs = this.docRecord(id);
       const last = appended.operations[appended.operations.length - 1];
@@ -442,9 +504,9 @@ export class Folio {
     await this.exclusive(async () => {
       this.core.unload(id, BRANCH);
       await this.store.deleteDocument(id, BRANCH);
-      for (const page of pages) await this.integrate(page, {});
+      for (const page of pages) await this.integrate(page, () => ({}));
       const own = (await this.store.outbox()).filter((r) => r.doc === id);
-      if (own.length > 0) await this.integrate(`[${own.map((r) => r.j).join(",")}]`, {});
+      if (own.length > 0) await this.integrate(`[${own.map((r) => r.j).join(",")}]`, () => ({}));
     });
   }
 
@@ -463,7 +525,7 @@ export class Folio {
 
   // ---- sync ----
 
-  /** Runs one round now (push, then pull) and resolves with what it moved; rejects with a FolioError (`OFFLINE`,
+  /** Runs one round now (push and pull) and resolves with what it moved; rejects with a FolioError (`OFFLINE`,
    * `UNAUTHORIZED`, …). Also restarts a sync stopped by `UNAUTHORIZED`. */
   async sync(): Promise<SyncReport> {
     if (!this.remote) throw new FolioError("OFFLINE", "this replica has no server (open it with a url)");
@@ -549,15 +611,21 @@ export class Folio {
         conflicts: [],
       };
       if (this.options.compress ?? true) report.compressed = await this.exclusive(() => this.compressOutbox());
-      // A read token may pull but not push: the outbox waits (status.error says why) and changes still come in.
+      // The push and the pull go at once: the pull excludes this replica's own entries, so it does not depend on
+      // the push, and integrating the pulled pages (the page's CPU) overlaps the server's work on the push (the
+      // page waits). Both finish before the round does (no pull outlives its round). A read token may pull but not
+      // push: the outbox waits (status.error says why) and changes still come in.
+      const [pushed, pulled] = await Promise.allSettled([
+        this.push(remote, info.maxBodyBytes, report),
+        this.pull(remote, info.replica, report),
+      ]);
       let refused: FolioError | null = null;
-      try {
-        await this.push(remote, info.maxBodyBytes, report);
-      } catch (e) {
+      if (pushed.status === "rejected") {
+        const e = pushed.reason as unknown;
         if (!(e instanceof FolioError && e.code === "FORBIDDEN")) throw e;
         refused = e;
       }
-      await this.pull(remote, info.replica, report);
+      if (pulled.status === "rejected") throw pulled.reason;
       const seen = new Set<string>();
       report.conflicts = report.conflicts.filter((c) => !seen.has(c.actionId) && seen.add(c.actionId));
       this.setStatus({
@@ -595,13 +663,15 @@ export class Folio {
         throw e;
       }
       const ids = JSON.stringify(run.map((r) => r.id));
-      let answer: { appended?: AppendedOut[]; saved?: number; need?: Need[] } = this.call(this.run((c) => c.compress(id, BRANCH, ids)));
+      type CompressOut = { appended?: AppendedOut[]; saved?: number; need?: Need[] };
+      const ask = () => this.withTexts<CompressOut>(this.run((c) => c.compress(id, BRANCH, ids)), (v) => v.appended);
+      let answer = ask();
       for (let i = 0; answer.need && i < 64; i++) {
         const need = answer.need[0];
         if (!need) break;
         this.core.unload(id, BRANCH);
         await this.ensureLoaded(id, need.before);
-        answer = this.call(this.run((c) => c.compress(id, BRANCH, ids)));
+        answer = ask();
       }
       if (!answer.appended || answer.appended.length === 0) continue;
       const commit = this.records(answer.appended, true);
@@ -658,43 +728,58 @@ export class Folio {
 
   private async pull(remote: HttpRemote, remoteId: string, report: SyncReport): Promise<void> {
     const key = cursorKey(remoteId);
-    await this.store.putMeta({ [META_REMOTE]: remoteId });
-    let cursor = Number((await this.store.getMeta(key)) ?? "0") || 0;
+    const [known, stored] = await Promise.all([this.store.getMeta(META_REMOTE), this.store.getMeta(key)]);
+    // Written when it changes only: a durable write costs a round a flush.
+    if (known !== remoteId) await this.store.putMeta({ [META_REMOTE]: remoteId });
+    let cursor = Number(stored ?? "0") || 0;
     const limit = Math.max(1, this.options.pullEntries ?? 10_000);
     for (;;) {
       const text = await remote.pull(cursor, limit, this.replicaId);
-      const answer = JSON.parse(text) as { entries: unknown[]; cursor: number; more: boolean };
-      const integrated = await this.exclusive(() => this.integrate(text, { [key]: String(Math.max(cursor, answer.cursor)) }));
-      report.pulled += answer.entries.length;
+      // The page goes to the core as it is: its entry count, cursor and `more` come back with the integration.
+      const from = cursor;
+      const integrated = await this.exclusive(() =>
+        this.integrate(text, (page) => ({ [key]: String(Math.max(from, page.cursor ?? from)) })),
+      );
+      report.pulled += integrated.entries;
       report.pulledNew += integrated.new;
       report.conflicts.push(...integrated.rejected);
-      cursor = Math.max(cursor, answer.cursor);
-      if (!answer.more) break;
+      cursor = Math.max(cursor, integrated.cursor ?? cursor);
+      if (!integrated.more) break;
     }
   }
 
-  /** Integrates a pull answer (or live message) and stores it with `meta` (the cursor) in one transaction. */
-  private async integrate(text: string, meta: Record<string, string>): Promise<{ new: number; rejected: RejectedAction[] }> {
-    const units = this.call<{ documentId: string }[]>(entryUnits(text));
-    const ids = [...new Set(units.map((u) => u.documentId))];
-    for (const id of ids) await this.ensureLoaded(id);
-    let answer: { appended?: AppendedOut[]; new?: number; rejected?: RejectedAction[]; need?: Need[] } = this.call(
-      this.run((c) => c.integrate(text)),
-    );
+  /** Integrates a pull answer (or live message, or entry list) and stores it with the meta rows `meta` makes of the
+   * answer (the cursor) in one transaction. The core says which documents to load first (those it does not hold). */
+  private async integrate(
+    text: string,
+    meta: (page: { cursor?: number }) => Record<string, string>,
+  ): Promise<{ new: number; rejected: RejectedAction[]; entries: number; cursor?: number; more?: boolean }> {
+    const ask = () => this.withTexts<IntegrateOut>(this.run((c) => c.integrate(text)), (v) => v.appended);
+    const loaded = new Set<string>();
+    let answer = ask();
     for (let i = 0; answer.need && i < 64; i++) {
       for (const need of answer.need) {
         this.core.unload(need.documentId, BRANCH);
         await this.ensureLoaded(need.documentId, need.before);
+        loaded.add(need.documentId);
       }
-      answer = this.call(this.run((c) => c.integrate(text)));
+      answer = ask();
     }
     if (answer.need) throw new FolioError("CORRUPT_RECORD", "documents do not load far enough back to integrate");
+    const ids = [...new Set((answer.appended ?? []).map((a) => a.documentId))];
     const commit = this.records(answer.appended ?? [], false);
     commit.docs = ids.flatMap((id) => this.docRecord(id) ?? []);
-    commit.meta = meta;
-    await this.store_(commit, ids);
+    commit.meta = meta(answer);
+    await this.store_(commit, [...new Set([...ids, ...loaded])]);
     this.changed(ids);
-    return { new: answer.new ?? 0, rejected: answer.rejected ?? [] };
+    const out: { new: number; rejected: RejectedAction[]; entries: number; cursor?: number; more?: boolean } = {
+      new: answer.new ?? 0,
+      rejected: answer.rejected ?? [],
+      entries: answer.entries ?? 0,
+    };
+    if (answer.cursor !== undefined) out.cursor = answer.cursor;
+    if (answer.more !== undefined) out.more = answer.more;
+    return out;
   }
 
   /** Follows the server live: each message is a pull's answer after the cursor. */
@@ -720,9 +805,10 @@ export class Folio {
       ws.onmessage = (event: MessageEvent) => {
         const text = String(event.data);
         const run = this.rounds.then(async () => {
-          const answer = JSON.parse(text) as { cursor: number };
           const current = Number((await this.store.getMeta(key)) ?? "0") || 0;
-          const integrated = await this.exclusive(() => this.integrate(text, { [key]: String(Math.max(current, answer.cursor)) }));
+          const integrated = await this.exclusive(() =>
+            this.integrate(text, (page) => ({ [key]: String(Math.max(current, page.cursor ?? current)) })),
+          );
           this.setStatus({
             online: true,
             lastSyncAt: Date.now(),

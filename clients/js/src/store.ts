@@ -3,9 +3,11 @@
  *
  * - `ops`: every operation of every sync unit, key `[unit, index]`, its wire JSON text in `j` (never re-encoded);
  *   the consecutive operations of one unit that one change appends (a pulled page, an apply of many actions) are
- *   one record `{u, i, n, js}` at the key of the first: `n` texts in `js`. A record per operation cost Chromium
- *   ~50 µs of the page's time and more of the browser's (10,000 operations: 0.5 s and 1.5 s); a record per change
- *   costs that once.
+ *   one record `{u, i, n, js}` at the key of the first: `n` texts in `js`; or, for the operations an integration
+ *   appends, `{u, i, n, t}`: their `n` texts in one string, one per line, as the core answered them (no string
+ *   per operation to make, clone and store). A record per operation cost Chromium ~50 µs of the page's time and
+ *   more of the browser's (10,000 operations: 0.5 s and 1.5 s); a record per change costs that once. Database
+ *   version 2 (the `t` records): a client that reads only version 1's records cannot open it.
  * - `keyframes`: global states at revisions, key `[unit, revision]`, so opening a document folds only its tail.
  * - `docs`: headers by `<id>/<branch>` (for `list`).
  * - `outbox`: own replicated actions the server has not acknowledged, in order (auto-increment `seq`), as the
@@ -23,34 +25,50 @@
 import { FolioError, storageError } from "./errors.js";
 import { finished, request } from "./idb.js";
 
-export interface OpRecord {
-  u: string;
-  i: number;
-  /** The operation's wire JSON text. */
-  j: string;
-}
+/** One operation (`j`, its wire JSON text), or `n` consecutive ones from index `i` as lines of one text (`t`). */
+export type OpRecord = { u: string; i: number; j: string } | { u: string; i: number; n: number; t: string };
 
-/** Consecutive operations of unit `u` from index `i`, as stored: one (`j`) or `n` of them (`js`). */
+/** Consecutive operations of unit `u` from index `i`, as stored: one (`j`) or `n` of them (`js`, or lines of `t`). */
 interface StoredOps {
   u: string;
   i: number;
   j?: string;
   n?: number;
   js?: string[];
+  t?: string;
 }
 
-/** The stored records of `rows` (in key order), one per run of consecutive indexes of a unit. */
+/** The stored records of `rows` (in key order): a block (`t`) as it is, single operations one per run of
+ * consecutive indexes of a unit. */
 function chunks(rows: OpRecord[]): StoredOps[] {
   const out: StoredOps[] = [];
   let k = 0;
   while (k < rows.length) {
     const first = rows[k] as OpRecord;
+    if ("t" in first) {
+      out.push({ u: first.u, i: first.i, n: first.n, t: first.t });
+      k++;
+      continue;
+    }
     let end = k + 1;
-    while (end < rows.length && (rows[end] as OpRecord).u === first.u && (rows[end] as OpRecord).i === first.i + (end - k)) end++;
-    out.push(end === k + 1 ? { u: first.u, i: first.i, j: first.j } : { u: first.u, i: first.i, n: end - k, js: rows.slice(k, end).map((r) => r.j) });
+    for (;;) {
+      const r = rows[end];
+      if (!r || "t" in r || r.u !== first.u || r.i !== first.i + (end - k)) break;
+      end++;
+    }
+    out.push(
+      end === k + 1
+        ? { u: first.u, i: first.i, j: first.j }
+        : { u: first.u, i: first.i, n: end - k, js: rows.slice(k, end).map((r) => (r as { j: string }).j) },
+    );
     k = end;
   }
   return out;
+}
+
+/** How many operations a stored record holds. */
+function size(r: StoredOps): number {
+  return Array.isArray(r.js) ? r.js.length : typeof r.t === "string" ? (r.n ?? 0) : 1;
 }
 
 /** The operation texts of stored records from index `from` on, in order; a record that is not one throws. */
@@ -61,6 +79,12 @@ function texts(rows: StoredOps[], what: string, from = 0): string[] {
       if (r.i >= from) out.push(r.j);
     } else if (Array.isArray(r?.js) && typeof r.i === "number" && r.js.every((t) => typeof t === "string")) {
       out.push(...(r.i >= from ? r.js : r.js.slice(from - r.i)));
+    } else if (typeof r?.t === "string" && typeof r.i === "number" && typeof r.n === "number") {
+      const lines = r.t.split("\n");
+      if (lines.length !== r.n) {
+        throw new FolioError("CORRUPT_RECORD", `${what}: the operation record ${r.i} of ${r.u} holds ${lines.length} texts, not ${r.n}`);
+      }
+      out.push(...(r.i >= from ? lines : lines.slice(from - r.i)));
     } else {
       throw new FolioError("CORRUPT_RECORD", `${what}: the operation record ${JSON.stringify(r?.i)} of ${r?.u} has no text`);
     }
@@ -167,9 +191,11 @@ export class ReplicaStore {
   ) {}
 
   static async open(factory: IDBFactory, name: string): Promise<ReplicaStore> {
-    const req = factory.open(`folio:${name}`, 1);
-    req.onupgradeneeded = () => {
+    // Version 2: operation records may be blocks of lines (`t`); the stores are version 1's.
+    const req = factory.open(`folio:${name}`, 2);
+    req.onupgradeneeded = (event) => {
       const db = req.result;
+      if (event.oldVersion >= 1) return;
       db.createObjectStore("ops", { keyPath: ["u", "i"] });
       db.createObjectStore("keyframes", { keyPath: ["u", "rev"] });
       db.createObjectStore("docs", { keyPath: "k" });
@@ -325,7 +351,7 @@ export class ReplicaStore {
             const cursor = ops.openCursor(IDBKeyRange.bound([g, 0], [g, from], false, true), "prev");
             cursor.onsuccess = () => {
               const r = cursor.result?.value as StoredOps | undefined;
-              resolve(r && Array.isArray(r.js) && typeof r.i === "number" && r.i + r.js.length > from ? [r] : []);
+              resolve(r && typeof r.i === "number" && size(r) > 1 && r.i + size(r) > from ? [r] : []);
             };
             cursor.onerror = () => reject(cursor.error);
           }),

@@ -6,7 +6,6 @@ import init, {
   canonicalJson,
   checkChain,
   conflicts as wasmConflicts,
-  entryUnits,
   foldLogs,
   replicaIdOf,
   signedEntry,
@@ -14,7 +13,7 @@ import init, {
   valueHash,
 } from "../wasm-pkg/folio_wasm.js";
 
-export { ReplicaCore, canonicalJson, checkChain, wasmConflicts, entryUnits, foldLogs, valueHash };
+export { ReplicaCore, canonicalJson, checkChain, wasmConflicts, foldLogs, valueHash };
 export { base64url, replicaIdOf, signedEntry, signingBytes };
 
 /** Where the `.wasm` comes from: a URL (default: `folio-client.wasm` beside the module), its bytes, or a module. */
@@ -55,13 +54,20 @@ export function loadWasm(source?: WasmSource): Promise<void> {
 function warmUp(): void {
   try {
     const core = new ReplicaCore("warm-up", 1, 2);
-    const created = JSON.parse(core.create("folio/todo-list", "warm-up", "", "")) as { documentId: string; operations: { json: string }[] };
-    const id = created.documentId;
-    const applied = JSON.parse(
-      core.apply(id, "main", JSON.stringify([{ type: "ADD_TODO", input: { id: "a", title: "a" } }, { type: "UPDATE_TODO", input: { id: "a", done: true } }])),
-    ) as { operations: { json: string }[] };
-    const texts = (ops: { json: string }[]) => ops.map((o) => o.json).join(",");
-    const input = `{"id":"${id}","branch":"main","documentOps":[${texts(created.operations)}],"keyframe":null,"globalOps":[${texts(applied.operations)}],"localOps":[]}`;
+    // An answer's JSON, then its operation texts, then their entry texts (one unit: see folio.ts `withTexts`).
+    const texts = (answer: string) => {
+      const [head, ...rest] = answer.split("\n");
+      const { count } = JSON.parse(head ?? "") as { count: number };
+      return rest.slice(0, count).join(",");
+    };
+    const created = core.create("folio/todo-list", "warm-up", "", "");
+    const id = (JSON.parse(created.slice(0, created.indexOf("\n"))) as { documentId: string }).documentId;
+    const applied = core.apply(
+      id,
+      "main",
+      JSON.stringify([{ type: "ADD_TODO", input: { id: "a", title: "a" } }, { type: "UPDATE_TODO", input: { id: "a", done: true } }]),
+    );
+    const input = `{"id":"${id}","branch":"main","documentOps":[${texts(created)}],"keyframe":null,"globalOps":[${texts(applied)}],"localOps":[]}`;
     const keyframe = core.keyframe(id, "main");
     for (const text of [input, input.replace(/"keyframe":null,"globalOps":\[.*\],"localOps"/, `"keyframe":${keyframe},"globalOps":[],"localOps"`)]) {
       const again = new ReplicaCore("warm-up", 3, 4);

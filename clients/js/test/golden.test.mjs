@@ -37,11 +37,18 @@ for (const h of fixture.histories) {
           : core.load(input(h.id, h.documentOps.slice(0, step.at), [], [])),
       );
       assert.deepEqual(loaded, { loaded: true });
-      const answer = JSON.parse(
-        step.kind === "integrate" ? core.integrate(step.entries) : core.compress(h.id, "main", JSON.stringify(step.ids)),
-      );
+      const text = step.kind === "integrate" ? core.integrate(step.entries) : core.compress(h.id, "main", JSON.stringify(step.ids));
+      // The answer's JSON, then per appended unit its operation texts and (own actions: compress) its entry texts.
+      const [head, ...texts] = text.split("\n");
+      const answer = JSON.parse(head);
       assert.equal(answer.error, undefined, JSON.stringify(answer.error));
-      const produced = answer.appended.flatMap((a) => a.operations.map((op) => op.json));
+      const produced = [];
+      let k = 0;
+      for (const a of answer.appended) {
+        produced.push(...texts.slice(k, k + a.count));
+        k += a.count * (a.operations ? 2 : 1);
+      }
+      assert.equal(k, texts.length, "every text after the answer belongs to an operation");
       assert.deepEqual(produced, log.slice(step.at, step.at + step.count), `${step.kind} of ${step.scope} at ${step.at}`);
       core.free();
     }

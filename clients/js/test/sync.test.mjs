@@ -225,3 +225,74 @@ test("local scope stays here; document scope renames and deletes, everywhere", a
     await b.close();
   }
 });
+
+/** Every record of every object store of `folio:<name>`. */
+async function dump(idb, name) {
+  const db = await new Promise((resolve, reject) => {
+    const req = idb.open(`folio:${name}`);
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+  const out = { version: db.version };
+  for (const store of db.objectStoreNames) {
+    out[store] = await new Promise((resolve, reject) => {
+      const req = db.transaction(store).objectStore(store).getAll();
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+  }
+  db.close();
+  return out;
+}
+
+test("pulled operations are stored as one block of lines per unit; a version 1 database opens and reads", async () => {
+  const idb = new IDBFactory();
+  const a = await open(idb, "blocks-a");
+  const doc = await a.create("folio/todo-list", "Blocks");
+  for (let i = 0; i < 3; i++) await a.apply(doc.id, [{ type: "ADD_TODO", input: { id: `t${i}`, title: `todo ${i}` } }]);
+  await a.apply(doc.id, [1, 2, 3].map((k) => ({ type: "ADD_TODO", input: { id: `m${k}`, title: `many ${k}` } })));
+  await a.sync();
+  const expected = await a.get(doc.id);
+  await a.close();
+
+  // A fresh replica pulls them: its global log is one block record `{u, i, n, t}`, and reads back after a reopen.
+  const b = await open(idb, "blocks-b");
+  const report = await b.sync();
+  assert.ok(report.pulled >= 7, `pulled ${report.pulled}`); // the server is shared with the other tests
+  await b.close();
+  const stored = await dump(idb, "blocks-b");
+  assert.equal(stored.version, 2);
+  const blocks = stored.ops.filter((r) => typeof r.t === "string");
+  assert.ok(blocks.length >= 1, JSON.stringify(stored.ops.map((r) => Object.keys(r))));
+  for (const r of blocks) assert.equal(r.t.split("\n").length, r.n);
+  const b2 = await open(idb, "blocks-b");
+  assert.deepEqual(await b2.get(doc.id), expected);
+  await b2.close();
+
+  // A database version 1 made (its stores, records of one text or an array of texts) opens as version 2.
+  const old = await dump(idb, "blocks-a");
+  await new Promise((resolve, reject) => {
+    const req = idb.open("folio:blocks-v1", 1);
+    req.onupgradeneeded = () => {
+      const db = req.result;
+      db.createObjectStore("ops", { keyPath: ["u", "i"] });
+      db.createObjectStore("keyframes", { keyPath: ["u", "rev"] });
+      db.createObjectStore("docs", { keyPath: "k" });
+      db.createObjectStore("outbox", { keyPath: "seq", autoIncrement: true });
+      db.createObjectStore("meta", { keyPath: "k" });
+    };
+    req.onsuccess = () => {
+      const db = req.result;
+      const tx = db.transaction(["ops", "keyframes", "docs", "outbox", "meta"], "readwrite");
+      for (const store of ["ops", "keyframes", "docs", "outbox", "meta"]) for (const r of old[store]) tx.objectStore(store).put(r);
+      tx.oncomplete = () => (db.close(), resolve());
+      tx.onerror = () => reject(tx.error);
+    };
+    req.onerror = () => reject(req.error);
+  });
+  assert.ok(old.ops.some((r) => Array.isArray(r.js)) && old.ops.some((r) => typeof r.j === "string"));
+  const v1 = await open(idb, "blocks-v1");
+  assert.deepEqual(await v1.get(doc.id), expected);
+  await v1.close();
+  assert.equal((await dump(idb, "blocks-v1")).version, 2);
+});

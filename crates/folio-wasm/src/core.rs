@@ -609,9 +609,9 @@ impl Core {
     }
 
     /// Integrates actions of other replicas (pulled, or pushed to this one), one batch per unit in the order of
-    /// folio-sync's `batches` (each document's `document` scope first). Every unit is checked first: when a window
-    /// is too short, nothing changes and the answer lists what to load. On an error the documents it touched are
-    /// unloaded (the host's logs did not change).
+    /// folio-sync's `batches` (each document's `document` scope first). Every unit is checked first: when a document
+    /// is not loaded or its window is too short, nothing changes and the answer lists what to load. On an error the
+    /// documents it touched are unloaded (the host's logs did not change).
     ///
     /// An entry whose signature does not verify ([`folio_core::signature::verify`]) is left out, listed in
     /// `rejected` as `BAD_SIGNATURE: …`, as folio-sync's `Replica::integrate` does.
@@ -642,11 +642,21 @@ impl Core {
                     a.id
                 )));
             }
-            if !self.docs.contains_key(key) {
-                return Err(Failure::new("NOT_LOADED", format!("document {} is not loaded", key.0)));
+        }
+        // A document not in memory is loaded whole (a merge looks its ids up in the whole log: see
+        // `check_window`), so the host learns what to load from this answer without reading the entries itself.
+        let mut need: Vec<Need> = Vec::new();
+        for (key, _, _) in &batches {
+            if !self.docs.contains_key(key) && !need.iter().any(|x| x.document_id == key.0) {
+                need.push(Need {
+                    document_id: key.0,
+                    before: 0,
+                });
             }
         }
-        let mut need: Vec<Need> = Vec::new();
+        if !need.is_empty() {
+            return Ok(Outcome::Need { need });
+        }
         for (key, scope, actions) in &batches {
             if let Some(n) = self.check_window(key, *scope, actions)?
                 && !need.iter().any(|x| x.document_id == n.document_id)

@@ -7,7 +7,9 @@
 //!
 //! Everything crosses the boundary as JSON text: operations keep their exact wire bytes (a float read by
 //! `JSON.parse` and written back by `JSON.stringify` may change its text and so its hash), and the host stores them
-//! as text. Each exported method answers a JSON text: the result, or `{"error": {code, message}}`.
+//! as text. Each exported method answers a JSON text: the result, or `{"error": {code, message}}`; the answers of
+//! `apply`, `create`, `integrate` and `compress` are followed by the texts of the operations they made, one per line
+//! (`with_texts`), rather than carrying them as JSON strings inside the JSON.
 //!
 //! The crate builds natively too (the wasm-bindgen exports are then plain functions), so the workspace's tests and
 //! clippy cover it, and the golden tests fold the same histories natively and in WebAssembly.
@@ -22,7 +24,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::core::{Appended, Compressed, Core, Failure, Integrated, LoadInput, LocalAction, Outcome, SyncEntry};
 
-/// An operation as the host stores it: its wire text, the entry text it is pushed as, and what the host indexes.
+/// What the outbox keeps of an own operation besides its texts.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct OpOut {
@@ -33,61 +35,128 @@ struct OpOut {
     error: Option<String>,
     millis: u64,
     counter: u32,
-    json: String,
-    /// The entry text of an own action (what the outbox pushes); absent for integrated ones, which never leave.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    entry: Option<String>,
 }
 
-/// [`Appended`] with texts: operations and keyframes keep their exact bytes through the host.
+/// [`Appended`] with texts: operations and keyframes keep their exact bytes through the host. The operations' texts
+/// (and, for own actions, the entry texts pushed) are not in the answer's JSON (a JSON string in JSON costs an
+/// escape here and an unescape in the host per byte): they follow it, one per line (see [`with_texts`]).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct AppendedOut {
     document_id: DocumentId,
     branch: Branch,
     scope: folio_core::Scope,
+    /// The index of the first operation; the others follow it densely.
+    first: u64,
+    /// How many operations (texts) follow.
+    count: usize,
+    /// Own actions (apply, create, compress): what the outbox keeps of each, in order; their entry texts follow
+    /// the operation texts. Empty for integrated ones, which never leave.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     operations: Vec<OpOut>,
     keyframe: Option<String>,
     keyframe_revision: Option<u64>,
+    /// The operations, written after the JSON.
+    #[serde(skip)]
+    ops: Vec<Operation>,
+    #[serde(skip)]
+    own: bool,
 }
 
-fn entry_text(a: &Appended, action: &folio_core::Action) -> String {
-    serde_json::to_string(&SyncEntry {
-        document_id: a.document_id,
-        scope: a.scope,
-        branch: a.branch.clone(),
-        action: action.clone(),
-    })
-    .unwrap_or_default()
+/// A [`SyncEntry`] by reference: the same text, without copying the action.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EntryRef<'a> {
+    document_id: DocumentId,
+    scope: folio_core::Scope,
+    branch: &'a Branch,
+    action: &'a folio_core::Action,
 }
 
-fn appended_out(a: &Appended) -> AppendedOut {
+fn appended_out(a: Appended) -> AppendedOut {
     appended_out_with(a, true)
 }
 
-/// [`appended_out`], with the entry texts only when `entries` (own actions, for the outbox).
-fn appended_out_with(a: &Appended, entries: bool) -> AppendedOut {
+/// [`appended_out`], with what the outbox keeps only when `own` (own actions).
+fn appended_out_with(a: Appended, own: bool) -> AppendedOut {
     AppendedOut {
         document_id: a.document_id,
-        branch: a.branch.clone(),
+        branch: a.branch,
         scope: a.scope,
-        operations: a
-            .operations
-            .iter()
-            .map(|op| OpOut {
-                index: op.index,
-                skip: op.skip,
-                id: op.action.id,
-                replica: op.action.replica.clone(),
-                error: op.error.clone(),
-                millis: op.action.timestamp_utc_ms,
-                counter: op.action.counter,
-                json: serde_json::to_string(op).unwrap_or_default(),
-                entry: entries.then(|| entry_text(a, &op.action)),
-            })
-            .collect(),
+        first: a.operations.first().map_or(0, |op| op.index),
+        count: a.operations.len(),
+        operations: if own {
+            a.operations
+                .iter()
+                .map(|op| OpOut {
+                    index: op.index,
+                    skip: op.skip,
+                    id: op.action.id,
+                    replica: op.action.replica.clone(),
+                    error: op.error.clone(),
+                    millis: op.action.timestamp_utc_ms,
+                    counter: op.action.counter,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
         keyframe: a.keyframe.as_ref().and_then(|k| serde_json::to_string(k).ok()),
         keyframe_revision: a.keyframe.as_ref().map(|k| k.revision),
+        ops: a.operations,
+        own,
+    }
+}
+
+/// The answer's JSON, then for each appended unit in order its operation texts and (own actions) its entry texts,
+/// each on a line of its own (serde_json never writes a raw line break: one inside a string is `\n`). Written
+/// straight into one buffer: no text per operation.
+fn with_texts<'a>(head: String, appended: impl IntoIterator<Item = &'a AppendedOut>) -> String {
+    let appended: Vec<&AppendedOut> = appended.into_iter().collect();
+    let ops: usize = appended.iter().map(|a| a.ops.len() * if a.own { 2 } else { 1 }).sum();
+    let mut out = head.into_bytes();
+    out.reserve(ops * 400);
+    for a in appended {
+        for op in &a.ops {
+            out.push(b'\n');
+            // Writing plain structs into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut out, op);
+        }
+        if a.own {
+            for op in &a.ops {
+                out.push(b'\n');
+                let entry = EntryRef {
+                    document_id: a.document_id,
+                    scope: a.scope,
+                    branch: &a.branch,
+                    action: &op.action,
+                };
+                let _ = serde_json::to_writer(&mut out, &entry);
+            }
+        }
+    }
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`answer`] for a result that carries appended units: their texts after its JSON.
+fn answer_texts<T: Serialize>(result: Result<T, Failure>, appended: impl Fn(&T) -> Vec<&AppendedOut>) -> String {
+    match result {
+        Ok(v) => {
+            let head = ok(&v);
+            if head.starts_with("{\"error\"") {
+                return head;
+            }
+            with_texts(head, appended(&v))
+        }
+        Err(f) => fail(&f),
+    }
+}
+
+fn outcome_appended<T>(o: &Outcome<T>, f: impl Fn(&T) -> &Vec<AppendedOut>) -> Vec<&AppendedOut> {
+    match o {
+        Outcome::Done(t) => f(t).iter().collect(),
+        Outcome::Need { .. } => Vec::new(),
     }
 }
 
@@ -98,35 +167,38 @@ struct IntegratedOut {
     new: usize,
     duplicates: usize,
     rejected: Vec<crate::core::Rejected>,
+    /// How many entries were given.
+    entries: usize,
+    /// A pull answer's `cursor` and `more`, as given (the host needs nothing else of it: it never parses the page).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cursor: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    more: Option<bool>,
 }
 
-fn integrated_out(i: Integrated) -> Outcome<IntegratedOut> {
+fn integrated_out(i: Integrated, entries: usize, page: Page) -> Outcome<IntegratedOut> {
     Outcome::Done(IntegratedOut {
-        appended: i.appended.iter().map(|a| appended_out_with(a, false)).collect(),
+        appended: i.appended.into_iter().map(|a| appended_out_with(a, false)).collect(),
         new: i.new,
         duplicates: i.duplicates,
         rejected: i.rejected,
+        entries,
+        cursor: page.cursor,
+        more: page.more,
     })
 }
 
+/// What a compression answers: the operations that replace the run, whose entry texts replace it in the outbox.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct CompressedOut {
     appended: Vec<AppendedOut>,
-    /// The entry texts that replace the run in the outbox, in order.
-    entries: Vec<String>,
     saved: usize,
 }
 
 fn compressed_out(c: Compressed) -> Outcome<CompressedOut> {
-    let entries = c
-        .appended
-        .first()
-        .map(|a| c.actions.iter().map(|action| entry_text(a, action)).collect())
-        .unwrap_or_default();
     Outcome::Done(CompressedOut {
-        appended: c.appended.iter().map(appended_out).collect(),
-        entries,
+        appended: c.appended.into_iter().map(appended_out).collect(),
         saved: c.saved,
     })
 }
@@ -272,57 +344,88 @@ impl ReplicaCore {
     /// Creates a document: the `Appended` of its `CREATE_DOCUMENT`. `id` may be empty (made here);
     /// `initial_state` is JSON text or empty.
     pub fn create(&mut self, document_type: &str, name: &str, id: &str, initial_state: &str) -> String {
-        answer((|| {
-            let id = if id.is_empty() { None } else { Some(key(id, "")?.0) };
-            let initial = if initial_state.is_empty() {
-                None
-            } else {
-                Some(parse("initial state", initial_state)?)
-            };
-            self.core
-                .create(document_type, name, id, initial)
-                .map(|a| appended_out(&a))
-        })())
+        answer_texts(
+            (|| {
+                let id = if id.is_empty() { None } else { Some(key(id, "")?.0) };
+                let initial = if initial_state.is_empty() {
+                    None
+                } else {
+                    Some(parse("initial state", initial_state)?)
+                };
+                self.core.create(document_type, name, id, initial).map(appended_out)
+            })(),
+            |a| vec![a],
+        )
     }
 
     /// Applies local actions (`[{type, input, scope?}]`, one scope): the `Appended` or the reducer's error.
     pub fn apply(&mut self, id: &str, branch: &str, actions: &str) -> String {
-        answer(key(id, branch).and_then(|(id, branch)| {
-            let actions: Vec<LocalAction> = parse("actions", actions)?;
-            self.core.apply(id, &branch, actions).map(|a| appended_out(&a))
-        }))
+        answer_texts(
+            key(id, branch).and_then(|(id, branch)| {
+                let actions: Vec<LocalAction> = parse("actions", actions)?;
+                self.core.apply(id, &branch, actions).map(appended_out)
+            }),
+            |a| vec![a],
+        )
     }
 
-    /// Integrates sync entries (`[SyncEntry]` JSON text, or a pull answer `{entries, …}`).
+    /// Integrates sync entries (`[SyncEntry]` JSON text, or a pull answer `{entries, cursor, more}`): the operations
+    /// to store (texts after the JSON: see [`with_texts`]), or `{"need": [{documentId, before}]}`: documents to load
+    /// (again, from a keyframe at or below `before`) first.
     pub fn integrate(&mut self, entries: &str) -> String {
-        answer(
-            parse_entries(entries)
-                .and_then(|entries| self.core.integrate(entries))
-                .map(|o| map_outcome(o, integrated_out)),
+        answer_texts(
+            parse_entries(entries).and_then(|(entries, page)| {
+                let count = entries.len();
+                self.core
+                    .integrate(entries)
+                    .map(|o| map_outcome(o, |i| integrated_out(i, count, page)))
+            }),
+            |o| outcome_appended(o, |i| &i.appended),
         )
     }
 
     /// Compresses own unsent actions (`["<action id>", …]`) of a document's global log.
     pub fn compress(&mut self, id: &str, branch: &str, ids: &str) -> String {
-        answer(key(id, branch).and_then(|(id, branch)| {
-            let ids: Vec<Uuid> = parse("action ids", ids)?;
-            self.core
-                .compress(id, &branch, ids)
-                .map(|o| map_outcome(o, compressed_out))
-        }))
+        answer_texts(
+            key(id, branch).and_then(|(id, branch)| {
+                let ids: Vec<Uuid> = parse("action ids", ids)?;
+                self.core
+                    .compress(id, &branch, ids)
+                    .map(|o| map_outcome(o, compressed_out))
+            }),
+            |o| outcome_appended(o, |c| &c.appended),
+        )
     }
 }
 
 #[derive(serde::Deserialize)]
 struct PullAnswer {
     entries: Vec<SyncEntry>,
+    #[serde(default)]
+    cursor: Option<u64>,
+    #[serde(default)]
+    more: Option<bool>,
 }
 
-fn parse_entries(text: &str) -> Result<Vec<SyncEntry>, Failure> {
+/// A pull answer's `cursor` and `more` (none for a bare entry list).
+#[derive(Default)]
+struct Page {
+    cursor: Option<u64>,
+    more: Option<bool>,
+}
+
+fn parse_entries(text: &str) -> Result<(Vec<SyncEntry>, Page), Failure> {
     if text.trim_start().starts_with('{') {
-        Ok(parse::<PullAnswer>("pull answer", text)?.entries)
+        let answer = parse::<PullAnswer>("pull answer", text)?;
+        Ok((
+            answer.entries,
+            Page {
+                cursor: answer.cursor,
+                more: answer.more,
+            },
+        ))
     } else {
-        parse("sync entries", text)
+        Ok((parse("sync entries", text)?, Page::default()))
     }
 }
 
