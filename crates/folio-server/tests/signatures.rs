@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 
 use folio_core::{Action, DocumentId, HlcTimestamp, ModelRegistry, Operation, ReplicaKey, Scope, SyncUnit};
 use folio_reactor::{ReactorConfig, Submit};
+use folio_server::Role;
+use folio_server::auth::{NewTokenSpec, Tokens};
 use folio_store::{OperationStore, SqliteStore, verify};
 use folio_sync::{HttpRemote, Replica, RoundOptions, sync_round};
 
@@ -302,6 +304,78 @@ async fn replicas_sign_their_actions_and_refuse_bad_ones_they_pull() {
     let broken = report.broken.expect("verify finds the forged action");
     assert!(broken.reason.starts_with("BAD_SIGNATURE: "), "{}", broken.reason);
     s.stop().await;
+}
+
+/// A document a replica created offline and pushes with a principal's write token to a server that requires
+/// signatures becomes that principal's: the server's claim of it is signed like its other actions (unsigned, it was
+/// refused and the document stayed ownerless, open to every token), and the replica's own grant change stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_offline_document_pushed_under_required_signatures_is_its_pushers() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = common::start_with(&dir.path().join("server"), ReactorConfig::default(), |mut c| {
+        c.require_signatures = true;
+        c
+    })
+    .await;
+    let spec = NewTokenSpec {
+        principal: Some("dana".into()),
+        ..NewTokenSpec::role(Role::Write)
+    };
+    let dana = Tokens::create_with(&s.data_dir, &spec).unwrap().0;
+    let other = Tokens::create_with(
+        &s.data_dir,
+        &NewTokenSpec {
+            principal: Some("eve".into()),
+            ..NewTokenSpec::role(Role::Write)
+        },
+    )
+    .unwrap()
+    .0;
+    let a_dir = tempfile::tempdir().unwrap();
+    let a = replica_on(a_dir.path()).await;
+    let doc = a
+        .reactor()
+        .create_document("folio/todo-list", "offline", None)
+        .await
+        .unwrap()
+        .header
+        .id;
+    let share = a.reactor().action(
+        "SET_GRANTS",
+        json!({"grants": [{"principal": "frank", "access": "read"}]}),
+        Scope::Document,
+    );
+    a.reactor().apply(Submit::new(doc, vec![share])).await.unwrap();
+    let remote = HttpRemote::new(&s.base, Some(dana.clone())).unwrap();
+    let report = sync_round(&a, &remote, &RoundOptions::default()).await.unwrap();
+    assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
+    let grants = |token: String| {
+        let (s, doc) = (&s, doc);
+        async move {
+            let resp = s
+                .client
+                .get(s.url(&format!("/v1/documents/{doc}/grants")))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap())
+        }
+    };
+    assert_eq!(
+        grants(dana).await,
+        (
+            200,
+            json!({"owner": "dana", "grants": [{"principal": "frank", "access": "read"}]})
+        )
+    );
+    assert_eq!(grants(other).await.0, 404, "not open to every token");
+    let data_dir = s.data_dir.clone();
+    s.stop().await;
+    let store = SqliteStore::open(data_dir.join("folio.db")).await.unwrap();
+    let report = verify(&store).await.unwrap();
+    assert!(report.broken.is_none(), "every signature verifies: {:?}", report.broken);
 }
 
 /// A store an earlier version gave a random replica id moves to the id its new key derives, and its actions made

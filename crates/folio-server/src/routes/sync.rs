@@ -210,6 +210,11 @@ fn claim_entry(state: &AppState, caller: &Caller, create: &SyncEntry) -> SyncEnt
     action.timestamp_utc_ms = create.action.timestamp_utc_ms;
     action.counter = create.action.counter.saturating_add(1);
     action.replica = Some(state.replica.id().to_owned());
+    // Signed by this server like every action it authors: under `--require-signatures` an unsigned one would be
+    // refused by the integration, and the document left without owner (open to every token).
+    if let Some(key) = &state.reactor.config().replica_key {
+        key.sign(&mut action);
+    }
     SyncEntry {
         document_id: create.document_id,
         scope: Scope::Document,
