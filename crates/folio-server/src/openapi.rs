@@ -678,6 +678,8 @@ fn state_what_types_cannot(api: &mut OpenApi, facts: &Facts) {
     // a u32, a causal context's replica ids 1 to 64 characters.
     property(api, "Action", "timestampUtcMs").insert("pattern".into(), json!(crate::wire::at_most(u64::MAX)));
     property(api, "Action", "counter").insert("maximum".into(), json!(u32::MAX));
+    // A submit's action states its counter too (an action signed by its author): a u32 like the action's.
+    property(api, "ActionInput", "counter").insert("maximum".into(), json!(u32::MAX));
     let context = component(api, "CausalContext");
     context.insert("propertyNames".into(), json!({ "minLength": 1, "maxLength": 64 }));
     context.insert(
