@@ -65,7 +65,10 @@ pub enum SignatureError {
     #[error("the signature is not 64 bytes of unpadded base64url: {0}")]
     Malformed(String),
     /// The action's `replica` is not the id its signer's key derives.
-    #[error("the action's replica {replica:?} is not the id its signer's key derives ({derived})")]
+    #[error(
+        "the action's replica {:?} is not the id its signer's key derives ({derived})",
+        .replica.as_deref().unwrap_or("")
+    )]
     ReplicaMismatch {
         /// The replica the action names (if any).
         replica: Option<String>,
