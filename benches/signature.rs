@@ -3,6 +3,7 @@
 //! * `signature/hash`: blake3 of one todo operation's canonical encoding (`Operation::new`), the per-operation
 //!   work every append already does; `signature/sign` and `signature/verify`: Ed25519 over the same action's
 //!   signing bytes (the canonical JSON is serialized again for each).
+//! * `verify_all/{100,1000}`: the batch verification every integration uses, per action.
 //! * `apply/{unsigned,signed}`: one action per job through a reactor on SQLite (submit → durable), without and with
 //!   a replica key, so the signing is seen against the whole per-operation cost of an append.
 //!
@@ -46,6 +47,26 @@ fn per_operation(c: &mut Criterion) {
     group.bench_function("verify", |b| {
         b.iter(|| signature::verify(std::hint::black_box(&signed)).unwrap())
     });
+    group.finish();
+
+    // `verify_all` per action: 100 actions (one thread: each signer's key decoded once, no decompression of R),
+    // and 1,000 (split between the cores).
+    let mut group = c.benchmark_group("verify_all");
+    for n in [100usize, 1000] {
+        let actions: Vec<Action> = (0..n)
+            .map(|i| {
+                let mut a = action();
+                a.input = json!({"id": format!("item-{i}"), "title": "title 123456", "done": true});
+                key.sign(&mut a);
+                a
+            })
+            .collect();
+        let refs: Vec<&Action> = actions.iter().collect();
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function(format!("{n}"), |b| {
+            b.iter(|| signature::verify_all(std::hint::black_box(&refs)))
+        });
+    }
     group.finish();
 }
 

@@ -12,7 +12,7 @@
  */
 import { FolioError, storageError } from "./errors.js";
 import { HttpRemote, type FetchLike } from "./remote.js";
-import { Identity } from "./identity.js";
+import { Identity, verifySignatures } from "./identity.js";
 import { type Commit, type OpRecord, type OutboxRecord, ReplicaStore, docKey, unitKey } from "./store.js";
 import type {
   ActionInput,
@@ -754,7 +754,12 @@ export class Folio {
     text: string,
     meta: (page: { cursor?: number }) => Record<string, string>,
   ): Promise<{ new: number; rejected: RejectedAction[]; entries: number; cursor?: number; more?: boolean }> {
-    const ask = () => this.withTexts<IntegrateOut>(this.run((c) => c.integrate(text)), (v) => v.appended);
+    const verdicts = this.identity ? await verifySignatures(text) : null;
+    const ask = () =>
+      this.withTexts<IntegrateOut>(
+        this.run((c) => (verdicts ? c.integrateChecked(text, verdicts) : c.integrate(text))),
+        (v) => v.appended,
+      );
     const loaded = new Set<string>();
     let answer = ask();
     for (let i = 0; answer.need && i < 64; i++) {

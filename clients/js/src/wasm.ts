@@ -8,13 +8,14 @@ import init, {
   conflicts as wasmConflicts,
   foldLogs,
   replicaIdOf,
+  signatureChecks,
   signedEntry,
   signingBytes,
   valueHash,
 } from "../wasm-pkg/folio_wasm.js";
 
 export { ReplicaCore, canonicalJson, checkChain, wasmConflicts, foldLogs, valueHash };
-export { base64url, replicaIdOf, signedEntry, signingBytes };
+export { base64url, replicaIdOf, signatureChecks, signedEntry, signingBytes };
 
 /** Where the `.wasm` comes from: a URL (default: `folio-client.wasm` beside the module), its bytes, or a module. */
 export type WasmSource = URL | string | ArrayBuffer | Uint8Array | WebAssembly.Module;

@@ -616,18 +616,35 @@ impl Core {
     /// An entry whose signature does not verify ([`folio_core::signature::verify`]) is left out, listed in
     /// `rejected` as `BAD_SIGNATURE: …`, as folio-sync's `Replica::integrate` does.
     pub fn integrate(&mut self, entries: Vec<SyncEntry>) -> Result<Outcome<Integrated>, Failure> {
+        self.integrate_checked(entries, &[])
+    }
+
+    /// [`Core::integrate`] with the host's verdicts on the entries' signatures (`verdicts[i]` for entry `i`, from
+    /// verifying [`folio_core::signature::host_check`]'s parts with its own Ed25519: WebCrypto in a browser), taken
+    /// where [`folio_core::signature::verify_all_with`] says they must be `verify`'s answer; every other signed
+    /// entry is verified here.
+    pub fn integrate_checked(
+        &mut self,
+        entries: Vec<SyncEntry>,
+        verdicts: &[Option<bool>],
+    ) -> Result<Outcome<Integrated>, Failure> {
         let mut refused = Vec::new();
+        let answers = {
+            let actions: Vec<&folio_core::Action> = entries.iter().map(|e| &e.action).collect();
+            folio_core::signature::verify_all_with(&actions, verdicts)
+        };
         let entries: Vec<SyncEntry> = entries
             .into_iter()
-            .filter(|e| match folio_core::signature::verify(&e.action) {
-                Ok(_) => true,
+            .zip(answers)
+            .filter_map(|(e, answer)| match answer {
+                Ok(_) => Some(e),
                 Err(err) => {
                     refused.push(Rejected {
                         document_id: e.document_id,
                         action_id: e.action.id,
                         reason: format!("{}: {err}", err.code()),
                     });
-                    false
+                    None
                 }
             })
             .collect();

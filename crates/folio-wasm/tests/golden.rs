@@ -514,7 +514,7 @@ fn the_core_refuses_pulled_actions_whose_signature_does_not_verify() {
     );
     let create = Operation::new(create, 0, 0, None, &folio_core::OpHash::ZERO);
     let mut core = core();
-    core.load(load_input(id, &[create], &[], &[])).unwrap().unwrap();
+    core.load(load_input(id, &[create.clone()], &[], &[])).unwrap().unwrap();
     let key = folio_core::ReplicaKey::from_seed(&[5; 32]);
     let add = |item: &str, ms: u64| {
         let mut a = folio_core::Action::new(
@@ -568,7 +568,58 @@ fn the_core_refuses_pulled_actions_whose_signature_does_not_verify() {
     );
     let back: String = serde_json::from_str(&signed).unwrap();
     assert_eq!(serde_json::from_str::<SyncEntry>(&back).unwrap().action, good);
-    let refused = folio_wasm::signed_entry(&text, key.public(), &"A".repeat(86));
+    // `signed_entry` checks the form of the host's own signature (the curve equation is the receivers' to check):
+    // a malformed signature, or a key that does not derive the entry's replica id, is refused.
+    let refused = folio_wasm::signed_entry(&text, key.public(), &"A".repeat(85));
+    assert!(refused.contains("BAD_SIGNATURE"), "{refused}");
+    let other = folio_core::ReplicaKey::from_seed(&[6; 32]);
+    let refused = folio_wasm::signed_entry(&text, other.public(), good.signature.as_deref().unwrap());
     assert!(refused.contains("BAD_SIGNATURE"), "{refused}");
     assert_eq!(folio_wasm::replica_id_of(&[0; 31]), "");
+
+    // The host's verification (WebCrypto in a browser): `signature_checks` gives each signed entry's index, key,
+    // signature and message; `integrate_checked` takes the verdicts.
+    let unsigned = folio_core::Action::new(
+        "ADD_TODO",
+        serde_json::json!({"id": "plain", "title": "plain"}),
+        Scope::Global,
+        folio_core::HlcTimestamp::new(22, 0),
+    );
+    let list = vec![entry(good.clone()), entry(unsigned.clone()), entry(tampered.clone())];
+    let parts = folio_wasm::signature_checks(&serde_json::to_string(&list).unwrap());
+    let mut records = Vec::new();
+    let mut at = 0;
+    while at < parts.len() {
+        let index = u32::from_le_bytes(parts[at..at + 4].try_into().unwrap());
+        let len = u32::from_le_bytes(parts[at + 100..at + 104].try_into().unwrap()) as usize;
+        records.push((index, parts[at + 4..at + 36].to_vec(), parts[at + 104..at + 104 + len].to_vec()));
+        at += 104 + len;
+    }
+    let public = folio_core::signature::host_check(&good).unwrap().key.to_vec();
+    assert_eq!(
+        records,
+        vec![
+            (0, public.clone(), folio_core::signature::signing_bytes(&good)),
+            (2, public, folio_core::signature::signing_bytes(&tampered)),
+        ]
+    );
+    let integrate_with = |verdicts: &[Option<bool>]| {
+        let mut fresh = self::core();
+        fresh.load(load_input(id, &[create.clone()], &[], &[])).unwrap().unwrap();
+        match fresh.integrate_checked(list.clone(), verdicts).unwrap() {
+            Outcome::Done(done) => {
+                let mut refused: Vec<_> = done.rejected.iter().map(|r| r.action_id).collect();
+                refused.sort();
+                (done.new, refused)
+            }
+            Outcome::Need { need } => panic!("needs {need:?}"),
+        }
+    };
+    // Honest verdicts, or none: the core's own answers.
+    assert_eq!(integrate_with(&[Some(true), None, Some(false)]), (2, vec![tampered.id]));
+    assert_eq!(integrate_with(&[]), (2, vec![tampered.id]));
+    // A verdict is the host's where it stands (here: a well-formed signature by a sound key).
+    let mut both = vec![good.id, tampered.id];
+    both.sort();
+    assert_eq!(integrate_with(&[Some(false), None, Some(false)]), (1, both));
 }
