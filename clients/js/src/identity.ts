@@ -2,13 +2,14 @@
  * The replica's identity: an Ed25519 key pair made by WebCrypto with a non-extractable private key, kept in the
  * replica's IndexedDB database (a `CryptoKey` is structured-cloneable, so the database holds it without ever
  * exposing its bytes). The replica id is the id its public key derives (folio-core's `replica_id_of`, through the
- * WebAssembly core, so it is computed in one place), and the replica signs its own actions when they leave: the
+ * WebAssembly core, so it is computed in one place), and the replica signs its own actions when it makes them: the
  * core gives the bytes to sign (`signingBytes`), WebCrypto signs them, the core puts the signature in the entry
- * (`signedEntry`, which checks its form: the key derives the replica id). The first signature of each `Identity`
- * is verified here with WebCrypto, once: verifying every own signature again in WebAssembly cost ~0.3 ms an action
- * at each push, and every receiver verifies them in full anyway. An operation's hash does not cover the signature, so the outbox keeps its
- * entries as they were committed and signs them at each push (Ed25519 signatures are deterministic: the same
- * entry is signed the same way each time).
+ * (`signedEntry`, which checks its form: the key derives the replica id), and the outbox row is stored signed
+ * (`s`), so a push sends it as it is (rows stored unsigned, by an earlier version, are signed when they leave).
+ * The first signature of each `Identity` is verified here with WebCrypto, once: verifying every own signature
+ * again in WebAssembly cost ~0.3 ms an action, and every receiver verifies them in full anyway. An operation's
+ * hash does not cover the signature, so the operation the core committed is the same signed or not.
+ * `verifySignatures` verifies what a pull brings with WebCrypto for the core (`integrateChecked`).
  *
  * Where WebCrypto has no Ed25519 (older browsers), `open` answers null and the replica stays unsigned; a server
  * that requires signatures then refuses its pushes with `SIGNATURE_REQUIRED`.
@@ -79,7 +80,7 @@ export class Identity {
 const verifyingKeys = new Map<string, Promise<CryptoKey | null>>();
 const KEYS_KEPT = 1024;
 /** Verifications in flight at once (more only queue up on WebCrypto's thread). */
-const IN_FLIGHT = 32;
+const IN_FLIGHT = 4;
 
 /**
  * The host's verdicts on the signed entries of `text` (a pull answer or an entry list, as the core's `integrate`

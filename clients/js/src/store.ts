@@ -103,6 +103,8 @@ export interface OutboxRecord {
   id: string;
   ms: number;
   c: number;
+  /** Whether `j` carries this replica's signature already (signed when made: see identity.ts). */
+  s?: boolean;
 }
 
 /** An outbox row as stored: one action, or several of one document and scope. */
@@ -118,6 +120,8 @@ interface StoredOutbox {
   ids?: string[];
   mss?: number[];
   cs?: number[];
+  /** Its actions carry their signatures (every action of a change is signed when it is made, or none is). */
+  s?: boolean;
 }
 
 /** The rows `records` are stored as: one per run of actions of one document and scope. */
@@ -129,11 +133,12 @@ function outboxRows(records: OutboxRecord[]): StoredOutbox[] {
     let end = k + 1;
     while (end < records.length && (records[end] as OutboxRecord).doc === first.doc && (records[end] as OutboxRecord).scope === first.scope) end++;
     const run = records.slice(k, end);
-    out.push(
+    const row: StoredOutbox =
       run.length === 1
         ? { doc: first.doc, scope: first.scope, j: first.j, id: first.id, ms: first.ms, c: first.c }
-        : { doc: first.doc, scope: first.scope, js: run.map((r) => r.j), ids: run.map((r) => r.id), mss: run.map((r) => r.ms), cs: run.map((r) => r.c) },
-    );
+        : { doc: first.doc, scope: first.scope, js: run.map((r) => r.j), ids: run.map((r) => r.id), mss: run.map((r) => r.ms), cs: run.map((r) => r.c) };
+    if (run.every((r) => r.s)) row.s = true;
+    out.push(row);
     k = end;
   }
   return out;
@@ -409,8 +414,8 @@ export class ReplicaStore {
     const rows = (await request(tx.objectStore("outbox").getAll())) as StoredOutbox[];
     return rows.flatMap((r): OutboxRecord[] =>
       Array.isArray(r.js)
-        ? r.js.map((j, k) => ({ seq: r.seq, doc: r.doc, scope: r.scope, j, id: r.ids?.[k] ?? "", ms: r.mss?.[k] ?? 0, c: r.cs?.[k] ?? 0 }))
-        : [{ seq: r.seq, doc: r.doc, scope: r.scope, j: r.j ?? "", id: r.id ?? "", ms: r.ms ?? 0, c: r.c ?? 0 }],
+        ? r.js.map((j, k) => ({ seq: r.seq, doc: r.doc, scope: r.scope, j, id: r.ids?.[k] ?? "", ms: r.mss?.[k] ?? 0, c: r.cs?.[k] ?? 0, s: !!r.s }))
+        : [{ seq: r.seq, doc: r.doc, scope: r.scope, j: r.j ?? "", id: r.id ?? "", ms: r.ms ?? 0, c: r.c ?? 0, s: !!r.s }],
     );
   }
 

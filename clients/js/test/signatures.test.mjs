@@ -57,3 +57,72 @@ test("the replica signs its actions; the server takes them and refuses them tamp
   assert.equal((await api(server, `/v1/documents/${header.id}/operations?scope=global`)).operations.length, 1);
   await again.close();
 });
+
+test("actions are signed once, when made; a row stored unsigned is signed when it leaves", async () => {
+  const idb = new IDBFactory();
+  const f = await open(idb, "signed-when-made");
+  const header = await f.create("folio/todo-list", "Made");
+  await f.apply(header.id, [{ type: "ADD_TODO", input: { id: "a", title: "A" } }]);
+  await f.close();
+  // The outbox rows as stored: signed already, each entry's signature valid for its content.
+  const rows = await outboxRows(idb, "signed-when-made");
+  assert.equal(rows.length, 2);
+  for (const row of rows) {
+    assert.equal(row.s, true);
+    const action = JSON.parse(row.j).action;
+    assert.match(action.signature, /^[A-Za-z0-9_-]{86}$/);
+  }
+  // A row of an earlier version (no `s`, no signature): stripped here by hand, signed at the push.
+  await rewriteOutbox(idb, "signed-when-made", (row) => {
+    const entry = JSON.parse(row.j);
+    delete entry.action.signer;
+    delete entry.action.signature;
+    const { s, ...rest } = row;
+    return { ...rest, j: JSON.stringify(entry) };
+  });
+  assert.ok((await outboxRows(idb, "signed-when-made")).every((r) => r.s === undefined && !r.j.includes('"signature"')));
+  const again = await open(idb, "signed-when-made");
+  const report = await again.sync();
+  assert.equal(report.pushedNew, 2);
+  assert.deepEqual(report.conflicts, []);
+  const ops = (await api(server, `/v1/documents/${header.id}/operations?scope=global`)).operations;
+  assert.equal(ops.length, 1);
+  assert.match(ops[0].action.signature, /^[A-Za-z0-9_-]{86}$/);
+  await again.close();
+});
+
+async function database(idb, name) {
+  return new Promise((resolve, reject) => {
+    const req = idb.open(`folio:${name}`);
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+
+async function outboxRows(idb, name) {
+  const db = await database(idb, name);
+  const rows = await new Promise((resolve, reject) => {
+    const req = db.transaction("outbox").objectStore("outbox").getAll();
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+  db.close();
+  return rows;
+}
+
+async function rewriteOutbox(idb, name, change) {
+  const db = await database(idb, name);
+  const tx = db.transaction("outbox", "readwrite");
+  const store = tx.objectStore("outbox");
+  for (const row of await new Promise((resolve) => {
+    const req = store.getAll();
+    req.onsuccess = () => resolve(req.result);
+  })) {
+    store.put(change(row));
+  }
+  await new Promise((resolve, reject) => {
+    tx.oncomplete = resolve;
+    tx.onerror = () => reject(tx.error);
+  });
+  db.close();
+}

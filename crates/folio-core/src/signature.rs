@@ -535,7 +535,10 @@ mod tests {
         }
         let answers = verify_all(&refs);
         assert_eq!(answers.iter().filter(|r| matches!(r, Ok(true))).count(), 240);
-        assert_eq!(answers.iter().filter(|r| **r == Err(SignatureError::Invalid)).count(), 120);
+        assert_eq!(
+            answers.iter().filter(|r| **r == Err(SignatureError::Invalid)).count(),
+            120
+        );
     }
 
     #[test]
@@ -552,7 +555,10 @@ mod tests {
         assert_eq!(verify(&changed), Err(SignatureError::Invalid));
         let mut stolen = a.clone();
         stolen.replica = Some("0123456789abcdef".into());
-        assert!(matches!(check_form(&stolen), Err(SignatureError::ReplicaMismatch { .. })));
+        assert!(matches!(
+            check_form(&stolen),
+            Err(SignatureError::ReplicaMismatch { .. })
+        ));
         stolen.signature = None;
         assert_eq!(check_form(&stolen), Err(SignatureError::Incomplete));
     }

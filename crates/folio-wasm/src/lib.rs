@@ -557,8 +557,7 @@ pub fn signed_entry(entry: &str, signer: &str, signature: &str) -> String {
         // The host's own key signed these bytes just now: the form is checked (the key derives the replica id),
         // not the curve equation, which would cost ~0.3 ms of WebAssembly per action at every push. The host checks
         // its key once (identity.ts), and every receiver verifies in full.
-        folio_core::signature::check_form(&e.action)
-            .map_err(|err| Failure::from_parts(err.code(), err.to_string()))?;
+        folio_core::signature::check_form(&e.action).map_err(|err| Failure::from_parts(err.code(), err.to_string()))?;
         serde_json::to_string(&e).map_err(|err| Failure::from_parts("INVALID_REQUEST", err.to_string()))
     })())
 }

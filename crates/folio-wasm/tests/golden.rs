@@ -592,7 +592,11 @@ fn the_core_refuses_pulled_actions_whose_signature_does_not_verify() {
     while at < parts.len() {
         let index = u32::from_le_bytes(parts[at..at + 4].try_into().unwrap());
         let len = u32::from_le_bytes(parts[at + 100..at + 104].try_into().unwrap()) as usize;
-        records.push((index, parts[at + 4..at + 36].to_vec(), parts[at + 104..at + 104 + len].to_vec()));
+        records.push((
+            index,
+            parts[at + 4..at + 36].to_vec(),
+            parts[at + 104..at + 104 + len].to_vec(),
+        ));
         at += 104 + len;
     }
     let public = folio_core::signature::host_check(&good).unwrap().key.to_vec();
@@ -605,7 +609,10 @@ fn the_core_refuses_pulled_actions_whose_signature_does_not_verify() {
     );
     let integrate_with = |verdicts: &[Option<bool>]| {
         let mut fresh = self::core();
-        fresh.load(load_input(id, &[create.clone()], &[], &[])).unwrap().unwrap();
+        fresh
+            .load(load_input(id, &[create.clone()], &[], &[]))
+            .unwrap()
+            .unwrap();
         match fresh.integrate_checked(list.clone(), verdicts).unwrap() {
             Outcome::Done(done) => {
                 let mut refused: Vec<_> = done.rejected.iter().map(|r| r.action_id).collect();
