@@ -312,38 +312,85 @@ impl DocumentView {
     ///
     /// Logs are folded in one streamed pass, after the positions of their skipping operations (an indexed query,
     /// see [`OperationStore::skips`]): only effective operations are folded, and when a cut reaches below the
-    /// keyframe the fold would start from, it starts from an earlier one.
+    /// keyframe the fold would start from, it starts from an earlier one. At the heads the first reads are one
+    /// [`OperationStore::read_cold`] (the heads, the keyframe, the skips and the first operations of every scope:
+    /// one round trip on PostgreSQL), and only a longer tail is streamed after it.
     pub async fn hydrate_at(
         &self,
         key: &DocKey,
         global_revision: Option<u64>,
         document_revision: Option<u64>,
     ) -> Result<Option<Document>, ReactorError> {
-        if global_revision.is_none() && document_revision.is_none() {
-            return self.hydrate_head(key).await;
-        }
+        let mut cold = match (global_revision, document_revision) {
+            (None, None) => Some(
+                self.store
+                    .read_cold(key.id, &key.branch, self.keyframe_every > 0, COLD_READ_LIMIT)
+                    .await?,
+            ),
+            _ => None,
+        };
         let mut doc = Document::empty(key.id, key.branch.clone());
         let document = key.unit(Scope::Document);
-        let (_, cuts) = self.cuts(&document, None, document_revision).await?;
-        self.fold(&mut doc, &document, 0, document_revision, &cuts).await?;
+        match cold.as_mut() {
+            Some(c) => {
+                let cuts = Cuts::from_skips(std::mem::take(&mut c.document_skips));
+                let first = std::mem::take(&mut c.document);
+                self.fold_read(&mut doc, &document, 0, first, c.heads.document, &cuts)
+                    .await?;
+            }
+            None => {
+                let (_, cuts) = self.cuts(&document, None, document_revision).await?;
+                self.fold(&mut doc, &document, 0, document_revision, &cuts).await?;
+            }
+        }
         if !doc.is_created() {
             return Ok(None);
         }
         let global = key.unit(Scope::Global);
-        let target = match global_revision {
-            Some(r) => r,
-            None => self.store.head(&global).await?.0,
+        let (target, keyframe, first) = match cold.as_mut() {
+            Some(c) => {
+                let skips = Cuts::from_skips(std::mem::take(&mut c.global_skips));
+                (
+                    c.heads.global,
+                    c.keyframe.take(),
+                    Some((std::mem::take(&mut c.global), skips)),
+                )
+            }
+            None => {
+                let target = match global_revision {
+                    Some(r) => r,
+                    None => self.store.head(&global).await?.0,
+                };
+                let keyframe = match self.keyframe_every {
+                    0 => None,
+                    _ => self.store.nearest_keyframe(&global, target).await?,
+                };
+                (target, keyframe, None)
+            }
         };
-        let keyframe = if self.keyframe_every > 0 {
-            self.store.nearest_keyframe(&global, target).await?
-        } else {
-            None
+        let keyframe_at = keyframe.as_ref().map_or(0, |k| k.revision);
+        let (from, cuts) = match first {
+            // The cold read's operations start at the keyframe: fold them when no merge's cut reaches below it and
+            // the keyframe restores.
+            Some((first, skips))
+                if !skips.min_cut().is_some_and(|cut| cut < keyframe_at)
+                    && self.restore(&mut doc, keyframe.as_ref()) == keyframe_at =>
+            {
+                self.fold_read(&mut doc, &global, keyframe_at, first, target, &skips)
+                    .await?;
+                (keyframe_at, skips)
+            }
+            _ => {
+                // From a keyframe (or the start) that no cut reaches below; from the start when it does not restore.
+                let (keyframe, mut cuts) = self.cuts(&global, keyframe, Some(target)).await?;
+                let from = self.restore(&mut doc, keyframe.as_ref());
+                if from == 0 && keyframe.is_some() {
+                    cuts = self.cuts(&global, None, Some(target)).await?.1;
+                }
+                self.fold(&mut doc, &global, from, Some(target), &cuts).await?;
+                (from, cuts)
+            }
         };
-        let (keyframe, cuts) = self.cuts(&global, keyframe, Some(target)).await?;
-        let from = self.restore(&mut doc, keyframe.as_ref());
-        self.fold(&mut doc, &global, from, Some(target), &cuts).await?;
-        // A fold past a merge stores a keyframe at the head, so the next one starts after it.
-        let merged = !cuts.is_empty();
         if doc.header.revision.global < target {
             return Err(ReactorError::RevisionNotReached {
                 wanted: target,
@@ -352,61 +399,19 @@ impl DocumentView {
         }
         // The local scope is never merged (the executor refuses to), so its log has no skips to ask for.
         let local = key.unit(Scope::Local);
-        self.fold(&mut doc, &local, 0, None, &Cuts::new(Vec::new())).await?;
-        if global_revision.is_none() && self.keyframe_every > 0 && (merged || target - from >= self.keyframe_every) {
-            self.put_keyframe(key, &doc).await;
-        }
-        Ok(Some(doc))
-    }
-
-    /// [`Self::hydrate_at`] at the heads: the store's [`OperationStore::read_cold`] brings the heads, the keyframe,
-    /// the skips and the first operations of every scope at once (one round trip on PostgreSQL); only a longer tail
-    /// is streamed after it, and a keyframe that a merge's cut reaches below sends the global scope the general way.
-    async fn hydrate_head(&self, key: &DocKey) -> Result<Option<Document>, ReactorError> {
-        let cold = self
-            .store
-            .read_cold(key.id, &key.branch, self.keyframe_every > 0, COLD_READ_LIMIT)
-            .await?;
-        let mut doc = Document::empty(key.id, key.branch.clone());
-        let document = key.unit(Scope::Document);
-        let cuts = Cuts::from_skips(cold.document_skips);
-        self.fold_read(&mut doc, &document, 0, cold.document, cold.heads.document, &cuts)
-            .await?;
-        if !doc.is_created() {
-            return Ok(None);
-        }
-        let global = key.unit(Scope::Global);
-        let target = cold.heads.global;
-        let skips = Cuts::from_skips(cold.global_skips);
-        let from = cold.keyframe.as_ref().map_or(0, |k| k.revision);
-        let below_keyframe = skips.min_cut().is_some_and(|cut| cut < from);
-        let (from, cuts) = if below_keyframe {
-            // A merge cut below the keyframe: find the keyframe (or the start) no cut reaches below.
-            let (keyframe, cuts) = self.cuts(&global, cold.keyframe, Some(target)).await?;
-            let from = self.restore(&mut doc, keyframe.as_ref());
-            self.fold(&mut doc, &global, from, Some(target), &cuts).await?;
-            (from, cuts)
-        } else if self.restore(&mut doc, cold.keyframe.as_ref()) == from {
-            self.fold_read(&mut doc, &global, from, cold.global, target, &skips)
-                .await?;
-            (from, skips)
-        } else {
-            // An unreadable keyframe: fold from the start.
-            let (_, cuts) = self.cuts(&global, None, Some(target)).await?;
-            self.fold(&mut doc, &global, 0, Some(target), &cuts).await?;
-            (0, cuts)
-        };
-        if doc.header.revision.global < target {
-            return Err(ReactorError::RevisionNotReached {
-                wanted: target,
-                reached: doc.header.revision.global,
-            });
-        }
-        let local = key.unit(Scope::Local);
         let none = Cuts::new(Vec::new());
-        self.fold_read(&mut doc, &local, 0, cold.local, cold.heads.local, &none)
-            .await?;
-        if self.keyframe_every > 0 && (!cuts.is_empty() || target - from >= self.keyframe_every) {
+        match cold {
+            Some(c) => {
+                self.fold_read(&mut doc, &local, 0, c.local, c.heads.local, &none)
+                    .await?
+            }
+            None => self.fold(&mut doc, &local, 0, None, &none).await?,
+        }
+        // A fold past a merge stores a keyframe at the head, so the next one starts after it.
+        if global_revision.is_none()
+            && self.keyframe_every > 0
+            && (!cuts.is_empty() || target - from >= self.keyframe_every)
+        {
             self.put_keyframe(key, &doc).await;
         }
         Ok(Some(doc))
