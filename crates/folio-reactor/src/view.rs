@@ -373,7 +373,7 @@ impl DocumentView {
             // The cold read's operations start at the keyframe: fold them when no merge's cut reaches below it and
             // the keyframe restores.
             Some((first, skips))
-                if !skips.min_cut().is_some_and(|cut| cut < keyframe_at)
+                if skips.min_cut().is_none_or(|cut| cut >= keyframe_at)
                     && self.restore(&mut doc, keyframe.as_ref()) == keyframe_at =>
             {
                 self.fold_read(&mut doc, &global, keyframe_at, first, target, &skips)
