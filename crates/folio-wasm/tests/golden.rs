@@ -514,7 +514,9 @@ fn the_core_refuses_pulled_actions_whose_signature_does_not_verify() {
     );
     let create = Operation::new(create, 0, 0, None, &folio_core::OpHash::ZERO);
     let mut core = core();
-    core.load(load_input(id, &[create.clone()], &[], &[])).unwrap().unwrap();
+    core.load(load_input(id, std::slice::from_ref(&create), &[], &[]))
+        .unwrap()
+        .unwrap();
     let key = folio_core::ReplicaKey::from_seed(&[5; 32]);
     let add = |item: &str, ms: u64| {
         let mut a = folio_core::Action::new(
@@ -610,7 +612,7 @@ fn the_core_refuses_pulled_actions_whose_signature_does_not_verify() {
     let integrate_with = |verdicts: &[Option<bool>]| {
         let mut fresh = self::core();
         fresh
-            .load(load_input(id, &[create.clone()], &[], &[]))
+            .load(load_input(id, std::slice::from_ref(&create), &[], &[]))
             .unwrap()
             .unwrap();
         match fresh.integrate_checked(list.clone(), verdicts).unwrap() {
