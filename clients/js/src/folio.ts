@@ -145,6 +145,9 @@ function after(a: [number, number], b: [number, number]): boolean {
   return a[0] > b[0] || (a[0] === b[0] && a[1] > b[1]);
 }
 
+/** How long the signing of changes waits for more changes to sign together (`signOutbox`). */
+const SIGN_AFTER_MS = 250;
+
 export class Folio {
   private core: ReplicaCore;
   private readonly seed: [number, number];
@@ -164,6 +167,10 @@ export class Folio {
   private current: Status = { online: false, pending: 0, lastSyncAt: null, conflicts: 0, error: null };
   /** Signs own actions as they leave (null: an unsigned replica, see identity.ts). */
   private identity: Identity | null = null;
+  /** Stored outbox rows waiting to be signed (`signOutbox`), the timer that signs them, the signing under way. */
+  private unsigned: OutboxRecord[] = [];
+  private signTimer: ReturnType<typeof setTimeout> | undefined = undefined;
+  private signing: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly store: ReplicaStore,
@@ -357,33 +364,56 @@ export class Folio {
     return { ops, keyframes, outboxAdd };
   }
 
-  /** Signs the outbox rows of a change as it is made (identity.ts), so a push sends them as they are: an action is
-   * signed once, where it is made, not at each push (WebCrypto's ~0.1 ms a signature was most of a push's time in
-   * the page). Rows of a replica without a key stay unsigned; rows stored unsigned are signed when they leave. */
-  private async signOutbox(commit: Commit): Promise<void> {
-    const rows = commit.outboxAdd;
-    if (!this.identity || !rows || rows.length === 0) return;
-    const signed = await this.identity.sign(rows.map((r) => r.j));
-    rows.forEach((row, k) => {
-      row.j = signed[k] as string;
-      row.s = true;
+  /** Signs the outbox rows of a change once it is stored (identity.ts), in the background, and stores them signed,
+   * so a push sends them as they are: an action is signed once, soon after it is made, not at each push (WebCrypto's
+   * ~0.1 ms a signature was most of a push's time in the page), and the change's own commit does not wait for
+   * WebCrypto. A push waits for the signing under way; rows still unsigned are signed when they leave. */
+  private signOutbox(commit: Commit): void {
+    const records = commit.outboxAdd;
+    if (!this.identity || !records || records.length === 0) return;
+    this.unsigned.push(...records);
+    // Changes made in a row are signed and stored together: one transaction, not one per change.
+    this.signTimer ??= setTimeout(() => void this.signNow(), SIGN_AFTER_MS);
+  }
+
+  /** Signs the rows `signOutbox` collected and stores them signed; resolves when done (also when it fails: those
+   * rows are signed at their push). */
+  private signNow(): Promise<void> {
+    if (this.signTimer) clearTimeout(this.signTimer);
+    this.signTimer = undefined;
+    const records = this.unsigned;
+    this.unsigned = [];
+    const identity = this.identity;
+    if (!identity || records.length === 0) return this.signing;
+    const texts = records.map((r) => r.j);
+    this.signing = this.signing.then(async () => {
+      try {
+        const signed = await identity.sign(texts);
+        const rows = new Map<number, { before: string[]; after: string[] }>();
+        records.forEach((r, k) => {
+          if (r.seq === undefined) return;
+          const row = rows.get(r.seq) ?? { before: [], after: [] };
+          row.before.push(texts[k] as string);
+          row.after.push(signed[k] as string);
+          rows.set(r.seq, row);
+        });
+        await this.store.signRows(rows);
+      } catch {
+        // Left unsigned: the push signs them (a closed database, or WebCrypto refusing, changes nothing stored).
+      }
     });
+    return this.signing;
   }
 
   /** Stores a change the core made to `ids`; when the browser refuses it, the core forgets them (they reload). */
   private async store_(commit: Commit, ids: string[]): Promise<void> {
-    try {
-      await this.signOutbox(commit);
-    } catch (e) {
-      for (const id of ids) this.core.unload(id, BRANCH);
-      throw e;
-    }
     try {
       await this.store.commit(commit);
     } catch (e) {
       for (const id of ids) this.core.unload(id, BRANCH);
       throw storageError(e, "storing operations");
     }
+    this.signOutbox(commit);
   }
 
   /** A call made again (`retry`) whose first try was stored: its stored answer (the change is not made twice). */
@@ -538,6 +568,9 @@ export class Folio {
     this.socket = null;
     await this.queue;
     await this.rounds.catch(() => undefined);
+    // Signatures waiting or under way are stored before the database closes (a row left unsigned is signed at its
+    // push).
+    await this.signNow();
     this.closed = true;
     this.store.close();
   }
@@ -706,6 +739,8 @@ export class Folio {
   }
 
   private async push(remote: HttpRemote, maxBodyBytes: number, report: SyncReport): Promise<void> {
+    // The rows waiting to be signed are signed now, and read once signed (not signed twice).
+    await this.signNow();
     const rows = await this.store.outbox();
     const maxEntries = Math.max(1, this.options.pushEntries ?? 10_000);
     const maxBytes = Math.max(16 * 1024, Math.floor(maxBodyBytes / 2));

@@ -2,7 +2,8 @@
  * The replica's identity: an Ed25519 key pair made by WebCrypto with a non-extractable private key, kept in the
  * replica's IndexedDB database (a `CryptoKey` is structured-cloneable, so the database holds it without ever
  * exposing its bytes). The replica id is the id its public key derives (folio-core's `replica_id_of`, through the
- * WebAssembly core, so it is computed in one place), and the replica signs its own actions when it makes them: the
+ * WebAssembly core, so it is computed in one place), and the replica signs its own actions soon after it makes
+ * them (in the background, a few changes at a time: `Folio.signOutbox`): the
  * core gives the bytes to sign (`signingBytes`), WebCrypto signs them, the core puts the signature in the entry
  * (`signedEntry`, which checks its form: the key derives the replica id), and the outbox row is stored signed
  * (`s`), so a push sends it as it is (rows stored unsigned, by an earlier version, are signed when they leave).

@@ -124,9 +124,9 @@ interface StoredOutbox {
   s?: boolean;
 }
 
-/** The rows `records` are stored as: one per run of actions of one document and scope. */
-function outboxRows(records: OutboxRecord[]): StoredOutbox[] {
-  const out: StoredOutbox[] = [];
+/** The rows `records` are stored as: one per run of actions of one document and scope, with its records. */
+function outboxRows(records: OutboxRecord[]): [StoredOutbox, OutboxRecord[]][] {
+  const out: [StoredOutbox, OutboxRecord[]][] = [];
   let k = 0;
   while (k < records.length) {
     const first = records[k] as OutboxRecord;
@@ -138,7 +138,7 @@ function outboxRows(records: OutboxRecord[]): StoredOutbox[] {
         ? { doc: first.doc, scope: first.scope, j: first.j, id: first.id, ms: first.ms, c: first.c }
         : { doc: first.doc, scope: first.scope, js: run.map((r) => r.j), ids: run.map((r) => r.id), mss: run.map((r) => r.ms), cs: run.map((r) => r.c) };
     if (run.every((r) => r.s)) row.s = true;
-    out.push(row);
+    out.push([row, run]);
     k = end;
   }
   return out;
@@ -275,6 +275,28 @@ export class ReplicaStore {
     await this.commit({ meta: values });
   }
 
+  /** Replaces the texts of stored outbox rows by their signed texts (`signed`: by row key, the row's texts in
+   * order), for rows still there unsigned with exactly those actions (a row pushed, compressed or signed since is
+   * left as it is). One transaction. */
+  async signRows(signed: Map<number, { before: string[]; after: string[] }>): Promise<void> {
+    const tx = this.tx(["outbox"], "readwrite");
+    const done = finished(tx);
+    const outbox = tx.objectStore("outbox");
+    for (const [seq, texts] of signed) {
+      const read = outbox.get(seq);
+      read.onsuccess = () => {
+        const row = read.result as StoredOutbox | undefined;
+        if (!row || row.s) return;
+        const now = Array.isArray(row.js) ? row.js : [row.j ?? ""];
+        if (now.length !== texts.before.length || now.some((j, k) => j !== texts.before[k])) return;
+        const next: StoredOutbox = Array.isArray(row.js) ? { ...row, js: texts.after } : { ...row, j: texts.after[0] as string };
+        next.s = true;
+        outbox.put(next);
+      };
+    }
+    await done;
+  }
+
   /** Writes everything in one transaction. */
   async commit(c: Commit): Promise<void> {
     const tx = this.tx(STORES, "readwrite");
@@ -290,7 +312,13 @@ export class ReplicaStore {
       const outbox = tx.objectStore("outbox");
       for (const seq of c.outboxDelete?.seqs ?? []) outbox.delete(seq);
       if (c.outboxDeleteRange) outbox.delete(IDBKeyRange.bound(c.outboxDeleteRange.first, c.outboxDeleteRange.last));
-      for (const row of outboxRows(c.outboxAdd ?? [])) outbox.add(row);
+      for (const [row, records] of outboxRows(c.outboxAdd ?? [])) {
+        // Each record learns the key of its row (`signRows` finds it by that key).
+        const added = outbox.add(row);
+        added.onsuccess = () => {
+          for (const r of records) r.seq = added.result as number;
+        };
+      }
       const meta = tx.objectStore("meta");
       for (const [k, v] of Object.entries(c.meta ?? {})) meta.put({ k, v });
       const delta = (c.outboxAdd?.length ?? 0) - (c.outboxDelete?.count ?? 0) - (c.outboxDeleteRange?.count ?? 0);
