@@ -4,9 +4,12 @@
 //!   the WAL flush. Acknowledged means committed.
 //! * **Group commit in one round trip**: one writer task per handle owns a dedicated connection and commits every
 //!   append that is waiting when it wakes with one call of the server-side function `folio_append` (migration
-//!   0004), outside any explicit transaction: the function locks the unit heads, checks each request, inserts every
-//!   accepted operation, moves the heads, updates the header index and queues the notice, and the implicit
-//!   transaction commits when it returns. Arrays (`UNNEST`) carry the requests. Encoding and in-request hash checks
+//!   0004, its body replaced by 0005), outside any explicit transaction: the function locks the unit heads, checks
+//!   each request, inserts every accepted operation, moves the heads, updates the header index and queues the
+//!   notice, and the implicit transaction commits when it returns. When each unit has one request in the call (the
+//!   usual case), one `UPDATE … RETURNING` checks and moves every head; the request-by-request loop runs only for
+//!   the others. Under load the writer waits up to [`PgOptions::commit_linger`] (1 ms) for as many callers'
+//!   appends as its last commit carried, so commits carry more operations each. Arrays (`UNNEST`) carry the requests. Encoding and in-request hash checks
 //!   run in the callers' tasks; the hash link to the stored head, which needs blake3, is checked by the writer
 //!   against the heads it knows (`writer.rs`), at the price of a second call when it knows none.
 //! * **The revision check holds between nodes**: the function locks the units it appends to (transaction-level

@@ -14,6 +14,9 @@ use super::writer::{HeadCache, Writer, writer_loop};
 use crate::StoreError;
 use crate::sql_common::WRITER_QUEUE;
 
+/// The default [`PgOptions::commit_linger`] (tokio's timers tick by the millisecond).
+const DEFAULT_COMMIT_LINGER: Duration = Duration::from_millis(1);
+
 /// How to open a [`PgStore`].
 #[derive(Debug, Clone)]
 pub struct PgOptions {
@@ -26,6 +29,10 @@ pub struct PgOptions {
     /// Refuse to open a database that holds no folio store yet ([`StoreError::NotAStore`]) instead of creating
     /// the tables: for commands that only read, so a mistyped URL neither leaves tables behind nor passes `verify`.
     pub must_exist: bool,
+    /// How long the writer may wait for more appends before a group commit that would carry fewer callers' appends
+    /// than the one before it (see `writer.rs`): under load, commits carry more operations each, so the server does
+    /// less work per operation. Zero: commit what is waiting at once.
+    pub commit_linger: Duration,
 }
 
 impl PgOptions {
@@ -36,6 +43,7 @@ impl PgOptions {
             read_connections: 8,
             connect_timeout: Duration::from_secs(30),
             must_exist: false,
+            commit_linger: DEFAULT_COMMIT_LINGER,
         }
     }
 }
@@ -95,6 +103,7 @@ impl PgStore {
             connect,
             origin,
             heads: heads.clone(),
+            linger: options.commit_linger,
         };
         tokio::spawn(writer_loop(writer, rx));
         Ok(Self {

@@ -1,7 +1,7 @@
 //! The writer: one task per handle owns a connection of its own and commits every append waiting when it wakes
-//! in one round trip: one call of the `folio_append` function (migration 0004) outside any explicit transaction,
-//! which locks the unit heads, checks each request, inserts, moves the heads, updates the header index and queues the
-//! notice, and commits when it returns. A call is retried whole after a deadlock or a serialization failure, request
+//! in one round trip: one call of the `folio_append` function (migrations 0004 and 0005) outside any explicit
+//! transaction, which locks the unit heads, checks each request, inserts, moves the heads, updates the header index
+//! and queues the notice, and commits when it returns. A call is retried whole after a deadlock or a serialization failure, request
 //! by request after any other failure, on a new connection when the old one is lost.
 //!
 //! The one check PostgreSQL cannot run is the hash link (blake3): the writer passes, per request, the hash it
@@ -119,13 +119,49 @@ pub(super) struct Writer {
     pub(super) connect: PgConnectOptions,
     pub(super) origin: i64,
     pub(super) heads: std::sync::Arc<HeadCache>,
+    /// See [`super::PgOptions::commit_linger`].
+    pub(super) linger: Duration,
 }
 
 /// The writer: takes every append waiting, commits them in one call, answers each caller. It reconnects when its
 /// connection is lost.
+///
+/// Under load, the callers (the reactor's executors, each with one append in flight) send their next appends
+/// shortly after their answers, one by one: a writer that committed whatever was waiting the moment it woke would
+/// commit the first of them alone and keep the others waiting for a whole commit, so commits stay small and the
+/// server's work per commit (the call, its statements, the COMMIT, the followers' reads) is spread over few
+/// operations. So when fewer callers' appends are waiting than the last commit carried, the writer waits up to
+/// `linger` for as many; a caller alone (or a drop in load) costs at most one `linger`, after which the count
+/// follows the load down.
 pub(super) async fn writer_loop(mut writer: Writer, mut rx: mpsc::Receiver<Append>) {
     let size = |a: &Append| a.requests.iter().map(|p| p.rows.len()).sum::<usize>().max(1);
-    while let Some(batch) = next_batch(&mut rx, size).await {
+    let linger = writer.linger;
+    let mut callers_before = 0;
+    while let Some(mut batch) = next_batch(&mut rx, size).await {
+        if !linger.is_zero() && batch.len() < callers_before {
+            let deadline = tokio::time::Instant::now() + linger;
+            let mut ops: usize = batch.iter().map(size).sum();
+            while batch.len() < callers_before && ops < crate::sql_common::MAX_BATCH_OPS {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(a)) => {
+                        ops += size(&a);
+                        batch.push(a);
+                    }
+                    _ => break,
+                }
+            }
+            // And whatever else came meanwhile.
+            while ops < crate::sql_common::MAX_BATCH_OPS {
+                match rx.try_recv() {
+                    Ok(a) => {
+                        ops += size(&a);
+                        batch.push(a);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        callers_before = batch.len();
         let (requests, reply_to): (Vec<_>, Vec<_>) = batch.into_iter().map(|a| (a.requests, a.reply)).unzip();
         let counts: Vec<usize> = requests.iter().map(Vec::len).collect();
         let flat: Vec<Prepared> = requests.into_iter().flatten().collect();
