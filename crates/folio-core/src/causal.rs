@@ -120,7 +120,8 @@ impl<'de> Deserialize<'de> for CausalContext {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CausalContext, A::Error> {
                 let mut out = BTreeMap::new();
                 while let Some((replica, stamp)) = map.next_entry::<String, String>()? {
-                    if replica.is_empty() || replica.len() > 64 {
+                    // Characters (code points), as the JSON Schema's maxLength counts them, not bytes.
+                    if replica.is_empty() || replica.chars().count() > 64 {
                         return Err(de::Error::custom(
                             "a replica id in a causal context has 1 to 64 characters",
                         ));
@@ -224,5 +225,21 @@ impl<'a> ActionMeta<'a> {
             return other.at <= self.at;
         }
         self.context.get(&other.replica).is_some_and(|seen| seen >= other.at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A replica id in a causal context is 1 to 64 characters, counted as the JSON Schema's `maxLength` counts them
+    /// (code points, not bytes): schemathesis sent 64 characters of several bytes each and got 400.
+    #[test]
+    fn context_replica_ids_are_counted_in_characters() {
+        let parse = |key: &str| serde_json::from_value::<CausalContext>(serde_json::json!({ key: "5.1" }));
+        assert!(parse(&"é".repeat(64)).is_ok());
+        assert!(parse(&"\u{1F600}".repeat(64)).is_ok());
+        assert!(parse(&"é".repeat(65)).is_err());
+        assert!(parse("").is_err());
     }
 }
