@@ -58,7 +58,7 @@ test("the replica signs its actions; the server takes them and refuses them tamp
   await again.close();
 });
 
-test("actions are signed once, when made; a row stored unsigned is signed when it leaves", async () => {
+test("actions are signed once, soon after they are made; a row stored unsigned is signed when it leaves", async () => {
   const idb = new IDBFactory();
   const f = await open(idb, "signed-when-made");
   const header = await f.create("folio/todo-list", "Made");

@@ -98,8 +98,10 @@ pub fn validate(
 ) -> (Vec<SyncEntry>, Vec<Rejection>) {
     let mut accepted = Vec::new();
     let mut refused = Vec::new();
-    for entry in &batch.entries {
-        let reason = if let Err(e) = folio_core::signature::check(&entry.action, require_signatures) {
+    let actions: Vec<&folio_core::Action> = batch.entries.iter().map(|e| &e.action).collect();
+    let signatures = folio_core::signature::check_all(&actions, require_signatures);
+    for (entry, signature) in batch.entries.iter().zip(signatures) {
+        let reason = if let Err(e) = signature {
             Some(format!("{}: {e}", e.code()))
         } else if entry.action.replica.as_deref() != Some(user) {
             Some(format!(
