@@ -208,6 +208,26 @@ macro_rules! conformance_tests {
 // Helpers
 // ---------------------------------------------------------------------------------------------------------------
 
+/// A small deterministic generator (xorshift64) for tests' schedules and data, so a failing run can be re-run
+/// from its seed.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A number below `n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+
+    /// 32 bytes.
+    pub fn bytes(&mut self) -> Vec<u8> {
+        (0..32).map(|_| self.below(256) as u8).collect()
+    }
+}
+
 /// Builds a unit's operations in order, as a writer does: dense indexes, each hash chained over the previous.
 #[derive(Debug, Clone)]
 pub struct Chain {

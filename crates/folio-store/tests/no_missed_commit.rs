@@ -15,21 +15,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 
 use folio_core::{DocumentId, OpHash, Operation, Scope, SyncUnit};
-use folio_store::conformance::Chain;
+use folio_store::conformance::{Chain, Rng};
 use folio_store::pg_testing::TestDatabase;
 use folio_store::{OperationStore, PgStore};
-
-/// A small deterministic generator (xorshift), so a failing schedule can be re-run.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 /// Calls `folio_append` for `ops` (one request at `revision` over `prev`) inside an explicit transaction on
 /// `conn`, sleeps `delay` before COMMIT (or ROLLBACK when `commit` is false); whether it was accepted.

@@ -13,25 +13,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Row};
 
 use folio_core::{DocumentId, OpHash, Operation, Scope, SyncUnit};
-use folio_store::conformance::Chain;
+use folio_store::conformance::{Chain, Rng};
 use folio_store::pg_testing::TestDatabase;
 use folio_store::{OperationStore, PgStore, verify};
-
-/// A small deterministic generator (xorshift), so a failing sequence can be re-run.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-
-    fn bytes(&mut self) -> Vec<u8> {
-        (0..32).map(|_| self.below(256) as u8).collect()
-    }
-}
 
 async fn connect(url: &str) -> PgConnection {
     PgConnectOptions::from_str(url)
