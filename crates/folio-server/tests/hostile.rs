@@ -360,6 +360,22 @@ async fn forty_bad_requests_get_named_errors_and_change_nothing() {
             "ACTION_REJECTED",
         ),
         case(
+            "unknown action, not waited for",
+            Method::POST,
+            actions.clone(),
+            json_body(json!({"wait": false, "actions": [{"type": "__not_in_enum__", "input": {}}]})),
+            422,
+            "ACTION_REJECTED",
+        ),
+        case(
+            "unknown document-scope action, not waited for",
+            Method::POST,
+            actions.clone(),
+            json_body(json!({"wait": false, "actions": [{"type": "DROP_TABLE", "scope": "document", "input": {}}]})),
+            422,
+            "ACTION_REJECTED",
+        ),
+        case(
             "input wrong shape",
             Method::POST,
             actions.clone(),
