@@ -6,9 +6,8 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -31,14 +30,7 @@ fn token(s: &TestServer, role: Role, principal: &str) -> String {
 }
 
 async fn call(s: &TestServer, token: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = s.client.request(method, s.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    s.call_as(token, method, path, body).await
 }
 
 async fn get(s: &TestServer, token: &str, path: &str) -> (u16, Value) {
@@ -612,21 +604,6 @@ async fn hostile_grants_are_refused_and_store_nothing() {
     let (status, got) = put_grants(&s, &alice, &id, json!({"grants": [grant(&"y".repeat(200))]})).await;
     assert_eq!(status, 200, "{got}");
     s.stop().await;
-}
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn next_json(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("an event in time");
-        match msg.unwrap().unwrap() {
-            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
 }
 
 /// The next `operations` event's document and the ids of the items its global operations add.

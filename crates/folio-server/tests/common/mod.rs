@@ -85,7 +85,12 @@ impl TestServer {
 
     /// A request with the admin token.
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.client.request(method, self.url(path)).bearer_auth(&self.admin);
+        self.call_as(&self.admin, method, path, body).await
+    }
+
+    /// A request with `token`: the status and the body (JSON, or the text when it is not JSON).
+    pub async fn call_as(&self, token: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.client.request(method, self.url(path)).bearer_auth(token);
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -139,4 +144,23 @@ pub fn assert_error(got: &(u16, Value), status: u16, code: &str) {
         "{}",
         got.1
     );
+}
+
+/// A WebSocket client of the server (`/v1/subscribe`, `/v1/sync/live`).
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next text message as JSON (pings and pongs skipped), within 10 s.
+pub async fn next_json(ws: &mut Ws) -> Value {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("an event in time");
+        match msg.unwrap().unwrap() {
+            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }
