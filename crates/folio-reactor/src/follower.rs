@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use folio_core::{DocumentId, Operation, SyncUnit};
-use folio_store::{CommitFeed, Committed, StoreError};
+use folio_store::{CommitFeed, Committed, FeedEntry, StoreError};
 
 use crate::event::{Event, commit_events};
 use crate::shared::Shared;
@@ -252,45 +252,49 @@ impl State {
         loop {
             self.publish_ready_own().await;
             let page = self.feed.read_since_marked(self.cursor, PAGE).await?;
-            let Some(last) = page.last().map(|(c, _)| c.ordinal) else {
+            let Some(last) = page.last().map(FeedEntry::ordinal) else {
                 return Ok(());
             };
             // A run: consecutive operations of one unit, published together.
             let mut run: Vec<Committed> = Vec::new();
             // After one wait for a missing own event timed out, the rest of the page does not wait again.
             let mut waited_out = false;
-            for (entry, here) in page {
-                if entry.ordinal <= self.cursor {
+            for entry in page {
+                if entry.ordinal() <= self.cursor {
                     continue; // published with an own event already
                 }
-                if !here {
-                    if run.last().is_some_and(|prev| prev.unit != entry.unit) {
-                        self.flush(&mut run).await;
+                let ordinal = match entry {
+                    FeedEntry::Elsewhere(committed) => {
+                        if run.last().is_some_and(|prev| prev.unit != committed.unit) {
+                            self.flush(&mut run).await;
+                        }
+                        run.push(committed);
+                        continue;
                     }
-                    run.push(entry);
-                    continue;
-                }
+                    FeedEntry::Own { ordinal } => ordinal,
+                };
                 self.flush(&mut run).await;
                 // Everything before this entry is published: the log was read in ordinal order.
-                self.cursor = self.cursor.max(entry.ordinal - 1);
+                self.cursor = self.cursor.max(ordinal - 1);
                 let held = if waited_out {
                     while let Ok(event) = self.own_rx.try_recv() {
                         self.receive_own(event).await;
                     }
-                    self.own.contains_key(&entry.ordinal)
+                    self.own.contains_key(&ordinal)
                 } else {
-                    self.wait_for_own(entry.ordinal).await
+                    self.wait_for_own(ordinal).await
                 };
                 if held {
                     self.publish_ready_own().await;
                 } else {
                     waited_out = true;
                     tracing::warn!(
-                        "follower: ordinal {} was committed through this node's store but no reactor event came for \
-                         it; publishing it from the log",
-                        entry.ordinal
+                        "follower: ordinal {ordinal} was committed through this node's store but no reactor event \
+                         came for it; publishing it from the log"
                     );
-                    run.push(entry);
+                    // The feed gives own commits as ordinals: the operation is read back, this once.
+                    let read = self.shared.store.read_since(ordinal - 1, 1).await?;
+                    run.extend(read.into_iter().filter(|c| c.ordinal == ordinal));
                 }
             }
             self.flush(&mut run).await;

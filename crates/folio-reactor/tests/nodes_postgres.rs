@@ -355,3 +355,40 @@ async fn both_nodes_publish_the_same_events_for_the_same_commits() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// An operation appended through the node's own store handle, not through its reactor, still reaches the node's
+/// subscribers, whole and in order: the follower, given only its ordinal by the feed (its own commit), reads it
+/// back once no reactor event has come for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_own_commit_without_a_reactor_event_is_published_from_the_log() {
+    let db = TestDatabase::create().await;
+    let a = node(&db.url).await;
+    let mut on_a = a.subscribe();
+    let unit = SyncUnit::main(folio_core::DocumentId::new(), Scope::Global);
+    let mut chain = folio_store::conformance::Chain::new(unit.clone());
+    let first = chain.ops(2);
+    a.store()
+        .append(&unit, 0, first.clone())
+        .await
+        .expect("append through the store");
+    let got = receive_until(&mut on_a, &BTreeMap::from([(unit.clone(), 2)])).await;
+    assert_eq!(got[&unit], first, "the operations as appended");
+    // And the next ones, after the follower read the first from the log.
+    let second = chain.ops(1);
+    a.store().append(&unit, 2, second.clone()).await.expect("append again");
+    let next = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(Received::Event(Event::OperationsCommitted {
+                unit: u, operations, ..
+            })) = on_a.next().await
+                && u == unit
+            {
+                return operations.to_vec();
+            }
+        }
+    })
+    .await
+    .expect("the third operation reaches the subscriber");
+    assert_eq!(next, second);
+    a.shutdown().await;
+}

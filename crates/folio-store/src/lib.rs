@@ -28,7 +28,7 @@ pub use memory::MemoryStore;
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::{
-    AppendRequest, Appended, ColdRead, CommitFeed, Committed, FORMER_REPLICA_ID_KEY, Keyframe, ListQuery,
+    AppendRequest, Appended, ColdRead, CommitFeed, Committed, FORMER_REPLICA_ID_KEY, FeedEntry, Keyframe, ListQuery,
     OperationStore, REPLICA_ID_KEY, REPLICA_KEY_KEY, ScopeHeads, SinceFilter, SincePage, links_to, new_seed, precheck,
 };
 pub use verify::{Broken, VerifyReport, verify};

@@ -411,8 +411,31 @@ pub trait CommitFeed: Send + Sync + 'static {
     /// a reconnection, when notices may have been missed). Ends when the store is dropped.
     fn notices(&self) -> BoxStream<'static, ()>;
 
-    /// [`OperationStore::read_since`], each operation marked `true` when it was committed through this handle.
-    async fn read_since_marked(&self, after_ordinal: u64, limit: usize) -> Result<Vec<(Committed, bool)>, StoreError>;
+    /// [`OperationStore::read_since`], the operations committed through this handle as their ordinals only (the
+    /// node that wrote them has them; reading them back would cost the node a second copy of its own writes).
+    async fn read_since_marked(&self, after_ordinal: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError>;
+}
+
+/// One commit of [`CommitFeed::read_since_marked`], in ordinal order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedEntry {
+    /// Committed through another handle: the whole operation.
+    Elsewhere(Committed),
+    /// Committed through this handle: where only ([`OperationStore::read_since`] has the operation).
+    Own {
+        /// Its ordinal.
+        ordinal: u64,
+    },
+}
+
+impl FeedEntry {
+    /// The ordinal of the commit.
+    pub fn ordinal(&self) -> u64 {
+        match self {
+            Self::Elsewhere(committed) => committed.ordinal,
+            Self::Own { ordinal } => *ordinal,
+        }
+    }
 }
 
 /// The meta key of the replica id.

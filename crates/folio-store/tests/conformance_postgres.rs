@@ -12,7 +12,7 @@ use serde_json::json;
 use folio_core::{DocumentId, Scope, SyncUnit};
 use folio_store::conformance::{Chain, FreshStore};
 use folio_store::pg_testing::TestDatabase;
-use folio_store::{OperationStore, PgStore, StoreError, verify};
+use folio_store::{FeedEntry, OperationStore, PgStore, StoreError, verify};
 
 async fn fresh() -> FreshStore {
     let db = TestDatabase::create().await;
@@ -182,29 +182,42 @@ async fn commit_notices_reach_the_other_handle() {
         .expect("a wake-up");
 
     let marked = feed.read_since_marked(0, 100).await.expect("read_since_marked");
-    let summary: Vec<(SyncUnit, u64, bool)> = marked
+    let plain = a.read_since(0, 100).await.expect("read_since");
+    assert_eq!(plain.len(), 5);
+    // A's own commits come as their ordinals, B's whole: read_since with A's operations left out.
+    let expected: Vec<FeedEntry> = plain
         .iter()
-        .map(|(c, here)| (c.unit.clone(), c.operation.index, *here))
+        .map(|c| match c.unit == mine {
+            true => FeedEntry::Own { ordinal: c.ordinal },
+            false => FeedEntry::Elsewhere(c.clone()),
+        })
         .collect();
+    assert_eq!(
+        marked, expected,
+        "read_since_marked is read_since with own commits as ordinals"
+    );
+    let summary: Vec<(SyncUnit, u64)> = plain.iter().map(|c| (c.unit.clone(), c.operation.index)).collect();
     assert_eq!(
         summary,
         vec![
-            (mine.clone(), 0, true),
-            (mine.clone(), 1, true),
-            (theirs.clone(), 0, false),
-            (theirs.clone(), 1, false),
-            (theirs.clone(), 2, false),
+            (mine.clone(), 0),
+            (mine.clone(), 1),
+            (theirs.clone(), 0),
+            (theirs.clone(), 1),
+            (theirs.clone(), 2),
         ]
     );
-    let since: Vec<u64> = marked.iter().map(|(c, _)| c.ordinal).collect();
-    let plain: Vec<u64> = a
-        .read_since(0, 100)
+    // From a cursor inside the page, and with a limit.
+    let tail = feed
+        .read_since_marked(plain[1].ordinal, 2)
         .await
-        .expect("read_since")
-        .iter()
-        .map(|c| c.ordinal)
-        .collect();
-    assert_eq!(since, plain, "read_since_marked is read_since with marks");
+        .expect("read_since_marked");
+    assert_eq!(tail, expected[2..4].to_vec());
+    let none = feed
+        .read_since_marked(plain[4].ordinal, 100)
+        .await
+        .expect("read_since_marked");
+    assert!(none.is_empty(), "nothing after the last commit: {none:?}");
 }
 
 /// Several nodes starting on a new database at once: one applies the migrations, every one opens.

@@ -14,7 +14,7 @@ use super::NOTIFY_CHANNEL;
 use super::writer::HeadCache;
 use crate::StoreError;
 use crate::sql_common::{decode_operation, to_i64, unit_from_row};
-use crate::store::{CommitFeed, Committed};
+use crate::store::{CommitFeed, Committed, FeedEntry};
 
 /// The LISTEN side of [`OperationStore::commit_feed`].
 pub(super) struct PgFeed {
@@ -36,8 +36,8 @@ impl CommitFeed for PgFeed {
         stream::unfold(rx, |mut rx| async move { rx.changed().await.ok().map(|()| ((), rx)) }).boxed()
     }
 
-    async fn read_since_marked(&self, after_ordinal: u64, limit: usize) -> Result<Vec<(Committed, bool)>, StoreError> {
-        read_committed(&self.pool, after_ordinal, limit, self.origin, &self.heads).await
+    async fn read_since_marked(&self, after_ordinal: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
+        read_committed(&self.pool, after_ordinal, limit, Some(self.origin), &self.heads).await
     }
 }
 
@@ -105,61 +105,78 @@ async fn pause(started: tokio::time::Instant, pause: &mut Duration) -> bool {
     true
 }
 
-/// Committed operations after `after_ordinal`, with whether `origin` committed each, only below the bound of final
-/// ordinals (`BELOW`): a committed operation above it, held back by an older transaction still running, makes
-/// the read wait for that transaction (up to [`SETTLE_LIMIT`], then it answers the operations before it), so a
-/// short page still means there was nothing more to read. Notes the heads it read for the writer.
+/// Committed operations after `after_ordinal`, only below the bound of final ordinals (`BELOW`): when a committed
+/// operation within the page is above it, held back by an older transaction still running, the read waits for that
+/// transaction (up to [`SETTLE_LIMIT`], then it answers the operations before it), so a short page still means
+/// there was nothing more to read. Operations `origin` committed (when given) come as their ordinals only: this
+/// handle's writer has them. Notes the heads it read for the writer.
+///
+/// One statement, one round trip: whether the page holds an ordinal at or above the bound, and, when not, the page
+/// (both in the statement's one snapshot, so a page read is exactly the first `limit` operations after the cursor).
 pub(super) async fn read_committed(
     pool: &PgPool,
     after_ordinal: u64,
     limit: usize,
-    origin: i64,
+    origin: Option<i64>,
     heads: &HeadCache,
-) -> Result<Vec<(Committed, bool)>, StoreError> {
+) -> Result<Vec<FeedEntry>, StoreError> {
     let started = tokio::time::Instant::now();
     let mut wait = Duration::from_millis(1);
-    // While a committed operation within the page is held back, wait with a probe that reads no operation (an
-    // index look-up), then read the page once, below the bound of its own snapshot (which only grows).
-    let probe = format!(
-        "SELECT EXISTS (SELECT 1 FROM (SELECT ordinal FROM operations WHERE ordinal > $1 ORDER BY ordinal LIMIT $2) p \
-                        WHERE p.ordinal >= {BELOW})"
-    );
     let after = to_i64(after_ordinal);
     let limit = limit.min(i64::MAX as usize) as i64;
-    loop {
-        let held: bool = sqlx::query_scalar(&probe)
+    let page = |settled: bool| {
+        // Once settling has timed out, the page is what is below the bound, held or not.
+        let held = if settled {
+            "false".to_owned()
+        } else {
+            format!(
+                "EXISTS (SELECT 1 FROM (SELECT ordinal FROM operations WHERE ordinal > $1 ORDER BY ordinal \
+                 LIMIT $2) p WHERE p.ordinal >= {BELOW})"
+            )
+        };
+        format!(
+            "SELECT h.held, r.ordinal, r.own, r.document_id, r.scope, r.branch, r.idx, r.operation \
+             FROM (SELECT {held} AS held) h LEFT JOIN LATERAL ( \
+                 SELECT o.ordinal, (o.origin = $3) IS TRUE AS own, u.document_id, u.scope, u.branch, o.idx, \
+                        CASE WHEN (o.origin = $3) IS TRUE THEN NULL ELSE o.operation END AS operation \
+                 FROM operations o JOIN units u ON u.unit_id = o.unit_id \
+                 WHERE o.ordinal > $1 AND o.ordinal < {BELOW} ORDER BY o.ordinal LIMIT $2 \
+             ) r ON NOT h.held ORDER BY r.ordinal"
+        )
+    };
+    let (waiting, settled) = (page(false), page(true));
+    let mut sql = &waiting;
+    let rows = loop {
+        let rows = sqlx::query(sql)
             .bind(after)
             .bind(limit)
-            .fetch_one(pool)
+            .bind(origin)
+            .fetch_all(pool)
             .await?;
-        if !held || !pause(started, &mut wait).await {
-            break;
+        let held = rows.first().is_some_and(|row| row.get::<bool, _>(0));
+        if !held {
+            break rows;
         }
-    }
-    let sql = format!(
-        "SELECT o.ordinal, u.document_id, u.scope, u.branch, o.idx, o.operation, o.origin = $3 \
-         FROM operations o JOIN units u ON u.unit_id = o.unit_id \
-         WHERE o.ordinal > $1 AND o.ordinal < {BELOW} ORDER BY o.ordinal LIMIT $2"
-    );
-    let rows = sqlx::query(&sql)
-        .bind(after)
-        .bind(limit)
-        .bind(origin)
-        .fetch_all(pool)
-        .await?;
+        if !pause(started, &mut wait).await {
+            sql = &settled;
+        }
+    };
     rows.iter()
+        // An empty page is one row of NULLs.
+        .filter(|row| row.get::<Option<i64>, _>(1).is_some())
         .map(|row| {
-            let unit = unit_from_row(row, 1)?;
-            let operation = decode_operation(&unit, row.get::<i64, _>(4) as u64, row.get::<&str, _>(5))?;
+            let ordinal = row.get::<i64, _>(1) as u64;
+            if row.get::<bool, _>(2) {
+                return Ok(FeedEntry::Own { ordinal });
+            }
+            let unit = unit_from_row(row, 3)?;
+            let operation = decode_operation(&unit, row.get::<i64, _>(6) as u64, row.get::<&str, _>(7))?;
             heads.note(&unit, operation.index + 1, operation.hash);
-            Ok((
-                Committed {
-                    ordinal: row.get::<i64, _>(0) as u64,
-                    unit,
-                    operation,
-                },
-                row.get::<bool, _>(6),
-            ))
+            Ok(FeedEntry::Elsewhere(Committed {
+                ordinal,
+                unit,
+                operation,
+            }))
         })
         .collect()
 }

@@ -62,7 +62,9 @@ use crate::sql_queries;
 use feed::PgFeed;
 use writer::Append;
 
-use crate::store::{AppendRequest, Appended, ColdRead, CommitFeed, Committed, Keyframe, ListQuery, OperationStore};
+use crate::store::{
+    AppendRequest, Appended, ColdRead, CommitFeed, Committed, FeedEntry, Keyframe, ListQuery, OperationStore,
+};
 
 /// The channel commit notices go through.
 pub const NOTIFY_CHANNEL: &str = "folio_commits";
@@ -150,10 +152,13 @@ impl OperationStore for PgStore {
 
     async fn read_since(&self, after_ordinal: u64, limit: usize) -> Result<Vec<Committed>, StoreError> {
         Ok(
-            feed::read_committed(&self.pool, after_ordinal, limit, self.origin, &self.heads)
+            feed::read_committed(&self.pool, after_ordinal, limit, None, &self.heads)
                 .await?
                 .into_iter()
-                .map(|(c, _)| c)
+                .filter_map(|entry| match entry {
+                    FeedEntry::Elsewhere(committed) => Some(committed),
+                    FeedEntry::Own { .. } => None, // not asked for: every operation comes whole
+                })
                 .collect(),
         )
     }

@@ -58,6 +58,9 @@ fn new_origin() -> i64 {
     (u64::from_le_bytes(bytes) >> 1) as i64
 }
 
+/// A read connection idle this long is pinged before it is used (see [`PgStore::open_with`]).
+const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 impl PgStore {
     /// Opens (migrating when needed) the store in the database at `url`, with default options.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
@@ -81,9 +84,21 @@ impl PgStore {
         let writer_conn = tokio::time::timeout(options.connect_timeout, PgConnection::connect_with(&connect))
             .await
             .map_err(|_| StoreError::Database(sqlx::Error::PoolTimedOut))??;
+        // sqlx pings a connection as it returns to the pool, and by default again as it is taken out: a round trip
+        // before every read. Here only a connection idle for a while is pinged when taken (one that sat idle may
+        // have been closed by the server, a restart or a proxy); a recently used one went back pinged.
         let pool = PgPoolOptions::new()
             .max_connections(options.read_connections.max(1))
             .acquire_timeout(options.connect_timeout)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IDLE_AFTER {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(connect.clone())
             .await?;
         if options.must_exist {
