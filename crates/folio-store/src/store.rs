@@ -417,6 +417,8 @@ pub trait CommitFeed: Send + Sync + 'static {
 }
 
 /// One commit of [`CommitFeed::read_since_marked`], in ordinal order.
+// A page of these lives as long as one read; boxing each operation would cost an allocation per entry.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeedEntry {
     /// Committed through another handle: the whole operation.
