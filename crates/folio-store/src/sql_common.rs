@@ -344,6 +344,8 @@ pub(crate) trait Columns {
     fn maybe_text(&self, at: usize) -> Option<&str>;
     /// A blob (bytea) column.
     fn blob(&self, at: usize) -> &[u8];
+    /// A column's bytes, whether it holds a blob or text (a SQLite column holds either).
+    fn bytes_or_text(&self, at: usize) -> &[u8];
 }
 
 impl<R: Row> Columns for R
@@ -367,6 +369,13 @@ where
 
     fn blob(&self, at: usize) -> &[u8] {
         self.get(at)
+    }
+
+    fn bytes_or_text(&self, at: usize) -> &[u8] {
+        match self.try_get::<&[u8], _>(at) {
+            Ok(bytes) => bytes,
+            Err(_) => self.text(at).as_bytes(),
+        }
     }
 }
 
@@ -430,13 +439,55 @@ pub(crate) fn seen_from_text(text: &str) -> CausalContext {
     })
 }
 
+/// A keyframe's state as SQLite stores it: its JSON text when short, else zstd's frame of it (with its checksum).
+/// A frame starts with zstd's magic number, which no JSON text does (`(`, then bytes that are not UTF-8).
+pub(crate) fn pack_state(state: &str) -> Vec<u8> {
+    if state.len() <= PACK_STATE_ABOVE {
+        return state.as_bytes().to_vec();
+    }
+    let mut encoder = zstd::bulk::Compressor::new(3).expect("zstd level 3");
+    let _ = encoder.include_checksum(true);
+    let _ = encoder.include_contentsize(true);
+    encoder
+        .compress(state.as_bytes())
+        .unwrap_or_else(|_| state.as_bytes().to_vec())
+}
+
+/// States up to this many bytes are stored as text.
+const PACK_STATE_ABOVE: usize = 512;
+/// The largest state a packed keyframe may unpack to (a tampered frame must not allocate without bound).
+const MAX_STATE: u64 = 1 << 30;
+
+/// The state [`pack_state`] stored (or text stored as it is, as every keyframe before it was).
+pub(crate) fn unpack_state(stored: &[u8]) -> Result<String, String> {
+    let text = if stored.starts_with(&zstd::zstd_safe::MAGICNUMBER.to_le_bytes()) {
+        let mut out = Vec::new();
+        let decoder = zstd::stream::read::Decoder::new(stored).map_err(|e| e.to_string())?;
+        std::io::Read::read_to_end(&mut std::io::Read::take(decoder, MAX_STATE + 1), &mut out)
+            .map_err(|e| e.to_string())?;
+        if out.len() as u64 > MAX_STATE {
+            return Err(format!("it unpacks to over {MAX_STATE} bytes"));
+        }
+        out
+    } else {
+        stored.to_vec()
+    };
+    String::from_utf8(text).map_err(|e| e.to_string())
+}
+
 /// A keyframe of `unit` from its row: revision, last hash, state, state hash, seen clocks.
 pub(crate) fn keyframe_from_row(unit: &SyncUnit, r: &impl Columns) -> Keyframe {
     Keyframe {
         unit: unit.clone(),
         revision: r.int(0) as u64,
         last_hash: blob_hash(r.blob(1)),
-        state: r.text(2).to_owned(),
+        state: unpack_state(r.bytes_or_text(2)).unwrap_or_else(|e| {
+            tracing::warn!(
+                "the keyframe of {unit} at {} does not unpack ({e}); it will be skipped",
+                r.int(0)
+            );
+            String::new()
+        }),
         state_hash: blob_hash(r.blob(3)),
         seen: seen_from_text(r.text(4)),
     }

@@ -563,3 +563,76 @@ async fn a_read_only_open_reads_without_a_writer() {
     store.append(&unit, 50, next).await.unwrap();
     assert_eq!(reader.head(&unit).await.unwrap().0, 51);
 }
+
+/// A long keyframe state is stored as a zstd frame and reads back as the very text put; a keyframe stored as text
+/// (as every one was before) reads as it is; a packed state that was tampered with reads as no state (the view then
+/// folds from an older keyframe or from the start) instead of a wrong one.
+#[tokio::test]
+async fn keyframe_states_are_packed_and_read_back_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("folio.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let unit = SyncUnit::main(DocumentId::new(), Scope::Global);
+    let mut chain = crate::conformance::Chain::new(unit.clone());
+    let ops = chain.ops(30);
+    store.append(&unit, 0, ops.clone()).await.unwrap();
+    let items: serde_json::Map<String, serde_json::Value> = (0..2000)
+        .map(|i| {
+            (
+                format!("item-{i:05}"),
+                serde_json::json!({ "title": format!("Buy {i} things ✓"), "done": i % 3 == 0 }),
+            )
+        })
+        .collect();
+    let long = serde_json::to_string(&serde_json::json!({ "items": items, "x": 1.5e300, "s": "\u{0}\"\\" })).unwrap();
+    let keyframe = |revision: u64, state: &str| crate::store::Keyframe {
+        unit: unit.clone(),
+        revision,
+        last_hash: ops[revision as usize - 1].hash,
+        state: state.to_owned(),
+        state_hash: folio_core::OpHash::ZERO,
+        seen: folio_core::CausalContext::default(),
+    };
+    store.put_keyframe(&keyframe(10, "{\"short\":true}")).await.unwrap();
+    store.put_keyframe(&keyframe(20, &long)).await.unwrap();
+    assert_eq!(
+        store.nearest_keyframe(&unit, 10).await.unwrap().unwrap().state,
+        "{\"short\":true}"
+    );
+    assert_eq!(store.nearest_keyframe(&unit, 25).await.unwrap().unwrap().state, long);
+
+    let mut conn = SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let (stored, kind): (Vec<u8>, String) =
+        sqlx::query_as("SELECT state, typeof(state) FROM keyframes WHERE revision = 20")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(kind, "blob");
+    assert!(
+        stored.len() * 5 < long.len(),
+        "packed: {} bytes for {}",
+        stored.len(),
+        long.len()
+    );
+    assert_eq!(crate::sql_common::unpack_state(&stored).unwrap(), long);
+    // Keyframes stored as text before states were packed.
+    sqlx::query("UPDATE keyframes SET state = ? WHERE revision = 20")
+        .bind(long.as_str())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(store.nearest_keyframe(&unit, 25).await.unwrap().unwrap().state, long);
+    // A byte of the frame changed: its checksum (or its structure) refuses it.
+    let mut tampered = stored.clone();
+    let at = tampered.len() / 2;
+    tampered[at] ^= 0x40;
+    assert!(crate::sql_common::unpack_state(&tampered).is_err());
+    sqlx::query("UPDATE keyframes SET state = ? WHERE revision = 20")
+        .bind(tampered)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(store.nearest_keyframe(&unit, 25).await.unwrap().unwrap().state, "");
+}

@@ -505,7 +505,7 @@ async fn write_keyframe(
     .bind(unit_id)
     .bind(keyframe.revision as i64)
     .bind(keyframe.last_hash.0.to_vec())
-    .bind(keyframe.state.as_str())
+    .bind(crate::sql_common::pack_state(&keyframe.state))
     .bind(keyframe.state_hash.0.to_vec())
     .bind(seen_text(&keyframe.seen))
     .execute(&mut *conn)
