@@ -142,6 +142,26 @@ fn append_reports_throughput_latency_and_the_baseline() {
     ]);
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(text.contains("raw-sqlx") && text.contains("vs raw"), "{text}");
+    // Bytes per operation beside the figures: the store's, a number of bytes for folio's row.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("case") && l.trim_end().ends_with("B/op")),
+        "{text}"
+    );
+    let folio_row = text
+        .lines()
+        .find(|l| l.split_whitespace().take(2).eq(["folio", "50"]))
+        .expect("folio's row");
+    let bytes: f64 = folio_row
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .parse()
+        .expect("bytes per operation");
+    assert!(
+        bytes > 100.0,
+        "50 todo operations take more than 100 bytes each on disk: {folio_row}"
+    );
 }
 
 #[test]

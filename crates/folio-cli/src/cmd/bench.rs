@@ -156,12 +156,12 @@ fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
 fn print_report(out: &mut Out, title: &str, r: &BenchReport) -> Result<(), CliError> {
     out.line(title)?;
     out.line(format_args!(
-        "{:<15} {:>9} {:>11} {:>11} {:>11} {:>12} {:>8} {:>10} {:>10}",
-        "case", "ops", "median", "min", "max", "ops/s", "vs raw", "peak RSS", "p99"
+        "{:<15} {:>9} {:>11} {:>11} {:>11} {:>12} {:>8} {:>10} {:>10} {:>7}",
+        "case", "ops", "median", "min", "max", "ops/s", "vs raw", "peak RSS", "p99", "B/op"
     ))?;
     for c in &r.results {
         out.line(format_args!(
-            "{:<15} {:>9} {:>11} {:>11} {:>11} {:>12} {:>8} {:>10} {:>10}",
+            "{:<15} {:>9} {:>11} {:>11} {:>11} {:>12} {:>8} {:>10} {:>10} {:>7}",
             c.case,
             c.ops,
             human_ns(c.time.median_ns),
@@ -171,6 +171,7 @@ fn print_report(out: &mut Out, title: &str, r: &BenchReport) -> Result<(), CliEr
             opt(c.ratio_to_baseline, |v| format!("{v:.2}x")),
             c.peak_rss_bytes.map(human_bytes).unwrap_or_else(|| "-".into()),
             c.latency_p99_ns.map(human_ns).unwrap_or_else(|| "-".into()),
+            opt(c.bytes_per_op, |v| format!("{v:.0}")),
         ))?;
     }
     Ok(())
