@@ -113,7 +113,7 @@ async fn verify_detects_tampering() {
     store.append(&unit, 0, chain.ops(2)).await.expect("append");
     store.append(&unit, 2, chain.ops(40)).await.expect("append");
     let mut data = chunk_data(&store, 2).await;
-    assert_eq!(data[0], 2, "forty operations are compressed");
+    assert_eq!(data[0], 4, "forty operations are compressed (and anchored)");
     let middle = data.len() / 2;
     data[middle] ^= 0x55;
     set_chunk_data(&store, 2, &data).await;
@@ -124,6 +124,35 @@ async fn verify_detects_tampering() {
         .expect("a changed compressed chunk is detected");
     assert_eq!((broken.unit, broken.index), (unit.clone(), 2));
     assert!(broken.reason.contains("compressed chunk"), "{}", broken.reason);
+
+    // An anchored chunk (eight operations or more: no hash each, the first and last stored) with an operation
+    // after the first changed: named at the chunk's second operation; with its first changed: at its first, by the
+    // chain as before.
+    for (changed, named) in [(5, 3), (2, 2)] {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SqliteStore::open(dir.path().join("folio.db")).await.expect("open");
+        let mut chain = Chain::new(unit.clone());
+        store.append(&unit, 0, chain.ops(2)).await.expect("append");
+        let small: Vec<_> = (10..18).map(|v| chain.op("SET", json!({ "v": v }))).collect();
+        store.append(&unit, 2, small).await.expect("append");
+        assert!(verify(&store).await.expect("verify").is_ok());
+        let mut data = chunk_data(&store, 2).await;
+        assert_eq!(data[0], 3, "eight small operations are anchored, not compressed");
+        let needle = format!("{{\"v\":{}}}", 8 + changed);
+        let at = data
+            .windows(needle.len())
+            .position(|w| w == needle.as_bytes())
+            .expect("the input is in the chunk");
+        data[at + 5] = b'9';
+        set_chunk_data(&store, 2, &data).await;
+        let broken = verify(&store)
+            .await
+            .expect("verify")
+            .broken
+            .expect("a changed anchored chunk is detected");
+        assert_eq!((broken.unit, broken.index), (unit.clone(), named), "{}", broken.reason);
+        assert!(broken.reason.contains("hash"), "{}", broken.reason);
+    }
 
     // A lost operation (its chunk): the indexes are no longer dense.
     let (_dir, store) = one_by_one().await;

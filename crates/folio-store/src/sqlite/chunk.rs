@@ -2,10 +2,13 @@
 //! stored together in one row of the `log` table, up to [`MAX_CHUNK_OPS`] operations a row, as one binary blob:
 //!
 //! * a format byte: [`FORMAT_RAW`], [`FORMAT_ZSTD`] (the body behind it compressed, with its length first and the
-//!   frame's checksum on, so a flipped byte is named as a corrupt chunk), or `{` ([`FORMAT_JSON_LINES`]: the wire
-//!   JSON of each operation, one a line, as migration 0008 moved the rows of the older layout);
+//!   frame's checksum on, so a flipped byte is named as a corrupt chunk), their anchored twins
+//!   [`FORMAT_ANCHORED_RAW`] and [`FORMAT_ANCHORED_ZSTD`] (an append of [`ANCHOR_FROM`] operations or more: the
+//!   first and last hashes once, after the string table, and no hash per operation: decoding recomputes them), or
+//!   `{` ([`FORMAT_JSON_LINES`]: the wire JSON of each operation, one a line, as migration 0008 moved the rows of
+//!   the older layout);
 //! * the body: a table of the strings the chunk repeats (action types, authors: each stored once), then per
-//!   operation a flags byte, the action id (16 bytes), the hash (32 bytes), the action's clock as a varint delta
+//!   operation a flags byte, the action id (16 bytes), the hash (32 bytes, unless anchored), the action's clock as a varint delta
 //!   from the previous operation's, the type and author as indexes into the table, the scope, the causal context
 //!   as (author, clock) varints, the error, the signer and signature of a signed action (flag 128), and the input as its exact JSON text (zstd compresses its repetitions).
 //!
@@ -24,6 +27,7 @@ use folio_core::{Action, CausalContext, HlcTimestamp, OpHash, Operation, Scope, 
 
 use crate::StoreError;
 use crate::sql_common::decode_operation;
+use folio_core::hash::operation_hash;
 
 /// The most operations one chunk holds: a read decodes at most this many at once.
 pub(crate) const MAX_CHUNK_OPS: usize = 1024;
@@ -42,8 +46,18 @@ const MAX_BODY: usize = 256 << 20;
 pub(crate) const FORMAT_RAW: u8 = 1;
 /// The body's length (varint), then the body compressed by zstd.
 pub(crate) const FORMAT_ZSTD: u8 = 2;
+/// As [`FORMAT_RAW`], the body anchored: its operations carry no hash each (see [`ANCHOR_FROM`]).
+pub(crate) const FORMAT_ANCHORED_RAW: u8 = 3;
+/// As [`FORMAT_ZSTD`], the body anchored.
+pub(crate) const FORMAT_ANCHORED_ZSTD: u8 = 4;
 /// Wire JSON, one operation a line (rows moved from the older layout).
 pub(crate) const FORMAT_JSON_LINES: u8 = b'{';
+/// A chunk that starts with at least this many operations to encode is *anchored*: it stores its first
+/// operation's hash and its last one's after the string table, and no hash per operation; decoding recomputes each
+/// from the one before (the chain the store checked when they were appended) and checks that it ends at the stored
+/// last hash. Two hashes a chunk instead of 32 random, incompressible bytes an operation, the largest part of a
+/// compressed chunk. Shorter appends keep a hash each: for one operation the anchors would cost more.
+const ANCHOR_FROM: usize = 8;
 
 const ERROR: u8 = 1;
 const REPLICA: u8 = 2;
@@ -103,7 +117,8 @@ pub(crate) fn encode_append(ops: &[Operation]) -> Result<EncodedAppend, String> 
     };
     let mut start = 0;
     while start < ops.len() {
-        let (data, count) = encode_body(&ops[start..])?;
+        let anchored = ops.len() - start >= ANCHOR_FROM;
+        let (data, count) = encode_body(&ops[start..], anchored)?;
         let chunk = &ops[start..start + count];
         let first_author = chunk[0].action.replica.as_deref();
         let replica = first_author
@@ -112,7 +127,7 @@ pub(crate) fn encode_append(ops: &[Operation]) -> Result<EncodedAppend, String> 
         out.chunks.push(EncodedChunk {
             start,
             count,
-            data: seal(data)?,
+            data: seal(data, anchored)?,
             replica,
         });
         start += count;
@@ -120,8 +135,9 @@ pub(crate) fn encode_append(ops: &[Operation]) -> Result<EncodedAppend, String> 
     Ok(out)
 }
 
-/// The body of the chunk that starts with `ops[0]`, and how many operations it took.
-fn encode_body(ops: &[Operation]) -> Result<(Vec<u8>, usize), String> {
+/// The body of the chunk that starts with `ops[0]`, and how many operations it took; `anchored`: with the first and
+/// last hashes after the string table and none per operation.
+fn encode_body(ops: &[Operation], anchored: bool) -> Result<(Vec<u8>, usize), String> {
     let mut strings = Interner::default();
     let mut ops_part = Vec::with_capacity(ops.len().min(MAX_CHUNK_OPS) * 128);
     let mut prev_ts = 0u64;
@@ -163,7 +179,9 @@ fn encode_body(ops: &[Operation]) -> Result<(Vec<u8>, usize), String> {
         if flags & OP_ID != 0 {
             ops_part.extend_from_slice(op.id.as_bytes());
         }
-        ops_part.extend_from_slice(&op.hash.0);
+        if !anchored {
+            ops_part.extend_from_slice(&op.hash.0);
+        }
         put(&mut ops_part, (a.timestamp_utc_ms as i64).wrapping_sub(prev_ts as i64));
         prev_ts = a.timestamp_utc_ms;
         if flags & OP_TIMESTAMP != 0 {
@@ -214,10 +232,14 @@ fn encode_body(ops: &[Operation]) -> Result<(Vec<u8>, usize), String> {
         }
     }
     let strings = strings.strings;
-    let mut body = Vec::with_capacity(ops_part.len() + strings.iter().map(|s| s.len() + 2).sum::<usize>() + 4);
+    let mut body = Vec::with_capacity(ops_part.len() + strings.iter().map(|s| s.len() + 2).sum::<usize>() + 68);
     put(&mut body, strings.len() as u64);
     for s in &strings {
         put_bytes(&mut body, s.as_bytes());
+    }
+    if anchored && count > 0 {
+        body.extend_from_slice(&ops[0].hash.0);
+        body.extend_from_slice(&ops[count - 1].hash.0);
     }
     body.extend_from_slice(&ops_part);
     Ok((body, count))
@@ -243,10 +265,10 @@ impl<'o> Interner<'o> {
 }
 
 /// The blob of a body: the format byte, then the body as it is or compressed.
-fn seal(body: Vec<u8>) -> Result<Vec<u8>, String> {
+fn seal(body: Vec<u8>, anchored: bool) -> Result<Vec<u8>, String> {
     if body.len() <= COMPRESS_ABOVE {
         let mut data = Vec::with_capacity(body.len() + 1);
-        data.push(FORMAT_RAW);
+        data.push(if anchored { FORMAT_ANCHORED_RAW } else { FORMAT_RAW });
         data.extend_from_slice(&body);
         return Ok(data);
     }
@@ -265,7 +287,7 @@ fn seal(body: Vec<u8>) -> Result<Vec<u8>, String> {
             .map_err(|e| e.to_string())
     })?;
     let mut data = Vec::with_capacity(frame.len() + 6);
-    data.push(FORMAT_ZSTD);
+    data.push(if anchored { FORMAT_ANCHORED_ZSTD } else { FORMAT_ZSTD });
     put(&mut data, body.len() as u64);
     data.extend_from_slice(&frame);
     Ok(data)
@@ -298,9 +320,11 @@ pub(crate) fn decode_chunk(
     };
     match data.first() {
         Some(&FORMAT_JSON_LINES) => decode_json_lines(unit, first, count, data),
-        Some(&FORMAT_RAW) => decode_body(unit, first, count, &data[1..]),
-        Some(&FORMAT_ZSTD) => match decompress(&data[1..]) {
-            Ok(body) => decode_body(unit, first, count, &body),
+        Some(&format @ (FORMAT_RAW | FORMAT_ANCHORED_RAW)) => {
+            decode_body(unit, first, count, &data[1..], format == FORMAT_ANCHORED_RAW)
+        }
+        Some(&format @ (FORMAT_ZSTD | FORMAT_ANCHORED_ZSTD)) => match decompress(&data[1..]) {
+            Ok(body) => decode_body(unit, first, count, &body, format == FORMAT_ANCHORED_ZSTD),
             Err(reason) => vec![Err(corrupt(
                 first,
                 format!("a compressed chunk of {count} operations: {reason}"),
@@ -408,7 +432,13 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn decode_body(unit: &SyncUnit, first: u64, count: usize, body: &[u8]) -> Vec<Result<Operation, StoreError>> {
+fn decode_body(
+    unit: &SyncUnit,
+    first: u64,
+    count: usize,
+    body: &[u8],
+    anchored: bool,
+) -> Vec<Result<Operation, StoreError>> {
     let mut ops = Vec::with_capacity(count);
     let mut r = Reader { data: body, at: 0 };
     let corrupt = |index: u64, reason: String| StoreError::Corrupt {
@@ -423,10 +453,36 @@ fn decode_body(unit: &SyncUnit, first: u64, count: usize, body: &[u8]) -> Vec<Re
             return ops;
         }
     };
+    let anchors = match anchored {
+        false => None,
+        true => match (r.bytes(32), r.bytes(32)) {
+            (Ok(first_hash), Ok(last_hash)) => Some((
+                OpHash(first_hash.try_into().unwrap_or_default()),
+                OpHash(last_hash.try_into().unwrap_or_default()),
+            )),
+            _ => {
+                ops.push(Err(corrupt(first, "the chunk ends in its anchors".to_owned())));
+                return ops;
+            }
+        },
+    };
     let mut prev_ts = 0u64;
+    // The hash of the operation decoded last (anchored chunks recompute each from the one before).
+    let mut prev_hash = OpHash::ZERO;
     for i in 0..count {
         let index = first + i as u64;
-        match decode_one(&mut r, &strings, index, &mut prev_ts) {
+        let decoded = decode_one(&mut r, &strings, index, &mut prev_ts, anchors.is_none()).map(|mut op| {
+            if let Some((first_hash, _)) = anchors {
+                op.hash = if i == 0 {
+                    first_hash
+                } else {
+                    operation_hash(&prev_hash, &op)
+                };
+            }
+            prev_hash = op.hash;
+            op
+        });
+        match decoded {
             Ok(op) if op.action.scope != unit.scope => {
                 ops.push(Err(corrupt(
                     index,
@@ -446,6 +502,23 @@ fn decode_body(unit: &SyncUnit, first: u64, count: usize, body: &[u8]) -> Vec<Re
             first + count as u64,
             format!("{} bytes after the chunk's {count} operations", body.len() - r.at),
         )));
+        return ops;
+    }
+    if let Some((_, last_hash)) = anchors
+        && count > 0
+        && prev_hash != last_hash
+    {
+        // Which operation after the first was changed cannot be told: the first stands (its own hash is stored and
+        // chained over by verify), the rest of the chunk is refused.
+        ops.truncate(1);
+        ops.push(Err(corrupt(
+            first + 1,
+            format!(
+                "the chunk's operations {}..{} do not hash to its stored last hash (changed after they were written)",
+                first + 1,
+                first + count as u64 - 1
+            ),
+        )));
     }
     ops
 }
@@ -459,7 +532,14 @@ fn read_strings<'a>(r: &mut Reader<'a>) -> Result<Vec<&'a str>, String> {
     (0..n).map(|_| r.text()).collect()
 }
 
-fn decode_one(r: &mut Reader<'_>, strings: &[&str], index: u64, prev_ts: &mut u64) -> Result<Operation, String> {
+/// One operation; `with_hash`: its hash is stored (not in an anchored chunk, whose caller sets it).
+fn decode_one(
+    r: &mut Reader<'_>,
+    strings: &[&str],
+    index: u64,
+    prev_ts: &mut u64,
+    with_hash: bool,
+) -> Result<Operation, String> {
     let string = |i: u64| {
         strings
             .get(usize::try_from(i).unwrap_or(usize::MAX))
@@ -469,7 +549,10 @@ fn decode_one(r: &mut Reader<'_>, strings: &[&str], index: u64, prev_ts: &mut u6
     let flags = r.byte()?;
     let id = r.uuid()?;
     let op_id = if flags & OP_ID != 0 { r.uuid()? } else { id };
-    let hash: [u8; 32] = r.bytes(32)?.try_into().map_err(|_| "a short hash")?;
+    let hash: [u8; 32] = match with_hash {
+        true => r.bytes(32)?.try_into().map_err(|_| "a short hash")?,
+        false => [0; 32],
+    };
     let delta: i64 = r.var()?;
     let ts = (*prev_ts as i64).wrapping_add(delta) as u64;
     *prev_ts = ts;

@@ -408,8 +408,9 @@ async fn chunks_decode_to_exactly_the_json_committed() {
             .collect::<Vec<_>>()
     };
     let encoded = super::chunk::encode_append(&ops).unwrap();
+    assert!(ops.len() >= 8, "an append of eight operations or more is anchored");
     assert_eq!(encoded.chunks.len(), 1);
-    assert_eq!(encoded.chunks[0].data[0], super::chunk::FORMAT_ZSTD);
+    assert_eq!(encoded.chunks[0].data[0], super::chunk::FORMAT_ANCHORED_ZSTD);
     let decoded: Vec<Operation> = super::chunk::decode_chunk(&unit, 0, ops.len(), &encoded.chunks[0].data)
         .into_iter()
         .collect::<Result<_, _>>()
@@ -418,6 +419,17 @@ async fn chunks_decode_to_exactly_the_json_committed() {
     assert_eq!(json(&decoded), json(&ops));
     folio_core::check_chain(&folio_core::OpHash::ZERO, 0, &decoded).unwrap();
     assert_eq!(encoded.skips, vec![(4, 3)]);
+    // Fewer than eight keep a hash each.
+    let five = super::chunk::encode_append(&ops[..5]).unwrap();
+    assert!(matches!(
+        five.chunks[0].data[0],
+        super::chunk::FORMAT_ZSTD | super::chunk::FORMAT_RAW
+    ));
+    let back: Vec<Operation> = super::chunk::decode_chunk(&unit, 0, 5, &five.chunks[0].data)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(json(&back), json(&ops[..5]));
     // One operation alone is stored raw.
     let one = super::chunk::encode_append(&ops[1..2]).unwrap();
     assert_eq!(one.chunks[0].data[0], super::chunk::FORMAT_RAW);
@@ -427,7 +439,7 @@ async fn chunks_decode_to_exactly_the_json_committed() {
         .unwrap();
     assert_eq!(json(&back), json(&ops[1..2]));
 
-    // Through the store: half in one append, then one by one.
+    // Through the store: half in one append, then one by one; and all in one anchored append.
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("folio.db")).await.unwrap();
     store.append(&unit, 0, ops[..5].to_vec()).await.unwrap();
@@ -436,6 +448,13 @@ async fn chunks_decode_to_exactly_the_json_committed() {
     }
     let read: Vec<Operation> = store.read(&unit, 0, None).try_collect().await.unwrap();
     assert_eq!(json(&read), json(&ops));
+    let whole = SqliteStore::open(dir.path().join("whole.db")).await.unwrap();
+    whole.append(&unit, 0, ops.clone()).await.unwrap();
+    let read: Vec<Operation> = whole.read(&unit, 0, None).try_collect().await.unwrap();
+    assert_eq!(json(&read), json(&ops));
+    let from_inside: Vec<Operation> = whole.read(&unit, 3, Some(7)).try_collect().await.unwrap();
+    assert_eq!(json(&from_inside), json(&ops[3..7]));
+    assert!(whole.append(&unit, 0, ops.clone()).await.unwrap().replayed);
     // Every chain holds; the half-signed action (8) is the one thing `verify` names.
     let report = crate::verify::verify(&store).await.unwrap();
     let broken = report.broken.expect("the half-signed action is named");
