@@ -9,18 +9,30 @@
  *   more of the browser's (10,000 operations: 0.5 s and 1.5 s); a record per change costs that once. Database
  *   version 2 (the `t` records): a client that reads only version 1's records cannot open it.
  * - `keyframes`: global states at revisions, key `[unit, revision]`, so opening a document folds only its tail.
- * - `docs`: headers by `<id>/<branch>` (for `list`).
+ * - `docs`: headers by `<id>/<branch>` (for `list`). An `apply` that changes only the revision and modification time
+ *   writes none: the header stored by the first `apply` of a session says `lag: true` (the operations may be ahead
+ *   of it), and `list` takes such a document's header from the core (loading it when it is not loaded). Creations,
+ *   integrations, compressions and `close` store the header as it is.
  * - `outbox`: own replicated actions the server has not acknowledged, in order (auto-increment `seq`), as the
  *   entry text they are pushed as. Deleting rows acknowledged by a push *is* the push mark. The actions one change
  *   adds for one document and scope are one row (`js`, `ids`, `mss`, `cs`: one item per action); a row of one
  *   action keeps the first version's shape (`j`, `id`, `ms`, `c`). A row is pushed and deleted whole.
- * - `meta`: the replica id, the server's replica id, the pull cursor, the sent clock, and the outbox's row count
- *   (`outbox/count`, in actions, changed in every transaction that adds or deletes outbox rows): Chromium counts an object
- *   store by walking it, deleted rows included until it compacts (1 s after 100,000 rows were pushed), so opening
- *   a replica reads the count instead.
+ * - `meta`: the replica id, the server's replica id, the pull cursor, the sent clock, and the outbox's action count
+ *   as of the last transaction that deleted outbox rows (`outbox/count`).
+ *
+ * The outbox's action count (`status.pending`) is never counted by walking the store (Chromium counts by walking
+ * it, deleted rows included until it compacts: 1 s after 100,000 rows were pushed). Every transaction that adds or
+ * deletes outbox rows has a number `at` (one more than the last); rows it adds carry the count after it (`n`, `at`),
+ * a transaction that deletes rows writes it to meta (`{k: "outbox/count", v, at}`). Opening reads that meta row and
+ * the last outbox row in its one transaction: the later of the two (`at`) holds the count. So a change that only
+ * adds (an `apply`) writes its rows and no meta row: one request less in the transaction an `apply` waits for.
+ * Database version 3 (rows carry the count; meta is written only by deletions): a client of version 2 would read
+ * a stale count, so it cannot open it.
  *
  * Every change is one transaction: operations with their header, keyframe, outbox rows and meta (a pull's cursor
  * moves in the transaction that stores what it covers), so a crash between two steps loses and duplicates nothing.
+ * A transaction that only writes issues its requests at once and commits explicitly (`IDBTransaction.commit`):
+ * the browser starts the commit without waiting for the page to see every request's result first.
  */
 import { FolioError, storageError } from "./errors.js";
 import { finished, request } from "./idb.js";
@@ -122,6 +134,17 @@ interface StoredOutbox {
   cs?: number[];
   /** Its actions carry their signatures (every action of a change is signed when it is made, or none is). */
   s?: boolean;
+  /** The outbox's action count after the transaction that added this row, and that transaction's number (see the
+   * module's notes; absent on rows written before version 3). */
+  n?: number;
+  at?: number;
+}
+
+/** The meta row of the outbox's action count, as of the transaction numbered `at` (absent before version 3). */
+interface CountRow {
+  k: string;
+  v: string;
+  at?: number;
 }
 
 /** The rows `records` are stored as: one per run of actions of one document and scope, with its records. */
@@ -152,6 +175,9 @@ export interface DocRecord {
   /** The header's JSON text. */
   header: string;
   deleted: boolean;
+  /** Changes after it may have been stored without it: the revision and modification time in `header` may be
+   * behind the operations (see `docs` in the module's notes). */
+  lag?: boolean;
 }
 
 /** What one transaction writes. */
@@ -189,6 +215,8 @@ export class ReplicaStore {
   /** The outbox's action count as of the transactions made so far (`undefined` before `opening`). Only the
    * replica that holds the database writes it (the host's Web Lock). */
   private outboxActions: number | undefined = undefined;
+  /** The number of the last transaction that added or deleted outbox rows (see the module's notes). */
+  private outboxAt = 0;
 
   private constructor(
     readonly db: IDBDatabase,
@@ -196,8 +224,9 @@ export class ReplicaStore {
   ) {}
 
   static async open(factory: IDBFactory, name: string): Promise<ReplicaStore> {
-    // Version 2: operation records may be blocks of lines (`t`); the stores are version 1's.
-    const req = factory.open(`folio:${name}`, 2);
+    // Version 2: operation records may be blocks of lines (`t`). Version 3: outbox rows carry the outbox's count
+    // and meta's count is written only when rows are deleted (see the module's notes). The stores are version 1's.
+    const req = factory.open(`folio:${name}`, 3);
     req.onupgradeneeded = (event) => {
       const db = req.result;
       if (event.oldVersion >= 1) return;
@@ -228,11 +257,17 @@ export class ReplicaStore {
     }
   }
 
-  /** What opening a replica reads, in one read-only transaction: meta values of `keys`, the outbox's row count,
-   * and whether meta rows under `prefix` are older than `before` (see `pruneMeta`). */
+  /** What opening a replica reads, in one read-only transaction: meta values of `keys`, the outbox's action count
+   * (meta's count and the last outbox row: see the module's notes), and whether meta rows under `prefix` are older
+   * than `before` (see `pruneMeta`). */
   async opening(keys: string[], prefix: string, before: number): Promise<{ meta: (string | undefined)[]; pending: number; stale: boolean }> {
-    const tx = this.tx(["meta"], "readonly");
+    const tx = this.tx(["meta", "outbox"], "readonly");
     const meta = tx.objectStore("meta");
+    const last = new Promise<StoredOutbox | undefined>((resolve, reject) => {
+      const cursor = tx.objectStore("outbox").openCursor(null, "prev");
+      cursor.onsuccess = () => resolve(cursor.result?.value as StoredOutbox | undefined);
+      cursor.onerror = () => reject(cursor.error);
+    });
     const stale = new Promise<boolean>((resolve, reject) => {
       const cursor = meta.openCursor();
       cursor.onsuccess = () => {
@@ -244,22 +279,29 @@ export class ReplicaStore {
       };
       cursor.onerror = () => reject(cursor.error);
     });
-    const [values, old] = await Promise.all([
-      Promise.all([...keys, OUTBOX_COUNT].map(async (k) => ((await request(meta.get(k))) as { v: string } | undefined)?.v)),
+    const [values, counted, lastRow, old] = await Promise.all([
+      Promise.all(keys.map(async (k) => ((await request(meta.get(k))) as { v: string } | undefined)?.v)),
+      request(meta.get(OUTBOX_COUNT)) as Promise<CountRow | undefined>,
+      last,
       stale,
     ]);
-    const kept = values.pop();
-    this.outboxActions = kept === undefined ? await this.countOutbox() : Number(kept) || 0;
+    const countAt = typeof counted?.at === "number" ? counted.at : 0;
+    const rowAt = typeof lastRow?.at === "number" && typeof lastRow.n === "number" ? lastRow.at : -1;
+    this.outboxAt = Math.max(countAt, rowAt, 0);
+    if (lastRow && rowAt > countAt) this.outboxActions = lastRow.n as number;
+    else if (counted) this.outboxActions = Number(counted.v) || 0;
+    else if (!lastRow) this.outboxActions = 0;
+    else this.outboxActions = await this.countOutbox();
     return { meta: values, pending: this.outboxActions, stale: old };
   }
 
-  /** Counts the outbox's rows and stores the count (once per database: later transactions keep it). */
+  /** Counts the outbox's actions and stores the count (once per database, made before it kept a count). */
   private async countOutbox(): Promise<number> {
     const tx = this.tx(["outbox", "meta"], "readwrite");
     const done = finished(tx);
     const rows = (await request(tx.objectStore("outbox").getAll())) as StoredOutbox[];
     const count = rows.reduce((n, r) => n + (Array.isArray(r.js) ? r.js.length : 1), 0);
-    tx.objectStore("meta").put({ k: OUTBOX_COUNT, v: String(count) });
+    tx.objectStore("meta").put({ k: OUTBOX_COUNT, v: String(count), at: ++this.outboxAt } satisfies CountRow);
     await done;
     this.outboxActions = count;
     return count;
@@ -297,11 +339,20 @@ export class ReplicaStore {
     await done;
   }
 
-  /** Writes everything in one transaction. */
+  /** Writes everything in one transaction (all requests at once, then an explicit commit). */
   async commit(c: Commit): Promise<void> {
     const tx = this.tx(STORES, "readwrite");
     const done = finished(tx);
     let counted = 0;
+    const added = c.outboxAdd?.length ?? 0;
+    const deleted = (c.outboxDelete?.count ?? 0) + (c.outboxDeleteRange?.count ?? 0);
+    const removes = c.outboxDelete !== undefined || c.outboxDeleteRange !== undefined;
+    // This transaction's number and the outbox's count after it (see the module's notes). Transactions on the
+    // outbox commit in the order they are made, so the count as of the ones made so far is theirs; if this one
+    // fails, `uncount` takes it back.
+    const track = this.outboxActions !== undefined && (added > 0 || removes);
+    const at = track ? ++this.outboxAt : 0;
+    const after = (this.outboxActions ?? 0) + added - deleted;
     try {
       const ops = tx.objectStore("ops");
       for (const record of chunks(c.ops ?? [])) ops.add(record);
@@ -313,23 +364,26 @@ export class ReplicaStore {
       for (const seq of c.outboxDelete?.seqs ?? []) outbox.delete(seq);
       if (c.outboxDeleteRange) outbox.delete(IDBKeyRange.bound(c.outboxDeleteRange.first, c.outboxDeleteRange.last));
       for (const [row, records] of outboxRows(c.outboxAdd ?? [])) {
+        if (track) {
+          row.n = after;
+          row.at = at;
+        }
         // Each record learns the key of its row (`signRows` finds it by that key).
-        const added = outbox.add(row);
-        added.onsuccess = () => {
-          for (const r of records) r.seq = added.result as number;
+        const req = outbox.add(row);
+        req.onsuccess = () => {
+          for (const r of records) r.seq = req.result as number;
         };
       }
       const meta = tx.objectStore("meta");
       for (const [k, v] of Object.entries(c.meta ?? {})) meta.put({ k, v });
-      const delta = (c.outboxAdd?.length ?? 0) - (c.outboxDelete?.count ?? 0) - (c.outboxDeleteRange?.count ?? 0);
-      if (delta !== 0 && this.outboxActions !== undefined) {
-        // In this transaction, so the count moves with the rows; written, not read and written (a read would cost
-        // the transaction a round trip). Transactions on the outbox commit in the order they are made, so the
-        // count as of the ones made so far is theirs; if this one fails, `uncount` takes it back.
-        this.outboxActions += delta;
-        meta.put({ k: OUTBOX_COUNT, v: String(this.outboxActions) });
-        counted = delta;
+      // Rows deleted: the count goes to meta (rows added carry it themselves). Written, not read and written (a read
+      // would cost the transaction a round trip).
+      if (track && removes) meta.put({ k: OUTBOX_COUNT, v: String(after), at } satisfies CountRow);
+      if (track) {
+        counted = added - deleted;
+        this.outboxActions = after;
       }
+      if (typeof tx.commit === "function") tx.commit();
     } catch (e) {
       try {
         tx.abort();
@@ -354,7 +408,8 @@ export class ReplicaStore {
     if (this.outboxActions === undefined) return;
     this.outboxActions -= delta;
     try {
-      this.db.transaction(["meta"], "readwrite").objectStore("meta").put({ k: OUTBOX_COUNT, v: String(this.outboxActions) });
+      const row: CountRow = { k: OUTBOX_COUNT, v: String(this.outboxActions), at: ++this.outboxAt };
+      this.db.transaction(["meta"], "readwrite").objectStore("meta").put(row);
     } catch {
       // Closed: the next opening reads the count the last transaction wrote.
     }

@@ -261,7 +261,7 @@ test("pulled operations are stored as one block of lines per unit; a version 1 d
   assert.ok(report.pulled >= 7, `pulled ${report.pulled}`); // the server is shared with the other tests
   await b.close();
   const stored = await dump(idb, "blocks-b");
-  assert.equal(stored.version, 2);
+  assert.equal(stored.version, 3);
   const blocks = stored.ops.filter((r) => typeof r.t === "string");
   assert.ok(blocks.length >= 1, JSON.stringify(stored.ops.map((r) => Object.keys(r))));
   for (const r of blocks) assert.equal(r.t.split("\n").length, r.n);
@@ -269,7 +269,7 @@ test("pulled operations are stored as one block of lines per unit; a version 1 d
   assert.deepEqual(await b2.get(doc.id), expected);
   await b2.close();
 
-  // A database version 1 made (its stores, records of one text or an array of texts) opens as version 2.
+  // A database version 1 made (its stores, records of one text or an array of texts) opens as version 3.
   const old = await dump(idb, "blocks-a");
   await new Promise((resolve, reject) => {
     const req = idb.open("folio:blocks-v1", 1);
@@ -294,5 +294,5 @@ test("pulled operations are stored as one block of lines per unit; a version 1 d
   const v1 = await open(idb, "blocks-v1");
   assert.deepEqual(await v1.get(doc.id), expected);
   await v1.close();
-  assert.equal((await dump(idb, "blocks-v1")).version, 2);
+  assert.equal((await dump(idb, "blocks-v1")).version, 3);
 });
