@@ -13,7 +13,7 @@
 import { FolioError, storageError } from "./errors.js";
 import { HttpRemote, type FetchLike } from "./remote.js";
 import { Identity, verifySignatures } from "./identity.js";
-import { type Commit, type OpRecord, type OutboxRecord, ReplicaStore, docKey, unitKey } from "./store.js";
+import { type Commit, type DocRecord, type OpRecord, type OutboxRecord, ReplicaStore, docKey, unitKey } from "./store.js";
 import type {
   ActionInput,
   Conflict,
@@ -171,6 +171,9 @@ export class Folio {
   private unsigned: OutboxRecord[] = [];
   private signTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   private signing: Promise<void> = Promise.resolve();
+  /** Documents whose stored header `apply` marked `lag` in this session, with that header's fields other than the
+   * revision and modification time (`docRecord`). */
+  private readonly headerLag = new Map<string, string>();
 
   private constructor(
     private readonly store: ReplicaStore,
@@ -338,11 +341,40 @@ export class Folio {
     throw new FolioError("CORRUPT_RECORD", `document ${id}: no keyframe lets it load`);
   }
 
-  private docRecord(id: string): Commit["docs"] {
+  /** The header record of a document as the core has it now; null when not created. */
+  private headerRecord(id: string): DocRecord | null {
     const header = this.run((c) => c.header(id, BRANCH));
-    if (header === "null") return [];
+    if (header === "null") return null;
     const h = this.call<DocumentHeader>(header);
-    return [{ k: docKey(id, BRANCH), id, branch: BRANCH, type: h.documentType, header, deleted: !!h.deleted }];
+    return { k: docKey(id, BRANCH), id, branch: BRANCH, type: h.documentType, header, deleted: !!h.deleted };
+  }
+
+  /** The header record to store with a change (`[]` when not created). `lagging`: for an `apply`, which stores it
+   * only when more than its revision and modification time changed since the last one it stored, marked `lag` (see
+   * `docs` in store.ts), and `[]` when it need not be stored. */
+  private docRecord(id: string, lagging = false): Commit["docs"] {
+    const record = this.headerRecord(id);
+    if (!record) return [];
+    if (!lagging) {
+      this.headerLag.delete(record.k);
+      return [record];
+    }
+    const { revision: _revision, lastModifiedAtUtcIso: _modified, ...rest } = JSON.parse(record.header) as DocumentHeader;
+    const same = JSON.stringify(rest);
+    if (this.headerLag.get(record.k) === same) return [];
+    this.headerLag.set(record.k, same);
+    return [{ ...record, lag: true }];
+  }
+
+  /** Stores the headers `apply` left lagging (`docRecord`), as they are now. */
+  private async storeHeaders(): Promise<void> {
+    const docs: NonNullable<Commit["docs"]> = [];
+    for (const k of [...this.headerLag.keys()]) {
+      const id = k.slice(0, k.lastIndexOf("/"));
+      if (!this.core.isLoaded(id, BRANCH)) continue;
+      docs.push(...(this.docRecord(id) ?? []));
+    }
+    if (docs.length > 0) await this.store.commit({ docs });
   }
 
   /** Records for the operations of `appended`, their keyframes and, for own replicated ones, outbox rows. */
@@ -410,7 +442,11 @@ export class Folio {
     try {
       await this.store.commit(commit);
     } catch (e) {
-      for (const id of ids) this.core.unload(id, BRANCH);
+      for (const id of ids) {
+        this.core.unload(id, BRANCH);
+        // The header this change would have marked `lag` is not stored: the next change stores it.
+        this.headerLag.delete(docKey(id, BRANCH));
+      }
       throw storageError(e, "storing operations");
     }
     this.signOutbox(commit);
@@ -459,7 +495,9 @@ export class Folio {
       await this.ensureLoaded(id);
       const appended = this.withTexts<AppendedOut>(this.run((c) => c.apply(id, BRANCH, JSON.stringify(actions))), (a) => [a]);
       const commit = this.records([appended], true);
-      commit.docs = this.docRecord(id);
+      // The header is stored when more than its revision and time changed (`docRecord`): one request less in the
+      // transaction an apply waits for.
+      commit.docs = this.docRecord(id, true);
       const last = appended.operations[appended.operations.length - 1];
       const out: ApplyResult = {
         revision: last ? last.index + 1 : 0,
@@ -526,9 +564,34 @@ export class Folio {
     return out;
   }
 
-  /** Headers of the documents this replica has (deleted ones left out), optionally of one type. */
+  /** Headers of the documents this replica has (deleted ones left out), optionally of one type. A stored header
+   * marked `lag` (see `docRecord`) is taken from the core, which loads the document when it does not hold it. */
   async list(filter: { type?: string; includeDeleted?: boolean } = {}): Promise<DocumentHeader[]> {
-    const docs = await this.store.docs();
+    let docs = await this.store.docs();
+    if (docs.some((d) => d.lag)) {
+      docs = await this.exclusive(async () => {
+        const out: DocRecord[] = [];
+        const fresh: DocRecord[] = [];
+        for (const d of docs) {
+          if (!d.lag) {
+            out.push(d);
+            continue;
+          }
+          try {
+            await this.ensureLoaded(d.id);
+          } catch {
+            out.push(d); // does not load (see `repair`): the header as stored
+            continue;
+          }
+          const now = this.headerRecord(d.id) ?? d;
+          out.push(now);
+          // Left lagging by a session that ended without `close` (this session's own applies keep it lagging).
+          if (!this.headerLag.has(d.k)) fresh.push(now);
+        }
+        if (fresh.length > 0) await this.store.commit({ docs: fresh }).catch(() => undefined);
+        return out;
+      });
+    }
     return docs
       .filter((d) => (!filter.type || d.type === filter.type) && (filter.includeDeleted || !d.deleted))
       .map((d) => JSON.parse(d.header) as DocumentHeader);
@@ -569,8 +632,9 @@ export class Folio {
     await this.queue;
     await this.rounds.catch(() => undefined);
     // Signatures waiting or under way are stored before the database closes (a row left unsigned is signed at its
-    // push).
+    // push), and the headers `apply` left lagging as they are now.
     await this.signNow();
+    await this.storeHeaders().catch(() => undefined);
     this.closed = true;
     this.store.close();
   }
