@@ -35,6 +35,8 @@ class Connection {
   tab = "";
   readonly subs = new Set<string>();
   alive = true;
+  /** The status changed since it was last sent here. */
+  statusDue = false;
   constructor(readonly link: HostLink) {}
   post(message: ToTab): void {
     if (!this.alive) return;
@@ -56,6 +58,9 @@ export class Host {
   private closed = false;
   private opened: HostOptions | null = null;
   private acquired: Promise<void> | null = null;
+  /** The replica's latest status, and whether a task that sends it to the tabs is scheduled (`statusChanged`). */
+  private status: Status | null = null;
+  private statusTask = false;
 
   /**
    * @param id this host's id (sent in `ready`; a tab seeing another id knows the host changed)
@@ -102,14 +107,37 @@ export class Host {
     this.opened = options;
     const open: OpenOptions = { ...options };
     const replica = (await FolioReplica.open(open)) as unknown as Replica;
-    replica.on("status", (s: Status) => {
-      for (const c of this.connections) c.post({ t: "status", s });
-    });
+    replica.on("status", (s: Status) => this.statusChanged(s));
     for (const [doc, slot] of this.docSubs) {
       slot.off = replica.subscribe(doc, this.forward(doc));
       slot.on = replica;
     }
     return replica;
+  }
+
+  /** A new status goes to every tab in a task of its own, after the answers of the calls that changed it (which
+   * carry it: see `answer`). The same status is sent once. */
+  private statusChanged(s: Status): void {
+    this.status = s;
+    for (const c of this.connections) c.statusDue = true;
+    if (this.statusTask) return;
+    this.statusTask = true;
+    setTimeout(() => {
+      this.statusTask = false;
+      const now = this.status;
+      if (!now) return;
+      for (const c of this.connections) {
+        if (!c.statusDue) continue;
+        c.statusDue = false;
+        c.post({ t: "status", s: now });
+      }
+    }, 0);
+  }
+
+  /** Answers a call, with the status when it changed since this tab last heard it. The `status` message follows
+   * anyway, for tabs of a version that does not read `s`. */
+  private answer(conn: Connection, message: { t: "ret"; n: number; v: unknown } | { t: "err"; n: number; e: WireError }): void {
+    conn.post(conn.statusDue && this.status ? { ...message, s: this.status } : message);
   }
 
   private forward(doc: string): (d: FolioDocument) => void {
@@ -156,9 +184,9 @@ export class Host {
             args[2] = { ...((args[2] as object | undefined) ?? {}), ...call };
           }
           const v = await fn.apply(replica, args);
-          conn.post({ t: "ret", n: message.n, v: v === undefined ? null : v });
+          this.answer(conn, { t: "ret", n: message.n, v: v === undefined ? null : v });
         } catch (e) {
-          conn.post({ t: "err", n: message.n, e: wireError(e) });
+          this.answer(conn, { t: "err", n: message.n, e: wireError(e) });
         }
         return;
       }

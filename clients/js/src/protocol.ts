@@ -2,8 +2,9 @@
  * The messages between a tab and the replica's host (a SharedWorker, or the leader tab elected with Web Locks).
  *
  * A tab says `hello` (with the options it opened with), then `call`s the replica's methods and `sub`scribes to
- * documents; the host answers each call (`ret`/`err` with the call's number), sends `status` on every change to
- * every tab and `doc` to the tabs that subscribed to it. Everything is structured-cloneable; documents travel as
+ * documents; the host answers each call (`ret`/`err` with the call's number, and the status when the call changed
+ * it), sends `status` on every change to every tab (after the answer that carries it: an `apply` resolves without
+ * waiting for a second message) and `doc` to the tabs that subscribed to it. Everything is structured-cloneable; documents travel as
  * the objects `get` answers (their hashes are computed in the host, never in the tab).
  */
 import type { DocumentHeader, FolioDocument, Status } from "./types.js";
@@ -47,8 +48,10 @@ export type ToHost =
 export type ToTab =
   | { t: "ready"; v: number; h: number; host: string; replicaId: string; status: Status }
   | { t: "refused"; h: number; error: WireError }
-  | { t: "ret"; n: number; v: unknown }
-  | { t: "err"; n: number; e: WireError }
+  /** `s`: the status after the call, when it changed during it (the tab sees it before the call resolves; the
+   * `status` message that follows says the same, for tabs that do not read `s`). */
+  | { t: "ret"; n: number; v: unknown; s?: Status }
+  | { t: "err"; n: number; e: WireError; s?: Status }
   | { t: "status"; s: Status }
   | { t: "doc"; doc: string; v: FolioDocument };
 

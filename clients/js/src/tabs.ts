@@ -87,6 +87,8 @@ class Client implements Backend {
   private readonly pending = new Map<number, PendingCall>();
   private readonly docListeners = new Map<string, Set<Listener<FolioDocument>>>();
   private readonly statusListeners = new Set<Listener<Status>>();
+  /** The status an answer carried (`s`), as JSON: the `status` message after it says the same. */
+  private told: string | null = null;
   private firstReady!: (ok: boolean, error?: FolioError) => void;
   readonly ready: Promise<void>;
   closed = false;
@@ -136,13 +138,23 @@ class Client implements Backend {
         const call = this.pending.get(message.n);
         if (!call) return;
         this.pending.delete(message.n);
+        // The status the call left (its `status` message follows, and is not told twice): seen before the call
+        // resolves.
+        if (message.s) {
+          this.setStatus(message.s);
+          this.told = JSON.stringify(message.s);
+        }
         if (message.t === "ret") call.resolve(message.v);
         else call.reject(toError(message.e));
         return;
       }
-      case "status":
+      case "status": {
+        const told = this.told;
+        this.told = null;
+        if (told !== null && told === JSON.stringify(message.s)) return;
         this.setStatus(message.s);
         return;
+      }
       case "doc": {
         const set = this.docListeners.get(message.doc);
         for (const l of set ?? []) {
