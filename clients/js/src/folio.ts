@@ -154,6 +154,7 @@ export class Folio {
   private queue: Promise<unknown> = Promise.resolve();
   private rounds: Promise<unknown> = Promise.resolve();
   private readonly listeners = new Map<string, Set<Listener<FolioDocument>>>();
+  private readonly textListeners = new Map<string, Set<Listener<string>>>();
   private readonly statusListeners = new Set<Listener<Status>>();
   private readonly remote: HttpRemote | null;
   private closed = false;
@@ -516,10 +517,23 @@ export class Folio {
 
   /** The document (`{header, state, stateHash}`), or null when this replica does not know it. */
   async get<G = unknown, L = unknown>(id: string): Promise<FolioDocument<G, L> | null> {
+    return JSON.parse(await this.getText(id)) as FolioDocument<G, L> | null;
+  }
+
+  /** `get`'s answer as JSON text (`"null"` when this replica does not know the document): for the tabs' host, which
+   * sends it to a tab as it is (a structured clone of the parsed document costs several times its `JSON.parse`). */
+  async getText(id: string): Promise<string> {
     return this.exclusive(async () => {
       await this.ensureLoaded(id);
-      return this.call<FolioDocument<G, L> | null>(this.run((c) => c.document(id, BRANCH)));
+      return this.documentText(id);
     });
+  }
+
+  /** The core's document text; a failure throws. */
+  private documentText(id: string): string {
+    const text = this.run((c) => c.document(id, BRANCH));
+    if (text.startsWith('{"error"')) this.call(text);
+    return text;
   }
 
   /** Calls `listener` with the document after every local or remote change. Returns the function that stops it. */
@@ -533,20 +547,37 @@ export class Folio {
     return () => set.delete(listener as Listener<FolioDocument>);
   }
 
+  /** `subscribe` with the document's JSON text (see `getText`). */
+  subscribeText(id: string, listener: Listener<string>): () => void {
+    let set = this.textListeners.get(id);
+    if (!set) {
+      set = new Set();
+      this.textListeners.set(id, set);
+    }
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
   private changed(ids: string[]): void {
     for (const id of new Set(ids)) {
       const set = this.listeners.get(id);
-      if (!set || set.size === 0) continue;
-      let doc: FolioDocument | null = null;
+      const texts = this.textListeners.get(id);
+      if (!set?.size && !texts?.size) continue;
+      let text: string;
       try {
-        doc = this.call<FolioDocument | null>(this.run((c) => c.document(id, BRANCH)));
+        text = this.documentText(id);
       } catch {
-        doc = null;
+        continue;
       }
-      if (!doc) continue;
-      for (const l of set) {
+      if (text === "null") continue;
+      const doc = set?.size ? (JSON.parse(text) as FolioDocument) : null;
+      const calls: [Listener<never>, unknown][] = [
+        ...[...(set ?? [])].map((l): [Listener<never>, unknown] => [l, doc]),
+        ...[...(texts ?? [])].map((l): [Listener<never>, unknown] => [l, text]),
+      ];
+      for (const [l, v] of calls) {
         try {
-          l(doc);
+          (l as Listener<unknown>)(v);
         } catch (e) {
           console.error("folio subscriber failed", e);
         }

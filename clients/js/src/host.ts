@@ -37,6 +37,8 @@ class Connection {
   alive = true;
   /** The status changed since it was last sent here. */
   statusDue = false;
+  /** The tab reads documents as JSON text (`texts` in its `hello`). */
+  texts = false;
   constructor(readonly link: HostLink) {}
   post(message: ToTab): void {
     if (!this.alive) return;
@@ -48,7 +50,7 @@ class Connection {
   }
 }
 
-type Replica = Pick<FolioReplica, "replicaId" | "status" | "on" | "subscribe" | "close"> &
+type Replica = Pick<FolioReplica, "replicaId" | "status" | "on" | "subscribeText" | "getText" | "close"> &
   Record<Method, (...args: never[]) => unknown>;
 
 export class Host {
@@ -109,7 +111,7 @@ export class Host {
     const replica = (await FolioReplica.open(open)) as unknown as Replica;
     replica.on("status", (s: Status) => this.statusChanged(s));
     for (const [doc, slot] of this.docSubs) {
-      slot.off = replica.subscribe(doc, this.forward(doc));
+      slot.off = replica.subscribeText(doc, this.forward(doc));
       slot.on = replica;
     }
     return replica;
@@ -136,13 +138,19 @@ export class Host {
 
   /** Answers a call, with the status when it changed since this tab last heard it. The `status` message follows
    * anyway, for tabs of a version that does not read `s`. */
-  private answer(conn: Connection, message: { t: "ret"; n: number; v: unknown } | { t: "err"; n: number; e: WireError }): void {
+  private answer(conn: Connection, message: { t: "ret"; n: number; v: unknown; j?: string } | { t: "err"; n: number; e: WireError }): void {
     conn.post(conn.statusDue && this.status ? { ...message, s: this.status } : message);
   }
 
-  private forward(doc: string): (d: FolioDocument) => void {
-    return (d) => {
-      for (const c of this.connections) if (c.subs.has(doc)) c.post({ t: "doc", doc, v: d });
+  /** Sends a document's text to the tabs subscribed to it (parsed once for tabs that read objects). */
+  private forward(doc: string): (text: string) => void {
+    return (text) => {
+      let parsed: FolioDocument | undefined;
+      for (const c of this.connections) {
+        if (!c.subs.has(doc)) continue;
+        if (c.texts) c.post({ t: "doc", doc, j: text });
+        else c.post({ t: "doc", doc, v: (parsed ??= JSON.parse(text) as FolioDocument) });
+      }
     };
   }
 
@@ -159,6 +167,7 @@ export class Host {
           return;
         }
         conn.tab = message.tab;
+        conn.texts = message.texts === true;
         this.watch(conn);
         try {
           const replica = await this.open(message.options);
@@ -182,6 +191,12 @@ export class Host {
             args = [...message.a];
             if (message.m === "create" && args[1] === undefined) args[1] = "";
             args[2] = { ...((args[2] as object | undefined) ?? {}), ...call };
+          }
+          if (message.m === "get" && conn.texts) {
+            // The document's text as the core wrote it: no parse here, no structured clone of the object.
+            const j = await replica.getText(String(args[0]));
+            this.answer(conn, { t: "ret", n: message.n, v: null, j });
+            return;
           }
           const v = await fn.apply(replica, args);
           this.answer(conn, { t: "ret", n: message.n, v: v === undefined ? null : v });
@@ -215,7 +230,7 @@ export class Host {
     this.docSubs.set(doc, slot);
     const replica = await this.replica?.catch(() => null);
     if (!replica || this.docSubs.get(doc) !== slot || slot.on === replica) return;
-    slot.off = replica.subscribe(doc, this.forward(doc));
+    slot.off = replica.subscribeText(doc, this.forward(doc));
     slot.on = replica;
   }
 
