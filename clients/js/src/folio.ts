@@ -12,7 +12,7 @@
  */
 import { FolioError, storageError } from "./errors.js";
 import { HttpRemote, type FetchLike } from "./remote.js";
-import { Identity, verifySignatures } from "./identity.js";
+import { Identity, META_IDENTITY, verifySignatures } from "./identity.js";
 import { type Commit, type DocRecord, type OpRecord, type OutboxRecord, ReplicaStore, docKey, unitKey } from "./store.js";
 import type {
   ActionInput,
@@ -197,10 +197,10 @@ export class Folio {
     const store = await ReplicaStore.open(factory, options.name ?? "default");
     // One read-only transaction (a replica opens in one round trip to the database; writes only when needed).
     const dropBefore = Date.now() - 3_600_000;
-    const opened = await store.opening([META_REPLICA, META_SENT], "call/", dropBefore);
+    const opened = await store.opening([META_REPLICA, META_SENT], "call/", dropBefore, [META_IDENTITY]);
     // The replica's key (identity.ts): a new replica takes the id it derives; one made before keys keeps its random
     // id (unsigned) until its outbox is empty, then moves to the derived id (nothing under the old one is unsent).
-    const identity = await Identity.open(store.db);
+    const identity = await Identity.open(store.db, opened.rows[0]);
     let replica = opened.meta[0];
     if (!replica || (identity && replica !== identity.replicaId && opened.pending === 0)) {
       replica = identity?.replicaId ?? randomHex(8);

@@ -259,8 +259,13 @@ export class ReplicaStore {
 
   /** What opening a replica reads, in one read-only transaction: meta values of `keys`, the outbox's action count
    * (meta's count and the last outbox row: see the module's notes), and whether meta rows under `prefix` are older
-   * than `before` (see `pruneMeta`). */
-  async opening(keys: string[], prefix: string, before: number): Promise<{ meta: (string | undefined)[]; pending: number; stale: boolean }> {
+   * than `before` (see `pruneMeta`); and the whole meta rows of `rowKeys` (the replica's key pair: identity.ts). */
+  async opening(
+    keys: string[],
+    prefix: string,
+    before: number,
+    rowKeys: string[] = [],
+  ): Promise<{ meta: (string | undefined)[]; rows: unknown[]; pending: number; stale: boolean }> {
     const tx = this.tx(["meta", "outbox"], "readonly");
     const meta = tx.objectStore("meta");
     const last = new Promise<StoredOutbox | undefined>((resolve, reject) => {
@@ -279,8 +284,9 @@ export class ReplicaStore {
       };
       cursor.onerror = () => reject(cursor.error);
     });
-    const [values, counted, lastRow, old] = await Promise.all([
+    const [values, rows, counted, lastRow, old] = await Promise.all([
       Promise.all(keys.map(async (k) => ((await request(meta.get(k))) as { v: string } | undefined)?.v)),
+      Promise.all(rowKeys.map((k) => request(meta.get(k)) as Promise<unknown>)),
       request(meta.get(OUTBOX_COUNT)) as Promise<CountRow | undefined>,
       last,
       stale,
@@ -292,7 +298,7 @@ export class ReplicaStore {
     else if (counted) this.outboxActions = Number(counted.v) || 0;
     else if (!lastRow) this.outboxActions = 0;
     else this.outboxActions = await this.countOutbox();
-    return { meta: values, pending: this.outboxActions, stale: old };
+    return { meta: values, rows, pending: this.outboxActions, stale: old };
   }
 
   /** Counts the outbox's actions and stores the count (once per database, made before it kept a count). */
