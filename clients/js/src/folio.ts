@@ -191,13 +191,22 @@ export class Folio {
 
   /** Opens (or makes) the replica `name` of this origin and, with a `url`, starts syncing. */
   static async open(options: OpenOptions = {}): Promise<Folio> {
-    await loadWasm(options.wasm);
+    // The WebAssembly module loads while the database opens and is read (a new page or worker: both at once).
+    const wasm = loadWasm(options.wasm);
+    wasm.catch(() => undefined);
     const factory = options.indexedDB ?? globalThis.indexedDB;
     if (!factory) throw new FolioError("STORAGE_ERROR", "IndexedDB is not available here");
     const store = await ReplicaStore.open(factory, options.name ?? "default");
     // One read-only transaction (a replica opens in one round trip to the database; writes only when needed).
     const dropBefore = Date.now() - 3_600_000;
-    const opened = await store.opening([META_REPLICA, META_SENT], "call/", dropBefore, [META_IDENTITY]);
+    let opened: Awaited<ReturnType<ReplicaStore["opening"]>>;
+    try {
+      opened = await store.opening([META_REPLICA, META_SENT], "call/", dropBefore, [META_IDENTITY]);
+      await wasm;
+    } catch (e) {
+      store.close();
+      throw e;
+    }
     // The replica's key (identity.ts): a new replica takes the id it derives; one made before keys keeps its random
     // id (unsigned) until its outbox is empty, then moves to the derived id (nothing under the old one is unsent).
     const identity = await Identity.open(store.db, opened.rows[0]);
