@@ -37,7 +37,7 @@ class Connection {
   alive = true;
   /** The status changed since it was last sent here. */
   statusDue = false;
-  /** The tab reads documents as JSON text (`texts` in its `hello`). */
+  /** The tab reads documents as JSON text and the status in answers (`texts` in its `hello`). */
   texts = false;
   constructor(readonly link: HostLink) {}
   post(message: ToTab): void {
@@ -136,10 +136,12 @@ export class Host {
     }, 0);
   }
 
-  /** Answers a call, with the status when it changed since this tab last heard it. The `status` message follows
-   * anyway, for tabs of a version that does not read `s`. */
+  /** Answers a call, with the status when it changed since this tab last heard it. A tab that said `texts` reads
+   * it there; for others the `status` message follows anyway. */
   private answer(conn: Connection, message: { t: "ret"; n: number; v: unknown; j?: string } | { t: "err"; n: number; e: WireError }): void {
-    conn.post(conn.statusDue && this.status ? { ...message, s: this.status } : message);
+    if (!conn.statusDue || !this.status) return conn.post(message);
+    conn.post({ ...message, s: this.status });
+    if (conn.texts) conn.statusDue = false;
   }
 
   /** Sends a document's text to the tabs subscribed to it (parsed once for tabs that read objects). */

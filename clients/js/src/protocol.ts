@@ -40,8 +40,9 @@ export interface WireError {
 }
 
 export type ToHost =
-  /** `texts`: the tab reads documents as JSON text (`j` in `ret` and `doc`); a host that does not know it sends
-   * objects (`v`), which the tab reads too. */
+  /** `texts`: the tab reads documents as JSON text (`j` in `ret` and `doc`) and the status in answers (`s`: no
+   * `status` message follows for it); a host that does not know it sends objects (`v`) and `status` messages,
+   * which the tab reads too. */
   | { t: "hello"; v: number; h: number; tab: string; options: HostOptions; texts?: boolean }
   /** `r`: sent again to a new host (the one it was sent to went away without answering). */
   | { t: "call"; n: number; m: Method; a: unknown[]; r?: boolean }
@@ -52,8 +53,8 @@ export type ToHost =
 export type ToTab =
   | { t: "ready"; v: number; h: number; host: string; replicaId: string; status: Status }
   | { t: "refused"; h: number; error: WireError }
-  /** `s`: the status after the call, when it changed during it (the tab sees it before the call resolves; the
-   * `status` message that follows says the same, for tabs that do not read `s`). */
+  /** `s`: the status after the call, when it changed since the tab last heard it (the tab sees it before the call
+   * resolves; a `status` message with the same follows only for tabs that did not say `texts`). */
   | { t: "ret"; n: number; v: unknown; s?: Status; j?: string }
   | { t: "err"; n: number; e: WireError; s?: Status }
   | { t: "status"; s: Status }
