@@ -273,24 +273,17 @@ export class ReplicaStore {
       cursor.onsuccess = () => resolve(cursor.result?.value as StoredOutbox | undefined);
       cursor.onerror = () => reject(cursor.error);
     });
-    const stale = new Promise<boolean>((resolve, reject) => {
-      const cursor = meta.openCursor();
-      cursor.onsuccess = () => {
-        const c = cursor.result;
-        if (!c) return resolve(false);
-        const v = String((c.value as { v?: string }).v ?? "");
-        if (String(c.key).startsWith(prefix) && Number(v.slice(0, v.indexOf("|"))) < before) return resolve(true);
-        c.continue();
-      };
-      cursor.onerror = () => reject(cursor.error);
+    // The whole (small) meta store in one request: a `get` a key, or a cursor walking the store (a round trip to the
+    // database a row), cost more; no IDBKeyRange, which is not a global where the factory was passed in (Node).
+    const [all, lastRow] = await Promise.all([request(meta.getAll()) as Promise<{ k: string; v?: string }[]>, last]);
+    const byKey = new Map(all.map((r) => [r.k, r]));
+    const values = keys.map((k) => byKey.get(k)?.v);
+    const rows: unknown[] = rowKeys.map((k) => byKey.get(k));
+    const counted = byKey.get(OUTBOX_COUNT) as CountRow | undefined;
+    const old = all.some((r) => {
+      const v = String(r.v ?? "");
+      return String(r.k).startsWith(prefix) && Number(v.slice(0, v.indexOf("|"))) < before;
     });
-    const [values, rows, counted, lastRow, old] = await Promise.all([
-      Promise.all(keys.map(async (k) => ((await request(meta.get(k))) as { v: string } | undefined)?.v)),
-      Promise.all(rowKeys.map((k) => request(meta.get(k)) as Promise<unknown>)),
-      request(meta.get(OUTBOX_COUNT)) as Promise<CountRow | undefined>,
-      last,
-      stale,
-    ]);
     const countAt = typeof counted?.at === "number" ? counted.at : 0;
     const rowAt = typeof lastRow?.at === "number" && typeof lastRow.n === "number" ? lastRow.at : -1;
     this.outboxAt = Math.max(countAt, rowAt, 0);
