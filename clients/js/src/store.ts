@@ -140,11 +140,14 @@ interface StoredOutbox {
   at?: number;
 }
 
-/** The meta row of the outbox's action count, as of the transaction numbered `at` (absent before version 3). */
+/** The meta row of the outbox's action count, as of the transaction numbered `at` (absent before version 3), and
+ * the highest row key deleted so far (`through`): rows added later have higher keys, and opening looks for the last
+ * row above it (below it lie the deleted rows, which Chromium walks over until it compacts the store). */
 interface CountRow {
   k: string;
   v: string;
   at?: number;
+  through?: number;
 }
 
 /** The rows `records` are stored as: one per run of actions of one document and scope, with its records. */
@@ -215,8 +218,10 @@ export class ReplicaStore {
   /** The outbox's action count as of the transactions made so far (`undefined` before `opening`). Only the
    * replica that holds the database writes it (the host's Web Lock). */
   private outboxActions: number | undefined = undefined;
-  /** The number of the last transaction that added or deleted outbox rows (see the module's notes). */
+  /** The number of the last transaction that added or deleted outbox rows (see the module's notes), and the highest
+   * row key deleted so far (`CountRow.through`). */
   private outboxAt = 0;
+  private outboxThrough = 0;
 
   private constructor(
     readonly db: IDBDatabase,
@@ -268,18 +273,22 @@ export class ReplicaStore {
   ): Promise<{ meta: (string | undefined)[]; rows: unknown[]; pending: number; stale: boolean }> {
     const tx = this.tx(["meta", "outbox"], "readonly");
     const meta = tx.objectStore("meta");
-    const last = new Promise<StoredOutbox | undefined>((resolve, reject) => {
-      const cursor = tx.objectStore("outbox").openCursor(null, "prev");
+    // The whole (small) meta store in one request: a `get` a key, or a cursor walking the store (a round trip to the
+    // database a row), cost more. Then the last outbox row above the highest key deleted (a cursor from the end over
+    // the rows a push just deleted would walk every one of them).
+    const all = (await request(meta.getAll())) as { k: string; v?: string }[];
+    const byKey = new Map(all.map((r) => [r.k, r]));
+    const counted = byKey.get(OUTBOX_COUNT) as CountRow | undefined;
+    const through = typeof counted?.through === "number" ? counted.through : 0;
+    // (No IDBKeyRange where the factory was passed in without its globals, as in Node: the whole store.)
+    const range = through > 0 && typeof IDBKeyRange !== "undefined" ? IDBKeyRange.lowerBound(through, true) : null;
+    const lastRow = await new Promise<StoredOutbox | undefined>((resolve, reject) => {
+      const cursor = tx.objectStore("outbox").openCursor(range, "prev");
       cursor.onsuccess = () => resolve(cursor.result?.value as StoredOutbox | undefined);
       cursor.onerror = () => reject(cursor.error);
     });
-    // The whole (small) meta store in one request: a `get` a key, or a cursor walking the store (a round trip to the
-    // database a row), cost more; no IDBKeyRange, which is not a global where the factory was passed in (Node).
-    const [all, lastRow] = await Promise.all([request(meta.getAll()) as Promise<{ k: string; v?: string }[]>, last]);
-    const byKey = new Map(all.map((r) => [r.k, r]));
     const values = keys.map((k) => byKey.get(k)?.v);
     const rows: unknown[] = rowKeys.map((k) => byKey.get(k));
-    const counted = byKey.get(OUTBOX_COUNT) as CountRow | undefined;
     const old = all.some((r) => {
       const v = String(r.v ?? "");
       return String(r.k).startsWith(prefix) && Number(v.slice(0, v.indexOf("|"))) < before;
@@ -287,6 +296,7 @@ export class ReplicaStore {
     const countAt = typeof counted?.at === "number" ? counted.at : 0;
     const rowAt = typeof lastRow?.at === "number" && typeof lastRow.n === "number" ? lastRow.at : -1;
     this.outboxAt = Math.max(countAt, rowAt, 0);
+    this.outboxThrough = through;
     if (lastRow && rowAt > countAt) this.outboxActions = lastRow.n as number;
     else if (counted) this.outboxActions = Number(counted.v) || 0;
     else if (!lastRow) this.outboxActions = 0;
@@ -300,7 +310,7 @@ export class ReplicaStore {
     const done = finished(tx);
     const rows = (await request(tx.objectStore("outbox").getAll())) as StoredOutbox[];
     const count = rows.reduce((n, r) => n + (Array.isArray(r.js) ? r.js.length : 1), 0);
-    tx.objectStore("meta").put({ k: OUTBOX_COUNT, v: String(count), at: ++this.outboxAt } satisfies CountRow);
+    tx.objectStore("meta").put({ k: OUTBOX_COUNT, v: String(count), at: ++this.outboxAt, through: this.outboxThrough } satisfies CountRow);
     await done;
     this.outboxActions = count;
     return count;
@@ -392,7 +402,11 @@ export class ReplicaStore {
       for (const [k, v] of Object.entries(c.meta ?? {})) meta.put({ k, v });
       // Rows deleted: the count goes to meta (rows added carry it themselves). Written, not read and written (a read
       // would cost the transaction a round trip).
-      if (track && removes) meta.put({ k: OUTBOX_COUNT, v: String(after), at } satisfies CountRow);
+      if (track && removes) {
+        const deletedUpTo = Math.max(c.outboxDeleteRange?.last ?? 0, ...(c.outboxDelete?.seqs ?? []));
+        this.outboxThrough = Math.max(this.outboxThrough, Number.isFinite(deletedUpTo) ? deletedUpTo : 0);
+        meta.put({ k: OUTBOX_COUNT, v: String(after), at, through: this.outboxThrough } satisfies CountRow);
+      }
       if (track) {
         counted = added - deleted;
         this.outboxActions = after;
@@ -422,7 +436,7 @@ export class ReplicaStore {
     if (this.outboxActions === undefined) return;
     this.outboxActions -= delta;
     try {
-      const row: CountRow = { k: OUTBOX_COUNT, v: String(this.outboxActions), at: ++this.outboxAt };
+      const row: CountRow = { k: OUTBOX_COUNT, v: String(this.outboxActions), at: ++this.outboxAt, through: this.outboxThrough };
       this.db.transaction(["meta"], "readwrite").objectStore("meta").put(row);
     } catch {
       // Closed: the next opening reads the count the last transaction wrote.

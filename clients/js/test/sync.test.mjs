@@ -325,11 +325,13 @@ test("an apply stores no meta row and no header whose revision alone moved; coun
   stored = await dump(idb, "lean");
   assert.equal(stored.docs[0].lag, undefined, "list stored the lagging header as it is");
   assert.equal(JSON.parse(stored.docs[0].header).revision.document, listed.revision.document);
+  const highest = Math.max(...(await dump(idb, "lean")).outbox.map((r) => r.seq));
   await b.sync();
   assert.equal(b.status.pending, 0);
   stored = await dump(idb, "lean");
   const count = stored.meta.find((r) => r.k === "outbox/count");
   assert.equal(count?.v, "0", "a push's deletions write the count to meta");
+  assert.equal(count?.through, highest, "with the highest row key deleted (opening looks above it)");
   await b.apply(doc.id, [{ type: "ADD_TODO", input: { id: "late", title: "late" } }]);
   await b.close();
   const c = await open(idb, "lean");
