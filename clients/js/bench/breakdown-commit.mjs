@@ -33,15 +33,38 @@ try {
         x.ops = x.ops.map((o) => ({ ...o, u: "bench/global/main", i: next++ }));
         await f.store.commit(x);
       },
+      // What an apply stored before issue 19a: operations, header, outbox row and outbox count, auto-commit.
       byHand: async () => {
         const tx = db.transaction(["ops", "keyframes", "docs", "outbox", "meta"], "readwrite", { durability: "strict" });
         const o = captured.ops[0];
         tx.objectStore("ops").add({ u: "bench/global/main", i: next++, j: o.j });
-        tx.objectStore("docs").put(captured.docs[0]);
+        tx.objectStore("docs").put(captured.docs[0] ?? { k: "bench/doc", header: "{}" });
         const r = captured.outboxAdd[0];
         tx.objectStore("outbox").add({ doc: r.doc, scope: r.scope, j: r.j, id: r.id, ms: r.ms, c: r.c });
         tx.objectStore("meta").put({ k: "bench/count", v: String(next) });
         await new Promise((res, rej) => { tx.oncomplete = res; tx.onerror = () => rej(tx.error); });
+      },
+      // The same four requests, committed explicitly.
+      byHandCommit: async () => {
+        const tx = db.transaction(["ops", "keyframes", "docs", "outbox", "meta"], "readwrite", { durability: "strict" });
+        tx.objectStore("ops").add({ u: "bench/global/main", i: next++, j: captured.ops[0].j });
+        tx.objectStore("docs").put(captured.docs[0] ?? { k: "bench/doc", header: "{}" });
+        const r = captured.outboxAdd[0];
+        tx.objectStore("outbox").add({ doc: r.doc, scope: r.scope, j: r.j, id: r.id, ms: r.ms, c: r.c });
+        tx.objectStore("meta").put({ k: "bench/count", v: String(next) });
+        const done = new Promise((res, rej) => { tx.oncomplete = res; tx.onerror = () => rej(tx.error); });
+        tx.commit();
+        await done;
+      },
+      // What an apply stores now: its operations and its outbox row (carrying the count), committed explicitly.
+      twoCommit: async () => {
+        const tx = db.transaction(["ops", "keyframes", "docs", "outbox", "meta"], "readwrite", { durability: "strict" });
+        tx.objectStore("ops").add({ u: "bench/global/main", i: next++, j: captured.ops[0].j });
+        const r = captured.outboxAdd[0];
+        tx.objectStore("outbox").add({ doc: r.doc, scope: r.scope, j: r.j, id: r.id, ms: r.ms, c: r.c, n: next, at: next });
+        const done = new Promise((res, rej) => { tx.oncomplete = res; tx.onerror = () => rej(tx.error); });
+        tx.commit();
+        await done;
       },
       opsOnly: async () => {
         const tx = db.transaction(["ops"], "readwrite", { durability: "strict" });
@@ -51,7 +74,7 @@ try {
       relaxedByHand: async () => {
         const tx = db.transaction(["ops", "keyframes", "docs", "outbox", "meta"], "readwrite", { durability: "relaxed" });
         tx.objectStore("ops").add({ u: "bench/global/main", i: next++, j: captured.ops[0].j });
-        tx.objectStore("docs").put(captured.docs[0]);
+        tx.objectStore("docs").put(captured.docs[0] ?? { k: "bench/doc", header: "{}" });
         tx.objectStore("meta").put({ k: "bench/count", v: String(next) });
         await new Promise((res, rej) => { tx.oncomplete = res; tx.onerror = () => rej(tx.error); });
       },

@@ -12,8 +12,8 @@
  */
 import { FolioError, storageError } from "./errors.js";
 import { HttpRemote, type FetchLike } from "./remote.js";
-import { Identity, verifySignatures } from "./identity.js";
-import { type Commit, type OpRecord, type OutboxRecord, ReplicaStore, docKey, unitKey } from "./store.js";
+import { Identity, META_IDENTITY, verifySignatures } from "./identity.js";
+import { type Commit, type DocRecord, type OpRecord, type OutboxRecord, ReplicaStore, docKey, unitKey } from "./store.js";
 import type {
   ActionInput,
   Conflict,
@@ -154,6 +154,7 @@ export class Folio {
   private queue: Promise<unknown> = Promise.resolve();
   private rounds: Promise<unknown> = Promise.resolve();
   private readonly listeners = new Map<string, Set<Listener<FolioDocument>>>();
+  private readonly textListeners = new Map<string, Set<Listener<string>>>();
   private readonly statusListeners = new Set<Listener<Status>>();
   private readonly remote: HttpRemote | null;
   private closed = false;
@@ -171,6 +172,9 @@ export class Folio {
   private unsigned: OutboxRecord[] = [];
   private signTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   private signing: Promise<void> = Promise.resolve();
+  /** Documents whose stored header `apply` marked `lag` in this session, with that header's fields other than the
+   * revision and modification time (`docRecord`). */
+  private readonly headerLag = new Map<string, string>();
 
   private constructor(
     private readonly store: ReplicaStore,
@@ -187,16 +191,25 @@ export class Folio {
 
   /** Opens (or makes) the replica `name` of this origin and, with a `url`, starts syncing. */
   static async open(options: OpenOptions = {}): Promise<Folio> {
-    await loadWasm(options.wasm);
+    // The WebAssembly module loads while the database opens and is read (a new page or worker: both at once).
+    const wasm = loadWasm(options.wasm);
+    wasm.catch(() => undefined);
     const factory = options.indexedDB ?? globalThis.indexedDB;
     if (!factory) throw new FolioError("STORAGE_ERROR", "IndexedDB is not available here");
     const store = await ReplicaStore.open(factory, options.name ?? "default");
     // One read-only transaction (a replica opens in one round trip to the database; writes only when needed).
     const dropBefore = Date.now() - 3_600_000;
-    const opened = await store.opening([META_REPLICA, META_SENT], "call/", dropBefore);
+    let opened: Awaited<ReturnType<ReplicaStore["opening"]>>;
+    try {
+      opened = await store.opening([META_REPLICA, META_SENT], "call/", dropBefore, [META_IDENTITY]);
+      await wasm;
+    } catch (e) {
+      store.close();
+      throw e;
+    }
     // The replica's key (identity.ts): a new replica takes the id it derives; one made before keys keeps its random
     // id (unsigned) until its outbox is empty, then moves to the derived id (nothing under the old one is unsent).
-    const identity = await Identity.open(store.db);
+    const identity = await Identity.open(store.db, opened.rows[0]);
     let replica = opened.meta[0];
     if (!replica || (identity && replica !== identity.replicaId && opened.pending === 0)) {
       replica = identity?.replicaId ?? randomHex(8);
@@ -338,11 +351,40 @@ export class Folio {
     throw new FolioError("CORRUPT_RECORD", `document ${id}: no keyframe lets it load`);
   }
 
-  private docRecord(id: string): Commit["docs"] {
+  /** The header record of a document as the core has it now; null when not created. */
+  private headerRecord(id: string): DocRecord | null {
     const header = this.run((c) => c.header(id, BRANCH));
-    if (header === "null") return [];
+    if (header === "null") return null;
     const h = this.call<DocumentHeader>(header);
-    return [{ k: docKey(id, BRANCH), id, branch: BRANCH, type: h.documentType, header, deleted: !!h.deleted }];
+    return { k: docKey(id, BRANCH), id, branch: BRANCH, type: h.documentType, header, deleted: !!h.deleted };
+  }
+
+  /** The header record to store with a change (`[]` when not created). `lagging`: for an `apply`, which stores it
+   * only when more than its revision and modification time changed since the last one it stored, marked `lag` (see
+   * `docs` in store.ts), and `[]` when it need not be stored. */
+  private docRecord(id: string, lagging = false): Commit["docs"] {
+    const record = this.headerRecord(id);
+    if (!record) return [];
+    if (!lagging) {
+      this.headerLag.delete(record.k);
+      return [record];
+    }
+    const { revision: _revision, lastModifiedAtUtcIso: _modified, ...rest } = JSON.parse(record.header) as DocumentHeader;
+    const same = JSON.stringify(rest);
+    if (this.headerLag.get(record.k) === same) return [];
+    this.headerLag.set(record.k, same);
+    return [{ ...record, lag: true }];
+  }
+
+  /** Stores the headers `apply` left lagging (`docRecord`), as they are now. */
+  private async storeHeaders(): Promise<void> {
+    const docs: NonNullable<Commit["docs"]> = [];
+    for (const k of [...this.headerLag.keys()]) {
+      const id = k.slice(0, k.lastIndexOf("/"));
+      if (!this.core.isLoaded(id, BRANCH)) continue;
+      docs.push(...(this.docRecord(id) ?? []));
+    }
+    if (docs.length > 0) await this.store.commit({ docs });
   }
 
   /** Records for the operations of `appended`, their keyframes and, for own replicated ones, outbox rows. */
@@ -410,7 +452,11 @@ export class Folio {
     try {
       await this.store.commit(commit);
     } catch (e) {
-      for (const id of ids) this.core.unload(id, BRANCH);
+      for (const id of ids) {
+        this.core.unload(id, BRANCH);
+        // The header this change would have marked `lag` is not stored: the next change stores it.
+        this.headerLag.delete(docKey(id, BRANCH));
+      }
       throw storageError(e, "storing operations");
     }
     this.signOutbox(commit);
@@ -459,7 +505,9 @@ export class Folio {
       await this.ensureLoaded(id);
       const appended = this.withTexts<AppendedOut>(this.run((c) => c.apply(id, BRANCH, JSON.stringify(actions))), (a) => [a]);
       const commit = this.records([appended], true);
-      commit.docs = this.docRecord(id);
+      // The header is stored when more than its revision and time changed (`docRecord`): one request less in the
+      // transaction an apply waits for.
+      commit.docs = this.docRecord(id, true);
       const last = appended.operations[appended.operations.length - 1];
       const out: ApplyResult = {
         revision: last ? last.index + 1 : 0,
@@ -478,10 +526,23 @@ export class Folio {
 
   /** The document (`{header, state, stateHash}`), or null when this replica does not know it. */
   async get<G = unknown, L = unknown>(id: string): Promise<FolioDocument<G, L> | null> {
+    return JSON.parse(await this.getText(id)) as FolioDocument<G, L> | null;
+  }
+
+  /** `get`'s answer as JSON text (`"null"` when this replica does not know the document): for the tabs' host, which
+   * sends it to a tab as it is (a structured clone of the parsed document costs several times its `JSON.parse`). */
+  async getText(id: string): Promise<string> {
     return this.exclusive(async () => {
       await this.ensureLoaded(id);
-      return this.call<FolioDocument<G, L> | null>(this.run((c) => c.document(id, BRANCH)));
+      return this.documentText(id);
     });
+  }
+
+  /** The core's document text; a failure throws. */
+  private documentText(id: string): string {
+    const text = this.run((c) => c.document(id, BRANCH));
+    if (text.startsWith('{"error"')) this.call(text);
+    return text;
   }
 
   /** Calls `listener` with the document after every local or remote change. Returns the function that stops it. */
@@ -495,20 +556,37 @@ export class Folio {
     return () => set.delete(listener as Listener<FolioDocument>);
   }
 
+  /** `subscribe` with the document's JSON text (see `getText`). */
+  subscribeText(id: string, listener: Listener<string>): () => void {
+    let set = this.textListeners.get(id);
+    if (!set) {
+      set = new Set();
+      this.textListeners.set(id, set);
+    }
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
   private changed(ids: string[]): void {
     for (const id of new Set(ids)) {
       const set = this.listeners.get(id);
-      if (!set || set.size === 0) continue;
-      let doc: FolioDocument | null = null;
+      const texts = this.textListeners.get(id);
+      if (!set?.size && !texts?.size) continue;
+      let text: string;
       try {
-        doc = this.call<FolioDocument | null>(this.run((c) => c.document(id, BRANCH)));
+        text = this.documentText(id);
       } catch {
-        doc = null;
+        continue;
       }
-      if (!doc) continue;
-      for (const l of set) {
+      if (text === "null") continue;
+      const doc = set?.size ? (JSON.parse(text) as FolioDocument) : null;
+      const calls: [Listener<never>, unknown][] = [
+        ...[...(set ?? [])].map((l): [Listener<never>, unknown] => [l, doc]),
+        ...[...(texts ?? [])].map((l): [Listener<never>, unknown] => [l, text]),
+      ];
+      for (const [l, v] of calls) {
         try {
-          l(doc);
+          (l as Listener<unknown>)(v);
         } catch (e) {
           console.error("folio subscriber failed", e);
         }
@@ -526,9 +604,34 @@ export class Folio {
     return out;
   }
 
-  /** Headers of the documents this replica has (deleted ones left out), optionally of one type. */
+  /** Headers of the documents this replica has (deleted ones left out), optionally of one type. A stored header
+   * marked `lag` (see `docRecord`) is taken from the core, which loads the document when it does not hold it. */
   async list(filter: { type?: string; includeDeleted?: boolean } = {}): Promise<DocumentHeader[]> {
-    const docs = await this.store.docs();
+    let docs = await this.store.docs();
+    if (docs.some((d) => d.lag)) {
+      docs = await this.exclusive(async () => {
+        const out: DocRecord[] = [];
+        const fresh: DocRecord[] = [];
+        for (const d of docs) {
+          if (!d.lag) {
+            out.push(d);
+            continue;
+          }
+          try {
+            await this.ensureLoaded(d.id);
+          } catch {
+            out.push(d); // does not load (see `repair`): the header as stored
+            continue;
+          }
+          const now = this.headerRecord(d.id) ?? d;
+          out.push(now);
+          // Left lagging by a session that ended without `close` (this session's own applies keep it lagging).
+          if (!this.headerLag.has(d.k)) fresh.push(now);
+        }
+        if (fresh.length > 0) await this.store.commit({ docs: fresh }).catch(() => undefined);
+        return out;
+      });
+    }
     return docs
       .filter((d) => (!filter.type || d.type === filter.type) && (filter.includeDeleted || !d.deleted))
       .map((d) => JSON.parse(d.header) as DocumentHeader);
@@ -569,8 +672,9 @@ export class Folio {
     await this.queue;
     await this.rounds.catch(() => undefined);
     // Signatures waiting or under way are stored before the database closes (a row left unsigned is signed at its
-    // push).
+    // push), and the headers `apply` left lagging as they are now.
     await this.signNow();
+    await this.storeHeaders().catch(() => undefined);
     this.closed = true;
     this.store.close();
   }

@@ -35,6 +35,10 @@ class Connection {
   tab = "";
   readonly subs = new Set<string>();
   alive = true;
+  /** The status changed since it was last sent here. */
+  statusDue = false;
+  /** The tab reads documents as JSON text and the status in answers (`texts` in its `hello`). */
+  texts = false;
   constructor(readonly link: HostLink) {}
   post(message: ToTab): void {
     if (!this.alive) return;
@@ -46,7 +50,7 @@ class Connection {
   }
 }
 
-type Replica = Pick<FolioReplica, "replicaId" | "status" | "on" | "subscribe" | "close"> &
+type Replica = Pick<FolioReplica, "replicaId" | "status" | "on" | "subscribeText" | "getText" | "close"> &
   Record<Method, (...args: never[]) => unknown>;
 
 export class Host {
@@ -56,6 +60,9 @@ export class Host {
   private closed = false;
   private opened: HostOptions | null = null;
   private acquired: Promise<void> | null = null;
+  /** The replica's latest status, and whether a task that sends it to the tabs is scheduled (`statusChanged`). */
+  private status: Status | null = null;
+  private statusTask = false;
 
   /**
    * @param id this host's id (sent in `ready`; a tab seeing another id knows the host changed)
@@ -102,19 +109,50 @@ export class Host {
     this.opened = options;
     const open: OpenOptions = { ...options };
     const replica = (await FolioReplica.open(open)) as unknown as Replica;
-    replica.on("status", (s: Status) => {
-      for (const c of this.connections) c.post({ t: "status", s });
-    });
+    replica.on("status", (s: Status) => this.statusChanged(s));
     for (const [doc, slot] of this.docSubs) {
-      slot.off = replica.subscribe(doc, this.forward(doc));
+      slot.off = replica.subscribeText(doc, this.forward(doc));
       slot.on = replica;
     }
     return replica;
   }
 
-  private forward(doc: string): (d: FolioDocument) => void {
-    return (d) => {
-      for (const c of this.connections) if (c.subs.has(doc)) c.post({ t: "doc", doc, v: d });
+  /** A new status goes to every tab in a task of its own, after the answers of the calls that changed it (which
+   * carry it: see `answer`). The same status is sent once. */
+  private statusChanged(s: Status): void {
+    this.status = s;
+    for (const c of this.connections) c.statusDue = true;
+    if (this.statusTask) return;
+    this.statusTask = true;
+    setTimeout(() => {
+      this.statusTask = false;
+      const now = this.status;
+      if (!now) return;
+      for (const c of this.connections) {
+        if (!c.statusDue) continue;
+        c.statusDue = false;
+        c.post({ t: "status", s: now });
+      }
+    }, 0);
+  }
+
+  /** Answers a call, with the status when it changed since this tab last heard it. A tab that said `texts` reads
+   * it there; for others the `status` message follows anyway. */
+  private answer(conn: Connection, message: { t: "ret"; n: number; v: unknown; j?: string } | { t: "err"; n: number; e: WireError }): void {
+    if (!conn.statusDue || !this.status) return conn.post(message);
+    conn.post({ ...message, s: this.status });
+    if (conn.texts) conn.statusDue = false;
+  }
+
+  /** Sends a document's text to the tabs subscribed to it (parsed once for tabs that read objects). */
+  private forward(doc: string): (text: string) => void {
+    return (text) => {
+      let parsed: FolioDocument | undefined;
+      for (const c of this.connections) {
+        if (!c.subs.has(doc)) continue;
+        if (c.texts) c.post({ t: "doc", doc, j: text });
+        else c.post({ t: "doc", doc, v: (parsed ??= JSON.parse(text) as FolioDocument) });
+      }
     };
   }
 
@@ -131,6 +169,7 @@ export class Host {
           return;
         }
         conn.tab = message.tab;
+        conn.texts = message.texts === true;
         this.watch(conn);
         try {
           const replica = await this.open(message.options);
@@ -155,10 +194,16 @@ export class Host {
             if (message.m === "create" && args[1] === undefined) args[1] = "";
             args[2] = { ...((args[2] as object | undefined) ?? {}), ...call };
           }
+          if (message.m === "get" && conn.texts) {
+            // The document's text as the core wrote it: no parse here, no structured clone of the object.
+            const j = await replica.getText(String(args[0]));
+            this.answer(conn, { t: "ret", n: message.n, v: null, j });
+            return;
+          }
           const v = await fn.apply(replica, args);
-          conn.post({ t: "ret", n: message.n, v: v === undefined ? null : v });
+          this.answer(conn, { t: "ret", n: message.n, v: v === undefined ? null : v });
         } catch (e) {
-          conn.post({ t: "err", n: message.n, e: wireError(e) });
+          this.answer(conn, { t: "err", n: message.n, e: wireError(e) });
         }
         return;
       }
@@ -187,7 +232,7 @@ export class Host {
     this.docSubs.set(doc, slot);
     const replica = await this.replica?.catch(() => null);
     if (!replica || this.docSubs.get(doc) !== slot || slot.on === replica) return;
-    slot.off = replica.subscribe(doc, this.forward(doc));
+    slot.off = replica.subscribeText(doc, this.forward(doc));
     slot.on = replica;
   }
 

@@ -20,7 +20,7 @@ import { finished, request } from "./idb.js";
 import { base64url, replicaIdOf, signatureChecks, signedEntry, signingBytes } from "./wasm.js";
 
 /** The meta row that holds the key pair (`{k, keys}`). */
-const META_IDENTITY = "identity/ed25519";
+export const META_IDENTITY = "identity/ed25519";
 const ED25519 = { name: "Ed25519" } as const;
 
 export class Identity {
@@ -35,11 +35,12 @@ export class Identity {
     readonly replicaId: string,
   ) {}
 
-  /** The key pair kept in `db` (made and kept on first use; two tabs opening at once keep the first one's). */
-  static async open(db: IDBDatabase): Promise<Identity | null> {
+  /** The key pair kept in `db` (made and kept on first use; two tabs opening at once keep the first one's).
+   * `stored`: its meta row as the replica's opening read it (then it is not read again). */
+  static async open(db: IDBDatabase, stored?: unknown): Promise<Identity | null> {
     const subtle = globalThis.crypto?.subtle;
     if (!subtle) return null;
-    let keys = await read(db);
+    let keys = (stored as { keys?: CryptoKeyPair } | undefined)?.keys ?? (await read(db));
     if (!keys) {
       let fresh: CryptoKeyPair;
       try {

@@ -9,18 +9,30 @@
  *   more of the browser's (10,000 operations: 0.5 s and 1.5 s); a record per change costs that once. Database
  *   version 2 (the `t` records): a client that reads only version 1's records cannot open it.
  * - `keyframes`: global states at revisions, key `[unit, revision]`, so opening a document folds only its tail.
- * - `docs`: headers by `<id>/<branch>` (for `list`).
+ * - `docs`: headers by `<id>/<branch>` (for `list`). An `apply` that changes only the revision and modification time
+ *   writes none: the header stored by the first `apply` of a session says `lag: true` (the operations may be ahead
+ *   of it), and `list` takes such a document's header from the core (loading it when it is not loaded). Creations,
+ *   integrations, compressions and `close` store the header as it is.
  * - `outbox`: own replicated actions the server has not acknowledged, in order (auto-increment `seq`), as the
  *   entry text they are pushed as. Deleting rows acknowledged by a push *is* the push mark. The actions one change
  *   adds for one document and scope are one row (`js`, `ids`, `mss`, `cs`: one item per action); a row of one
  *   action keeps the first version's shape (`j`, `id`, `ms`, `c`). A row is pushed and deleted whole.
- * - `meta`: the replica id, the server's replica id, the pull cursor, the sent clock, and the outbox's row count
- *   (`outbox/count`, in actions, changed in every transaction that adds or deletes outbox rows): Chromium counts an object
- *   store by walking it, deleted rows included until it compacts (1 s after 100,000 rows were pushed), so opening
- *   a replica reads the count instead.
+ * - `meta`: the replica id, the server's replica id, the pull cursor, the sent clock, and the outbox's action count
+ *   as of the last transaction that deleted outbox rows (`outbox/count`).
+ *
+ * The outbox's action count (`status.pending`) is never counted by walking the store (Chromium counts by walking
+ * it, deleted rows included until it compacts: 1 s after 100,000 rows were pushed). Every transaction that adds or
+ * deletes outbox rows has a number `at` (one more than the last); rows it adds carry the count after it (`n`, `at`),
+ * a transaction that deletes rows writes it to meta (`{k: "outbox/count", v, at}`). Opening reads that meta row and
+ * the last outbox row in its one transaction: the later of the two (`at`) holds the count. So a change that only
+ * adds (an `apply`) writes its rows and no meta row: one request less in the transaction an `apply` waits for.
+ * Database version 3 (rows carry the count; meta is written only by deletions): a client of version 2 would read
+ * a stale count, so it cannot open it.
  *
  * Every change is one transaction: operations with their header, keyframe, outbox rows and meta (a pull's cursor
  * moves in the transaction that stores what it covers), so a crash between two steps loses and duplicates nothing.
+ * A transaction that only writes issues its requests at once and commits explicitly (`IDBTransaction.commit`):
+ * the browser starts the commit without waiting for the page to see every request's result first.
  */
 import { FolioError, storageError } from "./errors.js";
 import { finished, request } from "./idb.js";
@@ -122,6 +134,20 @@ interface StoredOutbox {
   cs?: number[];
   /** Its actions carry their signatures (every action of a change is signed when it is made, or none is). */
   s?: boolean;
+  /** The outbox's action count after the transaction that added this row, and that transaction's number (see the
+   * module's notes; absent on rows written before version 3). */
+  n?: number;
+  at?: number;
+}
+
+/** The meta row of the outbox's action count, as of the transaction numbered `at` (absent before version 3), and
+ * the highest row key deleted so far (`through`): rows added later have higher keys, and opening looks for the last
+ * row above it (below it lie the deleted rows, which Chromium walks over until it compacts the store). */
+interface CountRow {
+  k: string;
+  v: string;
+  at?: number;
+  through?: number;
 }
 
 /** The rows `records` are stored as: one per run of actions of one document and scope, with its records. */
@@ -152,6 +178,9 @@ export interface DocRecord {
   /** The header's JSON text. */
   header: string;
   deleted: boolean;
+  /** Changes after it may have been stored without it: the revision and modification time in `header` may be
+   * behind the operations (see `docs` in the module's notes). */
+  lag?: boolean;
 }
 
 /** What one transaction writes. */
@@ -189,6 +218,10 @@ export class ReplicaStore {
   /** The outbox's action count as of the transactions made so far (`undefined` before `opening`). Only the
    * replica that holds the database writes it (the host's Web Lock). */
   private outboxActions: number | undefined = undefined;
+  /** The number of the last transaction that added or deleted outbox rows (see the module's notes), and the highest
+   * row key deleted so far (`CountRow.through`). */
+  private outboxAt = 0;
+  private outboxThrough = 0;
 
   private constructor(
     readonly db: IDBDatabase,
@@ -196,8 +229,9 @@ export class ReplicaStore {
   ) {}
 
   static async open(factory: IDBFactory, name: string): Promise<ReplicaStore> {
-    // Version 2: operation records may be blocks of lines (`t`); the stores are version 1's.
-    const req = factory.open(`folio:${name}`, 2);
+    // Version 2: operation records may be blocks of lines (`t`). Version 3: outbox rows carry the outbox's count
+    // and meta's count is written only when rows are deleted (see the module's notes). The stores are version 1's.
+    const req = factory.open(`folio:${name}`, 3);
     req.onupgradeneeded = (event) => {
       const db = req.result;
       if (event.oldVersion >= 1) return;
@@ -228,38 +262,55 @@ export class ReplicaStore {
     }
   }
 
-  /** What opening a replica reads, in one read-only transaction: meta values of `keys`, the outbox's row count,
-   * and whether meta rows under `prefix` are older than `before` (see `pruneMeta`). */
-  async opening(keys: string[], prefix: string, before: number): Promise<{ meta: (string | undefined)[]; pending: number; stale: boolean }> {
-    const tx = this.tx(["meta"], "readonly");
+  /** What opening a replica reads, in one read-only transaction: meta values of `keys`, the outbox's action count
+   * (meta's count and the last outbox row: see the module's notes), and whether meta rows under `prefix` are older
+   * than `before` (see `pruneMeta`); and the whole meta rows of `rowKeys` (the replica's key pair: identity.ts). */
+  async opening(
+    keys: string[],
+    prefix: string,
+    before: number,
+    rowKeys: string[] = [],
+  ): Promise<{ meta: (string | undefined)[]; rows: unknown[]; pending: number; stale: boolean }> {
+    const tx = this.tx(["meta", "outbox"], "readonly");
     const meta = tx.objectStore("meta");
-    const stale = new Promise<boolean>((resolve, reject) => {
-      const cursor = meta.openCursor();
-      cursor.onsuccess = () => {
-        const c = cursor.result;
-        if (!c) return resolve(false);
-        const v = String((c.value as { v?: string }).v ?? "");
-        if (String(c.key).startsWith(prefix) && Number(v.slice(0, v.indexOf("|"))) < before) return resolve(true);
-        c.continue();
-      };
+    // The whole (small) meta store in one request: a `get` a key, or a cursor walking the store (a round trip to the
+    // database a row), cost more. Then the last outbox row above the highest key deleted (a cursor from the end over
+    // the rows a push just deleted would walk every one of them).
+    const all = (await request(meta.getAll())) as { k: string; v?: string }[];
+    const byKey = new Map(all.map((r) => [r.k, r]));
+    const counted = byKey.get(OUTBOX_COUNT) as CountRow | undefined;
+    const through = typeof counted?.through === "number" ? counted.through : 0;
+    // (No IDBKeyRange where the factory was passed in without its globals, as in Node: the whole store.)
+    const range = through > 0 && typeof IDBKeyRange !== "undefined" ? IDBKeyRange.lowerBound(through, true) : null;
+    const lastRow = await new Promise<StoredOutbox | undefined>((resolve, reject) => {
+      const cursor = tx.objectStore("outbox").openCursor(range, "prev");
+      cursor.onsuccess = () => resolve(cursor.result?.value as StoredOutbox | undefined);
       cursor.onerror = () => reject(cursor.error);
     });
-    const [values, old] = await Promise.all([
-      Promise.all([...keys, OUTBOX_COUNT].map(async (k) => ((await request(meta.get(k))) as { v: string } | undefined)?.v)),
-      stale,
-    ]);
-    const kept = values.pop();
-    this.outboxActions = kept === undefined ? await this.countOutbox() : Number(kept) || 0;
-    return { meta: values, pending: this.outboxActions, stale: old };
+    const values = keys.map((k) => byKey.get(k)?.v);
+    const rows: unknown[] = rowKeys.map((k) => byKey.get(k));
+    const old = all.some((r) => {
+      const v = String(r.v ?? "");
+      return String(r.k).startsWith(prefix) && Number(v.slice(0, v.indexOf("|"))) < before;
+    });
+    const countAt = typeof counted?.at === "number" ? counted.at : 0;
+    const rowAt = typeof lastRow?.at === "number" && typeof lastRow.n === "number" ? lastRow.at : -1;
+    this.outboxAt = Math.max(countAt, rowAt, 0);
+    this.outboxThrough = through;
+    if (lastRow && rowAt > countAt) this.outboxActions = lastRow.n as number;
+    else if (counted) this.outboxActions = Number(counted.v) || 0;
+    else if (!lastRow) this.outboxActions = 0;
+    else this.outboxActions = await this.countOutbox();
+    return { meta: values, rows, pending: this.outboxActions, stale: old };
   }
 
-  /** Counts the outbox's rows and stores the count (once per database: later transactions keep it). */
+  /** Counts the outbox's actions and stores the count (once per database, made before it kept a count). */
   private async countOutbox(): Promise<number> {
     const tx = this.tx(["outbox", "meta"], "readwrite");
     const done = finished(tx);
     const rows = (await request(tx.objectStore("outbox").getAll())) as StoredOutbox[];
     const count = rows.reduce((n, r) => n + (Array.isArray(r.js) ? r.js.length : 1), 0);
-    tx.objectStore("meta").put({ k: OUTBOX_COUNT, v: String(count) });
+    tx.objectStore("meta").put({ k: OUTBOX_COUNT, v: String(count), at: ++this.outboxAt, through: this.outboxThrough } satisfies CountRow);
     await done;
     this.outboxActions = count;
     return count;
@@ -282,26 +333,50 @@ export class ReplicaStore {
     const tx = this.tx(["outbox"], "readwrite");
     const done = finished(tx);
     const outbox = tx.objectStore("outbox");
-    for (const [seq, texts] of signed) {
-      const read = outbox.get(seq);
+    const sign = (row: StoredOutbox | undefined, texts: { before: string[]; after: string[] }) => {
+      if (!row || row.s) return;
+      const now = Array.isArray(row.js) ? row.js : [row.j ?? ""];
+      if (now.length !== texts.before.length || now.some((j, k) => j !== texts.before[k])) return;
+      const next: StoredOutbox = Array.isArray(row.js) ? { ...row, js: texts.after } : { ...row, j: texts.after[0] as string };
+      next.s = true;
+      outbox.put(next);
+    };
+    const seqs = [...signed.keys()];
+    if (seqs.length > 1 && typeof IDBKeyRange !== "undefined") {
+      // The rows' key range in one read (a `get` a row cost the transaction a task a row in the browser, and this
+      // transaction holds the outbox while the applies behind it wait), then the writes and the commit at once.
+      const read = outbox.getAll(IDBKeyRange.bound(Math.min(...seqs), Math.max(...seqs)));
       read.onsuccess = () => {
-        const row = read.result as StoredOutbox | undefined;
-        if (!row || row.s) return;
-        const now = Array.isArray(row.js) ? row.js : [row.j ?? ""];
-        if (now.length !== texts.before.length || now.some((j, k) => j !== texts.before[k])) return;
-        const next: StoredOutbox = Array.isArray(row.js) ? { ...row, js: texts.after } : { ...row, j: texts.after[0] as string };
-        next.s = true;
-        outbox.put(next);
+        for (const row of read.result as StoredOutbox[]) {
+          const texts = signed.get(row.seq as number);
+          if (texts) sign(row, texts);
+        }
+        tx.commit?.();
       };
+    } else {
+      // (No IDBKeyRange where the factory was passed in without its globals: a read a row.)
+      for (const [seq, texts] of signed) {
+        const read = outbox.get(seq);
+        read.onsuccess = () => sign(read.result as StoredOutbox | undefined, texts);
+      }
     }
     await done;
   }
 
-  /** Writes everything in one transaction. */
+  /** Writes everything in one transaction (all requests at once, then an explicit commit). */
   async commit(c: Commit): Promise<void> {
     const tx = this.tx(STORES, "readwrite");
     const done = finished(tx);
     let counted = 0;
+    const added = c.outboxAdd?.length ?? 0;
+    const deleted = (c.outboxDelete?.count ?? 0) + (c.outboxDeleteRange?.count ?? 0);
+    const removes = c.outboxDelete !== undefined || c.outboxDeleteRange !== undefined;
+    // This transaction's number and the outbox's count after it (see the module's notes). Transactions on the
+    // outbox commit in the order they are made, so the count as of the ones made so far is theirs; if this one
+    // fails, `uncount` takes it back.
+    const track = this.outboxActions !== undefined && (added > 0 || removes);
+    const at = track ? ++this.outboxAt : 0;
+    const after = (this.outboxActions ?? 0) + added - deleted;
     try {
       const ops = tx.objectStore("ops");
       for (const record of chunks(c.ops ?? [])) ops.add(record);
@@ -313,23 +388,30 @@ export class ReplicaStore {
       for (const seq of c.outboxDelete?.seqs ?? []) outbox.delete(seq);
       if (c.outboxDeleteRange) outbox.delete(IDBKeyRange.bound(c.outboxDeleteRange.first, c.outboxDeleteRange.last));
       for (const [row, records] of outboxRows(c.outboxAdd ?? [])) {
+        if (track) {
+          row.n = after;
+          row.at = at;
+        }
         // Each record learns the key of its row (`signRows` finds it by that key).
-        const added = outbox.add(row);
-        added.onsuccess = () => {
-          for (const r of records) r.seq = added.result as number;
+        const req = outbox.add(row);
+        req.onsuccess = () => {
+          for (const r of records) r.seq = req.result as number;
         };
       }
       const meta = tx.objectStore("meta");
       for (const [k, v] of Object.entries(c.meta ?? {})) meta.put({ k, v });
-      const delta = (c.outboxAdd?.length ?? 0) - (c.outboxDelete?.count ?? 0) - (c.outboxDeleteRange?.count ?? 0);
-      if (delta !== 0 && this.outboxActions !== undefined) {
-        // In this transaction, so the count moves with the rows; written, not read and written (a read would cost
-        // the transaction a round trip). Transactions on the outbox commit in the order they are made, so the
-        // count as of the ones made so far is theirs; if this one fails, `uncount` takes it back.
-        this.outboxActions += delta;
-        meta.put({ k: OUTBOX_COUNT, v: String(this.outboxActions) });
-        counted = delta;
+      // Rows deleted: the count goes to meta (rows added carry it themselves). Written, not read and written (a read
+      // would cost the transaction a round trip).
+      if (track && removes) {
+        const deletedUpTo = Math.max(c.outboxDeleteRange?.last ?? 0, ...(c.outboxDelete?.seqs ?? []));
+        this.outboxThrough = Math.max(this.outboxThrough, Number.isFinite(deletedUpTo) ? deletedUpTo : 0);
+        meta.put({ k: OUTBOX_COUNT, v: String(after), at, through: this.outboxThrough } satisfies CountRow);
       }
+      if (track) {
+        counted = added - deleted;
+        this.outboxActions = after;
+      }
+      if (typeof tx.commit === "function") tx.commit();
     } catch (e) {
       try {
         tx.abort();
@@ -354,7 +436,8 @@ export class ReplicaStore {
     if (this.outboxActions === undefined) return;
     this.outboxActions -= delta;
     try {
-      this.db.transaction(["meta"], "readwrite").objectStore("meta").put({ k: OUTBOX_COUNT, v: String(this.outboxActions) });
+      const row: CountRow = { k: OUTBOX_COUNT, v: String(this.outboxActions), at: ++this.outboxAt, through: this.outboxThrough };
+      this.db.transaction(["meta"], "readwrite").objectStore("meta").put(row);
     } catch {
       // Closed: the next opening reads the count the last transaction wrote.
     }
@@ -366,34 +449,39 @@ export class ReplicaStore {
     const tx = this.tx(["ops", "keyframes"], "readonly");
     const ops = tx.objectStore("ops");
     const g = unitKey(id, "global", branch);
-    const [documentOps, localOps, keyframe] = await Promise.all([
+    // The keyframe first: the global operations from it on are asked for as soon as it is read, while the
+    // document and local logs are still being read (one round trip to the database less than waiting for all).
+    const global = new Promise<{ keyframe: { rev: number; j: string } | null; from: number; rows: StoredOps[] }>((resolve, reject) => {
+      const cursor = tx.objectStore("keyframes").openCursor(unitRange(g, 0, before ?? Number.MAX_SAFE_INTEGER), "prev");
+      cursor.onerror = () => reject(cursor.error);
+      cursor.onsuccess = () => {
+        const keyframe = (cursor.result?.value as { rev: number; j: string } | undefined) ?? null;
+        const from = keyframe && typeof keyframe.rev === "number" ? keyframe.rev : 0;
+        // The operations from the keyframe on: the record that starts before it may hold the first of them.
+        const straddling =
+          from === 0
+            ? Promise.resolve([] as StoredOps[])
+            : new Promise<StoredOps[]>((done, fail) => {
+                const before = ops.openCursor(IDBKeyRange.bound([g, 0], [g, from], false, true), "prev");
+                before.onsuccess = () => {
+                  const r = before.result?.value as StoredOps | undefined;
+                  done(r && typeof r.i === "number" && size(r) > 1 && r.i + size(r) > from ? [r] : []);
+                };
+                before.onerror = () => fail(before.error);
+              });
+        const rest = request(ops.getAll(unitRange(g, from))) as Promise<StoredOps[]>;
+        Promise.all([straddling, rest]).then(([a, b]) => resolve({ keyframe, from, rows: [...a, ...b] }), reject);
+      };
+    });
+    const [documentOps, localOps, { keyframe, from, rows: globalOps }] = await Promise.all([
       request(ops.getAll(unitRange(unitKey(id, "document", branch)))) as Promise<StoredOps[]>,
       request(ops.getAll(unitRange(unitKey(id, "local", branch)))) as Promise<StoredOps[]>,
-      new Promise<{ rev: number; j: string } | null>((resolve, reject) => {
-        const cursor = tx.objectStore("keyframes").openCursor(unitRange(g, 0, before ?? Number.MAX_SAFE_INTEGER), "prev");
-        cursor.onsuccess = () => resolve((cursor.result?.value as { rev: number; j: string } | undefined) ?? null);
-        cursor.onerror = () => reject(cursor.error);
-      }),
-    ]);
-    const from = keyframe && typeof keyframe.rev === "number" ? keyframe.rev : 0;
-    // The operations from the keyframe on: the record that starts before it may hold the first of them.
-    const [straddling, globalOps] = await Promise.all([
-      from === 0
-        ? Promise.resolve([] as StoredOps[])
-        : new Promise<StoredOps[]>((resolve, reject) => {
-            const cursor = ops.openCursor(IDBKeyRange.bound([g, 0], [g, from], false, true), "prev");
-            cursor.onsuccess = () => {
-              const r = cursor.result?.value as StoredOps | undefined;
-              resolve(r && typeof r.i === "number" && size(r) > 1 && r.i + size(r) > from ? [r] : []);
-            };
-            cursor.onerror = () => reject(cursor.error);
-          }),
-      request(ops.getAll(unitRange(g, from))) as Promise<StoredOps[]>,
+      global,
     ]);
     const what = `document ${id}`;
     const list = (rows: StoredOps[], start = 0) => texts(rows, what, start).join(",");
     const kf = keyframe && from > 0 ? keyframe.j : "null";
-    return `{"id":${JSON.stringify(id)},"branch":${JSON.stringify(branch)},"documentOps":[${list(documentOps)}],"keyframe":${kf},"globalOps":[${list([...straddling, ...globalOps], from)}],"localOps":[${list(localOps)}]}`;
+    return `{"id":${JSON.stringify(id)},"branch":${JSON.stringify(branch)},"documentOps":[${list(documentOps)}],"keyframe":${kf},"globalOps":[${list(globalOps, from)}],"localOps":[${list(localOps)}]}`;
   }
 
   /** Deletes a document's operations, keyframes and header (before `repair` rebuilds it), in one transaction. */

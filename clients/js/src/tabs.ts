@@ -87,6 +87,8 @@ class Client implements Backend {
   private readonly pending = new Map<number, PendingCall>();
   private readonly docListeners = new Map<string, Set<Listener<FolioDocument>>>();
   private readonly statusListeners = new Set<Listener<Status>>();
+  /** The status an answer carried (`s`), as JSON: the `status` message after it says the same. */
+  private told: string | null = null;
   private firstReady!: (ok: boolean, error?: FolioError) => void;
   readonly ready: Promise<void>;
   closed = false;
@@ -108,7 +110,7 @@ class Client implements Backend {
     this.post = post;
     this.bound = false;
     this.hello++;
-    post({ t: "hello", v: PROTOCOL, h: this.hello, tab: this.tab, options: this.options });
+    post({ t: "hello", v: PROTOCOL, h: this.hello, tab: this.tab, options: this.options, texts: true });
   }
 
   receive(message: ToTab): void {
@@ -136,18 +138,30 @@ class Client implements Backend {
         const call = this.pending.get(message.n);
         if (!call) return;
         this.pending.delete(message.n);
-        if (message.t === "ret") call.resolve(message.v);
+        // The status the call left (its `status` message follows, and is not told twice): seen before the call
+        // resolves.
+        if (message.s) {
+          this.setStatus(message.s);
+          this.told = JSON.stringify(message.s);
+        }
+        if (message.t === "ret") call.resolve(typeof message.j === "string" ? JSON.parse(message.j) : message.v);
         else call.reject(toError(message.e));
         return;
       }
-      case "status":
+      case "status": {
+        const told = this.told;
+        this.told = null;
+        if (told !== null && told === JSON.stringify(message.s)) return;
         this.setStatus(message.s);
         return;
+      }
       case "doc": {
         const set = this.docListeners.get(message.doc);
-        for (const l of set ?? []) {
+        if (!set?.size) return;
+        const doc = (typeof message.j === "string" ? JSON.parse(message.j) : message.v) as FolioDocument;
+        for (const l of set) {
           try {
-            l(message.v);
+            l(doc);
           } catch (e) {
             console.error("folio subscriber failed", e);
           }
@@ -307,17 +321,20 @@ function chooseMode(options: FolioOptions): "worker" | "leader" | "off" {
 async function viaWorker(options: FolioOptions, client: Client): Promise<void> {
   const url = options.workerUrl ?? new URL("./folio-worker.js", import.meta.url);
   const tabLock = holdLock(`folio-tab:${client.tab}`);
-  await tabLock.held;
+  // The worker is reached while the lock is being granted; `hello` waits for the lock (the host watches it to
+  // notice this tab going away).
   const worker = new SharedWorker(url, { type: "module", name: `folio:${options.name ?? "default"}` });
   const port = worker.port;
   port.onmessage = (e: MessageEvent<ToTab>) => client.receive(e.data);
   const failed = new Promise<never>((_, reject) => {
     worker.onerror = () => reject(new FolioError("WORKER_FAILED", `the shared worker ${String(url)} did not start`));
   });
+  failed.catch(() => undefined);
   client.onClose = async () => {
     port.close();
     tabLock.release();
   };
+  await tabLock.held;
   client.bind((m) => port.postMessage(m));
   try {
     await Promise.race([client.ready, failed]);

@@ -261,7 +261,7 @@ test("pulled operations are stored as one block of lines per unit; a version 1 d
   assert.ok(report.pulled >= 7, `pulled ${report.pulled}`); // the server is shared with the other tests
   await b.close();
   const stored = await dump(idb, "blocks-b");
-  assert.equal(stored.version, 2);
+  assert.equal(stored.version, 3);
   const blocks = stored.ops.filter((r) => typeof r.t === "string");
   assert.ok(blocks.length >= 1, JSON.stringify(stored.ops.map((r) => Object.keys(r))));
   for (const r of blocks) assert.equal(r.t.split("\n").length, r.n);
@@ -269,7 +269,7 @@ test("pulled operations are stored as one block of lines per unit; a version 1 d
   assert.deepEqual(await b2.get(doc.id), expected);
   await b2.close();
 
-  // A database version 1 made (its stores, records of one text or an array of texts) opens as version 2.
+  // A database version 1 made (its stores, records of one text or an array of texts) opens as version 3.
   const old = await dump(idb, "blocks-a");
   await new Promise((resolve, reject) => {
     const req = idb.open("folio:blocks-v1", 1);
@@ -294,5 +294,87 @@ test("pulled operations are stored as one block of lines per unit; a version 1 d
   const v1 = await open(idb, "blocks-v1");
   assert.deepEqual(await v1.get(doc.id), expected);
   await v1.close();
-  assert.equal((await dump(idb, "blocks-v1")).version, 2);
+  assert.equal((await dump(idb, "blocks-v1")).version, 3);
+});
+
+test("an apply stores no meta row and no header whose revision alone moved; count and headers read back without close", async () => {
+  const idb = new IDBFactory();
+  const a = await open(idb, "lean");
+  const doc = await a.create("folio/todo-list", "Lean");
+  for (let i = 0; i < 3; i++) await a.apply(doc.id, [{ type: "ADD_TODO", input: { id: `t${i}`, title: `todo ${i}` } }]);
+  assert.equal(a.status.pending, 4);
+  let stored = await dump(idb, "lean");
+  assert.equal(stored.version, 3);
+  assert.ok(!stored.meta.some((r) => r.k === "outbox/count"), "only deletions write the count to meta");
+  assert.deepEqual(stored.outbox.map((r) => r.n), [1, 2, 3, 4], "each outbox row carries the count after it");
+  assert.ok(stored.outbox.every((r, k) => k === 0 || r.at > stored.outbox[k - 1].at));
+  const [header] = stored.docs;
+  assert.equal(header.lag, true, "the first apply of the session stores the header marked lag");
+  assert.equal(JSON.parse(header.header).revision.global, 1, "later applies did not store it");
+  assert.equal((await a.list())[0].revision.global, 3, "list takes a lagging header from the core");
+  await a.apply(doc.id, [{ type: "SET_NAME", input: { name: "Renamed" }, scope: "document" }]);
+  stored = await dump(idb, "lean");
+  assert.equal(JSON.parse(stored.docs[0].header).name, "Renamed", "a header that changed more than its revision is stored");
+
+  // Another replica on the database while the first is still open (as after a crash: no close stored anything).
+  const b = await open(idb, "lean");
+  assert.equal(b.status.pending, 5, "the count read back from the last outbox row (the rename is replicated too)");
+  const [listed] = await b.list();
+  assert.equal(listed.revision.global, 3);
+  assert.equal(listed.name, "Renamed");
+  stored = await dump(idb, "lean");
+  assert.equal(stored.docs[0].lag, undefined, "list stored the lagging header as it is");
+  assert.equal(JSON.parse(stored.docs[0].header).revision.document, listed.revision.document);
+  const highest = Math.max(...(await dump(idb, "lean")).outbox.map((r) => r.seq));
+  await b.sync();
+  assert.equal(b.status.pending, 0);
+  stored = await dump(idb, "lean");
+  const count = stored.meta.find((r) => r.k === "outbox/count");
+  assert.equal(count?.v, "0", "a push's deletions write the count to meta");
+  assert.equal(count?.through, highest, "with the highest row key deleted (opening looks above it)");
+  await b.apply(doc.id, [{ type: "ADD_TODO", input: { id: "late", title: "late" } }]);
+  await b.close();
+  const c = await open(idb, "lean");
+  assert.equal(c.status.pending, 1, "a row added after meta's count holds the count");
+  assert.equal((await c.list()).find((h) => h.id === doc.id)?.revision.global, 4);
+  await c.close();
+  await a.close();
+});
+
+test("a version 2 database (the count in meta only, rows without it) opens with its count", async () => {
+  const idb = new IDBFactory();
+  const a = await open(idb, "count-v2");
+  const doc = await a.create("folio/todo-list", "Old");
+  await a.apply(doc.id, [{ type: "ADD_TODO", input: { id: "x", title: "x" } }]);
+  await a.close();
+  const old = await dump(idb, "count-v2");
+  await new Promise((resolve, reject) => {
+    const req = idb.open("folio:count-v2b", 2);
+    req.onupgradeneeded = () => {
+      const db = req.result;
+      db.createObjectStore("ops", { keyPath: ["u", "i"] });
+      db.createObjectStore("keyframes", { keyPath: ["u", "rev"] });
+      db.createObjectStore("docs", { keyPath: "k" });
+      db.createObjectStore("outbox", { keyPath: "seq", autoIncrement: true });
+      db.createObjectStore("meta", { keyPath: "k" });
+    };
+    req.onsuccess = () => {
+      const db = req.result;
+      const tx = db.transaction(["ops", "keyframes", "docs", "outbox", "meta"], "readwrite");
+      for (const store of ["ops", "keyframes", "docs", "meta"]) for (const r of old[store]) tx.objectStore(store).put(r);
+      for (const { n: _n, at: _at, ...row } of old.outbox) tx.objectStore("outbox").put(row);
+      tx.objectStore("meta").put({ k: "outbox/count", v: "2" });
+      tx.oncomplete = () => (db.close(), resolve());
+      tx.onerror = () => reject(tx.error);
+    };
+    req.onerror = () => reject(req.error);
+  });
+  const b = await open(idb, "count-v2b");
+  assert.equal(b.status.pending, 2);
+  await b.apply(doc.id, [{ type: "ADD_TODO", input: { id: "y", title: "y" } }]);
+  await b.close();
+  const c = await open(idb, "count-v2b");
+  assert.equal(c.status.pending, 3);
+  assert.equal((await dump(idb, "count-v2b")).version, 3);
+  await c.close();
 });

@@ -136,6 +136,17 @@ test("two tabs of the demo share one replica (SharedWorker): offline, reload fro
     await a.waitForSelector(`${rowOf("Buy milk")}.done`);
     await waitBadge(a, "pending");
     await waitBadge(b, "pending");
+    // An apply through the worker resolves with the status it left (its answer carries it; the status message to
+    // every tab comes after).
+    const counts = await b.evaluate(async (id) => {
+      const f = window.folio;
+      const before = f.status.pending;
+      const items = (await f.get(id)).state.global.items;
+      const key = Object.keys(items).find((k) => items[k].title === "Offline from B");
+      await f.apply(id, [{ type: "UPDATE_TODO", input: { id: key, done: false } }]);
+      return [before, f.status.pending];
+    }, id);
+    assert.equal(counts[1], counts[0] + 1, `pending before and after the apply: ${counts}`);
 
     // Tab A reloads with no network: the service worker's cache has the app, IndexedDB the todos.
     const response = await a.reload();

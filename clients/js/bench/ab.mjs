@@ -1,0 +1,190 @@
+// Two builds of the client side by side in one Chromium, their runs interleaved, so that both see the same load
+// (on a shared machine the load moves more between two runs than any change): `apply` latency in the page and
+// through the SharedWorker, and opening a keyframed document in a running replica (a second tab while the
+// SharedWorker holds it loaded, and `Folio.open` + `get` of a replica in the page, its module compiled). Not a test.
+//
+//   cd clients/js && FOLIO_BIN=… FOLIO_AB_BEFORE=<a dist> [FOLIO_AB_AFTER=dist] node bench/ab.mjs
+//
+// Environment: FOLIO_AB_BLOCKS (interleaved blocks, default 10), FOLIO_AB_APPLIES (applies per block, 50),
+// FOLIO_AB_OPENS (open rounds per build, 9), FOLIO_AB_SIZE (the document's operations, 1000).
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { appServer, browser } from "../test/browser/web.mjs";
+
+const here = fileURLToPath(new URL(".", import.meta.url));
+const builds = { before: process.env.FOLIO_AB_BEFORE, after: process.env.FOLIO_AB_AFTER || join(here, "..", "dist") };
+if (!builds.before) throw new Error("FOLIO_AB_BEFORE: the dist/ of the build to compare with");
+const BLOCKS = Number(process.env.FOLIO_AB_BLOCKS || 10);
+const APPLIES = Number(process.env.FOLIO_AB_APPLIES || 50);
+const OPENS = Number(process.env.FOLIO_AB_OPENS || 9);
+const SIZE = Number(process.env.FOLIO_AB_SIZE || 1000);
+const SIDES = ["before", "after"];
+
+const site = mkdtempSync(join(tmpdir(), "folio-ab-site-"));
+for (const side of SIDES) {
+  mkdirSync(join(site, side));
+  for (const file of ["folio-client.js", "folio-worker.js", "folio-client.wasm"]) copyFileSync(join(builds[side], file), join(site, side, file));
+}
+writeFileSync(
+  join(site, "index.html"),
+  `<!doctype html><meta charset="utf-8"><script type="module">
+  import * as before from "/before/folio-client.js";
+  import * as after from "/after/folio-client.js";
+  window.builds = { before, after };
+  window.ready = true;
+</script>`,
+);
+const q = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))];
+const load = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+
+const server = await appServer({ staticDir: site });
+const br = await browser();
+const page = async () => {
+  const p = await br.context.newPage();
+  await p.goto(`${server.url}/`);
+  await p.waitForFunction(() => window.ready === true);
+  return p;
+};
+const closeAll = async () => {
+  for (const p of br.context.pages()) await p.close();
+  await new Promise((r) => setTimeout(r, 300));
+};
+const out = { load: { start: load() } };
+try {
+  // ---- apply: the same page, one replica per build and mode, blocks interleaved ----
+  for (const shared of ["off", "worker"]) {
+    const p = await page();
+    const times = await p.evaluate(
+      async ({ shared, BLOCKS, APPLIES }) => {
+        const open = {};
+        for (const side of ["before", "after"]) {
+          const { Folio } = window.builds[side];
+          const f = await Folio.open({ name: `ab-apply-${shared}-${side}`, shared, autoSync: false, workerUrl: `/${side}/folio-worker.js` });
+          const doc = await f.create("folio/todo-list", "apply");
+          for (let i = 0; i < 50; i++) await f.apply(doc.id, [{ type: "ADD_TODO", input: { id: `w${i}`, title: `warm ${i}` } }]);
+          open[side] = { f, id: doc.id };
+        }
+        const times = { before: [], after: [] };
+        for (let b = 0; b < BLOCKS; b++) {
+          for (const side of b % 2 ? ["after", "before"] : ["before", "after"]) {
+            const { f, id } = open[side];
+            for (let i = 0; i < APPLIES; i++) {
+              const t = performance.now();
+              await f.apply(id, [{ type: "ADD_TODO", input: { id: `i${i % 300}`, title: `title ${b} ${i}` } }]);
+              times[side].push(performance.now() - t);
+            }
+          }
+        }
+        for (const side of ["before", "after"]) await open[side].f.close();
+        return times;
+      },
+      { shared, BLOCKS, APPLIES },
+    );
+    await closeAll();
+    out[`apply ${shared === "off" ? "page" : "worker"}`] = Object.fromEntries(
+      SIDES.map((s) => [s, { p50: q(times[s], 0.5), p90: q(times[s], 0.9), n: times[s].length }]),
+    );
+    console.log(`apply (${shared === "off" ? "in the page" : "through the SharedWorker"}): ${SIDES.map((s) => `${s} p50 ${q(times[s], 0.5).toFixed(2)} ms p90 ${q(times[s], 0.9).toFixed(2)}`).join("; ")} [load ${load()}]`);
+  }
+
+  // ---- open: a keyframed document of SIZE operations, one database per build ----
+  const ids = {};
+  {
+    const p = await page();
+    for (const side of SIDES) {
+      ids[side] = await p.evaluate(
+        async ({ side, SIZE }) => {
+          const f = await window.builds[side].Folio.open({ name: `ab-open-${side}`, shared: "off", autoSync: false });
+          const doc = await f.create("folio/todo-list", "open");
+          for (let i = 1; i < SIZE; i += 250) {
+            const batch = [];
+            for (let k = i; k < Math.min(SIZE, i + 250); k++) {
+              batch.push(
+                k <= 500
+                  ? { type: "ADD_TODO", input: { id: `i${k}`, title: `title ${k}` } }
+                  : { type: "UPDATE_TODO", input: { id: `i${(k % 500) + 1}`, done: k % 2 === 0, title: `title ${k}` } },
+              );
+            }
+            await f.apply(doc.id, batch);
+          }
+          await f.close();
+          return doc.id;
+        },
+        { side, SIZE },
+      );
+    }
+    await closeAll();
+  }
+  const opens = { before: { second: [], secondGet: [], page: [], pageGet: [] }, after: { second: [], secondGet: [], page: [], pageGet: [] } };
+  for (let round = 0; round < OPENS; round++) {
+    for (const side of round % 2 ? ["after", "before"] : ["before", "after"]) {
+      const name = `ab-open-${side}`;
+      const workerUrl = `/${side}/folio-worker.js`;
+      // A first tab starts the worker and loads the document there; a second tab opens it.
+      const w = await page();
+      await w.evaluate(
+        async ({ side, name, workerUrl, id }) => {
+          window.f = await window.builds[side].Folio.open({ name, shared: "worker", workerUrl, autoSync: false });
+          await window.f.get(id);
+        },
+        { side, name, workerUrl, id: ids[side] },
+      );
+      const w2 = await page();
+      const second = await w2.evaluate(
+        async ({ side, name, workerUrl, id }) => {
+          const t0 = performance.now();
+          const f = await window.builds[side].Folio.open({ name, shared: "worker", workerUrl, autoSync: false });
+          const t1 = performance.now();
+          await f.get(id);
+          const t2 = performance.now();
+          await f.close();
+          return { open: t1 - t0, get: t2 - t1 };
+        },
+        { side, name, workerUrl, id: ids[side] },
+      );
+      await w.evaluate(() => window.f.close());
+      await closeAll();
+      opens[side].second.push(second.open + second.get);
+      opens[side].secondGet.push(second.get);
+      // The replica in a page whose module is compiled (a first open and get warm it up), then again.
+      const p = await page();
+      const inPage = await p.evaluate(
+        async ({ side, name, id }) => {
+          const { Folio } = window.builds[side];
+          const first = await Folio.open({ name, shared: "off", autoSync: false });
+          await first.get(id);
+          await first.close();
+          const t0 = performance.now();
+          const f = await Folio.open({ name, shared: "off", autoSync: false });
+          const t1 = performance.now();
+          await f.get(id);
+          const t2 = performance.now();
+          await f.close();
+          return { open: t1 - t0, get: t2 - t1 };
+        },
+        { side, name, id: ids[side] },
+      );
+      await closeAll();
+      opens[side].page.push(inPage.open + inPage.get);
+      opens[side].pageGet.push(inPage.get);
+    }
+  }
+  for (const [what, label] of [
+    ["second", "a second tab while the SharedWorker holds it loaded (open + get)"],
+    ["page", "the replica in a page, module compiled (Folio.open + get)"],
+  ]) {
+    out[`open ${what}`] = Object.fromEntries(SIDES.map((s) => [s, { p50: q(opens[s][what], 0.5), get: q(opens[s][`${what}Get`], 0.5), n: opens[s][what].length }]));
+    console.log(
+      `open ${SIZE} ops, ${label}: ${SIDES.map((s) => `${s} ${q(opens[s][what], 0.5).toFixed(1)} ms (get ${q(opens[s][`${what}Get`], 0.5).toFixed(1)})`).join("; ")} [load ${load()}]`,
+    );
+  }
+  out.load.end = load();
+  mkdirSync(join(here, "results"), { recursive: true });
+  writeFileSync(join(here, "results", "ab.json"), JSON.stringify(out, null, 2));
+} finally {
+  await br.close();
+  await server.close();
+  rmSync(site, { recursive: true, force: true });
+}
