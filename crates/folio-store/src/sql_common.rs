@@ -439,10 +439,11 @@ pub(crate) fn seen_from_text(text: &str) -> CausalContext {
     })
 }
 
-/// A keyframe's state as SQLite stores it: its JSON text when short, else zstd's frame of it (with its checksum).
+/// A keyframe's state as SQLite stores it: its JSON text when short (or over [`MAX_STATE`]), else zstd's frame of it
+/// (with its checksum).
 /// A frame starts with zstd's magic number, which no JSON text does (`(`, then bytes that are not UTF-8).
 pub(crate) fn pack_state(state: &str) -> Vec<u8> {
-    if state.len() <= PACK_STATE_ABOVE {
+    if state.len() <= PACK_STATE_ABOVE || state.len() as u64 > MAX_STATE {
         return state.as_bytes().to_vec();
     }
     let mut encoder = zstd::bulk::Compressor::new(3).expect("zstd level 3");
@@ -455,8 +456,9 @@ pub(crate) fn pack_state(state: &str) -> Vec<u8> {
 
 /// States up to this many bytes are stored as text.
 const PACK_STATE_ABOVE: usize = 512;
-/// The largest state a packed keyframe may unpack to (a tampered frame must not allocate without bound).
-const MAX_STATE: u64 = 1 << 30;
+/// The largest state packed (a larger one is stored as text), so the most a frame may say it unpacks to: a tampered
+/// frame must not make a read allocate without bound.
+const MAX_STATE: u64 = 256 << 20;
 
 /// The state [`pack_state`] stored (or text stored as it is, as every keyframe before it was).
 pub(crate) fn unpack_state(stored: &[u8]) -> Result<String, String> {
