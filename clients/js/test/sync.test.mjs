@@ -227,6 +227,31 @@ test("local scope stays here; document scope renames and deletes, everywhere", a
 });
 
 /** Every record of every object store of `folio:<name>`. */
+/** Writes `rows` (store name → records) into a new database `folio:<name>` of an older `version`, with the stores
+ * every version has had: how an earlier client left it. */
+function oldDatabase(idb, name, version, rows) {
+  const stores = ["ops", "keyframes", "docs", "outbox", "meta"];
+  return new Promise((resolve, reject) => {
+    const req = idb.open(`folio:${name}`, version);
+    req.onupgradeneeded = () => {
+      const db = req.result;
+      db.createObjectStore("ops", { keyPath: ["u", "i"] });
+      db.createObjectStore("keyframes", { keyPath: ["u", "rev"] });
+      db.createObjectStore("docs", { keyPath: "k" });
+      db.createObjectStore("outbox", { keyPath: "seq", autoIncrement: true });
+      db.createObjectStore("meta", { keyPath: "k" });
+    };
+    req.onsuccess = () => {
+      const db = req.result;
+      const tx = db.transaction(stores, "readwrite");
+      for (const store of stores) for (const r of rows[store] ?? []) tx.objectStore(store).put(r);
+      tx.oncomplete = () => (db.close(), resolve());
+      tx.onerror = () => reject(tx.error);
+    };
+    req.onerror = () => reject(req.error);
+  });
+}
+
 async function dump(idb, name) {
   const db = await new Promise((resolve, reject) => {
     const req = idb.open(`folio:${name}`);
@@ -271,25 +296,7 @@ test("pulled operations are stored as one block of lines per unit; a version 1 d
 
   // A database version 1 made (its stores, records of one text or an array of texts) opens as version 3.
   const old = await dump(idb, "blocks-a");
-  await new Promise((resolve, reject) => {
-    const req = idb.open("folio:blocks-v1", 1);
-    req.onupgradeneeded = () => {
-      const db = req.result;
-      db.createObjectStore("ops", { keyPath: ["u", "i"] });
-      db.createObjectStore("keyframes", { keyPath: ["u", "rev"] });
-      db.createObjectStore("docs", { keyPath: "k" });
-      db.createObjectStore("outbox", { keyPath: "seq", autoIncrement: true });
-      db.createObjectStore("meta", { keyPath: "k" });
-    };
-    req.onsuccess = () => {
-      const db = req.result;
-      const tx = db.transaction(["ops", "keyframes", "docs", "outbox", "meta"], "readwrite");
-      for (const store of ["ops", "keyframes", "docs", "outbox", "meta"]) for (const r of old[store]) tx.objectStore(store).put(r);
-      tx.oncomplete = () => (db.close(), resolve());
-      tx.onerror = () => reject(tx.error);
-    };
-    req.onerror = () => reject(req.error);
-  });
+  await oldDatabase(idb, "blocks-v1", 1, old);
   assert.ok(old.ops.some((r) => Array.isArray(r.js)) && old.ops.some((r) => typeof r.j === "string"));
   const v1 = await open(idb, "blocks-v1");
   assert.deepEqual(await v1.get(doc.id), expected);
@@ -348,27 +355,9 @@ test("a version 2 database (the count in meta only, rows without it) opens with 
   await a.apply(doc.id, [{ type: "ADD_TODO", input: { id: "x", title: "x" } }]);
   await a.close();
   const old = await dump(idb, "count-v2");
-  await new Promise((resolve, reject) => {
-    const req = idb.open("folio:count-v2b", 2);
-    req.onupgradeneeded = () => {
-      const db = req.result;
-      db.createObjectStore("ops", { keyPath: ["u", "i"] });
-      db.createObjectStore("keyframes", { keyPath: ["u", "rev"] });
-      db.createObjectStore("docs", { keyPath: "k" });
-      db.createObjectStore("outbox", { keyPath: "seq", autoIncrement: true });
-      db.createObjectStore("meta", { keyPath: "k" });
-    };
-    req.onsuccess = () => {
-      const db = req.result;
-      const tx = db.transaction(["ops", "keyframes", "docs", "outbox", "meta"], "readwrite");
-      for (const store of ["ops", "keyframes", "docs", "meta"]) for (const r of old[store]) tx.objectStore(store).put(r);
-      for (const { n: _n, at: _at, ...row } of old.outbox) tx.objectStore("outbox").put(row);
-      tx.objectStore("meta").put({ k: "outbox/count", v: "2" });
-      tx.oncomplete = () => (db.close(), resolve());
-      tx.onerror = () => reject(tx.error);
-    };
-    req.onerror = () => reject(req.error);
-  });
+  // Version 2's outbox rows carry no count; its meta row holds it.
+  const outbox = old.outbox.map(({ n: _n, at: _at, ...row }) => row);
+  await oldDatabase(idb, "count-v2b", 2, { ...old, outbox, meta: [...old.meta, { k: "outbox/count", v: "2" }] });
   const b = await open(idb, "count-v2b");
   assert.equal(b.status.pending, 2);
   await b.apply(doc.id, [{ type: "ADD_TODO", input: { id: "y", title: "y" } }]);
