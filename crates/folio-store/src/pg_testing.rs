@@ -26,6 +26,15 @@ pub fn server_url() -> String {
     }
 }
 
+/// A connection of its own to the database at `url` (outside any pool), for tests that drive transactions by hand.
+pub async fn connect(url: &str) -> sqlx::PgConnection {
+    PgConnectOptions::from_str(url)
+        .expect("a PostgreSQL URL")
+        .connect()
+        .await
+        .expect("connect to PostgreSQL")
+}
+
 /// A database created for one test, dropped (with its connections) when this is dropped.
 #[derive(Debug)]
 pub struct TestDatabase {

@@ -7,16 +7,15 @@
 //! Needs `FOLIO_TEST_DATABASE_URL` (scripts/test starts a cluster).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde_json::json;
-use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
 
 use folio_core::{DocumentId, OpHash, Operation, Scope, SyncUnit};
 use folio_store::conformance::{Chain, Rng};
-use folio_store::pg_testing::TestDatabase;
+use folio_store::pg_testing::{TestDatabase, connect};
 use folio_store::{OperationStore, PgStore};
 
 /// Calls `folio_append` for `ops` (one request at `revision` over `prev`) inside an explicit transaction on
@@ -75,14 +74,6 @@ async fn append_in_transaction(
         tx.rollback().await.expect("ROLLBACK");
     }
     status == [0]
-}
-
-async fn connect(url: &str) -> PgConnection {
-    PgConnectOptions::from_str(url)
-        .expect("url")
-        .connect()
-        .await
-        .expect("connect")
 }
 
 /// Every committed operation of the database, by ordinal: (unit, index).

@@ -5,25 +5,15 @@
 //!
 //! Needs `FOLIO_TEST_DATABASE_URL` (scripts/test starts a cluster).
 
-use std::str::FromStr;
-
 use futures::TryStreamExt;
 use serde_json::json;
-use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{ConnectOptions, Row};
+use sqlx::Row;
+use sqlx::postgres::PgConnection;
 
 use folio_core::{DocumentId, OpHash, Operation, Scope, SyncUnit};
 use folio_store::conformance::{Chain, Rng};
-use folio_store::pg_testing::TestDatabase;
+use folio_store::pg_testing::{TestDatabase, connect};
 use folio_store::{OperationStore, PgStore, verify};
-
-async fn connect(url: &str) -> PgConnection {
-    PgConnectOptions::from_str(url)
-        .expect("url")
-        .connect()
-        .await
-        .expect("connect")
-}
 
 /// A new database with the store's migrations up to `last` applied, as that version left it.
 async fn migrated_up_to(last: i64) -> (TestDatabase, PgConnection) {
