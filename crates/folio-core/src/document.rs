@@ -433,6 +433,20 @@ impl Document {
         self.model.as_ref()
     }
 
+    /// Whether the reducers of `scope` know actions of `action_type`: the document scope's own ([`CREATE_DOCUMENT`],
+    /// [`SET_NAME`], [`DELETE_DOCUMENT`], [`SET_GRANTS`]), the local scope's `folio/json` actions, the model's in the
+    /// global scope, and [`NOOP`] in every scope. What a submit can refuse before queueing a job that could only
+    /// fail; true for any type before the document is created (its model is not known yet).
+    pub fn knows_action(&self, scope: Scope, action_type: &str) -> bool {
+        let Some(model) = &self.model else { return true };
+        action_type == NOOP
+            || match scope {
+                Scope::Document => [CREATE_DOCUMENT, SET_NAME, DELETE_DOCUMENT, SET_GRANTS].contains(&action_type),
+                Scope::Local => crate::models::json::JSON_ACTION_TYPES.contains(&action_type),
+                Scope::Global => model.action_types().contains(&action_type),
+            }
+    }
+
     /// Whether `CREATE_DOCUMENT` has been applied.
     pub fn is_created(&self) -> bool {
         self.model.is_some()

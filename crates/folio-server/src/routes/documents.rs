@@ -388,28 +388,16 @@ pub async fn delete(
 /// with the refusal the job would give (422 `ACTION_REJECTED`, `UNKNOWN_ACTION`): a `wait: false` submit of one
 /// was answered 202 for a job that could only fail (found by schemathesis, ST201).
 fn unknown_types(doc: &folio_core::Document, actions: &[Action]) -> Result<(), ApiError> {
-    use folio_core::document::{CREATE_DOCUMENT, DELETE_DOCUMENT, SET_GRANTS, SET_NAME};
-    let Some(model) = doc.model() else {
-        return Ok(());
-    };
     // A request of several scopes is refused by the submit itself (400), before any action is looked at.
     if actions.windows(2).any(|w| w[0].scope != w[1].scope) {
         return Ok(());
     }
-    for (i, a) in actions.iter().enumerate() {
-        let known = match a.scope {
-            Scope::Document => {
-                [CREATE_DOCUMENT, SET_NAME, DELETE_DOCUMENT, SET_GRANTS].contains(&a.action_type.as_str())
-            }
-            _ => model.action_types().contains(&a.action_type.as_str()),
-        };
-        if !known {
-            return Err(folio_reactor::ReactorError::ActionRejected {
-                action_index: i,
-                reason: folio_core::Rejection::unknown_action(&doc.header.document_type, &a.action_type),
-            }
-            .into());
+    match actions.iter().position(|a| !doc.knows_action(a.scope, &a.action_type)) {
+        None => Ok(()),
+        Some(i) => Err(folio_reactor::ReactorError::ActionRejected {
+            action_index: i,
+            reason: folio_core::Rejection::unknown_action(&doc.header.document_type, &actions[i].action_type),
         }
+        .into()),
     }
-    Ok(())
 }
