@@ -36,6 +36,9 @@ pub struct Folio {
     store: Option<SqliteStore>,
     /// The document after `build` or `load`.
     doc: Option<Arc<Document>>,
+    /// The view a load read through, kept open as an application keeps its store: closing the store (its
+    /// connection's thread, SQLite's checkpoint and removal of the WAL files) is not part of a load.
+    loaded: Option<DocumentView>,
     /// `(open, hydrate)` milliseconds of the last load.
     last_load: (f64, f64),
 }
@@ -50,6 +53,7 @@ impl Folio {
             runtime: tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
             store: None,
             doc: None,
+            loaded: None,
             last_load: (0.0, 0.0),
         })
     }
@@ -84,19 +88,20 @@ impl Folio {
         let id: DocumentId = std::fs::read_to_string(self.id_path())?.trim().parse()?;
         let path = self.db_path();
         let keyframe_every = self.keyframe_every;
-        let doc = self.runtime.block_on(async move {
+        let (doc, view) = self.runtime.block_on(async move {
             let store: Arc<dyn OperationStore> = Arc::new(SqliteStore::open_read_only(&path).await?);
             let view = DocumentView::new(store, Self::registry(), 1 << 30, keyframe_every);
             let doc = view
                 .get_at(&DocKey::new(id, Branch::default()), revision)
                 .await?
                 .ok_or("document not found")?;
-            Ok::<_, crate::Error>(doc)
+            Ok::<_, crate::Error>((doc, view))
         })?;
         if doc.header.revision.global != revision {
             return Err("the load stopped short of the revision".into());
         }
         self.doc = Some(Arc::new(doc));
+        self.loaded = Some(view);
         Ok((revision, tail))
     }
 
@@ -297,7 +302,7 @@ impl Engine for Folio {
         let id: DocumentId = std::fs::read_to_string(self.id_path())?.trim().parse()?;
         let path = self.db_path();
         let keyframe_every = self.keyframe_every;
-        let (doc, open, hydrate) = self.runtime.block_on(async move {
+        let (doc, view, open, hydrate) = self.runtime.block_on(async move {
             let start = Instant::now();
             let store: Arc<dyn OperationStore> = Arc::new(SqliteStore::open_read_only(&path).await?);
             let opened = start.elapsed();
@@ -306,10 +311,11 @@ impl Engine for Folio {
                 .hydrate(&DocKey::new(id, Branch::default()), None)
                 .await?
                 .ok_or("document not found")?;
-            Ok::<_, crate::Error>((doc, opened, start.elapsed() - opened))
+            Ok::<_, crate::Error>((doc, view, opened, start.elapsed() - opened))
         })?;
         self.last_load = (open.as_secs_f64() * 1e3, hydrate.as_secs_f64() * 1e3);
         self.doc = Some(Arc::new(doc));
+        self.loaded = Some(view);
         Ok(())
     }
 

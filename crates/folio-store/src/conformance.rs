@@ -1932,6 +1932,28 @@ pub async fn cold_reads(store: &dyn OperationStore) {
         },
         "another branch of the document"
     );
+    // A keyframe near the end of an append's chunk: the cap reaches into the next chunk.
+    let near = DocumentId::new();
+    let (near_document, near_global) = (
+        SyncUnit::main(near, Scope::Document),
+        SyncUnit::main(near, Scope::Global),
+    );
+    append_ok(store, &near_document, 0, Chain::new(near_document.clone()).ops(1)).await;
+    let near_ops = Chain::new(near_global.clone()).ops(12);
+    append_ok(store, &near_global, 0, near_ops[..6].to_vec()).await;
+    append_ok(store, &near_global, 6, near_ops[6..].to_vec()).await;
+    let mut at_five = keyframe(5);
+    (at_five.unit, at_five.last_hash) = (near_global.clone(), near_ops[4].hash);
+    store.put_keyframe(&at_five).await.expect("put keyframe 5");
+    for (limit, until) in [(1, 6), (2, 7), (7, 12), (100, 12)] {
+        let near_cold = store.read_cold(near, &main, true, limit).await.expect("read_cold near");
+        assert_eq!(near_cold.keyframe.map(|k| k.revision), Some(5));
+        assert_eq!(
+            near_cold.global,
+            near_ops[5..until].to_vec(),
+            "{limit} from the keyframe at 5"
+        );
+    }
     let never = store
         .read_cold(DocumentId::new(), &main, true, 1000)
         .await

@@ -58,7 +58,9 @@ pub use open::SqliteOptions;
 
 use crate::StoreError;
 use crate::sql_queries;
-use crate::store::{AppendRequest, Appended, Committed, Keyframe, ListQuery, OperationStore, SinceFilter, SincePage};
+use crate::store::{
+    AppendRequest, Appended, ColdRead, Committed, Keyframe, ListQuery, OperationStore, SinceFilter, SincePage,
+};
 use writer::WriteCommand;
 
 /// An `OperationStore` in one SQLite file. Cheap to clone; clones share the writer and the read pool.
@@ -197,6 +199,17 @@ impl OperationStore for SqliteStore {
 
     async fn nearest_keyframe(&self, unit: &SyncUnit, revision: u64) -> Result<Option<Keyframe>, StoreError> {
         self.settled(sql_queries::nearest_keyframe(&self.pool, unit, revision).await?)
+            .await
+    }
+
+    async fn read_cold(
+        &self,
+        document_id: DocumentId,
+        branch: &Branch,
+        keyframes: bool,
+        limit: usize,
+    ) -> Result<ColdRead, StoreError> {
+        self.settled(reads::read_cold(&self.pool, document_id, branch, keyframes, limit).await?)
             .await
     }
 

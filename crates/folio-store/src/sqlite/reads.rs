@@ -14,15 +14,15 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 use tokio::sync::mpsc;
 
 use folio_core::merge::Cuts;
-use folio_core::{DocumentId, Operation, SyncUnit};
+use folio_core::{Branch, DocumentId, Operation, Scope, SyncUnit};
 
 use super::SqliteStore;
 use super::chunk::decode_chunk;
 use super::sql::MAX_UNITS_PER_STATEMENT;
 use crate::StoreError;
-use crate::sql_common::{Columns, to_i64, unit_from_row};
+use crate::sql_common::{Columns, keyframe_from_row, to_i64, unit_from_row};
 use crate::sql_queries::list_headers_sql;
-use crate::store::{Committed, SinceFilter, SincePage};
+use crate::store::{ColdRead, Committed, ScopeHeads, SinceFilter, SincePage};
 
 /// A chunk as `read_since` reads it: ordinal, unit id, first index, count, and the blob (NULL when the filter
 /// leaves the chunk out by its author).
@@ -171,6 +171,140 @@ where
     stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
         .flat_map(stream::iter)
         .boxed()
+}
+
+/// `read_cold` on SQLite: one connection and one read transaction (one snapshot), six statements of four texts:
+/// the document's units (ids and heads), the global keyframe, the two scopes' skips, and each unit's first chunks.
+/// The trait's default makes seven calls through the pool, each a statement or two of its own on whichever
+/// connection is free, and its reads prefetch their next chunks: in a fresh process a cold load paid for a second
+/// connection (a thread, the file's open, the schema parsed again) and for every statement's first preparation on
+/// both.
+pub(super) async fn read_cold(
+    pool: &SqlitePool,
+    document_id: DocumentId,
+    branch: &Branch,
+    keyframes: bool,
+    limit: usize,
+) -> Result<ColdRead, StoreError> {
+    let mut conn = pool.acquire().await?;
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let units: Vec<(i64, String, i64)> =
+        sqlx::query_as("SELECT unit_id, scope, revision FROM units WHERE document_id = ? AND branch = ?")
+            .bind(document_id.to_string())
+            .bind(branch.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+    let unit_of = |scope: Scope| {
+        units
+            .iter()
+            .find(|(_, s, _)| s == scope.as_str())
+            .map(|&(id, _, revision)| (id, revision.max(0) as u64))
+    };
+    let (document, global, local) = (unit_of(Scope::Document), unit_of(Scope::Global), unit_of(Scope::Local));
+    let mut cold = ColdRead {
+        heads: ScopeHeads {
+            document: document.map_or(0, |u| u.1),
+            global: global.map_or(0, |u| u.1),
+            local: local.map_or(0, |u| u.1),
+        },
+        ..ColdRead::default()
+    };
+    let sync_unit = |scope| SyncUnit::new(document_id, scope, branch.clone());
+    let mut from = 0;
+    if let Some((global_id, head)) = global
+        && keyframes
+        && head > 0
+    {
+        let row = sqlx::query(
+            "SELECT revision, last_hash, state, state_hash, seen FROM keyframes \
+             WHERE unit_id = ? AND revision <= ? ORDER BY revision DESC LIMIT 1",
+        )
+        .bind(global_id)
+        .bind(to_i64(head))
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = row {
+            let keyframe = keyframe_from_row(&sync_unit(Scope::Global), &row);
+            from = keyframe.revision;
+            cold.keyframe = Some(keyframe);
+        }
+    }
+    const SKIPS_SQL: &str = "SELECT idx, skip FROM log_skips WHERE unit_id = ? AND idx >= ? ORDER BY idx";
+    for (unit, at, skips) in [
+        (document, 0, &mut cold.document_skips),
+        (global, from, &mut cold.global_skips),
+    ] {
+        if let Some((id, _)) = unit {
+            let rows: Vec<(i64, i64)> = sqlx::query_as(SKIPS_SQL)
+                .bind(id)
+                .bind(to_i64(at))
+                .fetch_all(&mut *tx)
+                .await?;
+            *skips = rows.into_iter().map(|(i, s)| (i as u64, s as u64)).collect();
+        }
+    }
+    for (scope, unit, at, ops) in [
+        (Scope::Document, document, 0, &mut cold.document),
+        (Scope::Global, global, from, &mut cold.global),
+        (Scope::Local, local, 0, &mut cold.local),
+    ] {
+        let Some((id, head)) = unit else { continue };
+        if limit == 0 || at >= head {
+            continue;
+        }
+        let unit = sync_unit(scope);
+        let mut next = at;
+        // A window counts the operations of its first chunk from that chunk's start: one that holds few of them at
+        // or after `next` may leave the cap unreached, and the next window starts where this one ended.
+        while ops.len() < limit && next < head {
+            let rows: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(CHUNKS_SQL)
+                .bind(id)
+                .bind(to_i64(next))
+                .bind(to_i64(head))
+                .bind(i64::try_from(limit - ops.len()).unwrap_or(i64::MAX))
+                .fetch_all(&mut *tx)
+                .await?;
+            let before = ops.len();
+            next = add_ops(&unit, &rows, next, head, limit, ops)?;
+            if ops.len() == before {
+                return Err(missing(&unit, next, head));
+            }
+        }
+    }
+    tx.rollback().await?;
+    Ok(cold)
+}
+
+/// Adds to `ops` the operations `at..head` of `rows` (a unit's chunks in index order, the first holding `at`) until
+/// it holds `limit`, and answers the index after the last one added: a chunk that starts past the operations before
+/// it is a loss, named at the first missing index.
+fn add_ops(
+    unit: &SyncUnit,
+    rows: &[(i64, i64, Vec<u8>)],
+    at: u64,
+    head: u64,
+    limit: usize,
+    ops: &mut Vec<Operation>,
+) -> Result<u64, StoreError> {
+    let mut expected = at;
+    for (idx, count, data) in rows {
+        let (idx, count) = (*idx as u64, *count as usize);
+        if idx > expected {
+            return Err(missing(unit, expected, idx));
+        }
+        for op in decode_chunk(unit, idx, count, data) {
+            let op = op?;
+            if op.index < expected {
+                continue;
+            }
+            if op.index >= head || ops.len() == limit {
+                return Ok(expected);
+            }
+            expected = op.index + 1;
+            ops.push(op);
+        }
+    }
+    Ok(expected)
 }
 
 fn missing(unit: &SyncUnit, expected: u64, found: u64) -> StoreError {
