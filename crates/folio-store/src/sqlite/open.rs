@@ -127,7 +127,11 @@ impl SqliteStore {
         } else {
             None
         };
-        let pool_options = SqlitePoolOptions::new().max_connections(options.read_connections.max(1));
+        // A connection is taken without a ping: it lives in this process (a ping is a round trip to its thread that
+        // finds nothing a query would not).
+        let pool_options = SqlitePoolOptions::new()
+            .max_connections(options.read_connections.max(1))
+            .test_before_acquire(false);
         let pool = retry_busy(deadline, || pool_options.clone().connect_with(connect.clone())).await?;
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let durability = syncer.as_ref().map(|s| s.durability.clone());
@@ -155,8 +159,12 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(false)
             .statement_cache_capacity(64);
+        // One connection: a cold load's reads are one after the other, and a second connection would be opened
+        // whenever a read starts before the one before it has handed its connection back (sqlx returns it from a
+        // task of its own): a thread, the file's open and the schema parsed again, ~1 ms of a fresh process's load.
         let pool = SqlitePoolOptions::new()
-            .max_connections(2)
+            .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(connect)
             .await?;
         let (writer, _) = mpsc::channel(1);
