@@ -297,14 +297,17 @@ pub(crate) async fn raw_round(params: &Params, target: &Target, n: u32) -> Resul
     Ok(start.elapsed())
 }
 
-/// The rows both baselines insert: `(unit, index, operation JSON, hash)`.
+/// The rows both baselines insert: `(unit, index, operation JSON, hash)`, each as folio stores the same action: with
+/// the replica that made it, as [`Reactor::action`] sets it (the JSON is as long as folio's row).
 fn raw_rows(params: &Params) -> Vec<(i64, i64, String, Vec<u8>)> {
     let clock = HybridClock::new();
     let workload = Workload::Todo;
+    let replica = uuid::Uuid::now_v7().simple().to_string();
     (0..params.ops)
         .map(|i| {
             let (_, input) = workload.action(i % 1000);
-            let action = folio_core::Action::new("ADD_TODO", input, Scope::Global, clock.now());
+            let mut action = folio_core::Action::new("ADD_TODO", input, Scope::Global, clock.now());
+            action.replica = Some(replica.clone());
             let unit = (i % params.docs.max(1)) as i64;
             let op = Operation::new(action, i / params.docs.max(1), 0, None, &folio_core::OpHash::ZERO);
             (
