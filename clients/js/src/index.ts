@@ -14,3 +14,5 @@ export { loadWasm } from "./wasm.js";
 export type { WasmSource } from "./wasm.js";
 /** folio-core's pure functions, for tests and tools: canonical JSON, hashes, folds. */
 export { canonicalJson, checkChain, foldLogs, valueHash, ReplicaCore } from "./wasm.js";
+/** The host's verdicts on a pull's signatures (WebCrypto, split with a worker for large batches), for tests and tools. */
+export { verifySignatures } from "./identity.js";

@@ -83,3 +83,73 @@ test("Chromium signs with a non-extractable key; the server requires and checks 
   const served = await api(server, `/v1/documents/${got.id}`);
   assert.equal(served.state.global.items.milk.title, "Buy milk");
 });
+
+test("a pull's signatures are verified on two threads when there are many, with the same verdicts", async () => {
+  const page = await browser.open(APP);
+  const options = { url: server.url, token: server.token, name: "many-signed", shared: "off", autoSync: false };
+  const got = await page.evaluate(async (o) => {
+    // Counts the workers made in this page (the helper that verifies half of a large batch).
+    const Native = window.Worker;
+    window.workersMade = 0;
+    window.Worker = class extends Native {
+      constructor(...args) {
+        super(...args);
+        window.workersMade++;
+      }
+    };
+    const f = await window.Folio.open(o);
+    const doc = await f.create("folio/todo-list", "Many signed");
+    for (let i = 0; i < 600; i += 100) {
+      const batch = [];
+      for (let k = i; k < i + 100; k++) batch.push({ type: "ADD_TODO", input: { id: `i${k}`, title: `item ${k}` } });
+      await f.apply(doc.id, batch);
+    }
+    const report = await f.sync();
+    await f.close();
+    const text = await (
+      await fetch(`${o.url}/v1/sync/pull?after=0&limit=10000`, { headers: { authorization: `Bearer ${o.token}` } })
+    ).text();
+    const { verifySignatures } = await import("/app/dist/folio-client.js");
+    const count = (v) => [0, 1, 2].map((n) => v.filter((x) => x === n).length);
+    const whole = await verifySignatures(text);
+    // One action's content changed in each half: its signature no longer covers it.
+    const tampered = text.replace('"title":"item 10"', '"title":"item 1O"').replace('"title":"item 550"', '"title":"item 55O"');
+    const bad = await verifySignatures(tampered);
+    const entries = JSON.parse(text).entries;
+    const at = (title) => entries.findIndex((e) => e.action.input?.title === title);
+    // Without workers (as in a context that cannot make them), the same verdicts from this thread alone.
+    const made = window.workersMade;
+    return {
+      pushed: report.pushed,
+      entries: entries.length,
+      signed: entries.filter((e) => e.action.signature).length,
+      whole: count(whole),
+      bad: count(bad),
+      badAt: [bad[at("item 10")], bad[at("item 550")]],
+      made,
+    };
+  }, options);
+  assert.equal(got.pushed, 601);
+  assert.ok(got.entries >= 601, `${got.entries} entries pulled`);
+  assert.equal(got.signed, got.entries, "every entry pulled is signed");
+  assert.deepEqual(got.whole, [0, got.signed, 0], "every signature valid, none left to the core");
+  assert.deepEqual(got.bad, [0, got.signed - 2, 2], "the two changed actions, and only they, are refused");
+  assert.deepEqual(got.badAt, [2, 2]);
+  assert.equal(got.made, 1, "one helper worker, made once");
+
+  // A page where no worker can be made verifies everything itself, with the same verdicts.
+  const alone = await browser.open(APP);
+  const same = await alone.evaluate(async (o) => {
+    delete window.Worker;
+    window.Worker = undefined;
+    const { verifySignatures, loadWasm } = await import("/app/dist/folio-client.js");
+    await loadWasm();
+    const text = await (
+      await fetch(`${o.url}/v1/sync/pull?after=0&limit=10000`, { headers: { authorization: `Bearer ${o.token}` } })
+    ).text();
+    const tampered = text.replace('"title":"item 550"', '"title":"item 55O"');
+    const v = await verifySignatures(tampered);
+    return [0, 1, 2].map((n) => v.filter((x) => x === n).length);
+  }, options);
+  assert.deepEqual(same, [0, got.signed - 1, 1]);
+});
