@@ -104,8 +104,9 @@ interface Check {
  * Chromium runs one context's verifications one at a time (5,000 took 370–640 ms in a page whatever the number in
  * flight; two workers with 2,000 each ~325 ms): a batch of `SPLIT_FROM` or more is split in two, the second half
  * verified by a worker of this context's own (`helper`) while this thread verifies the first. Where no worker can
- * be made (a SharedWorker without nested workers, a policy refusing `blob:` workers), or it fails, this thread
- * verifies everything.
+ * be made (Chromium's SharedWorker has no `Worker`; a policy refusing `blob:` workers), or it fails, this thread
+ * verifies everything: the split helps a replica hosted by a page (a leader tab where SharedWorker is missing, or
+ * `shared: "off"`). A tab could lend the SharedWorker such a helper through a MessagePort: not done.
  */
 export async function verifySignatures(text: string): Promise<Uint8Array | null> {
   const subtle = globalThis.crypto?.subtle;
