@@ -441,7 +441,7 @@ async fn a_deleted_documents_sub_resources_are_404_like_the_document() {
     let s = start(dir.path()).await;
     let id = s.create_todo().await;
     assert_eq!(s.add(&id, "a").await.0, 200);
-    for path in ["", "/operations", "/conflicts"] {
+    for path in ["", "/operations", "/conflicts", "/grants"] {
         assert_eq!(s.get(&format!("/v1/documents/{id}{path}")).await.0, 200, "{path}");
     }
     let (status, _) = s.call(Method::DELETE, &format!("/v1/documents/{id}"), None).await;
@@ -451,6 +451,7 @@ async fn a_deleted_documents_sub_resources_are_404_like_the_document() {
         "/operations",
         "/operations?scope=document",
         "/conflicts",
+        "/grants",
         "?minRevision=1",
         "?revision=1",
     ] {
@@ -458,6 +459,15 @@ async fn a_deleted_documents_sub_resources_are_404_like_the_document() {
         assert_error(&got, 404, "DOCUMENT_NOT_FOUND");
         assert_eq!(got.1["error"]["details"]["deleted"], true, "{path}: {}", got.1);
     }
+    let (status, got) = s
+        .call(
+            Method::PUT,
+            &format!("/v1/documents/{id}/grants"),
+            Some(json!({"grants": [{"principal": "*", "access": "read"}]})),
+        )
+        .await;
+    assert_error(&(status, got.clone()), 404, "DOCUMENT_NOT_FOUND");
+    assert_eq!(got["error"]["details"]["deleted"], true, "{got}");
     for wait in [true, false] {
         let got = s
             .post(

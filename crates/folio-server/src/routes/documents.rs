@@ -31,7 +31,7 @@ fn not_found(id: DocumentId) -> ApiError {
 }
 
 /// 404 `DOCUMENT_NOT_FOUND` for a deleted document, as the document itself answers.
-fn deleted(id: DocumentId) -> ApiError {
+pub(crate) fn deleted(id: DocumentId) -> ApiError {
     ApiError::not_found("DOCUMENT_NOT_FOUND", format!("document {id} was deleted"))
         .with_details(json!({ "documentId": id, "deleted": true }))
 }

@@ -1,7 +1,8 @@
 //! `/v1/documents/{id}/grants`: who may read or write a document (see [`crate::access`]).
 //!
 //! `GET` answers the owner and grants to anyone who may read the document; `PUT` replaces the grants (the owner with
-//! a write token, or an admin token) and, for an admin, the owner. A change is a `SET_GRANTS` operation in the
+//! a write token, or an admin token) and, for an admin, the owner. A deleted document answers both with 404
+//! `DOCUMENT_NOT_FOUND`, as the document itself does. A change is a `SET_GRANTS` operation in the
 //! document's `document` scope: it replicates and stays in its history.
 
 use axum::Json;
@@ -17,7 +18,7 @@ use crate::ApiError;
 use crate::access::manages;
 use crate::auth::{Caller, Role};
 use crate::body::{IdPath, JsonBody};
-use crate::routes::documents::readable;
+use crate::routes::documents::{deleted, readable};
 use crate::state::AppState;
 
 /// Who may read or write a document.
@@ -64,6 +65,9 @@ pub async fn get(
     IdPath(id): IdPath,
 ) -> Result<Json<Grants>, ApiError> {
     let (_, rules) = readable(&state, &caller, id).await?;
+    if rules.deleted {
+        return Err(deleted(id));
+    }
     Ok(Json(Grants::of(&rules)))
 }
 
@@ -76,7 +80,7 @@ pub async fn put(
 ) -> Result<Json<Grants>, ApiError> {
     let (_, rules) = readable(&state, &caller, id).await?;
     if rules.deleted {
-        return Err(crate::access::not_found(id));
+        return Err(deleted(id));
     }
     if !manages(&caller, &rules) {
         return Err(forbidden(
