@@ -471,15 +471,36 @@ pub(crate) fn unpack_state(stored: &[u8]) -> Result<String, String> {
         if size > MAX_STATE {
             return Err(format!("it says it unpacks to {size} bytes, over {MAX_STATE}"));
         }
-        let out = zstd::bulk::decompress(stored, size as usize).map_err(|e| e.to_string())?;
-        if out.len() as u64 != size {
-            return Err(format!("{} bytes where the frame says {size}", out.len()));
-        }
-        out
+        decompress_exact(stored, size as usize)?
     } else {
         stored.to_vec()
     };
     String::from_utf8(text).map_err(|e| e.to_string())
+}
+
+thread_local! {
+    /// One zstd decompression context a thread, kept: a fresh one is ~100 KiB to allocate and fault in.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The zstd frame `frame` unpacked, which must be exactly `size` bytes (SQLite's chunk bodies and packed keyframes:
+/// each says its size before it is unpacked, so one call fills one buffer of that size).
+pub(crate) fn decompress_exact(frame: &[u8], size: usize) -> Result<Vec<u8>, String> {
+    let out = DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?);
+        }
+        d.as_mut()
+            .map(|d| d.decompress(frame, size))
+            .unwrap_or_else(|| Ok(Vec::new()))
+            .map_err(|e| e.to_string())
+    })?;
+    if out.len() != size {
+        return Err(format!("{} bytes where the frame says {size}", out.len()));
+    }
+    Ok(out)
 }
 
 /// A keyframe of `unit` from its row: revision, last hash, state, state hash, seen clocks.

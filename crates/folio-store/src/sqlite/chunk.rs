@@ -26,7 +26,7 @@ use uuid::Uuid;
 use folio_core::{Action, CausalContext, HlcTimestamp, OpHash, Operation, Scope, SyncUnit};
 
 use crate::StoreError;
-use crate::sql_common::decode_operation;
+use crate::sql_common::{decode_operation, decompress_exact};
 use folio_core::hash::operation_hash;
 
 /// The most operations one chunk holds: a read decodes at most this many at once.
@@ -98,7 +98,6 @@ pub(crate) struct EncodedAppend {
 
 thread_local! {
     static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
-    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
 /// Encodes `ops` (an append's operations, in index order) into chunks.
@@ -340,20 +339,7 @@ fn decompress(data: &[u8]) -> Result<Vec<u8>, String> {
         .ok()
         .filter(|l| *l <= MAX_BODY)
         .ok_or("a body length out of bounds")?;
-    let body = DECOMPRESSOR.with(|d| {
-        let mut d = d.borrow_mut();
-        if d.is_none() {
-            *d = Some(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?);
-        }
-        d.as_mut()
-            .map(|d| d.decompress(&data[n..], len))
-            .unwrap_or_else(|| Ok(Vec::new()))
-            .map_err(|e| e.to_string())
-    })?;
-    if body.len() != len {
-        return Err(format!("{} bytes where the chunk says {len}", body.len()));
-    }
-    Ok(body)
+    decompress_exact(&data[n..], len)
 }
 
 fn decode_json_lines(unit: &SyncUnit, first: u64, count: usize, data: &[u8]) -> Vec<Result<Operation, StoreError>> {
