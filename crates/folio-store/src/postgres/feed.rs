@@ -105,6 +105,27 @@ async fn pause(started: tokio::time::Instant, pause: &mut Duration) -> bool {
     true
 }
 
+/// The texts of [`read_committed`]'s statement, made once: while waiting for a held-back commit (the probe, and
+/// the page only when nothing is held), and once settling has timed out (the page below the bound, held or not).
+static PAGE_SQL: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
+    let page = |held: &str| {
+        format!(
+            "SELECT h.held, r.ordinal, r.own, r.document_id, r.scope, r.branch, r.idx, r.operation \
+             FROM (SELECT {held} AS held) h LEFT JOIN LATERAL ( \
+                 SELECT o.ordinal, (o.origin = $3) IS TRUE AS own, u.document_id, u.scope, u.branch, o.idx, \
+                        CASE WHEN (o.origin = $3) IS TRUE THEN NULL ELSE o.operation END AS operation \
+                 FROM operations o JOIN units u ON u.unit_id = o.unit_id \
+                 WHERE o.ordinal > $1 AND o.ordinal < {BELOW} ORDER BY o.ordinal LIMIT $2 \
+             ) r ON NOT h.held ORDER BY r.ordinal"
+        )
+    };
+    let probe = format!(
+        "EXISTS (SELECT 1 FROM (SELECT ordinal FROM operations WHERE ordinal > $1 ORDER BY ordinal LIMIT $2) p \
+         WHERE p.ordinal >= {BELOW})"
+    );
+    (page(&probe), page("false"))
+});
+
 /// Committed operations after `after_ordinal`, only below the bound of final ordinals (`BELOW`): when a committed
 /// operation within the page is above it, held back by an older transaction still running, the read waits for that
 /// transaction (up to [`SETTLE_LIMIT`], then it answers the operations before it), so a short page still means
@@ -124,28 +145,8 @@ pub(super) async fn read_committed(
     let mut wait = Duration::from_millis(1);
     let after = to_i64(after_ordinal);
     let limit = limit.min(i64::MAX as usize) as i64;
-    let page = |settled: bool| {
-        // Once settling has timed out, the page is what is below the bound, held or not.
-        let held = if settled {
-            "false".to_owned()
-        } else {
-            format!(
-                "EXISTS (SELECT 1 FROM (SELECT ordinal FROM operations WHERE ordinal > $1 ORDER BY ordinal \
-                 LIMIT $2) p WHERE p.ordinal >= {BELOW})"
-            )
-        };
-        format!(
-            "SELECT h.held, r.ordinal, r.own, r.document_id, r.scope, r.branch, r.idx, r.operation \
-             FROM (SELECT {held} AS held) h LEFT JOIN LATERAL ( \
-                 SELECT o.ordinal, (o.origin = $3) IS TRUE AS own, u.document_id, u.scope, u.branch, o.idx, \
-                        CASE WHEN (o.origin = $3) IS TRUE THEN NULL ELSE o.operation END AS operation \
-                 FROM operations o JOIN units u ON u.unit_id = o.unit_id \
-                 WHERE o.ordinal > $1 AND o.ordinal < {BELOW} ORDER BY o.ordinal LIMIT $2 \
-             ) r ON NOT h.held ORDER BY r.ordinal"
-        )
-    };
-    let (waiting, settled) = (page(false), page(true));
-    let mut sql = &waiting;
+    let (waiting, settled) = &*PAGE_SQL;
+    let mut sql = waiting;
     let rows = loop {
         let rows = sqlx::query(sql)
             .bind(after)
@@ -158,7 +159,7 @@ pub(super) async fn read_committed(
             break rows;
         }
         if !pause(started, &mut wait).await {
-            sql = &settled;
+            sql = settled;
         }
     };
     rows.iter()
