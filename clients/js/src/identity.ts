@@ -4,9 +4,10 @@
  * exposing its bytes). The replica id is the id its public key derives (folio-core's `replica_id_of`, through the
  * WebAssembly core, so it is computed in one place), and the replica signs its own actions soon after it makes
  * them (in the background, a few changes at a time: `Folio.signOutbox`): the
- * core gives the bytes to sign (`signingBytes`), WebCrypto signs them, the core puts the signature in the entry
- * (`signedEntry`, which checks its form: the key derives the replica id), and the outbox row is stored signed
- * (`s`), so a push sends it as it is (rows stored unsigned, by an earlier version, are signed when they leave).
+ * core gives the messages to sign (`signingBatch`: one for each group of up to 32 actions, a batch signature),
+ * WebCrypto signs them, the core puts each signature and each action's place in its group in the entries
+ * (`signedEntries`, which checks their form: the key derives the replica id), and the outbox rows are stored signed
+ * (`s`), so a push sends them as they are (rows stored unsigned, by an earlier version, are signed when they leave).
  * The first signature of each `Identity` is verified here with WebCrypto, once: verifying every own signature
  * again in WebAssembly cost ~0.3 ms an action, and every receiver verifies them in full anyway. An operation's
  * hash does not cover the signature, so the operation the core committed is the same signed or not.
@@ -17,7 +18,7 @@
  */
 import { FolioError } from "./errors.js";
 import { finished, request } from "./idb.js";
-import { base64url, replicaIdOf, signatureChecks, signedEntry, signingBytes } from "./wasm.js";
+import { base64url, replicaIdOf, signatureChecks, signedEntries, signingBatch } from "./wasm.js";
 
 /** The meta row that holds the key pair (`{k, keys}`). */
 export const META_IDENTITY = "identity/ed25519";
@@ -54,27 +55,44 @@ export class Identity {
     return new Identity(keys, base64url(raw), replicaIdOf(raw));
   }
 
-  /** The entry texts (`SyncEntry` JSON of this replica's actions) with their signatures. */
+  /** The entry texts (`SyncEntry` JSON of this replica's actions) with their signatures: a batch signature for
+   * each group of up to 32 (folio-core's `batch_plan`: one WebCrypto signature over the root of the group's tree,
+   * each action carrying its place in it), so signing and every receiver's verification cost one Ed25519
+   * operation a group, not one an action. */
   async sign(entries: string[]): Promise<string[]> {
-    return Promise.all(
-      entries.map(async (entry) => {
-        // A copy on a plain ArrayBuffer (what WebCrypto takes).
-        const message = new Uint8Array(signingBytes(entry));
-        if (message.length === 0) throw new FolioError("INVALID_REQUEST", "an outbox entry does not parse");
-        const signature = new Uint8Array(await crypto.subtle.sign(ED25519, this.keys.privateKey, message));
-        if (!this.checked) {
-          if (!(await crypto.subtle.verify(ED25519, this.keys.publicKey, signature, message))) {
-            throw new FolioError("BAD_SIGNATURE", "this replica's key pair made a signature its public key refuses");
-          }
-          this.checked = true;
-        }
-        const answer = JSON.parse(signedEntry(entry, this.publicKey, base64url(signature))) as
-          | string
-          | { error: { code: string; message: string } };
-        if (typeof answer !== "string") throw new FolioError(answer.error.code, answer.error.message);
-        return answer;
+    if (entries.length === 0) return [];
+    const list = `[${entries.join(",")}]`;
+    // wasm-bindgen's copy out of the module's memory: a plain ArrayBuffer.
+    const plan = signingBatch(list) as Uint8Array<ArrayBuffer>;
+    if (plan.length === 0) throw new FolioError("INVALID_REQUEST", "an outbox entry does not parse");
+    const view = new DataView(plan.buffer, plan.byteOffset, plan.byteLength);
+    const messages: Uint8Array<ArrayBuffer>[] = [];
+    for (let at = 0; at + 8 <= plan.length; ) {
+      const length = view.getUint32(at + 4, true);
+      messages.push(plan.subarray(at + 8, at + 8 + length));
+      at += 8 + length;
+    }
+    const signatures = new Uint8Array(64 * messages.length);
+    await Promise.all(
+      messages.map(async (message, k) => {
+        signatures.set(new Uint8Array(await crypto.subtle.sign(ED25519, this.keys.privateKey, message)), 64 * k);
       }),
     );
+    if (!this.checked) {
+      const first = messages[0] as Uint8Array<ArrayBuffer>;
+      if (!(await crypto.subtle.verify(ED25519, this.keys.publicKey, signatures.slice(0, 64), first))) {
+        throw new FolioError("BAD_SIGNATURE", "this replica's key pair made a signature its public key refuses");
+      }
+      this.checked = true;
+    }
+    const answer = signedEntries(list, this.publicKey, signatures);
+    if (answer.startsWith('{"error"')) {
+      const failure = (JSON.parse(answer) as { error: { code: string; message: string } }).error;
+      throw new FolioError(failure.code, failure.message);
+    }
+    const signed = answer.split("\n");
+    if (signed.length !== entries.length) throw new FolioError("INTERNAL", "the core signed another number of entries");
+    return signed;
   }
 }
 
@@ -83,12 +101,14 @@ const verifyingKeys = new Map<string, Promise<CryptoKey | null>>();
 const KEYS_KEPT = 1024;
 /** Verifications in flight at once (more only queue up on WebCrypto's thread). */
 const IN_FLIGHT = 4;
-/** From this many signed entries a batch is split with a worker (`helper`); below, one thread verifies them all. */
+/** From this many distinct signatures a pull's checks are split with a worker (`helper`); below, one thread verifies
+ * them all (a batch signature is one check for up to 32 entries). */
 const SPLIT_FROM = 256;
 
-/** One signed entry to verify: its index in the text, signer key, signature and signed bytes. */
+/** One distinct signature to verify: the entries it decides (their indexes in the text; an action signed alone, or
+ * the actions of one batch signature), signer key, signature and signed bytes. */
 interface Check {
-  index: number;
+  indexes: Uint32Array;
   key: Uint8Array<ArrayBuffer>;
   signature: Uint8Array<ArrayBuffer>;
   message: Uint8Array<ArrayBuffer>;
@@ -116,17 +136,23 @@ export async function verifySignatures(text: string): Promise<Uint8Array | null>
   if (parts.length === 0) return null;
   const view = new DataView(parts.buffer, parts.byteOffset, parts.byteLength);
   const items: Check[] = [];
-  for (let at = 0; at + 104 <= parts.length; ) {
-    const length = view.getUint32(at + 100, true);
+  let last = -1;
+  for (let at = 0; at + 4 <= parts.length; ) {
+    const count = view.getUint32(at, true);
+    const indexes = new Uint32Array(count);
+    for (let k = 0; k < count; k++) indexes[k] = view.getUint32(at + 4 + 4 * k, true);
+    at += 4 + 4 * count;
+    const length = view.getUint32(at + 96, true);
     items.push({
-      index: view.getUint32(at, true),
-      key: parts.subarray(at + 4, at + 36),
-      signature: parts.subarray(at + 36, at + 100),
-      message: parts.subarray(at + 104, at + 104 + length),
+      indexes,
+      key: parts.subarray(at, at + 32),
+      signature: parts.subarray(at + 32, at + 96),
+      message: parts.subarray(at + 100, at + 100 + length),
     });
-    at += 104 + length;
+    at += 100 + length;
+    for (const i of indexes) last = Math.max(last, i);
   }
-  const verdicts = new Uint8Array((items[items.length - 1]?.index ?? -1) + 1);
+  const verdicts = new Uint8Array(last + 1);
   const worker = items.length >= SPLIT_FROM ? await helper() : null;
   if (!worker) {
     await verifyHere(subtle, items, verdicts);
@@ -136,7 +162,7 @@ export async function verifySignatures(text: string): Promise<Uint8Array | null>
   const theirs = items.slice(half);
   const [, answered] = await Promise.all([verifyHere(subtle, items.slice(0, half), verdicts), worker.verify(theirs)]);
   if (answered && answered.length === theirs.length) {
-    theirs.forEach((item, i) => (verdicts[item.index] = answered[i] ?? 0));
+    theirs.forEach((item, i) => item.indexes.forEach((index) => (verdicts[index] = answered[i] ?? 0)));
   } else {
     await verifyHere(subtle, theirs, verdicts);
   }
@@ -161,7 +187,8 @@ async function verifyHere(subtle: SubtleCrypto, items: Check[], verdicts: Uint8A
         const key = await keyOf(item.key);
         if (!key) return; // not importable: the core verifies this one
         try {
-          verdicts[item.index] = (await subtle.verify(ED25519, key, item.signature, item.message)) ? 1 : 2;
+          const verdict = (await subtle.verify(ED25519, key, item.signature, item.message)) ? 1 : 2;
+          item.indexes.forEach((index) => (verdicts[index] = verdict));
         } catch {
           // left at 0: the core verifies it
         }

@@ -9,13 +9,13 @@ import init, {
   foldLogs,
   replicaIdOf,
   signatureChecks,
-  signedEntry,
-  signingBytes,
+  signedEntries,
+  signingBatch,
   valueHash,
 } from "../wasm-pkg/folio_wasm.js";
 
 export { ReplicaCore, canonicalJson, checkChain, wasmConflicts, foldLogs, valueHash };
-export { base64url, replicaIdOf, signatureChecks, signedEntry, signingBytes };
+export { base64url, replicaIdOf, signatureChecks, signedEntries, signingBatch };
 
 /** Where the `.wasm` comes from: a URL (default: `folio-client.wasm` beside the module), its bytes, or a module. */
 export type WasmSource = URL | string | ArrayBuffer | Uint8Array | WebAssembly.Module;

@@ -34,7 +34,12 @@ test("the replica signs its actions; the server takes them and refuses them tamp
   const action = ops[0].action;
   assert.equal(action.replica, f.replicaId);
   assert.match(action.signer, /^[A-Za-z0-9_-]{43}$/);
-  assert.match(action.signature, /^[A-Za-z0-9_-]{86}$/);
+  // The create and the add, made within the signing's wait, share one batch signature: the 64 bytes of the
+  // signature (86 characters) and then each action's place in the tree of two (2 + 2 bytes and one sibling hash).
+  const created = (await api(server, `/v1/documents/${header.id}/operations?scope=document`)).operations[0].action;
+  for (const a of [action, created]) assert.match(a.signature, /^[A-Za-z0-9_-]{134}$/);
+  assert.equal(action.signature.slice(0, 86), created.signature.slice(0, 86));
+  assert.notEqual(action.signature, created.signature);
 
   // The same key and id after a reopen.
   await f.close();
@@ -45,14 +50,22 @@ test("the replica signs its actions; the server takes them and refuses them tamp
   const entry = (a) => ({ documentId: header.id, scope: "global", branch: "main", action: a });
   const tampered = { ...action, id: crypto.randomUUID(), input: { id: "milk", title: "Buy poison" } };
   const stolen = { ...action, id: crypto.randomUUID(), signer: undefined, signature: undefined };
+  // The add's signature with its sibling hash changed (one character of the proof's last hash).
+  const last = action.signature.length - 10;
+  const moved = {
+    ...action,
+    signature: action.signature.slice(0, last) + (action.signature[last] === "A" ? "B" : "A") + action.signature.slice(last + 1),
+  };
+  // The create's signature and proof on the add.
+  const swapped = { ...action, signature: created.signature };
   const answer = await api(server, "/v1/sync/push", {
     method: "POST",
-    body: JSON.stringify({ replica: action.replica, entries: [entry(tampered), entry(stolen)] }),
+    body: JSON.stringify({ replica: action.replica, entries: [entry(tampered), entry(stolen), entry(moved), entry(swapped)] }),
   });
   assert.equal(answer.new, 0);
   assert.deepEqual(
     answer.rejected.map((r) => r.reason.split(":")[0]),
-    ["BAD_SIGNATURE", "SIGNATURE_REQUIRED"],
+    ["BAD_SIGNATURE", "SIGNATURE_REQUIRED", "BAD_SIGNATURE", "BAD_SIGNATURE"],
   );
   assert.equal((await api(server, `/v1/documents/${header.id}/operations?scope=global`)).operations.length, 1);
   await again.close();
@@ -70,8 +83,11 @@ test("actions are signed once, soon after they are made; a row stored unsigned i
   for (const row of rows) {
     assert.equal(row.s, true);
     const action = JSON.parse(row.j).action;
-    assert.match(action.signature, /^[A-Za-z0-9_-]{86}$/);
+    assert.match(action.signature, /^[A-Za-z0-9_-]{134}$/);
   }
+  // Signed together: one signature (the first 86 characters), two places in its tree.
+  const [one, two] = rows.map((r) => JSON.parse(r.j).action.signature);
+  assert.equal(one.slice(0, 86), two.slice(0, 86));
   // A row of an earlier version (no `s`, no signature): stripped here by hand, signed at the push.
   await rewriteOutbox(idb, "signed-when-made", (row) => {
     const entry = JSON.parse(row.j);
@@ -87,7 +103,8 @@ test("actions are signed once, soon after they are made; a row stored unsigned i
   assert.deepEqual(report.conflicts, []);
   const ops = (await api(server, `/v1/documents/${header.id}/operations?scope=global`)).operations;
   assert.equal(ops.length, 1);
-  assert.match(ops[0].action.signature, /^[A-Za-z0-9_-]{86}$/);
+  // Signed at the push, the two together.
+  assert.match(ops[0].action.signature, /^[A-Za-z0-9_-]{134}$/);
   await again.close();
 });
 

@@ -44,9 +44,11 @@ pub struct Action {
     pub signer: Option<String>,
     /// The author's Ed25519 signature over the action's canonical content ([`crate::signature::signing_bytes`]:
     /// every field above, not the signature fields, not its position in a log), 64 bytes in unpadded base64url;
-    /// present exactly when `signer` is.
+    /// or, for an action signed with others in one batch, the 64 bytes of the batch's signature followed by the
+    /// action's place in it (leaf count and index, two bytes each, little-endian, then the sibling hashes up to the
+    /// root, 32 bytes each: [`crate::signature::batch_plan`]). Present exactly when `signer` is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{86}$"))]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{86,774}$"))]
     pub signature: Option<String>,
 }
 

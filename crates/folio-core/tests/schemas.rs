@@ -148,9 +148,22 @@ fn wire_values_match_the_schema_patterns() {
     // The signature fields' patterns hold for a signed action.
     let signed = serde_json::to_value(action(0, Some("r"))).unwrap();
     let action_schema = serde_json::to_value(schema_for!(Action)).unwrap();
-    for (field, len) in [("signer", 43), ("signature", 86)] {
-        let text = signed[field].as_str().unwrap();
-        assert_eq!(text.len(), len, "{field}");
+    // An action signed in a batch carries the batch's signature and its place in the tree: longer, same alphabet.
+    let key = folio_core::ReplicaKey::from_seed(&[1; 32]);
+    let mut batch: Vec<Action> = (0..3).map(|i| action(i, None)).collect();
+    key.sign_all(batch.iter_mut());
+    let batched = serde_json::to_value(&batch[2]).unwrap();
+    for (field, value, lengths) in [
+        ("signer", &signed, "{43}"),
+        ("signature", &signed, "{86,774}"),
+        ("signature", &batched, "{86,774}"),
+    ] {
+        let text = value[field].as_str().unwrap();
+        let (low, high) = match lengths {
+            "{43}" => (43, 43),
+            _ => (86, 774),
+        };
+        assert!((low..=high).contains(&text.len()), "{field}: {}", text.len());
         assert!(
             text.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
@@ -158,10 +171,13 @@ fn wire_values_match_the_schema_patterns() {
         );
         assert_eq!(
             action_schema["properties"][field]["pattern"],
-            format!("^[A-Za-z0-9_-]{{{len}}}$"),
+            format!("^[A-Za-z0-9_-]{lengths}$"),
             "{field}"
         );
     }
+    assert_eq!(signed["signature"].as_str().unwrap().len(), 86);
+    // Three leaves: leaf 2 goes up alone once, then has one sibling: 64 + 4 + 32 bytes.
+    assert_eq!(batched["signature"].as_str().unwrap().len(), 134);
     assert_eq!(schema["$defs"]["Scope"]["enum"], json!(["global", "local", "document"]));
     for scope in Scope::ALL {
         assert!(

@@ -58,9 +58,9 @@ pub struct ActionInput {
     #[serde(default)]
     #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{43}$"))]
     pub signer: Option<String>,
-    /// The author's signature over the action's canonical content (see `Action`).
+    /// The author's signature over the action's canonical content, alone or as one of a batch (see `Action`).
     #[serde(default)]
-    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{86}$"))]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{86,774}$"))]
     pub signature: Option<String>,
 }
 

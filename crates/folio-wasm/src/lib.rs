@@ -516,17 +516,72 @@ pub fn conflicts(ops: &str) -> String {
     }))
 }
 
-/// The message a sync entry's action is signed over ([`folio_core::signature::signing_bytes`]), for the host to sign
-/// with the replica's key (WebCrypto Ed25519); empty when the entry does not parse.
-#[wasm_bindgen(js_name = signingBytes)]
-pub fn signing_bytes(entry: &str) -> Vec<u8> {
-    parse::<core::SyncEntry>("entry", entry)
-        .map(|e| folio_core::signature::signing_bytes(&e.action))
-        .unwrap_or_default()
+/// What the host signs for the entries of `entries` (a JSON array of sync entries, this replica's own actions, each
+/// with its `replica`): the actions in groups of up to [`folio_core::signature::BATCH_LEAVES`], each group one
+/// signature ([`folio_core::signature::batch_plan`]). For each group in order: little-endian `u32` count of entries,
+/// `u32` message length and the message. Empty when the text does not parse.
+#[wasm_bindgen(js_name = signingBatch)]
+pub fn signing_batch(entries: &str) -> Vec<u8> {
+    let Ok(entries) = parse::<Vec<core::SyncEntry>>("sync entries", entries) else {
+        return Vec::new();
+    };
+    let actions: Vec<&folio_core::Action> = entries.iter().map(|e| &e.action).collect();
+    let mut out = Vec::new();
+    for group in folio_core::signature::batch_plan(&actions) {
+        out.extend_from_slice(&(group.len as u32).to_le_bytes());
+        out.extend_from_slice(&(group.message().len() as u32).to_le_bytes());
+        out.extend_from_slice(group.message());
+    }
+    out
+}
+
+/// The entries of `entries` (as [`signing_batch`] took them) with their actions' `signer` and `signature` set, one
+/// entry text a line, given the host's Ed25519 signature (64 bytes each, in order) of every message
+/// [`signing_batch`] gave; or a failure (`{"error": …}`).
+#[wasm_bindgen(js_name = signedEntries)]
+pub fn signed_entries(entries: &str, signer: &str, signatures: &[u8]) -> String {
+    let result = (|| {
+        let mut entries: Vec<core::SyncEntry> = parse("sync entries", entries)?;
+        let plan = {
+            let actions: Vec<&folio_core::Action> = entries.iter().map(|e| &e.action).collect();
+            folio_core::signature::batch_plan(&actions)
+        };
+        if signatures.len() != 64 * plan.len() {
+            return Err(Failure::from_parts(
+                "INVALID_REQUEST",
+                format!("{} bytes of signatures for {} messages", signatures.len(), plan.len()),
+            ));
+        }
+        let mut lines = String::new();
+        let mut rest = entries.as_mut_slice();
+        for (group, signature) in plan.iter().zip(signatures.chunks_exact(64)) {
+            let signature: [u8; 64] = signature.try_into().unwrap_or([0; 64]);
+            let (these, after) = rest.split_at_mut(group.len);
+            for (i, e) in these.iter_mut().enumerate() {
+                e.action.signer = Some(signer.to_owned());
+                e.action.signature = Some(group.signature_text(&signature, i));
+                // The host's own key signed these messages just now: the form is checked (the key derives the
+                // replica id, the proof reads), not the curve equation, which would cost ~0.3 ms of WebAssembly per
+                // group at every signing. The host checks its key once (identity.ts), and every receiver verifies.
+                folio_core::signature::check_form(&e.action)
+                    .map_err(|err| Failure::from_parts(err.code(), err.to_string()))?;
+                if !lines.is_empty() {
+                    lines.push('\n');
+                }
+                lines.push_str(
+                    &serde_json::to_string(e).map_err(|err| Failure::from_parts("INVALID_REQUEST", err.to_string()))?,
+                );
+            }
+            rest = after;
+        }
+        Ok(lines)
+    })();
+    result.unwrap_or_else(|f| fail(&f))
 }
 
 /// What the host verifies for the signed entries of `entries` (a pull answer or an entry list, as
-/// [`ReplicaCore::integrate`] takes): for each, little-endian `u32` entry index, the 32-byte key, the 64-byte
+/// [`ReplicaCore::integrate`] takes), each distinct check once (the actions of a batch signature share one): for
+/// each, little-endian `u32` count of entries it decides and their `u32` indexes, the 32-byte key, the 64-byte
 /// signature, `u32` message length and the message (`folio_core::signature::host_check`). Empty when nothing is
 /// signed or the text does not parse (`integrate` then answers the parse error itself).
 #[wasm_bindgen(js_name = signatureChecks)]
@@ -534,32 +589,31 @@ pub fn signature_checks(entries: &str) -> Vec<u8> {
     let Ok((entries, _)) = parse_entries(entries) else {
         return Vec::new();
     };
-    let mut out = Vec::new();
+    let mut checks: Vec<(folio_core::signature::HostCheck, Vec<u32>)> = Vec::new();
+    let mut seen = std::collections::HashMap::new();
     for (i, e) in entries.iter().enumerate() {
         if let Some(check) = folio_core::signature::host_check(&e.action) {
-            out.extend_from_slice(&(i as u32).to_le_bytes());
-            out.extend_from_slice(&check.key);
-            out.extend_from_slice(&check.signature);
-            out.extend_from_slice(&(check.message.len() as u32).to_le_bytes());
-            out.extend_from_slice(&check.message);
+            let at = *seen
+                .entry((check.key, check.signature, check.message.clone()))
+                .or_insert_with(|| {
+                    checks.push((check, Vec::new()));
+                    checks.len() - 1
+                });
+            checks[at].1.push(i as u32);
         }
     }
+    let mut out = Vec::new();
+    for (check, indexes) in checks {
+        out.extend_from_slice(&(indexes.len() as u32).to_le_bytes());
+        for i in indexes {
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        out.extend_from_slice(&check.key);
+        out.extend_from_slice(&check.signature);
+        out.extend_from_slice(&(check.message.len() as u32).to_le_bytes());
+        out.extend_from_slice(&check.message);
+    }
     out
-}
-
-/// The entry text with its action's `signer` and `signature` set (both unpadded base64url), or a failure.
-#[wasm_bindgen(js_name = signedEntry)]
-pub fn signed_entry(entry: &str, signer: &str, signature: &str) -> String {
-    answer((|| {
-        let mut e: core::SyncEntry = parse("entry", entry)?;
-        e.action.signer = Some(signer.to_owned());
-        e.action.signature = Some(signature.to_owned());
-        // The host's own key signed these bytes just now: the form is checked (the key derives the replica id),
-        // not the curve equation, which would cost ~0.3 ms of WebAssembly per action at every push. The host checks
-        // its key once (identity.ts), and every receiver verifies in full.
-        folio_core::signature::check_form(&e.action).map_err(|err| Failure::from_parts(err.code(), err.to_string()))?;
-        serde_json::to_string(&e).map_err(|err| Failure::from_parts("INVALID_REQUEST", err.to_string()))
-    })())
 }
 
 /// The replica id an Ed25519 public key (32 bytes) derives, or "" for a key of another length.

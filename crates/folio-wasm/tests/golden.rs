@@ -554,33 +554,52 @@ fn the_core_refuses_pulled_actions_whose_signature_does_not_verify() {
     );
     let ops: Vec<Operation> = done.appended.into_iter().flat_map(|a| a.operations).collect();
     assert_eq!(ops.iter().map(|o| o.id).collect::<Vec<_>>(), vec![good.id]);
-    // What the host signs with WebCrypto: folio-core's signing bytes of the entry's action.
-    let text = serde_json::to_string(&entry(good.clone())).unwrap();
-    assert_eq!(
-        folio_wasm::signing_bytes(&text),
-        folio_core::signature::signing_bytes(&good)
+    // What the host signs with WebCrypto: one message for each group of up to 32 of its own actions (a batch
+    // signature), then the core puts the signature and each action's proof in the entries.
+    let bare = |item: &str, ms: u64| {
+        let mut a = add(item, ms);
+        a.signer = None;
+        a.signature = None;
+        a
+    };
+    let own: Vec<folio_core::Action> = (0..3).map(|i| bare(&format!("own-{i}"), 30 + i)).collect();
+    let own_text = serde_json::to_string(&own.iter().cloned().map(entry).collect::<Vec<_>>()).unwrap();
+    let mut expected = own.clone();
+    key.sign_all(expected.iter_mut());
+    let plan = folio_wasm::signing_batch(&own_text);
+    let count = u32::from_le_bytes(plan[0..4].try_into().unwrap());
+    let len = u32::from_le_bytes(plan[4..8].try_into().unwrap()) as usize;
+    assert_eq!((count, plan.len()), (3, 8 + len), "one group of three");
+    let refs: Vec<&folio_core::Action> = own.iter().collect();
+    assert_eq!(&plan[8..], folio_core::signature::batch_plan(&refs)[0].message());
+    // The host's signature of that message (Ed25519 is deterministic: the one `sign_all` made).
+    let signature = folio_core::signature::host_check(&expected[0])
+        .unwrap()
+        .signature
+        .to_vec();
+    let signed = folio_wasm::signed_entries(&own_text, key.public(), &signature);
+    let back: Vec<folio_core::Action> = signed
+        .lines()
+        .map(|l| serde_json::from_str::<SyncEntry>(l).unwrap().action)
+        .collect();
+    assert_eq!(back, expected);
+    assert!(back.iter().all(|a| folio_core::signature::verify(a) == Ok(true)));
+    // `signed_entries` checks the form of the host's own signatures (the curve equation is the receivers' to
+    // check): a count of signatures that does not match the messages, or a key that does not derive the entries'
+    // replica id, is refused.
+    let refused = folio_wasm::signed_entries(&own_text, key.public(), &signature[..63]);
+    assert!(
+        refused.starts_with("{\"error\"") && refused.contains("INVALID_REQUEST"),
+        "{refused}"
     );
-    let mut bare = good.clone();
-    bare.signer = None;
-    bare.signature = None;
-    let signed = folio_wasm::signed_entry(
-        &serde_json::to_string(&entry(bare)).unwrap(),
-        good.signer.as_deref().unwrap(),
-        good.signature.as_deref().unwrap(),
-    );
-    let back: String = serde_json::from_str(&signed).unwrap();
-    assert_eq!(serde_json::from_str::<SyncEntry>(&back).unwrap().action, good);
-    // `signed_entry` checks the form of the host's own signature (the curve equation is the receivers' to check):
-    // a malformed signature, or a key that does not derive the entry's replica id, is refused.
-    let refused = folio_wasm::signed_entry(&text, key.public(), &"A".repeat(85));
-    assert!(refused.contains("BAD_SIGNATURE"), "{refused}");
     let other = folio_core::ReplicaKey::from_seed(&[6; 32]);
-    let refused = folio_wasm::signed_entry(&text, other.public(), good.signature.as_deref().unwrap());
+    let refused = folio_wasm::signed_entries(&own_text, other.public(), &signature);
     assert!(refused.contains("BAD_SIGNATURE"), "{refused}");
     assert_eq!(folio_wasm::replica_id_of(&[0; 31]), "");
+    assert!(folio_wasm::signing_batch("not json").is_empty());
 
-    // The host's verification (WebCrypto in a browser): `signature_checks` gives each signed entry's index, key,
-    // signature and message; `integrate_checked` takes the verdicts.
+    // The host's verification (WebCrypto in a browser): `signature_checks` gives each distinct check once (the
+    // three actions of the batch share one), with the entries it decides; `integrate_checked` takes the verdicts.
     let unsigned = folio_core::Action::new(
         "ADD_TODO",
         serde_json::json!({"id": "plain", "title": "plain"}),
@@ -588,27 +607,38 @@ fn the_core_refuses_pulled_actions_whose_signature_does_not_verify() {
         folio_core::HlcTimestamp::new(22, 0),
     );
     let list = vec![entry(good.clone()), entry(unsigned.clone()), entry(tampered.clone())];
-    let parts = folio_wasm::signature_checks(&serde_json::to_string(&list).unwrap());
-    let mut records = Vec::new();
-    let mut at = 0;
-    while at < parts.len() {
-        let index = u32::from_le_bytes(parts[at..at + 4].try_into().unwrap());
-        let len = u32::from_le_bytes(parts[at + 100..at + 104].try_into().unwrap()) as usize;
-        records.push((
-            index,
-            parts[at + 4..at + 36].to_vec(),
-            parts[at + 104..at + 104 + len].to_vec(),
-        ));
-        at += 104 + len;
-    }
+    let checks = |list: &[SyncEntry]| {
+        let parts = folio_wasm::signature_checks(&serde_json::to_string(list).unwrap());
+        let mut records = Vec::new();
+        let mut at = 0;
+        let u32_at = |at: usize| u32::from_le_bytes(parts[at..at + 4].try_into().unwrap());
+        while at < parts.len() {
+            let count = u32_at(at) as usize;
+            let indexes: Vec<u32> = (0..count).map(|k| u32_at(at + 4 + 4 * k)).collect();
+            at += 4 + 4 * count;
+            let len = u32_at(at + 96) as usize;
+            records.push((
+                indexes,
+                parts[at..at + 32].to_vec(),
+                parts[at + 100..at + 100 + len].to_vec(),
+            ));
+            at += 100 + len;
+        }
+        records
+    };
     let public = folio_core::signature::host_check(&good).unwrap().key.to_vec();
     assert_eq!(
-        records,
+        checks(&list),
         vec![
-            (0, public.clone(), folio_core::signature::signing_bytes(&good)),
-            (2, public, folio_core::signature::signing_bytes(&tampered)),
+            (vec![0], public.clone(), folio_core::signature::signing_bytes(&good)),
+            (vec![2], public.clone(), folio_core::signature::signing_bytes(&tampered)),
         ]
     );
+    let mut with_batch = list.clone();
+    with_batch.extend(expected.iter().cloned().map(entry));
+    let batch_message = folio_core::signature::host_check(&expected[0]).unwrap().message;
+    assert_eq!(batch_message, plan[8..]);
+    assert_eq!(checks(&with_batch)[2], (vec![3, 4, 5], public, batch_message));
     let integrate_with = |verdicts: &[Option<bool>]| {
         let mut fresh = self::core();
         fresh

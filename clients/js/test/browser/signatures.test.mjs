@@ -68,7 +68,8 @@ test("Chromium signs with a non-extractable key; the server requires and checks 
   assert.equal(ops.length, 1);
   const action = ops[0].action;
   assert.equal(action.replica, got.replica);
-  assert.match(action.signature, /^[A-Za-z0-9_-]{86}$/);
+  // The create and the add were signed together: one batch signature (86 characters) and the add's place in it.
+  assert.match(action.signature, /^[A-Za-z0-9_-]{134}$/);
   const tampered = { ...action, id: crypto.randomUUID(), input: { id: "milk", title: "tampered" } };
   const answer = await api(server, "/v1/sync/push", {
     method: "POST",
@@ -99,12 +100,21 @@ test("a pull's signatures are verified on two threads when there are many, with 
     };
     const f = await window.Folio.open(o);
     const doc = await f.create("folio/todo-list", "Many signed");
-    for (let i = 0; i < 600; i += 100) {
+    const add = (k) => ({ type: "ADD_TODO", input: { id: `i${k}`, title: `item ${k}` } });
+    // 300 actions each signed alone (each pushed at once: a push signs what waits), then 300 signed 32 to a batch
+    // signature: over 256 distinct signatures (the first add shares the create's), enough for the split.
+    let pushed = 0;
+    for (let k = 0; k < 300; k++) {
+      await f.apply(doc.id, [add(k)]);
+      pushed += (await f.sync()).pushed;
+    }
+    for (let i = 300; i < 600; i += 100) {
       const batch = [];
-      for (let k = i; k < i + 100; k++) batch.push({ type: "ADD_TODO", input: { id: `i${k}`, title: `item ${k}` } });
+      for (let k = i; k < i + 100; k++) batch.push(add(k));
       await f.apply(doc.id, batch);
     }
     const report = await f.sync();
+    report.pushed += pushed;
     await f.close();
     const text = await (
       await fetch(`${o.url}/v1/sync/pull?after=0&limit=10000`, { headers: { authorization: `Bearer ${o.token}` } })
@@ -123,6 +133,8 @@ test("a pull's signatures are verified on two threads when there are many, with 
       pushed: report.pushed,
       entries: entries.length,
       signed: entries.filter((e) => e.action.signature).length,
+      alone: entries.filter((e) => e.action.signature?.length === 86).length,
+      batched: entries.filter((e) => e.action.signature?.length > 86).length,
       whole: count(whole),
       bad: count(bad),
       badAt: [bad[at("item 10")], bad[at("item 550")]],
@@ -132,6 +144,7 @@ test("a pull's signatures are verified on two threads when there are many, with 
   assert.equal(got.pushed, 601);
   assert.ok(got.entries >= 601, `${got.entries} entries pulled`);
   assert.equal(got.signed, got.entries, "every entry pulled is signed");
+  assert.ok(got.alone >= 256 && got.batched >= 300, `${got.alone} signed alone, ${got.batched} in batches`);
   assert.deepEqual(got.whole, [0, got.signed, 0], "every signature valid, none left to the core");
   assert.deepEqual(got.bad, [0, got.signed - 2, 2], "the two changed actions, and only they, are refused");
   assert.deepEqual(got.badAt, [2, 2]);

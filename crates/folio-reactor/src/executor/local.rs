@@ -116,30 +116,44 @@ pub(super) fn run_job(doc: &mut Document, job: &Job, shared: &Shared) -> Result<
         });
     }
     let mut ops = Vec::with_capacity(job.actions.len());
+    let mut own = Vec::new();
     for (i, action) in job.actions.iter().enumerate() {
-        let mut action = doc.stamp(scope, action.clone(), &shared.config.replica_id, &shared.clock);
-        sign_own(&mut action, doc, scope, shared).map_err(|reason| ReactorError::ActionRejected {
+        let action = doc.stamp(scope, action.clone(), &shared.config.replica_id, &shared.clock);
+        if sign_own(&action, doc, scope, shared).map_err(|reason| ReactorError::ActionRejected {
             action_index: i,
             reason,
-        })?;
+        })? {
+            own.push(i);
+        }
         let op = Operation::new(action, start + i as u64, 0, None, &doc.head(scope));
         match doc.apply(&op, &shared.registry) {
             Ok(()) => ops.push(op),
             Err(e) => return Err(apply_error(e, job, i)),
         }
     }
+    // Signed together once the job's actions are made: one signature for up to `BATCH_LEAVES` of them (an
+    // operation's hash does not cover the signature, so the operations stay as they were hashed).
+    if let Some(key) = &shared.config.replica_key
+        && !own.is_empty()
+    {
+        let mut own = own.into_iter().peekable();
+        key.sign_all(ops.iter_mut().enumerate().filter_map(|(i, op)| {
+            own.next_if_eq(&i)?;
+            Some(&mut op.action)
+        }));
+    }
     Ok(ops)
 }
 
-/// Signs an action this replica authors (stamped with its id, unsigned) when it has a key. An action signed by its
-/// author (a client that signs) was left as it came by `stamp`: its clock must then already sort after what the
-/// unit holds, since re-stamping it would break its signature.
+/// Whether an action this replica authors (stamped with its id, unsigned) is to be signed with its key. An action
+/// signed by its author (a client that signs) was left as it came by `stamp`: its clock must then already sort after
+/// what the unit holds, since re-stamping it would break its signature.
 fn sign_own(
-    action: &mut folio_core::Action,
+    action: &folio_core::Action,
     doc: &Document,
     scope: folio_core::Scope,
     shared: &Shared,
-) -> Result<(), folio_core::Rejection> {
+) -> Result<bool, folio_core::Rejection> {
     if action.is_signed() {
         let latest = doc.seen(scope).0.values().max().copied();
         if latest.is_some_and(|l| action.timestamp() <= l) {
@@ -149,14 +163,13 @@ fn sign_own(
                  without breaking its signature): sign it again with a later clock, or push it through sync",
             ));
         }
-        return Ok(());
+        return Ok(false);
     }
-    if let Some(key) = &shared.config.replica_key
-        && action.replica.as_deref() == Some(key.replica_id())
-    {
-        key.sign(action);
-    }
-    Ok(())
+    Ok(shared
+        .config
+        .replica_key
+        .as_ref()
+        .is_some_and(|key| action.replica.as_deref() == Some(key.replica_id())))
 }
 
 fn apply_error(e: ApplyError, job: &Job, action_index: usize) -> ReactorError {

@@ -194,11 +194,13 @@ async fn plan_compress(
     for a in &mut compressed {
         a.signer = None;
         a.signature = None;
-        if let Some(key) = &shared.config.replica_key
-            && a.replica.as_deref() == Some(key.replica_id())
-        {
-            key.sign(a);
-        }
+    }
+    if let Some(key) = &shared.config.replica_key {
+        key.sign_all(
+            compressed
+                .iter_mut()
+                .filter(|a| a.replica.as_deref() == Some(key.replica_id())),
+        );
     }
     Ok(MergePlan::Rebase {
         base_revision,
