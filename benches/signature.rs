@@ -3,7 +3,10 @@
 //! * `signature/hash`: blake3 of one todo operation's canonical encoding (`Operation::new`), the per-operation
 //!   work every append already does; `signature/sign` and `signature/verify`: Ed25519 over the same action's
 //!   signing bytes (the canonical JSON is serialized again for each).
-//! * `verify_all/{100,1000}`: the batch verification every integration uses, per action.
+//! * `verify_all/{100,1000}`: the batch verification every integration uses, per action, each action signed alone;
+//!   `verify_all/{100,1000}-batched`: the same actions signed 32 to a batch signature (`ReplicaKey::sign_all`), so
+//!   one Ed25519 check covers 32 actions and the rest is each action's leaf and proof hashes.
+//! * `sign_all/1000`: signing 1,000 actions in batches, per action, beside `signature/sign`.
 //! * `apply/{unsigned,signed}`: one action per job through a reactor on SQLite (submit → durable), without and with
 //!   a replica key, so the signing is seen against the whole per-operation cost of an append.
 //!
@@ -66,7 +69,27 @@ fn per_operation(c: &mut Criterion) {
         group.bench_function(format!("{n}"), |b| {
             b.iter(|| signature::verify_all(std::hint::black_box(&refs)))
         });
+        let mut batched = actions.clone();
+        key.sign_all(batched.iter_mut());
+        let refs: Vec<&Action> = batched.iter().collect();
+        group.bench_function(format!("{n}-batched"), |b| {
+            b.iter(|| signature::verify_all(std::hint::black_box(&refs)))
+        });
     }
+    group.finish();
+
+    let mut group = c.benchmark_group("sign_all");
+    let mut actions: Vec<Action> = (0..1000)
+        .map(|i| {
+            let mut a = action();
+            a.input = json!({"id": format!("item-{i}"), "title": "title 123456", "done": true});
+            a
+        })
+        .collect();
+    group.throughput(Throughput::Elements(1000));
+    group.bench_function("1000", |b| {
+        b.iter(|| key.sign_all(std::hint::black_box(actions.iter_mut())))
+    });
     group.finish();
 }
 

@@ -12,7 +12,7 @@
  */
 import { FolioError, storageError } from "./errors.js";
 import { HttpRemote, type FetchLike } from "./remote.js";
-import { Identity, META_IDENTITY, verifySignatures } from "./identity.js";
+import { Identity, META_IDENTITY, verifyChecks } from "./identity.js";
 import { type Commit, type DocRecord, type OpRecord, type OutboxRecord, ReplicaStore, docKey, unitKey } from "./store.js";
 import type {
   ActionInput,
@@ -912,13 +912,22 @@ export class Folio {
   /** Integrates a pull answer (or live message, or entry list) and stores it with the meta rows `meta` makes of the
    * answer (the cursor) in one transaction. The core says which documents to load first (those it does not hold). */
   private async integrate(
-    text: string,
+    input: string | Uint8Array,
     meta: (page: { cursor?: number }) => Record<string, string>,
   ): Promise<{ new: number; rejected: RejectedAction[]; entries: number; cursor?: number; more?: boolean }> {
-    const verdicts = this.identity ? await verifySignatures(text) : null;
+    // The core reads the entries once (`prepare`: parsed, each signature's message made, the distinct checks
+    // listed), WebCrypto verifies the checks, and the core integrates what it kept with those verdicts.
+    const bytes = typeof input === "string" ? new TextEncoder().encode(input) : input;
+    let parts = new Uint8Array(0);
+    this.run((c) => {
+      // wasm-bindgen's copy out of the module's memory: a plain ArrayBuffer.
+      parts = c.prepare(bytes) as Uint8Array<ArrayBuffer>;
+      return "";
+    });
+    const verdicts = (this.identity ? await verifyChecks(parts) : null) ?? new Uint8Array(0);
     const ask = () =>
       this.withTexts<IntegrateOut>(
-        this.run((c) => (verdicts ? c.integrateChecked(text, verdicts) : c.integrate(text))),
+        this.run((c) => c.integratePrepared(verdicts)),
         (v) => v.appended,
       );
     const loaded = new Set<string>();

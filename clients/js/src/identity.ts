@@ -11,7 +11,7 @@
  * The first signature of each `Identity` is verified here with WebCrypto, once: verifying every own signature
  * again in WebAssembly cost ~0.3 ms an action, and every receiver verifies them in full anyway. An operation's
  * hash does not cover the signature, so the operation the core committed is the same signed or not.
- * `verifySignatures` verifies what a pull brings with WebCrypto for the core (`integrateChecked`).
+ * `verifyChecks` verifies what a pull brings with WebCrypto for the core (`prepare`, then `integratePrepared`).
  *
  * Where WebCrypto has no Ed25519 (older browsers), `open` answers null and the replica stays unsigned; a server
  * that requires signatures then refuses its pushes with `SIGNATURE_REQUIRED`.
@@ -105,38 +105,21 @@ const IN_FLIGHT = 4;
  * them all (a batch signature is one check for up to 32 entries). */
 const SPLIT_FROM = 256;
 
-/** One distinct signature to verify: the entries it decides (their indexes in the text; an action signed alone, or
- * the actions of one batch signature), signer key, signature and signed bytes. */
+/** One distinct signature to verify: its position in the core's list of checks, the entries it decides (their
+ * indexes in the text; an action signed alone, or the actions of one batch signature), signer key, signature and
+ * signed bytes. */
 interface Check {
+  at: number;
   indexes: Uint32Array;
   key: Uint8Array<ArrayBuffer>;
   signature: Uint8Array<ArrayBuffer>;
   message: Uint8Array<ArrayBuffer>;
 }
 
-/**
- * The host's verdicts on the signed entries of `text` (a pull answer or an entry list, as the core's `integrate`
- * takes): one byte per entry, 0 not checked, 1 valid, 2 invalid, for `integrateChecked`. WebCrypto's Ed25519
- * verifies at ~90 µs an action in Chromium where the core's own (WebAssembly) takes ~300; the core takes a verdict
- * only where it must equal its own answer and verifies the rest itself. `null` when nothing is signed or WebCrypto
- * has no Ed25519 (the core then verifies everything).
- *
- * Chromium runs one context's verifications one at a time (5,000 took 370–640 ms in a page whatever the number in
- * flight; two workers with 2,000 each ~325 ms): a batch of `SPLIT_FROM` or more is split in two, the second half
- * verified by a worker of this context's own (`helper`) while this thread verifies the first. Where no worker can
- * be made (Chromium's SharedWorker has no `Worker`; a policy refusing `blob:` workers), or it fails, this thread
- * verifies everything: the split helps a replica hosted by a page (a leader tab where SharedWorker is missing, or
- * `shared: "off"`). A tab could lend the SharedWorker such a helper through a MessagePort: not done.
- */
-export async function verifySignatures(text: string): Promise<Uint8Array | null> {
-  const subtle = globalThis.crypto?.subtle;
-  if (!subtle) return null;
-  // wasm-bindgen's copy out of the module's memory: a plain ArrayBuffer.
-  const parts = signatureChecks(text) as Uint8Array<ArrayBuffer>;
-  if (parts.length === 0) return null;
+/** The checks of the core's `prepare` or `signatureChecks` answer. */
+function readChecks(parts: Uint8Array<ArrayBuffer>): Check[] {
   const view = new DataView(parts.buffer, parts.byteOffset, parts.byteLength);
   const items: Check[] = [];
-  let last = -1;
   for (let at = 0; at + 4 <= parts.length; ) {
     const count = view.getUint32(at, true);
     const indexes = new Uint32Array(count);
@@ -144,15 +127,37 @@ export async function verifySignatures(text: string): Promise<Uint8Array | null>
     at += 4 + 4 * count;
     const length = view.getUint32(at + 96, true);
     items.push({
+      at: items.length,
       indexes,
       key: parts.subarray(at, at + 32),
       signature: parts.subarray(at + 32, at + 96),
       message: parts.subarray(at + 100, at + 100 + length),
     });
     at += 100 + length;
-    for (const i of indexes) last = Math.max(last, i);
   }
-  const verdicts = new Uint8Array(last + 1);
+  return items;
+}
+
+/**
+ * The host's verdicts on the signatures the core listed (its `prepare` answer: each distinct check once): one byte
+ * per check, 0 not checked, 1 valid, 2 invalid, for `integratePrepared`. WebCrypto's Ed25519 verifies at ~90 µs a
+ * signature in Chromium where the core's own (WebAssembly) takes ~300; the core takes a verdict only where it must
+ * equal its own answer and verifies the rest itself. `null` when there is nothing to check or WebCrypto has no
+ * Ed25519 (the core then verifies everything). Actions signed in batches share a check: 5,000 of them signed 32
+ * at a time are 157 checks.
+ *
+ * Chromium runs one context's verifications one at a time (5,000 took 370–640 ms in a page whatever the number in
+ * flight; two workers with 2,000 each ~325 ms): `SPLIT_FROM` checks or more are split in two, the second half
+ * verified by a worker of this context's own (`helper`) while this thread verifies the first. Where no worker can
+ * be made (Chromium's SharedWorker has no `Worker`; a policy refusing `blob:` workers), or it fails, this thread
+ * verifies everything: the split helps a replica hosted by a page (a leader tab where SharedWorker is missing, or
+ * `shared: "off"`). A tab could lend the SharedWorker such a helper through a MessagePort: not done.
+ */
+export async function verifyChecks(parts: Uint8Array<ArrayBuffer>): Promise<Uint8Array | null> {
+  const subtle = globalThis.crypto?.subtle;
+  if (!subtle || parts.length === 0) return null;
+  const items = readChecks(parts);
+  const verdicts = new Uint8Array(items.length);
   const worker = items.length >= SPLIT_FROM ? await helper() : null;
   if (!worker) {
     await verifyHere(subtle, items, verdicts);
@@ -162,14 +167,29 @@ export async function verifySignatures(text: string): Promise<Uint8Array | null>
   const theirs = items.slice(half);
   const [, answered] = await Promise.all([verifyHere(subtle, items.slice(0, half), verdicts), worker.verify(theirs)]);
   if (answered && answered.length === theirs.length) {
-    theirs.forEach((item, i) => item.indexes.forEach((index) => (verdicts[index] = answered[i] ?? 0)));
+    theirs.forEach((item, i) => (verdicts[item.at] = answered[i] ?? 0));
   } else {
     await verifyHere(subtle, theirs, verdicts);
   }
   return verdicts;
 }
 
-/** Verifies `items` on this thread, writing each verdict at its entry's index (left 0 where WebCrypto cannot). */
+/** The host's verdicts on the signed entries of `text` (a pull answer or an entry list): one byte per entry, as
+ * `verifyChecks` gives them per check (for tests and tools; a replica uses the core's `prepare`). */
+export async function verifySignatures(text: string): Promise<Uint8Array | null> {
+  // wasm-bindgen's copy out of the module's memory: a plain ArrayBuffer.
+  const parts = signatureChecks(text) as Uint8Array<ArrayBuffer>;
+  const perCheck = await verifyChecks(parts);
+  if (!perCheck) return null;
+  const items = readChecks(parts);
+  let last = -1;
+  for (const item of items) for (const i of item.indexes) last = Math.max(last, i);
+  const verdicts = new Uint8Array(last + 1);
+  for (const item of items) for (const i of item.indexes) verdicts[i] = perCheck[item.at] ?? 0;
+  return verdicts;
+}
+
+/** Verifies `items` on this thread, writing each verdict at its check's position (left 0 where WebCrypto cannot). */
 async function verifyHere(subtle: SubtleCrypto, items: Check[], verdicts: Uint8Array): Promise<void> {
   const keyOf = (raw: Uint8Array<ArrayBuffer>): Promise<CryptoKey | null> => {
     const text = base64url(raw);
@@ -187,8 +207,7 @@ async function verifyHere(subtle: SubtleCrypto, items: Check[], verdicts: Uint8A
         const key = await keyOf(item.key);
         if (!key) return; // not importable: the core verifies this one
         try {
-          const verdict = (await subtle.verify(ED25519, key, item.signature, item.message)) ? 1 : 2;
-          item.indexes.forEach((index) => (verdicts[index] = verdict));
+          verdicts[item.at] = (await subtle.verify(ED25519, key, item.signature, item.message)) ? 1 : 2;
         } catch {
           // left at 0: the core verifies it
         }

@@ -18,6 +18,11 @@ export class HttpRemote {
   }
 
   private async send(path: string, init: RequestInit = {}): Promise<string> {
+    return new TextDecoder().decode(await this.sendBytes(path, init));
+  }
+
+  /** The answer's body as bytes (UTF-8), for the core to read as it is (no string made of it, none passed in). */
+  private async sendBytes(path: string, init: RequestInit = {}): Promise<Uint8Array<ArrayBuffer>> {
     const headers: Record<string, string> = { ...(init.headers as Record<string, string> | undefined) };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     let response: Response;
@@ -26,13 +31,14 @@ export class HttpRemote {
     } catch (e) {
       throw new FolioError("OFFLINE", `${this.base} cannot be reached: ${(e as Error)?.message ?? e}`, { cause: e });
     }
-    let text: string;
+    let bytes: Uint8Array<ArrayBuffer>;
     try {
-      text = await response.text();
+      bytes = new Uint8Array(await response.arrayBuffer());
     } catch (e) {
       throw new FolioError("OFFLINE", `${this.base}: the answer was cut (${(e as Error)?.message ?? e})`, { cause: e });
     }
     if (!response.ok) {
+      const text = new TextDecoder().decode(bytes);
       let code = "";
       let message = "";
       try {
@@ -48,24 +54,27 @@ export class HttpRemote {
       else if (status >= 500) code = "SERVER_ERROR";
       throw new FolioError(code || `HTTP_${status}`, message || `${this.base}${path} answered ${status}`, { status });
     }
-    return text;
+    return bytes;
   }
 
   async info(): Promise<RemoteInfo> {
     return JSON.parse(await this.send("/v1/sync/info")) as RemoteInfo;
   }
 
-  /** Pushes a `PushRequest` given as text (its entries are the outbox's texts). */
+  /** Pushes a `PushRequest` given as text (its entries are the outbox's texts). The body goes as a `Blob`: Chromium
+   * uploads a 3 MB push about twice as fast from a Blob as from a string (62–95 ms against 150–177 ms, a throwaway
+   * page, session 13). */
   async push(body: string): Promise<PushResponse> {
+    const blob = typeof Blob === "function" ? new Blob([body], { type: "application/json" }) : body;
     return JSON.parse(
-      await this.send("/v1/sync/push", { method: "POST", headers: { "content-type": "application/json" }, body }),
+      await this.send("/v1/sync/push", { method: "POST", headers: { "content-type": "application/json" }, body: blob }),
     ) as PushResponse;
   }
 
-  /** A pull's answer as text (its entries go to the core as they are). */
-  async pull(after: number, limit: number, exclude: string): Promise<string> {
+  /** A pull's answer as UTF-8 bytes (they go to the core as they are: `prepare`). */
+  async pull(after: number, limit: number, exclude: string): Promise<Uint8Array<ArrayBuffer>> {
     const q = `after=${after}&limit=${limit}&exclude=${encodeURIComponent(exclude)}`;
-    return this.send(`/v1/sync/pull?${q}`);
+    return this.sendBytes(`/v1/sync/pull?${q}`);
   }
 
   /** A pull of one document's entries, every author's (for a repair). */

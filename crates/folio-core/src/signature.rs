@@ -308,6 +308,85 @@ pub fn verify_all_with(actions: &[&Action], verdicts: &[Option<bool>]) -> Vec<Re
         .collect()
 }
 
+/// The signed actions of a batch read once for a host that verifies with its own Ed25519 (the browser's WebCrypto):
+/// each action's form checked and its message made once, the distinct checks listed once (the actions of a batch
+/// signature share one), and then [`verify_all_with`]'s answers from the host's verdicts on the checks, without
+/// reading any action again.
+pub struct HostChecks {
+    checks: Vec<(HostCheck, Vec<u32>)>,
+    /// Per action: unsigned (`Ok(None)`), its check (`Ok(Some(i))`), or what its form is refused for.
+    of: Vec<Result<Option<usize>, SignatureError>>,
+}
+
+impl HostChecks {
+    /// Reads `actions`' signatures.
+    pub fn new(actions: &[&Action]) -> Self {
+        let mut checks: Vec<(HostCheck, Vec<u32>)> = Vec::new();
+        let mut seen: std::collections::HashMap<([u8; 32], [u8; 64], Vec<u8>), usize> =
+            std::collections::HashMap::new();
+        let of = actions
+            .iter()
+            .enumerate()
+            .map(|(i, action)| {
+                let Some(form) = form(action)? else {
+                    return Ok(None);
+                };
+                let message = form.message(action);
+                let at =
+                    *seen
+                        .entry((form.key, form.signature, message))
+                        .or_insert_with_key(|(key, signature, message)| {
+                            checks.push((
+                                HostCheck {
+                                    key: *key,
+                                    signature: *signature,
+                                    message: message.clone(),
+                                },
+                                Vec::new(),
+                            ));
+                            checks.len() - 1
+                        });
+                checks[at].1.push(i as u32);
+                Ok(Some(at))
+            })
+            .collect();
+        Self { checks, of }
+    }
+
+    /// The distinct checks, each with the indexes of the actions it decides.
+    pub fn checks(&self) -> &[(HostCheck, Vec<u32>)] {
+        &self.checks
+    }
+
+    /// Each action's answer, exactly [`verify`]'s, given the host's verdicts on the checks (`verdicts[i]` for
+    /// `checks()[i]`: `Some(valid)`, or `None`/missing when the host did not verify it). A verdict stands only where it
+    /// must be `verify_strict`'s answer ([`verify_all_with`]); any other check is verified here, once.
+    pub fn answers(&self, verdicts: &[Option<bool>]) -> Vec<Result<bool, SignatureError>> {
+        let mut keys = Keys::default();
+        let decided: Vec<Result<bool, SignatureError>> = self
+            .checks
+            .iter()
+            .enumerate()
+            .map(|(i, (check, _))| {
+                let form = Form {
+                    key: check.key,
+                    signature: check.signature,
+                    proof: None,
+                };
+                keys.check(&form, &check.message, verdicts.get(i).copied().flatten())
+            })
+            .collect();
+        self.of
+            .iter()
+            .map(|of| match of {
+                Ok(None) => Ok(false),
+                Ok(Some(check)) => decided[*check].clone(),
+                Err(e) => Err(e.clone()),
+            })
+            .collect()
+    }
+}
+
 /// Decoded keys of one run of verifications, each with whether a host's verdict may stand for it (canonical, not of
 /// small order), and the answers for batch signatures already checked (by key, signature and message).
 #[derive(Default)]
@@ -1075,5 +1154,37 @@ mod tests {
             };
             assert_eq!(*a, expected, "action {i}");
         }
+    }
+
+    #[test]
+    fn host_checks_read_each_action_once_and_answer_what_verify_answers() {
+        let keys = [ReplicaKey::from_seed(&[13; 32]), ReplicaKey::from_seed(&[14; 32])];
+        let mut actions = numbered(300);
+        keys[0].sign_all(actions[..100].iter_mut());
+        for a in &mut actions[100..150] {
+            keys[1].sign(a);
+        }
+        keys[1].sign_all(actions[150..250].iter_mut());
+        // Changed after signing: one in a batch, one signed alone; a stolen replica id; 250.. unsigned.
+        actions[40].input = json!({"id": "changed"});
+        actions[120].input = json!({"id": "changed"});
+        actions[200].replica = Some(keys[0].replica_id().to_owned());
+        let refs: Vec<&Action> = actions.iter().collect();
+        let expected: Vec<_> = refs.iter().map(|a| verify(a)).collect();
+        let host = HostChecks::new(&refs);
+        // 100 in 4 batches (the changed one has a leaf of its own, so a root of its own: 5 checks), 50 alone, 100 in
+        // 4 batches; the stolen one has no check.
+        assert_eq!(host.checks().len(), 5 + 50 + 4);
+        let covered: usize = host.checks().iter().map(|(_, of)| of.len()).sum();
+        assert_eq!(covered, 249);
+        // No verdicts: verified here. True verdicts where they are true, false where false: the same answers.
+        assert_eq!(host.answers(&[]), expected);
+        let honest: Vec<Option<bool>> = host
+            .checks()
+            .iter()
+            .map(|(c, of)| Some(verify(refs[of[0] as usize]).is_ok() && !c.message.is_empty()))
+            .collect();
+        assert_eq!(host.answers(&honest), expected);
+        assert_eq!(host.answers(&honest), verify_all_with(&refs, &[]));
     }
 }

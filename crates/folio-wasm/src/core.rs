@@ -628,11 +628,21 @@ impl Core {
         entries: Vec<SyncEntry>,
         verdicts: &[Option<bool>],
     ) -> Result<Outcome<Integrated>, Failure> {
-        let mut refused = Vec::new();
         let answers = {
             let actions: Vec<&folio_core::Action> = entries.iter().map(|e| &e.action).collect();
             folio_core::signature::verify_all_with(&actions, verdicts)
         };
+        self.integrate_answered(entries, answers)
+    }
+
+    /// [`Core::integrate`] given each entry's signature answer (`answers[i]` for entry `i`, exactly
+    /// [`folio_core::signature::verify`]'s: from [`folio_core::signature::HostChecks::answers`]).
+    pub fn integrate_answered(
+        &mut self,
+        entries: Vec<SyncEntry>,
+        answers: Vec<Result<bool, folio_core::SignatureError>>,
+    ) -> Result<Outcome<Integrated>, Failure> {
+        let mut refused = Vec::new();
         let entries: Vec<SyncEntry> = entries
             .into_iter()
             .zip(answers)

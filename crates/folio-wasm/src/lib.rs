@@ -255,7 +255,12 @@ fn physical_now() -> u64 {
 #[wasm_bindgen]
 pub struct ReplicaCore {
     core: Core,
+    /// What [`ReplicaCore::prepare`] read, until [`ReplicaCore::integrate_prepared`] integrates it.
+    prepared: Option<Result<Prepared, Failure>>,
 }
+
+/// Sync entries read once: the entries, the page they came in, their signatures' checks.
+type Prepared = (Vec<SyncEntry>, Page, folio_core::signature::HostChecks);
 
 #[wasm_bindgen]
 impl ReplicaCore {
@@ -266,6 +271,7 @@ impl ReplicaCore {
         let seed = (u64::from(seed_hi) << 32) | u64::from(seed_lo);
         ReplicaCore {
             core: Core::new(replica, Box::new(physical_now), seed),
+            prepared: None,
         }
     }
 
@@ -406,6 +412,63 @@ impl ReplicaCore {
             }),
             |o| outcome_appended(o, |i| &i.appended),
         )
+    }
+
+    /// Reads sync entries given as UTF-8 bytes (a pull answer or an entry list, as [`ReplicaCore::integrate`] takes)
+    /// once, for [`ReplicaCore::integrate_prepared`]: keeps them, and answers what the host verifies, each distinct
+    /// signature check once, in [`signature_checks`]'s format. A text that does not parse is kept as its failure
+    /// (answered by `integratePrepared`), with no checks.
+    pub fn prepare(&mut self, entries: &[u8]) -> Vec<u8> {
+        let parsed = std::str::from_utf8(entries)
+            .map_err(|e| Failure::from_parts("INVALID_REQUEST", format!("sync entries are not UTF-8: {e}")))
+            .and_then(parse_entries);
+        let (out, prepared) = match parsed {
+            Ok((entries, page)) => {
+                let checks = {
+                    let actions: Vec<&folio_core::Action> = entries.iter().map(|e| &e.action).collect();
+                    folio_core::signature::HostChecks::new(&actions)
+                };
+                let out = checks_bytes(checks.checks());
+                (out, Ok((entries, page, checks)))
+            }
+            Err(f) => (Vec::new(), Err(f)),
+        };
+        self.prepared = Some(prepared);
+        out
+    }
+
+    /// Integrates the entries [`ReplicaCore::prepare`] read, given the host's verdicts on its checks (one byte per
+    /// check: 0 not checked, 1 valid, 2 invalid): as [`ReplicaCore::integrate_checked`] answers. The entries stay
+    /// prepared while the answer is `need` (the host loads documents and asks again), and are dropped with any other.
+    #[wasm_bindgen(js_name = integratePrepared)]
+    pub fn integrate_prepared(&mut self, verdicts: &[u8]) -> String {
+        let verdicts: Vec<Option<bool>> = verdicts
+            .iter()
+            .map(|v| match v {
+                1 => Some(true),
+                2 => Some(false),
+                _ => None,
+            })
+            .collect();
+        let result = match self.prepared.take() {
+            None => Err(Failure::from_parts(
+                "INVALID_REQUEST",
+                "nothing is prepared: call prepare first",
+            )),
+            Some(Err(f)) => Err(f),
+            Some(Ok((entries, page, checks))) => {
+                let count = entries.len();
+                let answers = checks.answers(&verdicts);
+                match self.core.integrate_answered(entries.clone(), answers) {
+                    Ok(Outcome::Need { need }) => {
+                        self.prepared = Some(Ok((entries, page, checks)));
+                        Ok(Outcome::Need { need })
+                    }
+                    other => other.map(|o| map_outcome(o, |i| integrated_out(i, count, page))),
+                }
+            }
+        };
+        answer_texts(result, |o| outcome_appended(o, |i| &i.appended))
     }
 
     /// Compresses own unsent actions (`["<action id>", …]`) of a document's global log.
@@ -589,19 +652,12 @@ pub fn signature_checks(entries: &str) -> Vec<u8> {
     let Ok((entries, _)) = parse_entries(entries) else {
         return Vec::new();
     };
-    let mut checks: Vec<(folio_core::signature::HostCheck, Vec<u32>)> = Vec::new();
-    let mut seen = std::collections::HashMap::new();
-    for (i, e) in entries.iter().enumerate() {
-        if let Some(check) = folio_core::signature::host_check(&e.action) {
-            let at = *seen
-                .entry((check.key, check.signature, check.message.clone()))
-                .or_insert_with(|| {
-                    checks.push((check, Vec::new()));
-                    checks.len() - 1
-                });
-            checks[at].1.push(i as u32);
-        }
-    }
+    let actions: Vec<&folio_core::Action> = entries.iter().map(|e| &e.action).collect();
+    checks_bytes(folio_core::signature::HostChecks::new(&actions).checks())
+}
+
+/// [`signature_checks`]'s format of a list of checks.
+fn checks_bytes(checks: &[(folio_core::signature::HostCheck, Vec<u32>)]) -> Vec<u8> {
     let mut out = Vec::new();
     for (check, indexes) in checks {
         out.extend_from_slice(&(indexes.len() as u32).to_le_bytes());
