@@ -51,6 +51,18 @@ for (const h of fixture.histories) {
       assert.equal(k, texts.length, "every text after the answer belongs to an operation");
       assert.deepEqual(produced, log.slice(step.at, step.at + step.count), `${step.kind} of ${step.scope} at ${step.at}`);
       core.free();
+      if (step.kind === "integrate") {
+        // The pull path: the same entries as bytes, read once by `prepare`, integrated by `integratePrepared`.
+        const again = new ReplicaCore("golden", 0, 7);
+        again.load(
+          step.scope === "global"
+            ? input(h.id, h.documentOps, h.globalOps.slice(0, step.at), [])
+            : input(h.id, h.documentOps.slice(0, step.at), [], []),
+        );
+        again.prepare(new TextEncoder().encode(step.entries));
+        assert.equal(again.integratePrepared(new Uint8Array(0)), text, "prepare + integratePrepared answers as integrate");
+        again.free();
+      }
     }
   });
 }
@@ -59,4 +71,17 @@ test("canonical JSON and value hashes are folio-core's", () => {
   assert.equal(canonicalJson('{"b":1.0,"a":[{"d":1e300,"c":null}]}'), '{"a":[{"c":null,"d":1e+300}],"b":1.0}');
   assert.match(valueHash('{"b":1,"a":2}'), /^[0-9a-f]{64}$/);
   assert.equal(valueHash('{"b":1,"a":2}'), valueHash('{"a":2,"b":1}'));
+});
+
+test("integratePrepared answers a named error when nothing or something unreadable was prepared", () => {
+  const core = new ReplicaCore("golden", 0, 7);
+  const error = (text) => JSON.parse(text.split("\n")[0]).error;
+  assert.equal(error(core.integratePrepared(new Uint8Array(0))).code, "INVALID_REQUEST");
+  assert.equal(core.prepare(new Uint8Array([0x5b, 0xff, 0x5d])).length, 0, "no checks for bytes that are not UTF-8");
+  assert.match(error(core.integratePrepared(new Uint8Array(0))).message, /not UTF-8/);
+  core.prepare(new TextEncoder().encode('[{"documentId": 1}]'));
+  assert.equal(error(core.integratePrepared(new Uint8Array(0))).code, "INVALID_REQUEST");
+  // Taken once: the next call has nothing prepared.
+  assert.match(error(core.integratePrepared(new Uint8Array(0))).message, /nothing is prepared/);
+  core.free();
 });
