@@ -2063,18 +2063,36 @@ pub async fn unicode_payloads(store: &dyn OperationStore) {
     );
     folio_core::ReplicaKey::from_seed(&[3; 32]).sign(&mut signed);
     ops.push(chain.push(signed));
+    // Three signed in one batch: one signature, each action's place in its tree (a longer `signature` field).
+    let mut batch: Vec<Action> = (0..3)
+        .map(|i| {
+            Action::new(
+                "SET",
+                json!({"🔑": format!("batch {i}")}),
+                Scope::Global,
+                HlcTimestamp::new(T0 + 61 + i, 0),
+            )
+        })
+        .collect();
+    folio_core::ReplicaKey::from_seed(&[4; 32]).sign_all(batch.iter_mut());
+    for a in batch {
+        ops.push(chain.push(a));
+    }
     append_ok(store, &unit, 0, ops.clone()).await;
     assert_round_trip(&read_all(store, &unit, 0, None).await, &ops, OpHash::ZERO);
-    assert_eq!(
-        folio_core::signature::verify(&read_all(store, &unit, 3, None).await[0].action),
-        Ok(true),
-        "a signed action reads back with a valid signature"
-    );
+    for op in read_all(store, &unit, 3, None).await {
+        assert_eq!(
+            folio_core::signature::verify(&op.action),
+            Ok(true),
+            "a signed action reads back with a valid signature (index {})",
+            op.index
+        );
+    }
     let via_ordinals: Vec<Operation> = all_committed(store).await.into_iter().map(|c| c.operation).collect();
     assert_round_trip(&via_ordinals, &ops, OpHash::ZERO);
 
     // A replay of the same unicode operations is recognised as such.
-    assert_replayed(store.append(&unit, 0, ops.clone()).await, 4);
+    assert_replayed(store.append(&unit, 0, ops.clone()).await, 7);
 
     // Document names.
     let name = "名前 👍 שם \u{0000} fin";
@@ -2089,7 +2107,12 @@ pub async fn unicode_payloads(store: &dyn OperationStore) {
     assert_eq!(header.name, name, "a unicode name round-trips through the header index");
     let listed = store.list_headers(&ListQuery::default()).await.expect("list");
     assert_eq!(listed.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), vec![name]);
-    assert_verified(store, 2, 5).await;
+    assert_verified(store, 2, 8).await;
+    let report = verify(store).await.expect("verify");
+    assert_eq!(
+        report.signed, 4,
+        "verify checks the signed actions, alone and in a batch: {report:?}"
+    );
 }
 
 /// `verify` passes on an empty store and on well-formed logs in several units, scopes and branches, counting them.
