@@ -168,10 +168,20 @@ pub fn batch_plan(actions: &[&Action]) -> Vec<BatchGroup> {
 
 /// The replica id a public key derives: the first 8 bytes of blake3 over the key, in lowercase hex.
 pub fn replica_id_of(public_key: &[u8; 32]) -> String {
-    blake3::hash(public_key).as_bytes()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    // The 16 characters are ASCII hex digits.
+    String::from_utf8_lossy(&replica_id_bytes(public_key)).into_owned()
+}
+
+/// [`replica_id_of`] as its 16 ASCII bytes, made without allocating (every signed action read checks it).
+fn replica_id_bytes(public_key: &[u8; 32]) -> [u8; 16] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let hash = blake3::hash(public_key);
+    let mut out = [0u8; 16];
+    for (i, b) in hash.as_bytes()[..8].iter().enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 0xf)];
+    }
+    out
 }
 
 /// Unpadded base64url, the encoding of keys and signatures on the wire.
@@ -598,11 +608,11 @@ fn form(action: &Action) -> Result<Option<Form>, SignatureError> {
     };
     let key = decode_fixed::<32>(signer).map_err(SignatureError::BadSigner)?;
     let (signature, proof) = read_signature(signature).map_err(SignatureError::Malformed)?;
-    let derived = replica_id_of(&key);
-    if action.replica.as_deref() != Some(derived.as_str()) {
+    let derived = replica_id_bytes(&key);
+    if action.replica.as_deref().map(str::as_bytes) != Some(&derived[..]) {
         return Err(SignatureError::ReplicaMismatch {
             replica: action.replica.clone(),
-            derived,
+            derived: replica_id_of(&key),
         });
     }
     Ok(Some(Form { key, signature, proof }))
@@ -1186,5 +1196,19 @@ mod tests {
             .collect();
         assert_eq!(host.answers(&honest), expected);
         assert_eq!(host.answers(&honest), verify_all_with(&refs, &[]));
+    }
+
+    #[test]
+    fn a_replica_id_is_the_first_8_bytes_of_blake3_of_the_key_in_lowercase_hex() {
+        for seed in 0..50u8 {
+            let key = ReplicaKey::from_seed(&[seed; 32]);
+            let public = key.signing.verifying_key().to_bytes();
+            let expected: String = blake3::hash(&public).as_bytes()[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(replica_id_of(&public), expected);
+            assert_eq!(key.replica_id(), expected);
+        }
     }
 }
