@@ -318,6 +318,9 @@ pub fn verify_all_with(actions: &[&Action], verdicts: &[Option<bool>]) -> Vec<Re
         .collect()
 }
 
+/// A distinct signature check: signer key, signature and signed message.
+type CheckKey = ([u8; 32], [u8; 64], Vec<u8>);
+
 /// The signed actions of a batch read once for a host that verifies with its own Ed25519 (the browser's WebCrypto):
 /// each action's form checked and its message made once, the distinct checks listed once (the actions of a batch
 /// signature share one), and then [`verify_all_with`]'s answers from the host's verdicts on the checks, without
@@ -332,8 +335,7 @@ impl HostChecks {
     /// Reads `actions`' signatures.
     pub fn new(actions: &[&Action]) -> Self {
         let mut checks: Vec<(HostCheck, Vec<u32>)> = Vec::new();
-        let mut seen: std::collections::HashMap<([u8; 32], [u8; 64], Vec<u8>), usize> =
-            std::collections::HashMap::new();
+        let mut seen: std::collections::HashMap<CheckKey, usize> = std::collections::HashMap::new();
         let of = actions
             .iter()
             .enumerate()
@@ -402,7 +404,7 @@ impl HostChecks {
 #[derive(Default)]
 struct Keys {
     keys: std::collections::HashMap<[u8; 32], Option<(VerifyingKey, bool)>>,
-    batches: std::collections::HashMap<([u8; 32], [u8; 64], Vec<u8>), Result<bool, SignatureError>>,
+    batches: std::collections::HashMap<CheckKey, Result<bool, SignatureError>>,
 }
 
 impl Keys {
