@@ -8,7 +8,8 @@
 // Environment: FOLIO_AB_BLOCKS (interleaved blocks, default 10), FOLIO_AB_APPLIES (applies per block, 50),
 // FOLIO_AB_OPENS (open rounds per build, 9; 0: applies only), FOLIO_AB_SIZE (the document's operations, 1000),
 // FOLIO_AB_APPLY_MODES (off,worker,worker-sub: in the page; through the SharedWorker; through it with the calling
-// tab and a second tab subscribed to the document, as an app has them).
+// tab and a second tab subscribed to the document, as an app has them), FOLIO_AB_GAP (ms the page waits between two
+// applies, as between a person's edits: 0).
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,6 +23,7 @@ const BLOCKS = Number(process.env.FOLIO_AB_BLOCKS || 10);
 const APPLIES = Number(process.env.FOLIO_AB_APPLIES || 50);
 const OPENS = Number(process.env.FOLIO_AB_OPENS || 9);
 const SIZE = Number(process.env.FOLIO_AB_SIZE || 1000);
+const GAP = Number(process.env.FOLIO_AB_GAP || 0);
 const SIDES = ["before", "after"];
 
 const site = mkdtempSync(join(tmpdir(), "folio-ab-site-"));
@@ -95,7 +97,7 @@ try {
       );
     }
     const times = await p.evaluate(
-      async ({ BLOCKS, APPLIES }) => {
+      async ({ BLOCKS, APPLIES, GAP }) => {
         const open = window.open_;
         const times = { before: [], after: [] };
         for (let b = 0; b < BLOCKS; b++) {
@@ -105,6 +107,7 @@ try {
               const t = performance.now();
               await f.apply(id, [{ type: "ADD_TODO", input: { id: `i${i % 300}`, title: `title ${b} ${i}` } }]);
               times[side].push(performance.now() - t);
+              if (GAP > 0) await new Promise((r) => setTimeout(r, GAP));
             }
           }
         }
@@ -112,7 +115,7 @@ try {
         for (const side of ["before", "after"]) await open[side].f.close();
         return times;
       },
-      { BLOCKS, APPLIES },
+      { BLOCKS, APPLIES, GAP },
     );
     const heard = other ? await other.evaluate(() => window.heard) : null;
     await closeAll();
