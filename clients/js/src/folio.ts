@@ -583,6 +583,7 @@ export class Folio {
   /** Tells the subscribers of `ids` (now, or in a task of its own: `deferNotifications`). */
   private changed(ids: string[]): void {
     if (!this.notifyLater) return this.notify(ids);
+    if (!ids.some((id) => this.listeners.get(id)?.size || this.textListeners.get(id)?.size)) return;
     if (this.dirty) {
       for (const id of ids) this.dirty.add(id);
       return;
