@@ -590,9 +590,19 @@ export class Folio {
     }
     this.dirty = new Set(ids);
     setTimeout(() => {
-      const dirty = this.dirty ?? new Set<string>();
+      const dirty = [...(this.dirty ?? [])];
       this.dirty = null;
-      this.notify([...dirty]);
+      this.notify(dirty.filter((id) => this.core.isLoaded(id, BRANCH)));
+      // A document the core let go of since its change (a later call's trap replaced the core) is loaded again
+      // from IndexedDB, where the change is, and then told.
+      const unloaded = dirty.filter((id) => !this.core.isLoaded(id, BRANCH));
+      if (unloaded.length === 0) return;
+      this.exclusive(async () => {
+        for (const id of unloaded) await this.ensureLoaded(id).catch(() => undefined);
+      }).then(
+        () => this.notify(unloaded),
+        () => undefined,
+      );
     }, 0);
   }
 

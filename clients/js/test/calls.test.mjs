@@ -1,5 +1,6 @@
 // A call the tabs' host makes with a call id stores its answer with its change: made again (`retry`, after the
 // leader tab died before answering), it answers the stored result and changes nothing; old answers are pruned.
+import "fake-indexeddb/auto"; // IDBKeyRange, for loading a document back
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { IDBFactory } from "fake-indexeddb";
@@ -90,5 +91,15 @@ test("a replica serving tabs tells subscribers after the call's answer, once per
   assert.equal(near[near.length - 1], r3.revision, "the latest document");
   assert.ok(near.length <= 4, `at most one notification per change: ${near}`);
   assert.equal(texts[texts.length - 1], r3.revision);
+
+  // The core lets go of the document between the change and that task (as when a later call's trap replaces the
+  // core): it is loaded again from IndexedDB and told all the same.
+  const r4 = await f.apply(header.id, [{ type: "ADD_TODO", input: { id: "e", title: "E" } }]);
+  f.core.unload(header.id, "main");
+  assert.equal(f.core.isLoaded(header.id, "main"), false);
+  for (let i = 0; i < 100 && near[near.length - 1] !== r4.revision; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(near[near.length - 1], r4.revision, "told once loaded again");
+  assert.equal(texts[texts.length - 1], r4.revision);
+  assert.ok((await f.get(header.id)).state.global.items.e);
   await f.close();
 });
