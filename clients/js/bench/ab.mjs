@@ -6,7 +6,10 @@
 //   cd clients/js && FOLIO_BIN=… FOLIO_AB_BEFORE=<a dist> [FOLIO_AB_AFTER=dist] node bench/ab.mjs
 //
 // Environment: FOLIO_AB_BLOCKS (interleaved blocks, default 10), FOLIO_AB_APPLIES (applies per block, 50),
-// FOLIO_AB_OPENS (open rounds per build, 9), FOLIO_AB_SIZE (the document's operations, 1000).
+// FOLIO_AB_OPENS (open rounds per build, 9; 0: applies only), FOLIO_AB_SIZE (the document's operations, 1000),
+// FOLIO_AB_APPLY_MODES (off,worker,worker-sub: in the page; through the SharedWorker; through it with the calling
+// tab and a second tab subscribed to the document, as an app has them), FOLIO_AB_GAP (ms the page waits between two
+// applies, as between a person's edits: 0).
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,6 +23,7 @@ const BLOCKS = Number(process.env.FOLIO_AB_BLOCKS || 10);
 const APPLIES = Number(process.env.FOLIO_AB_APPLIES || 50);
 const OPENS = Number(process.env.FOLIO_AB_OPENS || 9);
 const SIZE = Number(process.env.FOLIO_AB_SIZE || 1000);
+const GAP = Number(process.env.FOLIO_AB_GAP || 0);
 const SIDES = ["before", "after"];
 
 const site = mkdtempSync(join(tmpdir(), "folio-ab-site-"));
@@ -54,18 +58,47 @@ const closeAll = async () => {
 const out = { load: { start: load() } };
 try {
   // ---- apply: the same page, one replica per build and mode, blocks interleaved ----
-  for (const shared of ["off", "worker"]) {
+  // "worker, subscribed": as an app uses it, the calling tab and a second tab subscribe to the document.
+  for (const mode of (process.env.FOLIO_AB_APPLY_MODES || "off,worker,worker-sub").split(",")) {
+    const shared = mode === "off" ? "off" : "worker";
     const p = await page();
-    const times = await p.evaluate(
-      async ({ shared, BLOCKS, APPLIES }) => {
-        const open = {};
+    const ids = await p.evaluate(
+      async ({ shared, mode }) => {
+        window.open_ = {};
+        window.heard = { before: 0, after: 0 };
+        const ids = {};
         for (const side of ["before", "after"]) {
           const { Folio } = window.builds[side];
-          const f = await Folio.open({ name: `ab-apply-${shared}-${side}`, shared, autoSync: false, workerUrl: `/${side}/folio-worker.js` });
+          const f = await Folio.open({ name: `ab-apply-${mode}-${side}`, shared, autoSync: false, workerUrl: `/${side}/folio-worker.js` });
           const doc = await f.create("folio/todo-list", "apply");
+          if (mode === "worker-sub") f.subscribe(doc.id, () => window.heard[side]++);
           for (let i = 0; i < 50; i++) await f.apply(doc.id, [{ type: "ADD_TODO", input: { id: `w${i}`, title: `warm ${i}` } }]);
-          open[side] = { f, id: doc.id };
+          window.open_[side] = { f, id: doc.id };
+          ids[side] = doc.id;
         }
+        return ids;
+      },
+      { shared, mode },
+    );
+    let other = null;
+    if (mode === "worker-sub") {
+      other = await page();
+      await other.evaluate(
+        async ({ mode, ids }) => {
+          window.heard = { before: 0, after: 0 };
+          window.open_ = {};
+          for (const side of ["before", "after"]) {
+            const f = await window.builds[side].Folio.open({ name: `ab-apply-${mode}-${side}`, shared: "worker", autoSync: false, workerUrl: `/${side}/folio-worker.js` });
+            f.subscribe(ids[side], () => window.heard[side]++);
+            window.open_[side] = { f };
+          }
+        },
+        { mode, ids },
+      );
+    }
+    const times = await p.evaluate(
+      async ({ BLOCKS, APPLIES, GAP }) => {
+        const open = window.open_;
         const times = { before: [], after: [] };
         for (let b = 0; b < BLOCKS; b++) {
           for (const side of b % 2 ? ["after", "before"] : ["before", "after"]) {
@@ -74,24 +107,29 @@ try {
               const t = performance.now();
               await f.apply(id, [{ type: "ADD_TODO", input: { id: `i${i % 300}`, title: `title ${b} ${i}` } }]);
               times[side].push(performance.now() - t);
+              if (GAP > 0) await new Promise((r) => setTimeout(r, GAP));
             }
           }
         }
+        await new Promise((r) => setTimeout(r, 200));
         for (const side of ["before", "after"]) await open[side].f.close();
         return times;
       },
-      { shared, BLOCKS, APPLIES },
+      { BLOCKS, APPLIES, GAP },
     );
+    const heard = other ? await other.evaluate(() => window.heard) : null;
     await closeAll();
-    out[`apply ${shared === "off" ? "page" : "worker"}`] = Object.fromEntries(
-      SIDES.map((s) => [s, { p50: q(times[s], 0.5), p90: q(times[s], 0.9), n: times[s].length }]),
+    const label = { off: "in the page", worker: "through the SharedWorker", "worker-sub": "through the SharedWorker, this tab and another subscribed" }[mode];
+    out[`apply ${mode === "off" ? "page" : mode}`] = Object.fromEntries(
+      SIDES.map((s) => [s, { p50: q(times[s], 0.5), p90: q(times[s], 0.9), n: times[s].length, ...(heard ? { heardInOtherTab: heard[s] } : {}) }]),
     );
-    console.log(`apply (${shared === "off" ? "in the page" : "through the SharedWorker"}): ${SIDES.map((s) => `${s} p50 ${q(times[s], 0.5).toFixed(2)} ms p90 ${q(times[s], 0.9).toFixed(2)}`).join("; ")} [load ${load()}]`);
+    console.log(
+      `apply (${label}): ${SIDES.map((s) => `${s} p50 ${q(times[s], 0.5).toFixed(2)} ms p90 ${q(times[s], 0.9).toFixed(2)}${heard ? ` (other tab heard ${heard[s]})` : ""}`).join("; ")} [load ${load()}]`,
+    );
   }
-
   // ---- open: a keyframed document of SIZE operations, one database per build ----
   const ids = {};
-  {
+  if (OPENS > 0) {
     const p = await page();
     for (const side of SIDES) {
       ids[side] = await p.evaluate(
@@ -171,7 +209,7 @@ try {
       opens[side].pageGet.push(inPage.get);
     }
   }
-  for (const [what, label] of [
+  for (const [what, label] of OPENS === 0 ? [] : [
     ["second", "a second tab while the SharedWorker holds it loaded (open + get)"],
     ["page", "the replica in a page, module compiled (Folio.open + get)"],
   ]) {

@@ -175,6 +175,9 @@ export class Folio {
   /** Documents whose stored header `apply` marked `lag` in this session, with that header's fields other than the
    * revision and modification time (`docRecord`). */
   private readonly headerLag = new Map<string, string>();
+  /** Subscribers are told in a task after the change (`deferNotifications`), and the documents changed since. */
+  private notifyLater = false;
+  private dirty: Set<string> | null = null;
 
   private constructor(
     private readonly store: ReplicaStore,
@@ -499,9 +502,15 @@ export class Folio {
   /** Applies actions (one scope) all or nothing; resolves once durable in IndexedDB. A refused action rejects with
    * the reducer's code, and nothing is stored. */
   async apply(id: string, actions: ActionInput[], options: CallOptions = {}): Promise<ApplyResult> {
+    return JSON.parse(await this.applyText(id, actions, options)) as ApplyResult;
+  }
+
+  /** `apply`'s answer as JSON text, made of the operations' texts as the core wrote them: for the tabs' host, which
+   * sends it to the tab as it is (no parse and structured clone of the operations in the host). */
+  async applyText(id: string, actions: ActionInput[], options: CallOptions = {}): Promise<string> {
     const result = await this.exclusive(async () => {
       const done = await this.answered<ApplyResult>(options);
-      if (done) return done;
+      if (done) return JSON.stringify(done);
       await this.ensureLoaded(id);
       const appended = this.withTexts<AppendedOut>(this.run((c) => c.apply(id, BRANCH, JSON.stringify(actions))), (a) => [a]);
       const commit = this.records([appended], true);
@@ -509,11 +518,8 @@ export class Folio {
       // transaction an apply waits for.
       commit.docs = this.docRecord(id, true);
       const last = appended.operations[appended.operations.length - 1];
-      const out: ApplyResult = {
-        revision: last ? last.index + 1 : 0,
-        operations: appended.operations.map((op) => JSON.parse(op.json) as Operation),
-      };
-      if (options.callId) commit.meta = { [callKey(options.callId)]: `${Date.now()}|${JSON.stringify(out)}` };
+      const out = `{"revision":${last ? last.index + 1 : 0},"operations":[${appended.operations.map((op) => op.json).join(",")}]}`;
+      if (options.callId) commit.meta = { [callKey(options.callId)]: `${Date.now()}|${out}` };
       await this.store_(commit, [id]);
       this.current.pending += commit.outboxAdd?.length ?? 0;
       return out;
@@ -567,7 +573,40 @@ export class Folio {
     return () => set.delete(listener);
   }
 
+  /** The host of tabs (host.ts) sets this: subscribers hear of changes in a task after the change, so the answer
+   * to the call that made it goes first (the document's text is made, and sent to every subscribed tab, after the
+   * caller has its answer). Several changes before that task: one text per document, the latest. */
+  deferNotifications(): void {
+    this.notifyLater = true;
+  }
+
+  /** Tells the subscribers of `ids` (now, or in a task of its own: `deferNotifications`). */
   private changed(ids: string[]): void {
+    if (!this.notifyLater) return this.notify(ids);
+    if (!ids.some((id) => this.listeners.get(id)?.size || this.textListeners.get(id)?.size)) return;
+    if (this.dirty) {
+      for (const id of ids) this.dirty.add(id);
+      return;
+    }
+    this.dirty = new Set(ids);
+    setTimeout(() => {
+      const dirty = [...(this.dirty ?? [])];
+      this.dirty = null;
+      this.notify(dirty.filter((id) => this.core.isLoaded(id, BRANCH)));
+      // A document the core let go of since its change (a later call's trap replaced the core) is loaded again
+      // from IndexedDB, where the change is, and then told.
+      const unloaded = dirty.filter((id) => !this.core.isLoaded(id, BRANCH));
+      if (unloaded.length === 0) return;
+      this.exclusive(async () => {
+        for (const id of unloaded) await this.ensureLoaded(id).catch(() => undefined);
+      }).then(
+        () => this.notify(unloaded),
+        () => undefined,
+      );
+    }, 0);
+  }
+
+  private notify(ids: string[]): void {
     for (const id of new Set(ids)) {
       const set = this.listeners.get(id);
       const texts = this.textListeners.get(id);

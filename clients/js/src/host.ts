@@ -50,7 +50,7 @@ class Connection {
   }
 }
 
-type Replica = Pick<FolioReplica, "replicaId" | "status" | "on" | "subscribeText" | "getText" | "close"> &
+type Replica = Pick<FolioReplica, "replicaId" | "status" | "on" | "subscribeText" | "getText" | "applyText" | "deferNotifications" | "close"> &
   Record<Method, (...args: never[]) => unknown>;
 
 export class Host {
@@ -109,6 +109,8 @@ export class Host {
     this.opened = options;
     const open: OpenOptions = { ...options };
     const replica = (await FolioReplica.open(open)) as unknown as Replica;
+    // A call's answer goes before the documents it changed and the status: the caller waits for neither.
+    replica.deferNotifications();
     replica.on("status", (s: Status) => this.statusChanged(s));
     for (const [doc, slot] of this.docSubs) {
       slot.off = replica.subscribeText(doc, this.forward(doc));
@@ -197,6 +199,12 @@ export class Host {
           if (message.m === "get" && conn.texts) {
             // The document's text as the core wrote it: no parse here, no structured clone of the object.
             const j = await replica.getText(String(args[0]));
+            this.answer(conn, { t: "ret", n: message.n, v: null, j });
+            return;
+          }
+          if (message.m === "apply" && conn.texts) {
+            // The operations' texts as the core wrote them, likewise.
+            const j = await replica.applyText(...(args as Parameters<Replica["applyText"]>));
             this.answer(conn, { t: "ret", n: message.n, v: null, j });
             return;
           }

@@ -3,8 +3,9 @@
  *
  * A tab says `hello` (with the options it opened with), then `call`s the replica's methods and `sub`scribes to
  * documents; the host answers each call (`ret`/`err` with the call's number, and the status when the call changed
- * it), sends `status` on every change to every tab (after the answer that carries it: an `apply` resolves without
- * waiting for a second message) and `doc` to the tabs that subscribed to it. Everything is structured-cloneable.
+ * it), then sends `doc` to the tabs that subscribed to a document the call changed and `status` to every tab (both
+ * in tasks after the answer: an `apply` resolves without waiting for the document's text to be made, for any tab's
+ * subscriber or for a second message). Everything is structured-cloneable.
  * Documents travel as their JSON text to tabs that say `texts` in `hello` (a structured clone of a document of a
  * few hundred items cost 5 to 40 ms in Chromium, the `JSON.parse` of its text 1 ms), otherwise as the objects `get`
  * answers; their hashes are computed in the host, never in the tab.
@@ -54,7 +55,8 @@ export type ToTab =
   | { t: "ready"; v: number; h: number; host: string; replicaId: string; status: Status }
   | { t: "refused"; h: number; error: WireError }
   /** `s`: the status after the call, when it changed since the tab last heard it (the tab sees it before the call
-   * resolves; a `status` message with the same follows only for tabs that did not say `texts`). */
+   * resolves; a `status` message with the same follows only for tabs that did not say `texts`). `j`: the answer as
+   * JSON text, to a tab that said `texts` (`get` and `apply`). */
   | { t: "ret"; n: number; v: unknown; s?: Status; j?: string }
   | { t: "err"; n: number; e: WireError; s?: Status }
   | { t: "status"; s: Status }
