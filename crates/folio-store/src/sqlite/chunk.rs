@@ -17,7 +17,6 @@
 //! `tests.rs`); whatever does not decode, or decodes to an operation at another place, is `StoreError::Corrupt`
 //! naming the unit and index.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
 use integer_encoding::VarInt;
@@ -37,8 +36,6 @@ const MAX_CHUNK_BYTES: usize = 1 << 20;
 const AUTHOR_RUN: usize = 32;
 /// Bodies up to this size are stored as they are: zstd saves little on them and costs a call.
 const COMPRESS_ABOVE: usize = 384;
-/// zstd's level: 3 (its default) compresses a todo list's chunk to about a third of its body at ~300 MB/s.
-const ZSTD_LEVEL: i32 = 3;
 /// The largest body a chunk may claim (a tampered length must not allocate without bound).
 const MAX_BODY: usize = 256 << 20;
 
@@ -94,10 +91,6 @@ pub(crate) struct EncodedAppend {
     pub(crate) ids: Vec<([u8; 16], i64)>,
     /// `(index, skip)` of the operations whose skip is above 0.
     pub(crate) skips: Vec<(i64, i64)>,
-}
-
-thread_local! {
-    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
 }
 
 /// Encodes `ops` (an append's operations, in index order) into chunks.
@@ -271,20 +264,7 @@ fn seal(body: Vec<u8>, anchored: bool) -> Result<Vec<u8>, String> {
         data.extend_from_slice(&body);
         return Ok(data);
     }
-    let frame = COMPRESSOR.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.is_none() {
-            let mut fresh = zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(|e| e.to_string())?;
-            fresh
-                .set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
-                .map_err(|e| e.to_string())?;
-            *c = Some(fresh);
-        }
-        c.as_mut()
-            .map(|c| c.compress(&body))
-            .unwrap_or_else(|| Ok(Vec::new()))
-            .map_err(|e| e.to_string())
-    })?;
+    let frame = crate::sql_common::compress_frame(&body)?;
     let mut data = Vec::with_capacity(frame.len() + 6);
     data.push(if anchored { FORMAT_ANCHORED_ZSTD } else { FORMAT_ZSTD });
     put(&mut data, body.len() as u64);
