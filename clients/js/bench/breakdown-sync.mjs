@@ -34,7 +34,7 @@ try {
         f.spent = {};
         const wrap = (obj, name, label) => { const g = obj[name].bind(obj); obj[name] = async (...a) => { const t = performance.now(); try { return await g(...a); } finally { f.spent[label] = (f.spent[label] || 0) + performance.now() - t; } }; };
         { const g = f.store.commit.bind(f.store); f.store.commit = async (c) => { const t = performance.now(); try { return await g(c); } finally { const k = c.outboxDeleteRange ? "idb commit (outbox acked)" : c.meta && !c.ops ? "idb commit (meta)" : "idb commit"; f.spent[k] = (f.spent[k] || 0) + performance.now() - t; } }; } wrap(f.store, "outbox", "idb outbox"); wrap(f.remote, "pull", "http pull"); wrap(f.remote, "push", "http push"); wrap(f.store, "loadInput", "idb load");
-        if (f.identity) wrap(f.identity, "sign", "sign"); const core = f.core; for (const m of ["integrate", "integrateChecked", "prepare", "integratePrepared", "load"]) { const g = core[m].bind(core); core[m] = (...a) => { const t = performance.now(); try { return g(...a); } finally { f.spent["wasm " + m] = (f.spent["wasm " + m] || 0) + performance.now() - t; } }; }
+        if (f.identity) wrap(f.identity, "sign", "sign"); const core = f.core; for (const m of ["integrate", "prepare", "integratePrepared", "load"]) { const g = core[m].bind(core); core[m] = (...a) => { const t = performance.now(); try { return g(...a); } finally { f.spent["wasm " + m] = (f.spent["wasm " + m] || 0) + performance.now() - t; } }; }
         return f;
       };
       const a = await open("a"); const b = await open("b");

@@ -390,30 +390,6 @@ impl ReplicaCore {
         )
     }
 
-    /// [`ReplicaCore::integrate`] with the host's verdicts on the entries' signatures, one byte per entry (0: not
-    /// checked, 1: valid, 2: invalid), for the parts [`signature_checks`] gave it. A verdict stands only where it
-    /// must be the core's own answer (see `folio_core::signature::verify_all_with`); other entries are verified here.
-    #[wasm_bindgen(js_name = integrateChecked)]
-    pub fn integrate_checked(&mut self, entries: &str, verdicts: &[u8]) -> String {
-        let verdicts: Vec<Option<bool>> = verdicts
-            .iter()
-            .map(|v| match v {
-                1 => Some(true),
-                2 => Some(false),
-                _ => None,
-            })
-            .collect();
-        answer_texts(
-            parse_entries(entries).and_then(|(entries, page)| {
-                let count = entries.len();
-                self.core
-                    .integrate_checked(entries, &verdicts)
-                    .map(|o| map_outcome(o, |i| integrated_out(i, count, page)))
-            }),
-            |o| outcome_appended(o, |i| &i.appended),
-        )
-    }
-
     /// Reads sync entries given as UTF-8 bytes (a pull answer or an entry list, as [`ReplicaCore::integrate`] takes)
     /// once, for [`ReplicaCore::integrate_prepared`]: keeps them, and answers what the host verifies, each distinct
     /// signature check once, in [`signature_checks`]'s format. A text that does not parse is kept as its failure
@@ -438,7 +414,8 @@ impl ReplicaCore {
     }
 
     /// Integrates the entries [`ReplicaCore::prepare`] read, given the host's verdicts on its checks (one byte per
-    /// check: 0 not checked, 1 valid, 2 invalid): as [`ReplicaCore::integrate_checked`] answers. The entries stay
+    /// check: 0 not checked, 1 valid, 2 invalid): as [`ReplicaCore::integrate`] answers, a verdict standing only where it must
+    /// be the core's own answer (`folio_core::signature::HostChecks::answers`), other checks verified here. The entries stay
     /// prepared while the answer is `need` (the host loads documents and asks again), and are dropped with any other.
     #[wasm_bindgen(js_name = integratePrepared)]
     pub fn integrate_prepared(&mut self, verdicts: &[u8]) -> String {
