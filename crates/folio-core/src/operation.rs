@@ -131,7 +131,8 @@ pub mod ms_string {
 
     /// Writes `ms` as a decimal string.
     pub fn serialize<S: Serializer>(ms: &u64, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(ms)
+        // itoa, not `collect_str`: serde_json writes a collected string through `fmt` and its escaping, byte by byte.
+        s.serialize_str(itoa::Buffer::new().format(*ms))
     }
 
     /// Reads a decimal string (or a non-negative integer).

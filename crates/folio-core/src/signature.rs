@@ -30,7 +30,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 
-use crate::hash::HashedAction;
+use crate::hash::{with_content_buf, write_hashed_action};
 use crate::operation::Action;
 
 /// The bytes every signature's message starts with, so a folio action signature means nothing elsewhere.
@@ -48,20 +48,19 @@ pub const BATCH_LEAVES: usize = 32;
 /// The message an action's signature signs: [`SIGNING_DOMAIN`] and the canonical JSON of the action's content.
 pub fn signing_bytes(action: &Action) -> Vec<u8> {
     let mut out = SIGNING_DOMAIN.to_vec();
-    // Serializing this plain struct into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut out, &HashedAction::of(action));
+    write_hashed_action(&mut out, action);
     out
 }
 
 /// An action's leaf in a batch's tree: blake3 over a zero byte and [`signing_bytes`] (internal nodes hash a one
 /// byte and two children, so a leaf can never pass for a node).
 fn leaf(action: &Action) -> [u8; 32] {
-    let mut h = blake3::Hasher::new();
-    h.update(&[0]);
-    h.update(SIGNING_DOMAIN);
-    // Writing into a hasher cannot fail.
-    let _ = serde_json::to_writer(&mut h, &HashedAction::of(action));
-    *h.finalize().as_bytes()
+    with_content_buf(|buf| {
+        buf.push(0);
+        buf.extend_from_slice(SIGNING_DOMAIN);
+        write_hashed_action(buf, action);
+        *blake3::hash(buf).as_bytes()
+    })
 }
 
 fn node(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {

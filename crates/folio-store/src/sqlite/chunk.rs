@@ -437,18 +437,7 @@ fn decode_body(
     let mut prev_hash = OpHash::ZERO;
     for i in 0..count {
         let index = first + i as u64;
-        let decoded = decode_one(&mut r, &strings, index, &mut prev_ts, anchors.is_none()).map(|mut op| {
-            if let Some((first_hash, _)) = anchors {
-                op.hash = if i == 0 {
-                    first_hash
-                } else {
-                    operation_hash(&prev_hash, &op)
-                };
-            }
-            prev_hash = op.hash;
-            op
-        });
-        match decoded {
+        match decode_one(&mut r, &strings, index, &mut prev_ts, anchors.is_none()) {
             Ok(op) if op.action.scope != unit.scope => {
                 ops.push(Err(corrupt(
                     index,
@@ -456,7 +445,20 @@ fn decode_body(
                 )));
                 return ops;
             }
-            Ok(op) => ops.push(Ok(op)),
+            Ok(op) => {
+                // Pushed first and hashed where it lies: an operation is ~300 bytes, each move of it a memcpy.
+                ops.push(Ok(op));
+                if let Some(Ok(op)) = ops.last_mut() {
+                    if let Some((first_hash, _)) = anchors {
+                        op.hash = if i == 0 {
+                            first_hash
+                        } else {
+                            operation_hash(&prev_hash, op)
+                        };
+                    }
+                    prev_hash = op.hash;
+                }
+            }
             Err(reason) => {
                 ops.push(Err(corrupt(index, reason)));
                 return ops;
