@@ -283,12 +283,19 @@ thread_local! {
     static CONTENT_BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
+/// The largest content buffer a thread keeps between hashes (an operation's content is ~300 bytes; a few carry
+/// inputs of megabytes).
+const KEPT_CONTENT_BUF: usize = 64 * 1024;
+
 /// Runs `f` with the thread's content buffer, empty; gives it back afterwards.
 pub(crate) fn with_content_buf<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     let mut buf = CONTENT_BUF.with(std::cell::Cell::take);
     buf.clear();
     let r = f(&mut buf);
-    CONTENT_BUF.with(|b| b.set(buf));
+    // A large input's buffer is not kept: a thread holds at most this much between hashes.
+    if buf.capacity() <= KEPT_CONTENT_BUF {
+        CONTENT_BUF.with(|b| b.set(buf));
+    }
     r
 }
 
@@ -548,6 +555,42 @@ mod tests {
             String::from_utf8(canonical_json(&v)).unwrap(),
             r#"{"a":null,"b":[{"a":"\"q\"","z":1}],"é":1.5}"#
         );
+    }
+
+    #[test]
+    fn a_large_input_hashes_like_serde_and_its_buffer_is_not_kept() {
+        let kept = || {
+            CONTENT_BUF.with(|b| {
+                let v = b.take();
+                let cap = v.capacity();
+                b.set(v);
+                cap
+            })
+        };
+        let big = Action::new(
+            "T",
+            json!({"text": "x".repeat(200_000)}),
+            Scope::Global,
+            HlcTimestamp::new(1, 0),
+        );
+        let op = Operation::new(big, 0, 0, None, &OpHash::ZERO);
+        let mut reference = OpHash::ZERO.0.to_vec();
+        reference.extend(serde_json::to_vec(&hashed(&op)).unwrap());
+        assert_eq!(op.hash.0, *blake3::hash(&reference).as_bytes());
+        assert!(
+            kept() <= KEPT_CONTENT_BUF,
+            "a 200 KB content's buffer was kept ({} bytes)",
+            kept()
+        );
+        let small = Operation::new(
+            Action::new("T", json!(1), Scope::Global, HlcTimestamp::new(1, 0)),
+            1,
+            0,
+            None,
+            &op.hash,
+        );
+        assert!(small.hash != op.hash);
+        assert!(kept() > 0, "a small content's buffer is kept for the next hash");
     }
 
     #[test]
