@@ -121,7 +121,15 @@ fn main() -> ExitCode {
         .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // A one-shot command (a document read or change, a benchmark's single load) runs on this thread: its few tasks
+    // take turns here instead of waking threads on other cores, whose wakeups were most of a fresh process's load
+    // time beyond its floor (docs/benchmarks.md, session 14). The server, sync and the rest keep a thread a core.
+    let mut builder = if cli.command.is_one_shot() {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("folio: cannot start the async runtime: {e}");

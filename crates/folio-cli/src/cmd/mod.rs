@@ -46,6 +46,14 @@ pub enum Command {
     Migrate(migrate::Migrate),
 }
 
+impl Command {
+    /// A command that does one short thing and exits (a document read or change, a benchmark's single load): it
+    /// runs on a current-thread runtime.
+    pub fn is_one_shot(&self) -> bool {
+        matches!(self, Command::Doc(_) | Command::Bench(bench::Bench::LoadChild(_)))
+    }
+}
+
 /// Runs a command.
 pub async fn run(command: Command, global: Global) -> Result<(), CliError> {
     match command {
