@@ -289,12 +289,13 @@ const KEPT_CONTENT_BUF: usize = 64 * 1024;
 
 /// Runs `f` with the thread's content buffer, empty; gives it back afterwards.
 pub(crate) fn with_content_buf<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-    let mut buf = CONTENT_BUF.with(std::cell::Cell::take);
+    // `try_with`: a hash made while the thread's locals are being destroyed gets a fresh buffer.
+    let mut buf = CONTENT_BUF.try_with(std::cell::Cell::take).unwrap_or_default();
     buf.clear();
     let r = f(&mut buf);
     // A large input's buffer is not kept: a thread holds at most this much between hashes.
     if buf.capacity() <= KEPT_CONTENT_BUF {
-        CONTENT_BUF.with(|b| b.set(buf));
+        let _ = CONTENT_BUF.try_with(|b| b.set(buf));
     }
     r
 }
@@ -396,7 +397,8 @@ thread_local! {
 
 impl<'a> HashWriter<'a> {
     fn new(hasher: &'a mut blake3::Hasher) -> Self {
-        let mut buf = HASH_BUF.with(std::cell::Cell::take);
+        // `try_with`: a hash made while the thread's locals are being destroyed gets a fresh block.
+        let mut buf = HASH_BUF.try_with(std::cell::Cell::take).unwrap_or_default();
         buf.clear();
         buf.reserve(HASH_BLOCK);
         Self { hasher, buf }
@@ -406,7 +408,7 @@ impl<'a> HashWriter<'a> {
     fn finish(mut self) {
         self.drain();
         let buf = std::mem::take(&mut self.buf);
-        HASH_BUF.with(|b| b.set(buf));
+        let _ = HASH_BUF.try_with(|b| b.set(buf));
     }
 
     fn drain(&mut self) {
@@ -591,6 +593,38 @@ mod tests {
         );
         assert!(small.hash != op.hash);
         assert!(kept() > 0, "a small content's buffer is kept for the next hash");
+    }
+
+    #[test]
+    fn a_hash_made_while_the_threads_locals_are_destroyed_still_hashes() {
+        type Out = std::sync::Arc<std::sync::Mutex<Option<OpHash>>>;
+        struct HashOnDrop(Operation, Out);
+        impl Drop for HashOnDrop {
+            fn drop(&mut self) {
+                let hash = operation_hash(&OpHash::ZERO, &self.0);
+                *self.1.lock().unwrap_or_else(|e| e.into_inner()) = Some(hash);
+            }
+        }
+        thread_local! {
+            static GUARD: std::cell::RefCell<Option<HashOnDrop>> = const { std::cell::RefCell::new(None) };
+        }
+        let op = Operation::new(
+            Action::new("T", json!({"a": 1}), Scope::Global, HlcTimestamp::new(1, 0)),
+            0,
+            0,
+            None,
+            &OpHash::ZERO,
+        );
+        let out = Out::default();
+        let (o, theirs) = (op.clone(), out.clone());
+        std::thread::spawn(move || {
+            // The guard's destructor is registered first, the buffer's after it: the buffer goes first at exit.
+            GUARD.with(|g| *g.borrow_mut() = Some(HashOnDrop(o.clone(), theirs)));
+            let _ = operation_hash(&OpHash::ZERO, &o);
+        })
+        .join()
+        .expect("the thread ends without a panic");
+        assert_eq!(*out.lock().unwrap(), Some(op.hash));
     }
 
     #[test]
