@@ -28,6 +28,12 @@ run("nice", ["-n", "10", "cargo", "build", "-p", "folio-wasm", "--target", "wasm
 const wasm = join(target, "wasm32-unknown-unknown", profile === "dev" ? "debug" : profile, "folio_wasm.wasm");
 
 const bindgen = process.env.WASM_BINDGEN || which("wasm-bindgen") || "/var/tmp/folio-tools/bin/wasm-bindgen";
+if (!existsSync(bindgen)) {
+  throw new Error(
+    `wasm-bindgen not found (${bindgen}): install wasm-bindgen-cli at the wasm-bindgen crate's version in Cargo.lock ` +
+      "(see clients/js/README.md; scripts/test-js installs it), or point WASM_BINDGEN at it",
+  );
+}
 const pkg = join(here, "wasm-pkg");
 rmSync(pkg, { recursive: true, force: true });
 run(bindgen, ["--target", "web", "--out-dir", pkg, "--out-name", "folio_wasm", wasm]);
