@@ -303,23 +303,35 @@ impl World {
                 reused.replica = None;
                 reused.id = original.id;
                 let unit = SyncUnit::main(doc, Scope::Global);
-                let known = !r
+                // What this replica holds under the id: the original, and whatever else arrived under it since (a
+                // reuse elsewhere that sync brought here, recorded as a refused duplicate). The latest decides.
+                let found = r
                     .reactor()
                     .store()
                     .find_actions(&unit, &[original.id])
                     .await
-                    .expect("find")
-                    .is_empty();
+                    .expect("find");
                 let before = r.reactor().store().head(&unit).await.expect("head").0;
                 let outcome = r.reactor().apply(Submit::new(doc, vec![reused.clone()])).await;
                 let after = r.reactor().store().head(&unit).await.expect("head").0;
-                let same = reused.action_type == original.action_type && reused.input == original.input;
-                if known && !same {
-                    assert!(
-                        matches!(outcome, Err(folio_reactor::ReactorError::DuplicateActionId { .. })),
-                        "a reused id is refused: {outcome:?}"
-                    );
-                    assert_eq!(before, after, "nothing appended");
+                match found.last() {
+                    // The replica holds this very action under the id: a retry, answered with that operation.
+                    Some(latest)
+                        if latest.action.action_type == reused.action_type && latest.action.input == reused.input =>
+                    {
+                        let outcome = outcome.expect("a retry is answered");
+                        assert_eq!(outcome.operations.len(), 1);
+                        assert_eq!(outcome.operations[0].index, latest.index, "the operation it holds");
+                        assert_eq!(before, after, "a retry appends nothing");
+                    }
+                    Some(_) => {
+                        assert!(
+                            matches!(outcome, Err(folio_reactor::ReactorError::DuplicateActionId { .. })),
+                            "a reused id is refused: {outcome:?}"
+                        );
+                        assert_eq!(before, after, "nothing appended");
+                    }
+                    None => {}
                 }
             }
             Step::Rename { replica, doc, name } => {
