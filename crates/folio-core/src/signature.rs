@@ -80,18 +80,27 @@ fn batch_message(leaves: u16, root: &[u8; 32]) -> Vec<u8> {
     out
 }
 
-/// How many sibling hashes the proof of leaf `index` of `leaves` holds. The tree pairs each level's nodes from the
-/// left; a level's last node without a partner goes up unchanged (no sibling at that level).
-fn path_len(mut index: usize, mut width: usize) -> usize {
-    let mut n = 0;
-    while width > 1 {
-        if index % 2 == 1 || index + 1 < width {
-            n += 1;
+/// The levels at which leaf `index` of `width` leaves has a sibling, from the leaf up, each as whether the sibling
+/// is on the left. The tree pairs each level's nodes from the left; a level's last node without a partner goes up
+/// unchanged (no sibling at that level). What a proof holds ([`path_len`]) and how it leads to the root
+/// ([`Form::message`]) both walk it.
+fn path(mut index: usize, mut width: usize) -> impl Iterator<Item = bool> {
+    std::iter::from_fn(move || {
+        while width > 1 {
+            let step = (index % 2 == 1 || index + 1 < width).then_some(index % 2 == 1);
+            index /= 2;
+            width = width.div_ceil(2);
+            if step.is_some() {
+                return step;
+            }
         }
-        index /= 2;
-        width = width.div_ceil(2);
-    }
-    n
+        None
+    })
+}
+
+/// How many sibling hashes the proof of leaf `index` of `leaves` holds.
+fn path_len(index: usize, width: usize) -> usize {
+    path(index, width).count()
 }
 
 /// The actions of one batch signature: the message to sign, and each action's `signature` text once signed.
@@ -534,20 +543,13 @@ impl Form {
             return signing_bytes(action);
         };
         let mut hash = leaf(action);
-        let (mut index, mut width) = (usize::from(proof.index), usize::from(proof.leaves));
-        let mut siblings = proof.siblings.iter();
-        while width > 1 {
-            if index % 2 == 1 || index + 1 < width {
-                // The count was checked against `path_len` when the proof was read.
-                let Some(sibling) = siblings.next() else { break };
-                hash = if index % 2 == 1 {
-                    node(sibling, &hash)
-                } else {
-                    node(&hash, sibling)
-                };
-            }
-            index /= 2;
-            width = width.div_ceil(2);
+        // The count of siblings was checked against `path_len` when the proof was read.
+        for (left, sibling) in path(usize::from(proof.index), usize::from(proof.leaves)).zip(&proof.siblings) {
+            hash = if left {
+                node(sibling, &hash)
+            } else {
+                node(&hash, sibling)
+            };
         }
         batch_message(proof.leaves, &hash)
     }
