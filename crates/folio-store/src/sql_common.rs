@@ -462,18 +462,19 @@ thread_local! {
 
 /// `bytes` as one zstd frame at [`ZSTD_LEVEL`], with its content size and checksum, from the thread's kept context.
 pub(crate) fn compress_frame(bytes: &[u8]) -> Result<Vec<u8>, String> {
-    COMPRESSOR.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.is_none() {
-            let mut fresh = zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(|e| e.to_string())?;
-            fresh.include_checksum(true).map_err(|e| e.to_string())?;
-            fresh.include_contentsize(true).map_err(|e| e.to_string())?;
-            *c = Some(fresh);
-        }
-        c.as_mut()
-            .map(|c| c.compress(bytes))
-            .unwrap_or_else(|| Ok(Vec::new()))
-            .map_err(|e| e.to_string())
+    COMPRESSOR.with(|kept| {
+        let mut compressor = match kept.borrow_mut().take() {
+            Some(c) => c,
+            None => {
+                let mut fresh = zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(|e| e.to_string())?;
+                fresh.include_checksum(true).map_err(|e| e.to_string())?;
+                fresh.include_contentsize(true).map_err(|e| e.to_string())?;
+                fresh
+            }
+        };
+        let frame = compressor.compress(bytes).map_err(|e| e.to_string());
+        *kept.borrow_mut() = Some(compressor);
+        frame
     })
 }
 
