@@ -445,19 +445,16 @@ fn decode_body(
                 )));
                 return ops;
             }
-            Ok(op) => {
-                // Pushed first and hashed where it lies: an operation is ~300 bytes, each move of it a memcpy.
-                ops.push(Ok(op));
-                if let Some(Ok(op)) = ops.last_mut() {
-                    if let Some((first_hash, _)) = anchors {
-                        op.hash = if i == 0 {
-                            first_hash
-                        } else {
-                            operation_hash(&prev_hash, op)
-                        };
-                    }
-                    prev_hash = op.hash;
+            Ok(mut op) => {
+                if let Some((first_hash, _)) = anchors {
+                    op.hash = if i == 0 {
+                        first_hash
+                    } else {
+                        operation_hash(&prev_hash, &op)
+                    };
                 }
+                prev_hash = op.hash;
+                ops.push(Ok(op));
             }
             Err(reason) => {
                 ops.push(Err(corrupt(index, reason)));
