@@ -116,15 +116,16 @@ pub(super) fn run_job(doc: &mut Document, job: &Job, shared: &Shared) -> Result<
         });
     }
     let mut ops = Vec::with_capacity(job.actions.len());
-    let mut own = Vec::new();
+    // Per operation: whether this replica signs its action.
+    let mut own = Vec::with_capacity(job.actions.len());
     for (i, action) in job.actions.iter().enumerate() {
         let action = doc.stamp(scope, action.clone(), &shared.config.replica_id, &shared.clock);
-        if sign_own(&action, doc, scope, shared).map_err(|reason| ReactorError::ActionRejected {
-            action_index: i,
-            reason,
-        })? {
-            own.push(i);
-        }
+        own.push(
+            sign_own(&action, doc, scope, shared).map_err(|reason| ReactorError::ActionRejected {
+                action_index: i,
+                reason,
+            })?,
+        );
         let op = Operation::new(action, start + i as u64, 0, None, &doc.head(scope));
         match doc.apply(&op, &shared.registry) {
             Ok(()) => ops.push(op),
@@ -134,13 +135,13 @@ pub(super) fn run_job(doc: &mut Document, job: &Job, shared: &Shared) -> Result<
     // Signed together once the job's actions are made: one signature for up to `BATCH_LEAVES` of them (an
     // operation's hash does not cover the signature, so the operations stay as they were hashed).
     if let Some(key) = &shared.config.replica_key
-        && !own.is_empty()
+        && own.contains(&true)
     {
-        let mut own = own.into_iter().peekable();
-        key.sign_all(ops.iter_mut().enumerate().filter_map(|(i, op)| {
-            own.next_if_eq(&i)?;
-            Some(&mut op.action)
-        }));
+        key.sign_all(
+            ops.iter_mut()
+                .zip(own)
+                .filter_map(|(op, mine)| mine.then_some(&mut op.action)),
+        );
     }
     Ok(ops)
 }
