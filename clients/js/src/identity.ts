@@ -154,9 +154,13 @@ function readChecks(parts: Uint8Array<ArrayBuffer>): Check[] {
  * `shared: "off"`). A tab could lend the SharedWorker such a helper through a MessagePort: not done.
  */
 export async function verifyChecks(parts: Uint8Array<ArrayBuffer>): Promise<Uint8Array | null> {
+  return parts.length === 0 ? null : verifyItems(readChecks(parts));
+}
+
+/** `verifyChecks` of checks already read. */
+async function verifyItems(items: Check[]): Promise<Uint8Array | null> {
   const subtle = globalThis.crypto?.subtle;
-  if (!subtle || parts.length === 0) return null;
-  const items = readChecks(parts);
+  if (!subtle || items.length === 0) return null;
   const verdicts = new Uint8Array(items.length);
   const worker = items.length >= SPLIT_FROM ? await helper() : null;
   if (!worker) {
@@ -178,10 +182,9 @@ export async function verifyChecks(parts: Uint8Array<ArrayBuffer>): Promise<Uint
  * `verifyChecks` gives them per check (for tests and tools; a replica uses the core's `prepare`). */
 export async function verifySignatures(text: string): Promise<Uint8Array | null> {
   // wasm-bindgen's copy out of the module's memory: a plain ArrayBuffer.
-  const parts = signatureChecks(text) as Uint8Array<ArrayBuffer>;
-  const perCheck = await verifyChecks(parts);
+  const items = readChecks(signatureChecks(text) as Uint8Array<ArrayBuffer>);
+  const perCheck = await verifyItems(items);
   if (!perCheck) return null;
-  const items = readChecks(parts);
   let last = -1;
   for (const item of items) for (const i of item.indexes) last = Math.max(last, i);
   const verdicts = new Uint8Array(last + 1);
