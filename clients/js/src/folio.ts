@@ -264,7 +264,7 @@ export class Folio {
 
   /** Runs a core call. A trap (a panic: on wasm32 panics abort) leaves that core unusable: a new one takes its
    * place, documents load again from IndexedDB, and the call fails with `CORE_FAILED`. */
-  private run(f: (core: ReplicaCore) => string): string {
+  private run<T>(f: (core: ReplicaCore) => T): T {
     try {
       return f(this.core);
     } catch (e) {
@@ -957,12 +957,8 @@ export class Folio {
     // The core reads the entries once (`prepare`: parsed, each signature's message made, the distinct checks
     // listed), WebCrypto verifies the checks, and the core integrates what it kept with those verdicts.
     const bytes = typeof input === "string" ? new TextEncoder().encode(input) : input;
-    let parts = new Uint8Array(0);
-    this.run((c) => {
-      // wasm-bindgen's copy out of the module's memory: a plain ArrayBuffer.
-      parts = c.prepare(bytes) as Uint8Array<ArrayBuffer>;
-      return "";
-    });
+    // wasm-bindgen's copy out of the module's memory: a plain ArrayBuffer.
+    const parts = this.run((c) => c.prepare(bytes) as Uint8Array<ArrayBuffer>);
     const verdicts = (this.identity ? await verifyChecks(parts) : null) ?? new Uint8Array(0);
     const ask = () =>
       this.withTexts<IntegrateOut>(
