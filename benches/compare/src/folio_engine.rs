@@ -14,7 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode};
 
 use folio::core::models::json::JsonState;
 use folio::core::models::todo::TodoState;
-use folio::reactor::{DocKey, JobHandle};
+use folio::reactor::{COLD_READ_LIMIT, DocKey, JobHandle};
 use folio::{
     Branch, Document, DocumentId, DocumentView, ModelRegistry, OperationStore, Reactor, ReactorConfig, Scope,
     SqliteStore, Submit,
@@ -116,9 +116,9 @@ impl Folio {
         Arc::new(ModelRegistry::with_builtin())
     }
 
-    /// Rehydrates like `DocumentView::hydrate` does, step by step through the public store API, and times each
-    /// step: where a load's time goes. Run it in a fresh process, as a load. Names end in their unit (`_ms`,
-    /// `_kib`, `_ops`).
+    /// Rehydrates like `DocumentView::hydrate` does at the heads, step by step through the public store API, and
+    /// times each step: where a load's time goes. Run it in a fresh process, as a load. Names end in their unit
+    /// (`_ms`, `_kib`, `_ops`).
     pub fn explain(&mut self) -> Result<Vec<(&'static str, f64)>> {
         let id: DocumentId = std::fs::read_to_string(self.id_path())?.trim().parse()?;
         let path = self.db_path();
@@ -133,54 +133,59 @@ impl Folio {
             let key = DocKey::new(id, Branch::default());
             let mut doc = Document::empty(id, Branch::default());
 
+            // The heads, the keyframe (its state unpacked), the skips and each scope's first operations (decoded).
             let start = Instant::now();
-            let mut ops = store.read(&key.unit(Scope::Document), 0, None);
-            while let Some(op) = ops.next().await {
-                doc.apply(&op?, &registry)?;
+            let cold = store
+                .read_cold(id, &key.branch, keyframe_every > 0, COLD_READ_LIMIT)
+                .await?;
+            steps.push(("cold_read_ms", ms(start.elapsed())));
+            steps.push((
+                "cold_read_ops",
+                (cold.document.len() + cold.global.len() + cold.local.len()) as f64,
+            ));
+
+            let start = Instant::now();
+            for op in &cold.document {
+                doc.apply(op, &registry)?;
             }
             steps.push(("document_scope_ms", ms(start.elapsed())));
-
             let start = Instant::now();
-            let global = key.unit(Scope::Global);
-            let (target, _) = store.head(&global).await?;
-            steps.push(("head_ms", ms(start.elapsed())));
-
             let mut from = 0;
-            if keyframe_every > 0 {
-                let start = Instant::now();
-                let keyframe = store.nearest_keyframe(&global, target).await?.ok_or("no keyframe")?;
-                steps.push(("keyframe_fetch_ms", ms(start.elapsed())));
-                let start = Instant::now();
+            if let Some(keyframe) = &cold.keyframe {
                 let model = doc.model().cloned().ok_or("document has no model")?;
                 let state = model.state_from_json(&keyframe.state)?;
                 doc.restore_global(state, keyframe.revision, keyframe.last_hash, keyframe.seen.clone());
-                steps.push(("keyframe_parse_ms", ms(start.elapsed())));
                 steps.push(("keyframe_kib", keyframe.state.len() as f64 / 1024.0));
                 from = keyframe.revision;
             }
+            steps.push(("keyframe_parse_ms", ms(start.elapsed())));
 
+            let start = Instant::now();
+            for op in cold.global.iter().chain(&cold.local) {
+                doc.apply(op, &registry)?;
+            }
+            steps.push(("fold_ms", ms(start.elapsed())));
+
+            // A tail longer than the cold read's share is streamed.
+            let global = key.unit(Scope::Global);
+            let next = cold.global.last().map_or(from, |op| op.index + 1);
             let start = Instant::now();
             let mut fold = Duration::ZERO;
             let mut tail = 0u64;
-            let mut ops = store.read(&global, from, Some(target));
-            while let Some(op) = ops.next().await {
-                let op = op?;
-                let applying = Instant::now();
-                doc.apply(&op, &registry)?;
-                fold += applying.elapsed();
-                tail += 1;
+            if next < cold.heads.global {
+                let mut ops = store.read(&global, next, Some(cold.heads.global));
+                while let Some(op) = ops.next().await {
+                    let op = op?;
+                    let applying = Instant::now();
+                    doc.apply(&op, &registry)?;
+                    fold += applying.elapsed();
+                    tail += 1;
+                }
             }
-            steps.push(("tail_ops", tail as f64));
-            steps.push(("tail_read_decode_ms", ms(start.elapsed() - fold)));
-            steps.push(("tail_fold_ms", ms(fold)));
-
-            let start = Instant::now();
-            let mut ops = store.read(&key.unit(Scope::Local), 0, None);
-            while let Some(op) = ops.next().await {
-                doc.apply(&op?, &registry)?;
-            }
-            steps.push(("local_scope_ms", ms(start.elapsed())));
-            if doc.header.revision.global != target {
+            steps.push(("streamed_ops", tail as f64));
+            steps.push(("streamed_read_decode_ms", ms(start.elapsed() - fold)));
+            steps.push(("streamed_fold_ms", ms(fold)));
+            if doc.header.revision.global != cold.heads.global {
                 return Err(crate::Error::from(
                     "the step-by-step rehydration did not reach the head",
                 ));

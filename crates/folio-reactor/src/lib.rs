@@ -42,4 +42,4 @@ pub use event::{Event, EventBus, Received, Subscription};
 pub use job::{JobHandle, JobId, JobOutcome, JobStatus, MergeReport};
 pub use reactor::{Reactor, Submit};
 pub use reads::OperationPage;
-pub use view::{DocKey, DocumentView};
+pub use view::{COLD_READ_LIMIT, DocKey, DocumentView};

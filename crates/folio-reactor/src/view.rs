@@ -120,7 +120,7 @@ const BYTES_PER_OP: usize = 128;
 
 /// The most operations of each scope a cold load takes with its first read ([`OperationStore::read_cold`]); a longer
 /// tail is streamed after it.
-const COLD_READ_LIMIT: usize = 512;
+pub const COLD_READ_LIMIT: usize = 512;
 
 /// Read model of documents over an [`OperationStore`]. Cheap to share behind an `Arc`.
 pub struct DocumentView {

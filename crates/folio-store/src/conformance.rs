@@ -1841,6 +1841,12 @@ pub async fn keyframes(store: &dyn OperationStore) {
 /// (only when asked), the skips of the document scope and of the global scope from that keyframe, and each scope's
 /// first operations from there, capped; nothing of another branch or document.
 pub async fn cold_reads(store: &dyn OperationStore) {
+    cold_reads_through(store, store).await;
+}
+
+/// [`cold_reads`] with the reads made by `reader`, a store on the same data as `store` (SQLite's read-only open,
+/// whose cold reads take a connection of their own).
+pub async fn cold_reads_through(store: &dyn OperationStore, reader: &dyn OperationStore) {
     let id = DocumentId::new();
     let unit = |scope| SyncUnit::main(id, scope);
     let (document, global, local) = (unit(Scope::Document), unit(Scope::Global), unit(Scope::Local));
@@ -1881,7 +1887,7 @@ pub async fn cold_reads(store: &dyn OperationStore) {
     let main = Branch::default();
     let cold = |keyframes: bool, limit: usize| {
         let main = main.clone();
-        async move { store.read_cold(id, &main, keyframes, limit).await.expect("read_cold") }
+        async move { reader.read_cold(id, &main, keyframes, limit).await.expect("read_cold") }
     };
     let heads = ScopeHeads {
         document: 3,
@@ -1916,7 +1922,7 @@ pub async fn cold_reads(store: &dyn OperationStore) {
     assert!(none.document.is_empty() && none.global.is_empty() && none.local.is_empty());
     assert_eq!(none.heads, heads);
 
-    let other_branch = store
+    let other_branch = reader
         .read_cold(id, &branch("dev"), true, 1000)
         .await
         .expect("read_cold dev");
@@ -1946,7 +1952,10 @@ pub async fn cold_reads(store: &dyn OperationStore) {
     (at_five.unit, at_five.last_hash) = (near_global.clone(), near_ops[4].hash);
     store.put_keyframe(&at_five).await.expect("put keyframe 5");
     for (limit, until) in [(1, 6), (2, 7), (7, 12), (100, 12)] {
-        let near_cold = store.read_cold(near, &main, true, limit).await.expect("read_cold near");
+        let near_cold = reader
+            .read_cold(near, &main, true, limit)
+            .await
+            .expect("read_cold near");
         assert_eq!(near_cold.keyframe.map(|k| k.revision), Some(5));
         assert_eq!(
             near_cold.global,
@@ -1954,7 +1963,7 @@ pub async fn cold_reads(store: &dyn OperationStore) {
             "{limit} from the keyframe at 5"
         );
     }
-    let never = store
+    let never = reader
         .read_cold(DocumentId::new(), &main, true, 1000)
         .await
         .expect("read_cold");

@@ -208,3 +208,45 @@ async fn the_wal_stays_bounded_under_sustained_writes() {
     );
     assert!(verify(&store).await.expect("verify").is_ok());
 }
+
+/// The read-only open's cold reads, which take a synchronous connection of their own: they answer the conformance
+/// scenario exactly as the store does while a writer appends to the same file, name a damaged chunk as the store
+/// does, and a file that does not exist is refused (not created).
+#[tokio::test]
+async fn read_only_cold_reads_answer_as_the_store() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("folio.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    let reader = SqliteStore::open_read_only(&path).await.expect("open read-only");
+    folio_store::conformance::cold_reads_through(&store, &reader).await;
+
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("folio.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    let id = DocumentId::new();
+    let unit = SyncUnit::main(id, Scope::Document);
+    let mut chain = Chain::new(unit.clone());
+    for i in 0..4 {
+        store.append(&unit, i, chain.ops(1)).await.expect("append");
+    }
+    let data = chunk_data(&store, 2).await;
+    set_chunk_data(&store, 2, &data[..data.len() - 5]).await;
+    let main = folio_core::Branch::default();
+    let by_store = store.read_cold(id, &main, true, 100).await;
+    let reader = SqliteStore::open_read_only(&path).await.expect("open read-only");
+    let by_reader = reader.read_cold(id, &main, true, 100).await;
+    for read in [&by_store, &by_reader] {
+        match read {
+            Err(folio_store::StoreError::Corrupt { unit: named, index, .. }) => {
+                assert_eq!((named.as_str(), *index), (unit.to_string().as_str(), 2), "{read:?}")
+            }
+            other => panic!("a cut chunk is named: {other:?}"),
+        }
+    }
+    assert_eq!(format!("{by_store:?}"), format!("{by_reader:?}"));
+
+    let absent = dir.path().join("absent.db");
+    let refused = SqliteStore::open_read_only(&absent).await;
+    assert!(refused.is_err(), "a missing file is refused");
+    assert!(!absent.exists(), "and not created");
+}

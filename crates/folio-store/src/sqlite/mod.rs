@@ -35,6 +35,7 @@
 //! one SQL text).
 
 mod chunk;
+mod cold;
 mod open;
 mod reads;
 mod sql;
@@ -73,6 +74,8 @@ pub struct SqliteStore {
     unit_names: Arc<std::sync::Mutex<HashMap<i64, SyncUnit>>>,
     /// How far the writer's transactions are on disk, when a sync thread fsyncs them (the default).
     durability: Option<Arc<wal::Durability>>,
+    /// The read-only store's synchronous connection, which its cold reads go through (`cold.rs`).
+    cold: Option<Arc<cold::ColdConnection>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -209,8 +212,13 @@ impl OperationStore for SqliteStore {
         keyframes: bool,
         limit: usize,
     ) -> Result<ColdRead, StoreError> {
-        self.settled(reads::read_cold(&self.pool, document_id, branch, keyframes, limit).await?)
-            .await
+        match &self.cold {
+            Some(cold) => cold.read_cold(document_id, branch, keyframes, limit),
+            None => {
+                self.settled(reads::read_cold(&self.pool, document_id, branch, keyframes, limit).await?)
+                    .await
+            }
+        }
     }
 
     // Writes go to the writer task (`writer.rs`).

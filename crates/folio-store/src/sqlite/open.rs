@@ -10,9 +10,9 @@ use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::mpsc;
 
-use super::SqliteStore;
 use super::wal::{Durability, SyncGroup, WAL_SIZE_LIMIT, WalSync, sync_loop, wal_path};
 use super::writer::writer_loop;
+use super::{SqliteStore, cold};
 use crate::StoreError;
 use crate::sql_common::WRITER_QUEUE;
 
@@ -142,31 +142,40 @@ impl SqliteStore {
             writer: tx,
             path: options.path,
             unit_names: Arc::default(),
+            cold: None,
         })
     }
 }
 
 impl SqliteStore {
-    /// Opens an existing store for reading only, for cold loads (a process that reads a document and exits): one
-    /// pool of read connections, no writer connection, no migration check and no WAL sync thread, which together
-    /// were most of such a load's time. Appends, keyframes and meta values answer [`StoreError::Closed`]. The file
-    /// must have been opened with [`SqliteStore::open`] by this version (its layout is not checked).
+    /// Opens an existing store for reading only, for cold loads (a process that reads a document and exits): no
+    /// writer connection, no migration check and no WAL sync thread, which together were most of such a load's
+    /// time. Cold reads ([`crate::OperationStore::read_cold`], what `DocumentView::hydrate` starts with) go through
+    /// a synchronous read-only connection on the caller's thread (`cold.rs`); every other read goes through a pool
+    /// of one sqlx connection, opened at its first use. Appends, keyframes and meta values answer
+    /// [`StoreError::Closed`]. The file must exist and have been opened with [`SqliteStore::open`] by this version
+    /// (its layout is not checked).
     pub async fn open_read_only(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
+        let busy_timeout = Duration::from_secs(30);
+        let cold = cold::ColdConnection::open(&path, busy_timeout)?;
         let connect = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(false)
-            .busy_timeout(Duration::from_secs(30))
+            .busy_timeout(busy_timeout)
             .foreign_keys(false)
             .statement_cache_capacity(64);
-        // One connection: a cold load's reads are one after the other, and a second connection would be opened
-        // whenever a read starts before the one before it has handed its connection back (sqlx returns it from a
-        // task of its own): a thread, the file's open and the schema parsed again, ~1 ms of a fresh process's load.
+        // One connection: a read-only store's reads are one after the other, and a second connection would be
+        // opened whenever a read starts before the one before it has handed its connection back (sqlx returns it
+        // from a task of its own): a thread, the file's open and the schema parsed again.
+        // Neither idle timeout nor lifetime: sqlx would spawn a task to reap the connection, which wakes a worker
+        // thread of the runtime in a process that may never use the pool.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
-            .connect_with(connect)
-            .await?;
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_lazy_with(connect);
         let (writer, _) = mpsc::channel(1);
         Ok(Self {
             pool,
@@ -174,6 +183,7 @@ impl SqliteStore {
             writer,
             path,
             unit_names: Arc::default(),
+            cold: Some(Arc::new(cold)),
         })
     }
 }

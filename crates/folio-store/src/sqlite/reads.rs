@@ -22,7 +22,7 @@ use super::sql::MAX_UNITS_PER_STATEMENT;
 use crate::StoreError;
 use crate::sql_common::{Columns, keyframe_from_row, to_i64, unit_from_row};
 use crate::sql_queries::list_headers_sql;
-use crate::store::{ColdRead, Committed, ScopeHeads, SinceFilter, SincePage};
+use crate::store::{ColdRead, Committed, Keyframe, ScopeHeads, SinceFilter, SincePage};
 
 /// A chunk as `read_since` reads it: ordinal, unit id, first index, count, and the blob (NULL when the filter
 /// leaves the chunk out by its author).
@@ -39,7 +39,7 @@ const READ_OPS: i64 = 1024;
 
 /// The chunks of a unit's log from the one holding index `$2` (up to `$3`), until they hold [`READ_OPS`]
 /// operations: `$1` the unit id, `$4` the bound.
-const CHUNKS_SQL: &str = "WITH w AS (SELECT idx, SUM(count) OVER (ORDER BY idx ROWS UNBOUNDED PRECEDING) - count AS before \
+pub(super) const CHUNKS_SQL: &str = "WITH w AS (SELECT idx, SUM(count) OVER (ORDER BY idx ROWS UNBOUNDED PRECEDING) - count AS before \
        FROM log WHERE unit_id = ?1 \
          AND idx >= COALESCE((SELECT MAX(idx) FROM log WHERE unit_id = ?1 AND idx <= ?2), 0) AND idx < ?3 \
        ORDER BY idx LIMIT ?4) \
@@ -173,12 +173,40 @@ where
         .boxed()
 }
 
-/// `read_cold` on SQLite: one connection and one read transaction (one snapshot), six statements of four texts:
-/// the document's units (ids and heads), the global keyframe, the two scopes' skips, and each unit's first chunks.
-/// The trait's default makes seven calls through the pool, each a statement or two of its own on whichever
-/// connection is free, and its reads prefetch their next chunks: in a fresh process a cold load paid for a second
-/// connection (a thread, the file's open, the schema parsed again) and for every statement's first preparation on
-/// both.
+/// The statements of a cold read, one method each, answered by either connection kind: sqlx's (a pool
+/// connection, `read_cold` below) or the read-only store's synchronous one (`cold.rs`). [`read_cold_from`] holds
+/// the steps once.
+pub(super) trait ColdSource {
+    /// `(unit_id, scope, revision)` of the document's units on `branch`.
+    async fn units(&mut self, document_id: DocumentId, branch: &Branch) -> Result<Vec<UnitRow>, StoreError>;
+    /// The newest keyframe of the unit `unit_id` (which is `unit`) at or below `head`.
+    async fn keyframe(&mut self, unit: &SyncUnit, unit_id: i64, head: u64) -> Result<Option<Keyframe>, StoreError>;
+    /// `(idx, skip)` of the unit's skipping operations from `from` (see [`COLD_SKIPS_SQL`]).
+    async fn skips(&mut self, unit_id: i64, from: u64) -> Result<Vec<(i64, i64)>, StoreError>;
+    /// The chunks from the one holding `from`, below `head`, until they hold `limit` operations ([`CHUNKS_SQL`]).
+    async fn chunks(&mut self, unit_id: i64, from: u64, head: u64, limit: usize) -> Result<Vec<ChunkRow>, StoreError>;
+}
+
+/// `(unit_id, scope, revision)`: a row of [`COLD_UNITS_SQL`].
+pub(super) type UnitRow = (i64, String, i64);
+/// `(idx, count, data)`: a chunk of a unit's log.
+pub(super) type ChunkRow = (i64, i64, Vec<u8>);
+
+/// A cold read's units: the document's, with their scope and head.
+pub(super) const COLD_UNITS_SQL: &str =
+    "SELECT unit_id, scope, revision FROM units WHERE document_id = ? AND branch = ?";
+/// A cold read's keyframe: the unit's newest at or below a revision.
+pub(super) const COLD_KEYFRAME_SQL: &str = "SELECT revision, last_hash, state, state_hash, seen FROM keyframes \
+     WHERE unit_id = ? AND revision <= ? ORDER BY revision DESC LIMIT 1";
+/// A cold read's skips: the unit's skipping operations from an index on.
+pub(super) const COLD_SKIPS_SQL: &str = "SELECT idx, skip FROM log_skips WHERE unit_id = ? AND idx >= ? ORDER BY idx";
+
+/// `read_cold` on SQLite through the pool: one connection and one read transaction (one snapshot), six statements
+/// of four texts: the document's units (ids and heads), the global keyframe, the two scopes' skips, and each unit's
+/// first chunks. The trait's default makes seven calls through the pool, each a statement or two of its own on
+/// whichever connection is free, and its reads prefetch their next chunks: in a fresh process a cold load paid for
+/// a second connection (a thread, the file's open, the schema parsed again) and for every statement's first
+/// preparation on both.
 pub(super) async fn read_cold(
     pool: &SqlitePool,
     document_id: DocumentId,
@@ -188,12 +216,62 @@ pub(super) async fn read_cold(
 ) -> Result<ColdRead, StoreError> {
     let mut conn = pool.acquire().await?;
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    let units: Vec<(i64, String, i64)> =
-        sqlx::query_as("SELECT unit_id, scope, revision FROM units WHERE document_id = ? AND branch = ?")
+    let cold = read_cold_from(&mut PoolSource(&mut tx), document_id, branch, keyframes, limit).await?;
+    tx.rollback().await?;
+    Ok(cold)
+}
+
+/// A [`ColdSource`] on a read transaction of the pool.
+struct PoolSource<'t, 'c>(&'t mut sqlx::Transaction<'c, sqlx::Sqlite>);
+
+impl ColdSource for PoolSource<'_, '_> {
+    async fn units(&mut self, document_id: DocumentId, branch: &Branch) -> Result<Vec<UnitRow>, StoreError> {
+        Ok(sqlx::query_as(COLD_UNITS_SQL)
             .bind(document_id.to_string())
             .bind(branch.as_str())
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut **self.0)
+            .await?)
+    }
+
+    async fn keyframe(&mut self, unit: &SyncUnit, unit_id: i64, head: u64) -> Result<Option<Keyframe>, StoreError> {
+        let row = sqlx::query(COLD_KEYFRAME_SQL)
+            .bind(unit_id)
+            .bind(to_i64(head))
+            .fetch_optional(&mut **self.0)
             .await?;
+        Ok(row.map(|row| keyframe_from_row(unit, &row)))
+    }
+
+    async fn skips(&mut self, unit_id: i64, from: u64) -> Result<Vec<(i64, i64)>, StoreError> {
+        Ok(sqlx::query_as(COLD_SKIPS_SQL)
+            .bind(unit_id)
+            .bind(to_i64(from))
+            .fetch_all(&mut **self.0)
+            .await?)
+    }
+
+    async fn chunks(&mut self, unit_id: i64, from: u64, head: u64, limit: usize) -> Result<Vec<ChunkRow>, StoreError> {
+        Ok(sqlx::query_as(CHUNKS_SQL)
+            .bind(unit_id)
+            .bind(to_i64(from))
+            .bind(to_i64(head))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&mut **self.0)
+            .await?)
+    }
+}
+
+/// The steps of a cold read, on one snapshot that `source` holds: the document's units and heads, the global
+/// unit's keyframe (when asked for), the skips of the document scope and of the global scope from the keyframe,
+/// then each unit's first operations (from the keyframe for the global scope), window by window up to `limit`.
+pub(super) async fn read_cold_from(
+    source: &mut impl ColdSource,
+    document_id: DocumentId,
+    branch: &Branch,
+    keyframes: bool,
+    limit: usize,
+) -> Result<ColdRead, StoreError> {
+    let units = source.units(document_id, branch).await?;
     let unit_of = |scope: Scope| {
         units
             .iter()
@@ -214,32 +292,17 @@ pub(super) async fn read_cold(
     if let Some((global_id, head)) = global
         && keyframes
         && head > 0
+        && let Some(keyframe) = source.keyframe(&sync_unit(Scope::Global), global_id, head).await?
     {
-        let row = sqlx::query(
-            "SELECT revision, last_hash, state, state_hash, seen FROM keyframes \
-             WHERE unit_id = ? AND revision <= ? ORDER BY revision DESC LIMIT 1",
-        )
-        .bind(global_id)
-        .bind(to_i64(head))
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = row {
-            let keyframe = keyframe_from_row(&sync_unit(Scope::Global), &row);
-            from = keyframe.revision;
-            cold.keyframe = Some(keyframe);
-        }
+        from = keyframe.revision;
+        cold.keyframe = Some(keyframe);
     }
-    const SKIPS_SQL: &str = "SELECT idx, skip FROM log_skips WHERE unit_id = ? AND idx >= ? ORDER BY idx";
     for (unit, at, skips) in [
         (document, 0, &mut cold.document_skips),
         (global, from, &mut cold.global_skips),
     ] {
         if let Some((id, _)) = unit {
-            let rows: Vec<(i64, i64)> = sqlx::query_as(SKIPS_SQL)
-                .bind(id)
-                .bind(to_i64(at))
-                .fetch_all(&mut *tx)
-                .await?;
+            let rows = source.skips(id, at).await?;
             *skips = rows.into_iter().map(|(i, s)| (i as u64, s as u64)).collect();
         }
     }
@@ -257,13 +320,7 @@ pub(super) async fn read_cold(
         // A window counts the operations of its first chunk from that chunk's start: one that holds few of them at
         // or after `next` may leave the cap unreached, and the next window starts where this one ended.
         while ops.len() < limit && next < head {
-            let rows: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(CHUNKS_SQL)
-                .bind(id)
-                .bind(to_i64(next))
-                .bind(to_i64(head))
-                .bind(i64::try_from(limit - ops.len()).unwrap_or(i64::MAX))
-                .fetch_all(&mut *tx)
-                .await?;
+            let rows = source.chunks(id, next, head, limit - ops.len()).await?;
             let before = ops.len();
             next = add_ops(&unit, &rows, next, head, limit, ops)?;
             if ops.len() == before {
@@ -271,7 +328,6 @@ pub(super) async fn read_cold(
             }
         }
     }
-    tx.rollback().await?;
     Ok(cold)
 }
 
@@ -280,7 +336,7 @@ pub(super) async fn read_cold(
 /// it is a loss, named at the first missing index.
 fn add_ops(
     unit: &SyncUnit,
-    rows: &[(i64, i64, Vec<u8>)],
+    rows: &[ChunkRow],
     at: u64,
     head: u64,
     limit: usize,

@@ -1,0 +1,136 @@
+//! The read-only store's cold reads ([`super::SqliteStore::open_read_only`]): one synchronous SQLite connection
+//! (rusqlite, `SQLITE_OPEN_READONLY`) used on the caller's thread.
+//!
+//! sqlx runs every SQLite connection on a thread of its own and hands each statement to it and its rows back: in a
+//! fresh process that reads one document and exits, starting that thread and the dozen hand-offs of a cold read
+//! were most of the load (docs/benchmarks.md, "A cold load without sqlx's thread"). This connection runs the same
+//! statements ([`super::reads::read_cold_from`], one text each) where the caller is, so a cold read is the file's
+//! open, SQLite's work and the decoding. It does block the caller's thread for that time, like the decoding of
+//! what it reads does: a cold read takes at most a few windows of chunks, and the read-only store is for
+//! processes that load and exit, not for a server.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::FutureExt;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use folio_core::{Branch, DocumentId, SyncUnit};
+
+use super::reads::{COLD_KEYFRAME_SQL, COLD_SKIPS_SQL, COLD_UNITS_SQL, ChunkRow, ColdSource, UnitRow, read_cold_from};
+use crate::StoreError;
+use crate::sql_common::{Columns, keyframe_from_row, to_i64};
+use crate::store::{ColdRead, Keyframe};
+
+/// The read-only store's synchronous connection.
+pub(super) struct ColdConnection(Mutex<Connection>);
+
+impl std::fmt::Debug for ColdConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ColdConnection")
+    }
+}
+
+impl ColdConnection {
+    /// Opens the existing file at `path` for reading (an error when it is missing).
+    pub(super) fn open(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
+        // SQLite's own mutex is not needed: this one serialises the connection's users.
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        conn.busy_timeout(busy_timeout)?;
+        Ok(Self(Mutex::new(conn)))
+    }
+
+    /// [`crate::OperationStore::read_cold`] on this connection, in one read transaction.
+    pub(super) fn read_cold(
+        &self,
+        document_id: DocumentId,
+        branch: &Branch,
+        keyframes: bool,
+        limit: usize,
+    ) -> Result<ColdRead, StoreError> {
+        let mut conn = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = conn.transaction()?;
+        // Every step of the source answers at once: the steps' future completes on its first poll.
+        let cold = read_cold_from(&mut TxSource(&tx), document_id, branch, keyframes, limit)
+            .now_or_never()
+            .expect("a synchronous cold read never waits")?;
+        tx.rollback()?;
+        Ok(cold)
+    }
+}
+
+/// The chunks of a unit's log from the one holding index `?2`, below `?3`, in index order (`?1` the unit id).
+const COLD_CHUNKS_SQL: &str = "SELECT idx, count, data FROM log WHERE unit_id = ?1 \
+     AND idx >= COALESCE((SELECT MAX(idx) FROM log WHERE unit_id = ?1 AND idx <= ?2), 0) AND idx < ?3 ORDER BY idx";
+
+/// A [`ColdSource`] on a read transaction of the synchronous connection.
+struct TxSource<'t, 'c>(&'t rusqlite::Transaction<'c>);
+
+/// A rusqlite row as the shared decoders read it (a NULL or mistyped column reads as 0 or empty, as they expect of
+/// the columns they read).
+struct Lite<'r, 's>(&'r rusqlite::Row<'s>);
+
+impl Columns for Lite<'_, '_> {
+    fn int(&self, at: usize) -> i64 {
+        self.0.get_ref(at).ok().and_then(|v| v.as_i64().ok()).unwrap_or(0)
+    }
+
+    fn text(&self, at: usize) -> &str {
+        self.maybe_text(at).unwrap_or("")
+    }
+
+    fn maybe_text(&self, at: usize) -> Option<&str> {
+        self.0.get_ref(at).ok().and_then(|v| v.as_str().ok())
+    }
+
+    fn blob(&self, at: usize) -> &[u8] {
+        self.0.get_ref(at).ok().and_then(|v| v.as_blob().ok()).unwrap_or(&[])
+    }
+
+    fn bytes_or_text(&self, at: usize) -> &[u8] {
+        self.0.get_ref(at).ok().and_then(|v| v.as_bytes().ok()).unwrap_or(&[])
+    }
+}
+
+impl ColdSource for TxSource<'_, '_> {
+    async fn units(&mut self, document_id: DocumentId, branch: &Branch) -> Result<Vec<UnitRow>, StoreError> {
+        let mut statement = self.0.prepare_cached(COLD_UNITS_SQL)?;
+        let rows = statement.query_map((document_id.to_string(), branch.as_str()), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    async fn keyframe(&mut self, unit: &SyncUnit, unit_id: i64, head: u64) -> Result<Option<Keyframe>, StoreError> {
+        let mut statement = self.0.prepare_cached(COLD_KEYFRAME_SQL)?;
+        Ok(statement
+            .query_row((unit_id, to_i64(head)), |r| Ok(keyframe_from_row(unit, &Lite(r))))
+            .optional()?)
+    }
+
+    async fn skips(&mut self, unit_id: i64, from: u64) -> Result<Vec<(i64, i64)>, StoreError> {
+        let mut statement = self.0.prepare_cached(COLD_SKIPS_SQL)?;
+        let rows = statement.query_map((unit_id, to_i64(from)), |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    async fn chunks(&mut self, unit_id: i64, from: u64, head: u64, limit: usize) -> Result<Vec<ChunkRow>, StoreError> {
+        // Steps row by row and stops once the chunks hold `limit` operations from `from`: the window function the
+        // pool's statement needs to stop there ([`super::reads::CHUNKS_SQL`]) costs more to compile than this read takes.
+        let mut statement = self.0.prepare_cached(COLD_CHUNKS_SQL)?;
+        let mut rows = statement.query((unit_id, to_i64(from), to_i64(head)))?;
+        let mut chunks = Vec::new();
+        let mut held = 0u64;
+        while let Some(row) = rows.next()? {
+            let (idx, count): (i64, i64) = (row.get(0)?, row.get(1)?);
+            chunks.push((idx, count, row.get(2)?));
+            held += (idx + count - idx.max(to_i64(from))).max(0) as u64;
+            if held >= limit as u64 {
+                break;
+            }
+        }
+        Ok(chunks)
+    }
+}
