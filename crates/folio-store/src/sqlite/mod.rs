@@ -30,7 +30,8 @@
 //!
 //! One concern a file: `open.rs` (options, connection settings, migrations, starting the writer and the sync
 //! thread), `writer.rs` (the writer task and its group commit), `wal.rs` (the WAL's fsync thread, what reads wait
-//! for, checkpoints), `sql.rs` (the writer's statement texts and their binding), `reads.rs` (the reads in SQLite's own SQL);
+//! for, checkpoints), `sql.rs` (the writer's statement texts and their binding), `reads.rs` (the reads in SQLite's own SQL), `cold.rs` (the read-only store's synchronous
+//! connection, which its cold reads go through);
 //! what the SQLite and PostgreSQL backends share is in `crate::sql_common` and `crate::sql_queries` (the reads with
 //! one SQL text).
 
