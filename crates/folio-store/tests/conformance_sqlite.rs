@@ -250,3 +250,47 @@ async fn read_only_cold_reads_answer_as_the_store() {
     assert!(refused.is_err(), "a missing file is refused");
     assert!(!absent.exists(), "and not created");
 }
+
+/// A read-only store's cold reads while a writer appends to the same file: each reads every scope from 0 to exactly
+/// the head it reports, sees a commit whole or not at all, never sees a head go back, and none fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_cold_reads_are_snapshots_while_a_writer_appends() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("folio.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    let id = DocumentId::new();
+    let (global, local) = (SyncUnit::main(id, Scope::Global), SyncUnit::main(id, Scope::Local));
+    let writer = tokio::spawn(async move {
+        let (mut g, mut l) = (Chain::new(global.clone()), Chain::new(local.clone()));
+        for round in 0..300u64 {
+            store.append(&global, round * 3, g.ops(3)).await.expect("append global");
+            store.append(&local, round, l.ops(1)).await.expect("append local");
+        }
+    });
+    let reader = SqliteStore::open_read_only(&path).await.expect("open read-only");
+    let main = folio_core::Branch::default();
+    let mut reads = 0;
+    let mut last = (0, 0);
+    while !writer.is_finished() || reads == 0 {
+        let cold = reader.read_cold(id, &main, true, 100_000).await.expect("a cold read");
+        for (ops, head) in [(&cold.global, cold.heads.global), (&cold.local, cold.heads.local)] {
+            let indexes: Vec<u64> = ops.iter().map(|op| op.index).collect();
+            assert_eq!(indexes, (0..head).collect::<Vec<_>>(), "from 0 to the head it reports");
+        }
+        assert!(
+            cold.heads.global % 3 == 0,
+            "a commit is never read in part: {:?}",
+            cold.heads
+        );
+        assert!((cold.heads.global, cold.heads.local) >= last, "heads never go back");
+        last = (cold.heads.global, cold.heads.local);
+        reads += 1;
+    }
+    writer.await.expect("the writer");
+    let cold = reader
+        .read_cold(id, &main, true, 100_000)
+        .await
+        .expect("the last cold read");
+    assert_eq!((cold.heads.global, cold.heads.local), (900, 300));
+    assert!(reads > 1, "reads ran while the writer wrote ({reads})");
+}
