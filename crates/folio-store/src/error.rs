@@ -41,8 +41,9 @@ pub enum StoreError {
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    /// The read-only SQLite store's own connection failed (`SqliteStore::open_read_only`).
-    #[error("database error: {0}")]
+    /// The read-only SQLite store's synchronous connection failed (`SqliteStore::open_read_only`: its open and its
+    /// cold reads).
+    #[error("database error (read-only connection): {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// The database's migrations failed.
     #[error("database migration failed: {0}")]

@@ -210,8 +210,8 @@ async fn the_wal_stays_bounded_under_sustained_writes() {
 }
 
 /// The read-only open's cold reads, which take a synchronous connection of their own: they answer the conformance
-/// scenario exactly as the store does while a writer appends to the same file, name a damaged chunk as the store
-/// does, and a file that does not exist is refused (not created).
+/// scenario (written by a store on the same file after the read-only one was opened) exactly as the store does,
+/// name a damaged chunk as the store does, and a file that does not exist is refused (not created).
 #[tokio::test]
 async fn read_only_cold_reads_answer_as_the_store() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -252,7 +252,8 @@ async fn read_only_cold_reads_answer_as_the_store() {
 }
 
 /// A read-only store's cold reads while a writer appends to the same file: each reads every scope from 0 to exactly
-/// the head it reports, sees a commit whole or not at all, never sees a head go back, and none fails.
+/// the head it reports and every skip below that head, sees a commit whole or not at all, never sees a head go back,
+/// and none fails. The writer's every third operation skips one, so a skip read past the head would show.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_cold_reads_are_snapshots_while_a_writer_appends() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -263,7 +264,9 @@ async fn read_only_cold_reads_are_snapshots_while_a_writer_appends() {
     let writer = tokio::spawn(async move {
         let (mut g, mut l) = (Chain::new(global.clone()), Chain::new(local.clone()));
         for round in 0..300u64 {
-            store.append(&global, round * 3, g.ops(3)).await.expect("append global");
+            let mut ops = g.ops(2);
+            ops.push(g.skipping(1));
+            store.append(&global, round * 3, ops).await.expect("append global");
             store.append(&local, round, l.ops(1)).await.expect("append local");
         }
     });
@@ -282,6 +285,8 @@ async fn read_only_cold_reads_are_snapshots_while_a_writer_appends() {
             "a commit is never read in part: {:?}",
             cold.heads
         );
+        let skips: Vec<(u64, u64)> = (0..cold.heads.global / 3).map(|r| (r * 3 + 2, 1)).collect();
+        assert_eq!(cold.global_skips, skips, "the skips below the head, and only those");
         assert!((cold.heads.global, cold.heads.local) >= last, "heads never go back");
         last = (cold.heads.global, cold.heads.local);
         reads += 1;
@@ -292,5 +297,31 @@ async fn read_only_cold_reads_are_snapshots_while_a_writer_appends() {
         .await
         .expect("the last cold read");
     assert_eq!((cold.heads.global, cold.heads.local), (900, 300));
+    assert_eq!(cold.global_skips.len(), 300);
     assert!(reads > 1, "reads ran while the writer wrote ({reads})");
+}
+
+/// Concurrent cold reads on one read-only store: the one that finds its synchronous connection in use reads
+/// through the pool, and both answer the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_cold_reads_on_a_read_only_store_agree() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("folio.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    let id = DocumentId::new();
+    let global = SyncUnit::main(id, Scope::Global);
+    let mut chain = Chain::new(global.clone());
+    for i in 0..20 {
+        store.append(&global, i * 50, chain.ops(50)).await.expect("append");
+    }
+    let reader = SqliteStore::open_read_only(&path).await.expect("open read-only");
+    let main = folio_core::Branch::default();
+    let reads = (0..16).map(|_| {
+        let (reader, main) = (reader.clone(), main.clone());
+        tokio::spawn(async move { reader.read_cold(id, &main, true, 1_000).await.expect("a cold read") })
+    });
+    let expected = store.read_cold(id, &main, true, 1_000).await.expect("the store's");
+    for read in futures::future::join_all(reads).await {
+        assert_eq!(read.expect("the task"), expected);
+    }
 }

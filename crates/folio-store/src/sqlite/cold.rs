@@ -1,16 +1,23 @@
 //! The read-only store's cold reads ([`super::SqliteStore::open_read_only`]): one synchronous SQLite connection
-//! (rusqlite, `SQLITE_OPEN_READONLY`) used on the caller's thread.
+//! (rusqlite) used on the caller's thread.
 //!
 //! sqlx runs every SQLite connection on a thread of its own and hands each statement to it and its rows back: in a
 //! fresh process that reads one document and exits, starting that thread and the dozen hand-offs of a cold read
 //! were most of the load (docs/benchmarks.md, "A cold load without sqlx's thread"). This connection runs the same
-//! statements ([`super::reads::read_cold_from`], one text each) where the caller is, so a cold read is the file's
-//! open, SQLite's work and the decoding. It does block the caller's thread for that time, like the decoding of
-//! what it reads does: a cold read takes at most a few windows of chunks, and the read-only store is for
-//! processes that load and exit, not for a server.
+//! steps ([`super::reads::read_cold_from`]: the same statements, but for the chunks, which it steps row by row and
+//! stops at the cap instead of compiling the pool's window function) where the caller is, so a cold read is the
+//! file's open, SQLite's work and the decoding. It blocks the caller's thread for that time, as the decoding of
+//! what it reads does: one pass over each scope's first chunks, up to the cap. One cold read at a time uses it; a
+//! cold read that finds it in use goes through the pool instead (`mod.rs`), so concurrent callers never park
+//! runtime threads on its mutex.
+//!
+//! The connection is opened read-write with `PRAGMA query_only`: it never writes, and, as sqlx's read connections
+//! did, the last connection to close removes the WAL and shm files (a `SQLITE_OPEN_READONLY` connection may not,
+//! and would leave them behind owned by whoever ran the load). A file the process may not write is opened
+//! read-only by SQLite itself.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, TryLockError};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -33,31 +40,43 @@ impl std::fmt::Debug for ColdConnection {
 }
 
 impl ColdConnection {
-    /// Opens the existing file at `path` for reading (an error when it is missing).
+    /// Opens the existing file at `path` for reading (an error when it is missing: the file is not created).
     pub(super) fn open(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
         // SQLite's own mutex is not needed: this one serialises the connection's users.
-        let conn =
-            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
         conn.busy_timeout(busy_timeout)?;
+        conn.pragma_update(None, "query_only", true)?;
         Ok(Self(Mutex::new(conn)))
     }
 
-    /// [`crate::OperationStore::read_cold`] on this connection, in one read transaction.
-    pub(super) fn read_cold(
+    /// [`crate::OperationStore::read_cold`] on this connection, in one read transaction; `None` when another cold
+    /// read is using it.
+    pub(super) fn try_read_cold(
         &self,
         document_id: DocumentId,
         branch: &Branch,
         keyframes: bool,
         limit: usize,
-    ) -> Result<ColdRead, StoreError> {
-        let mut conn = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let tx = conn.transaction()?;
-        // Every step of the source answers at once: the steps' future completes on its first poll.
-        let cold = read_cold_from(&mut TxSource(&tx), document_id, branch, keyframes, limit)
-            .now_or_never()
-            .expect("a synchronous cold read never waits")?;
-        tx.rollback()?;
-        Ok(cold)
+    ) -> Option<Result<ColdRead, StoreError>> {
+        let mut conn = match self.0.try_lock() {
+            Ok(conn) => conn,
+            // A panic inside a read rolled its transaction back as it unwound: the connection is sound.
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        Some((|| {
+            let tx = conn.transaction()?;
+            // Every step of this source answers at once, and `read_cold_from` awaits nothing else: its future
+            // completes on its first poll.
+            let cold = read_cold_from(&mut TxSource(&tx), document_id, branch, keyframes, limit)
+                .now_or_never()
+                .expect("a synchronous cold read never waits")?;
+            tx.rollback()?;
+            Ok(cold)
+        })())
     }
 }
 
@@ -68,29 +87,42 @@ const COLD_CHUNKS_SQL: &str = "SELECT idx, count, data FROM log WHERE unit_id = 
 /// A [`ColdSource`] on a read transaction of the synchronous connection.
 struct TxSource<'t, 'c>(&'t rusqlite::Transaction<'c>);
 
-/// A rusqlite row as the shared decoders read it (a NULL or mistyped column reads as 0 or empty, as they expect of
-/// the columns they read).
+/// A rusqlite row as the shared decoders read it. Like sqlx's rows (`Row::get`), a column of another type than the
+/// decoder reads is a panic, not a default: the schema's column types and the writers rule it out, and a wrong
+/// value read as 0 or empty (a keyframe's revision, say) would make a wrong document instead of a failed read.
 struct Lite<'r, 's>(&'r rusqlite::Row<'s>);
+
+impl Lite<'_, '_> {
+    fn value(&self, at: usize) -> rusqlite::types::ValueRef<'_> {
+        self.0
+            .get_ref(at)
+            .unwrap_or_else(|e| panic!("column {at} of a cold read: {e}"))
+    }
+}
+
+fn mistyped<T>(at: usize, e: rusqlite::types::FromSqlError) -> T {
+    panic!("column {at} of a cold read: {e}")
+}
 
 impl Columns for Lite<'_, '_> {
     fn int(&self, at: usize) -> i64 {
-        self.0.get_ref(at).ok().and_then(|v| v.as_i64().ok()).unwrap_or(0)
+        self.value(at).as_i64().unwrap_or_else(|e| mistyped(at, e))
     }
 
     fn text(&self, at: usize) -> &str {
-        self.maybe_text(at).unwrap_or("")
+        self.value(at).as_str().unwrap_or_else(|e| mistyped(at, e))
     }
 
     fn maybe_text(&self, at: usize) -> Option<&str> {
-        self.0.get_ref(at).ok().and_then(|v| v.as_str().ok())
+        self.value(at).as_str_or_null().unwrap_or_else(|e| mistyped(at, e))
     }
 
     fn blob(&self, at: usize) -> &[u8] {
-        self.0.get_ref(at).ok().and_then(|v| v.as_blob().ok()).unwrap_or(&[])
+        self.value(at).as_blob().unwrap_or_else(|e| mistyped(at, e))
     }
 
     fn bytes_or_text(&self, at: usize) -> &[u8] {
-        self.0.get_ref(at).ok().and_then(|v| v.as_bytes().ok()).unwrap_or(&[])
+        self.value(at).as_bytes().unwrap_or_else(|e| mistyped(at, e))
     }
 }
 
@@ -110,9 +142,9 @@ impl ColdSource for TxSource<'_, '_> {
             .optional()?)
     }
 
-    async fn skips(&mut self, unit_id: i64, from: u64) -> Result<Vec<(i64, i64)>, StoreError> {
+    async fn skips(&mut self, unit_id: i64, from: u64, head: u64) -> Result<Vec<(i64, i64)>, StoreError> {
         let mut statement = self.0.prepare_cached(COLD_SKIPS_SQL)?;
-        let rows = statement.query_map((unit_id, to_i64(from)), |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = statement.query_map((unit_id, to_i64(from), to_i64(head)), |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -22,18 +22,20 @@
 //!   and a busy timeout waits for the other process; the result is `RevisionMismatch` or success, never a duplicate
 //!   index or a gap (the unique index on `(unit_id, idx)` would refuse one anyway).
 //! * Reads go through a small pool of read connections and page through a unit's log in chunks, so a read of a long
-//!   history holds a bounded number of operations in memory. A chunk is one row: SQLite concatenates the chunk's
-//!   operations (`group_concat(operation, '\n' ORDER BY idx)`), so the driver's per-row cost (most of a raw
-//!   replay's time, see docs/benchmarks.md) is paid once per chunk. A chunk holds at most 1,024 operations and
-//!   stops after the one that passes 4 MiB. A producer task fetches and decodes the next chunk while the caller
-//!   folds the current one.
+//!   history holds a bounded number of operations in memory. A chunk is one row of the `log` table (`chunk.rs`
+//!   encodes and decodes it), so the driver's per-row cost (most of a raw replay's time, see docs/benchmarks.md) is
+//!   paid once per chunk. A producer task fetches and decodes the next chunks while the caller folds the current
+//!   ones.
+//! * **A read-only open** (`open_read_only`, for processes that load a document and exit) has no writer; its cold
+//!   reads go through a synchronous connection on the caller's thread (`cold.rs`), its other reads through a pool
+//!   of one connection opened at first use.
 //!
 //! One concern a file: `open.rs` (options, connection settings, migrations, starting the writer and the sync
 //! thread), `writer.rs` (the writer task and its group commit), `wal.rs` (the WAL's fsync thread, what reads wait
-//! for, checkpoints), `sql.rs` (the writer's statement texts and their binding), `reads.rs` (the reads in SQLite's own SQL), `cold.rs` (the read-only store's synchronous
-//! connection, which its cold reads go through);
-//! what the SQLite and PostgreSQL backends share is in `crate::sql_common` and `crate::sql_queries` (the reads with
-//! one SQL text).
+//! for, checkpoints), `sql.rs` (the writer's statement texts and their binding), `reads.rs` (the reads in SQLite's
+//! own SQL, and the steps of a cold read), `cold.rs` (the read-only store's synchronous connection), `chunk.rs`
+//! (the stored form of operations); what the SQLite and PostgreSQL backends share is in `crate::sql_common` and
+//! `crate::sql_queries` (the reads with one SQL text).
 
 mod chunk;
 mod cold;
@@ -213,13 +215,16 @@ impl OperationStore for SqliteStore {
         keyframes: bool,
         limit: usize,
     ) -> Result<ColdRead, StoreError> {
-        match &self.cold {
-            Some(cold) => cold.read_cold(document_id, branch, keyframes, limit),
-            None => {
-                self.settled(reads::read_cold(&self.pool, document_id, branch, keyframes, limit).await?)
-                    .await
-            }
-        }
+        // The read-only store's synchronous connection when it is free, else the pool (see `cold.rs`).
+        let cold = match self
+            .cold
+            .as_ref()
+            .and_then(|c| c.try_read_cold(document_id, branch, keyframes, limit))
+        {
+            Some(read) => read?,
+            None => reads::read_cold(&self.pool, document_id, branch, keyframes, limit).await?,
+        };
+        self.settled(cold).await
     }
 
     // Writes go to the writer task (`writer.rs`).

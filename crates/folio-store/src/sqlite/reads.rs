@@ -175,15 +175,18 @@ where
 
 /// The statements of a cold read, one method each, answered by either connection kind: sqlx's (a pool
 /// connection, `read_cold` below) or the read-only store's synchronous one (`cold.rs`). [`read_cold_from`] holds
-/// the steps once.
+/// the steps once. Every read is capped at the heads the first one found, so the answer is consistent whatever
+/// commits meanwhile (each source also reads in one transaction).
 pub(super) trait ColdSource {
     /// `(unit_id, scope, revision)` of the document's units on `branch`.
     async fn units(&mut self, document_id: DocumentId, branch: &Branch) -> Result<Vec<UnitRow>, StoreError>;
     /// The newest keyframe of the unit `unit_id` (which is `unit`) at or below `head`.
     async fn keyframe(&mut self, unit: &SyncUnit, unit_id: i64, head: u64) -> Result<Option<Keyframe>, StoreError>;
-    /// `(idx, skip)` of the unit's skipping operations from `from` (see [`COLD_SKIPS_SQL`]).
-    async fn skips(&mut self, unit_id: i64, from: u64) -> Result<Vec<(i64, i64)>, StoreError>;
-    /// The chunks from the one holding `from`, below `head`, until they hold `limit` operations ([`CHUNKS_SQL`]).
+    /// `(idx, skip)` of the unit's skipping operations in `from..head` (see [`COLD_SKIPS_SQL`]).
+    async fn skips(&mut self, unit_id: i64, from: u64, head: u64) -> Result<Vec<(i64, i64)>, StoreError>;
+    /// The chunks from the one holding `from`, below `head`, at least until they hold `limit` operations from
+    /// `from` (the pool's statement may stop short of that, after its first chunk's count: the caller asks again
+    /// from where they end).
     async fn chunks(&mut self, unit_id: i64, from: u64, head: u64, limit: usize) -> Result<Vec<ChunkRow>, StoreError>;
 }
 
@@ -198,8 +201,9 @@ pub(super) const COLD_UNITS_SQL: &str =
 /// A cold read's keyframe: the unit's newest at or below a revision.
 pub(super) const COLD_KEYFRAME_SQL: &str = "SELECT revision, last_hash, state, state_hash, seen FROM keyframes \
      WHERE unit_id = ? AND revision <= ? ORDER BY revision DESC LIMIT 1";
-/// A cold read's skips: the unit's skipping operations from an index on.
-pub(super) const COLD_SKIPS_SQL: &str = "SELECT idx, skip FROM log_skips WHERE unit_id = ? AND idx >= ? ORDER BY idx";
+/// A cold read's skips: the unit's skipping operations from an index on, below the head.
+pub(super) const COLD_SKIPS_SQL: &str =
+    "SELECT idx, skip FROM log_skips WHERE unit_id = ? AND idx >= ? AND idx < ? ORDER BY idx";
 
 /// `read_cold` on SQLite through the pool: one connection and one read transaction (one snapshot), six statements
 /// of four texts: the document's units (ids and heads), the global keyframe, the two scopes' skips, and each unit's
@@ -242,10 +246,11 @@ impl ColdSource for PoolSource<'_, '_> {
         Ok(row.map(|row| keyframe_from_row(unit, &row)))
     }
 
-    async fn skips(&mut self, unit_id: i64, from: u64) -> Result<Vec<(i64, i64)>, StoreError> {
+    async fn skips(&mut self, unit_id: i64, from: u64, head: u64) -> Result<Vec<(i64, i64)>, StoreError> {
         Ok(sqlx::query_as(COLD_SKIPS_SQL)
             .bind(unit_id)
             .bind(to_i64(from))
+            .bind(to_i64(head))
             .fetch_all(&mut **self.0)
             .await?)
     }
@@ -264,6 +269,9 @@ impl ColdSource for PoolSource<'_, '_> {
 /// The steps of a cold read, on one snapshot that `source` holds: the document's units and heads, the global
 /// unit's keyframe (when asked for), the skips of the document scope and of the global scope from the keyframe,
 /// then each unit's first operations (from the keyframe for the global scope), window by window up to `limit`.
+///
+/// It awaits nothing but `source`'s methods: the synchronous source drives it with `now_or_never`, which holds
+/// only while every await here answers at once.
 pub(super) async fn read_cold_from(
     source: &mut impl ColdSource,
     document_id: DocumentId,
@@ -301,8 +309,8 @@ pub(super) async fn read_cold_from(
         (document, 0, &mut cold.document_skips),
         (global, from, &mut cold.global_skips),
     ] {
-        if let Some((id, _)) = unit {
-            let rows = source.skips(id, at).await?;
+        if let Some((id, head)) = unit {
+            let rows = source.skips(id, at, head).await?;
             *skips = rows.into_iter().map(|(i, s)| (i as u64, s as u64)).collect();
         }
     }
@@ -317,8 +325,9 @@ pub(super) async fn read_cold_from(
         }
         let unit = sync_unit(scope);
         let mut next = at;
-        // A window counts the operations of its first chunk from that chunk's start: one that holds few of them at
-        // or after `next` may leave the cap unreached, and the next window starts where this one ended.
+        // A source may stop short of the cap (the pool's window counts the operations of its first chunk from that
+        // chunk's start, so one that holds few of them at or after `next` leaves it unreached): the next window
+        // starts where this one ended.
         while ops.len() < limit && next < head {
             let rows = source.chunks(id, next, head, limit - ops.len()).await?;
             let before = ops.len();
