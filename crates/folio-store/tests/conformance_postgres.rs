@@ -156,11 +156,27 @@ async fn commit_notices_reach_the_other_handle() {
     let (_db, a, b) = two_handles().await;
     let feed = a.commit_feed().expect("PostgreSQL has a commit feed");
     let mut notices = feed.notices();
-    // The listener announces itself once connected (notices before it may have been missed).
-    tokio::time::timeout(Duration::from_secs(10), notices.next())
+    // The listener connects in the background and announces itself once it listens; a stream made after that
+    // announcement does not see it (the test's first version waited for it and failed when the listener won the
+    // race), and a commit before it listens is not announced. So: commits on B, one at a time, until one wakes A;
+    // then the late wake-ups of the others are drained.
+    let probe = SyncUnit::main(DocumentId::new(), Scope::Global);
+    let mut probe_chain = Chain::new(probe.clone());
+    for at in 0.. {
+        assert!(at < 100, "the listener connects");
+        b.append(&probe, at, probe_chain.ops(1)).await.expect("append on B");
+        if tokio::time::timeout(Duration::from_millis(100), notices.next())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+    }
+    while tokio::time::timeout(Duration::from_millis(300), notices.next())
         .await
-        .expect("the listener connects")
-        .expect("a wake-up");
+        .is_ok()
+    {}
+    let start = a.max_ordinal().await.expect("max_ordinal");
 
     let mine = SyncUnit::main(DocumentId::new(), Scope::Global);
     a.append(&mine, 0, Chain::new(mine.clone()).ops(2))
@@ -181,8 +197,8 @@ async fn commit_notices_reach_the_other_handle() {
         .expect("B's commit wakes A")
         .expect("a wake-up");
 
-    let marked = feed.read_since_marked(0, 100).await.expect("read_since_marked");
-    let plain = a.read_since(0, 100).await.expect("read_since");
+    let marked = feed.read_since_marked(start, 100).await.expect("read_since_marked");
+    let plain = a.read_since(start, 100).await.expect("read_since");
     assert_eq!(plain.len(), 5);
     // A's own commits come as their ordinals, B's whole: read_since with A's operations left out.
     let expected: Vec<FeedEntry> = plain
