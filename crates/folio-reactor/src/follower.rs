@@ -19,7 +19,7 @@
 //! * **At most one read a [`NOTICE_INTERVAL`] for notices**: while other nodes commit without pause, each of their
 //!   commits is a notice; a notice within that interval of the last read is answered by a read at its end, which
 //!   takes every commit made meanwhile. Two nodes writing flat out on this machine made the followers' reads a
-//!   fifth of the server's time (1,818 reads a 20,000-operation run, against 340 with the interval:
+//!   fifth of the server's time (1,818 reads a 20,000-operation run, against 894 with the interval:
 //!   docs/benchmarks.md, "Two nodes: the followers' reads"); the price is at most that interval of delay for another
 //!   node's commit under load, none for a notice after a quiet spell.
 //! * The price: on a shared store a commit event reaches subscribers just after the job completes rather than just
