@@ -25,7 +25,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use folio_core::{Branch, DocumentId, SyncUnit};
 
-use super::reads::{COLD_KEYFRAME_SQL, COLD_SKIPS_SQL, COLD_UNITS_SQL, ChunkRow, ColdSource, UnitRow, read_cold_from};
+use super::reads::{
+    COLD_CHUNKS_SQL, COLD_KEYFRAME_SQL, COLD_SKIPS_SQL, COLD_UNITS_SQL, ChunkRow, ColdSource, UnitRow, read_cold_from,
+};
 use crate::StoreError;
 use crate::sql_common::{Columns, keyframe_from_row, to_i64};
 use crate::store::{ColdRead, Keyframe};
@@ -79,10 +81,6 @@ impl ColdConnection {
         })())
     }
 }
-
-/// The chunks of a unit's log from the one holding index `?2`, below `?3`, in index order (`?1` the unit id).
-const COLD_CHUNKS_SQL: &str = "SELECT idx, count, data FROM log WHERE unit_id = ?1 \
-     AND idx >= COALESCE((SELECT MAX(idx) FROM log WHERE unit_id = ?1 AND idx <= ?2), 0) AND idx < ?3 ORDER BY idx";
 
 /// A [`ColdSource`] on a read transaction of the synchronous connection.
 struct TxSource<'t, 'c>(&'t rusqlite::Transaction<'c>);

@@ -37,15 +37,31 @@ const FIND_CHUNK: usize = 500;
 /// A read of a unit's log fetches chunks until they hold this many operations (one chunk may take it past).
 const READ_OPS: i64 = 1024;
 
+/// `FROM` the chunks of unit `?1` from the one holding index `?2` on: the rule both chunk statements share.
+macro_rules! chunks_from_the_one_holding {
+    () => {
+        "FROM log WHERE unit_id = ?1 \
+         AND idx >= COALESCE((SELECT MAX(idx) FROM log WHERE unit_id = ?1 AND idx <= ?2), 0)"
+    };
+}
+
 /// The chunks of a unit's log from the one holding index `$2` (up to `$3`), until they hold [`READ_OPS`]
 /// operations: `$1` the unit id, `$4` the bound.
-pub(super) const CHUNKS_SQL: &str = "WITH w AS (SELECT idx, SUM(count) OVER (ORDER BY idx ROWS UNBOUNDED PRECEDING) - count AS before \
-       FROM log WHERE unit_id = ?1 \
-         AND idx >= COALESCE((SELECT MAX(idx) FROM log WHERE unit_id = ?1 AND idx <= ?2), 0) AND idx < ?3 \
-       ORDER BY idx LIMIT ?4) \
-     SELECT idx, count, data FROM log WHERE unit_id = ?1 \
-       AND idx >= COALESCE((SELECT MAX(idx) FROM log WHERE unit_id = ?1 AND idx <= ?2), 0) \
-       AND idx <= (SELECT MAX(idx) FROM w WHERE before < ?4) ORDER BY idx";
+pub(super) const CHUNKS_SQL: &str = concat!(
+    "WITH w AS (SELECT idx, SUM(count) OVER (ORDER BY idx ROWS UNBOUNDED PRECEDING) - count AS before ",
+    chunks_from_the_one_holding!(),
+    " AND idx < ?3 ORDER BY idx LIMIT ?4) SELECT idx, count, data ",
+    chunks_from_the_one_holding!(),
+    " AND idx <= (SELECT MAX(idx) FROM w WHERE before < ?4) ORDER BY idx"
+);
+
+/// The chunks of a unit's log from the one holding index `?2`, below `?3`, in index order (`?1` the unit id), for a
+/// reader that steps the rows and stops when it has enough (the read-only store's cold reads, `cold.rs`).
+pub(super) const COLD_CHUNKS_SQL: &str = concat!(
+    "SELECT idx, count, data ",
+    chunks_from_the_one_holding!(),
+    " AND idx < ?3 ORDER BY idx"
+);
 
 /// The unit id of `unit`, `None` when it has no row.
 async fn unit_id(pool: &SqlitePool, unit: &SyncUnit) -> Result<Option<i64>, StoreError> {
