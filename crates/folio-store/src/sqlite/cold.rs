@@ -69,17 +69,26 @@ impl ColdConnection {
             Err(TryLockError::Poisoned(e)) => e.into_inner(),
             Err(TryLockError::WouldBlock) => return None,
         };
-        Some((|| {
-            let tx = conn.transaction()?;
-            // Every step of this source answers at once, and `read_cold_from` awaits nothing else: its future
-            // completes on its first poll.
-            let cold = read_cold_from(&mut TxSource(&tx), document_id, branch, keyframes, limit)
-                .now_or_never()
-                .expect("a synchronous cold read never waits")?;
-            tx.rollback()?;
-            Ok(cold)
-        })())
+        Some(read_cold_in(&mut conn, document_id, branch, keyframes, limit))
     }
+}
+
+/// A cold read on `conn`, in one read transaction.
+fn read_cold_in(
+    conn: &mut Connection,
+    document_id: DocumentId,
+    branch: &Branch,
+    keyframes: bool,
+    limit: usize,
+) -> Result<ColdRead, StoreError> {
+    let tx = conn.transaction()?;
+    // Every step of this source answers at once, and `read_cold_from` awaits nothing else: its future completes on
+    // its first poll.
+    let cold = read_cold_from(&mut TxSource(&tx), document_id, branch, keyframes, limit)
+        .now_or_never()
+        .expect("a synchronous cold read never waits")?;
+    tx.rollback()?;
+    Ok(cold)
 }
 
 /// A [`ColdSource`] on a read transaction of the synchronous connection.
@@ -151,12 +160,12 @@ impl ColdSource for TxSource<'_, '_> {
         // pool's statement needs to stop there ([`super::reads::CHUNKS_SQL`]) costs more to compile than this read takes.
         let mut statement = self.0.prepare_cached(COLD_CHUNKS_SQL)?;
         let mut rows = statement.query((unit_id, to_i64(from), to_i64(head)))?;
+        let (from, mut held) = (to_i64(from), 0u64);
         let mut chunks = Vec::new();
-        let mut held = 0u64;
         while let Some(row) = rows.next()? {
             let (idx, count): (i64, i64) = (row.get(0)?, row.get(1)?);
             chunks.push((idx, count, row.get(2)?));
-            held += (idx + count - idx.max(to_i64(from))).max(0) as u64;
+            held += (idx + count - idx.max(from)).max(0) as u64;
             if held >= limit as u64 {
                 break;
             }
