@@ -54,6 +54,12 @@ impl ColdConnection {
         Ok(Self(Mutex::new(conn)))
     }
 
+    /// The connection, held as a cold read holds it (tests: to make the next cold read find it in use).
+    #[cfg(test)]
+    pub(super) fn hold(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// [`crate::OperationStore::read_cold`] on this connection, in one read transaction; `None` when another cold
     /// read is using it.
     pub(super) fn try_read_cold(

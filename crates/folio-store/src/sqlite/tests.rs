@@ -655,3 +655,34 @@ async fn keyframe_states_are_packed_and_read_back_exactly() {
         .unwrap();
     assert_eq!(store.nearest_keyframe(&unit, 25).await.unwrap().unwrap().state, "");
 }
+
+/// A read-only store's cold read that finds its synchronous connection in use goes through the pool and answers
+/// the same (the connection held here for the whole read, so the pool's path is the only one it can take).
+#[tokio::test]
+#[expect(
+    clippy::await_holding_lock,
+    reason = "the connection is held across the read on purpose, on a one-thread runtime"
+)]
+async fn a_cold_read_finding_the_connection_in_use_goes_through_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("folio.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let id = DocumentId::new();
+    let unit = SyncUnit::main(id, Scope::Global);
+    store
+        .append(&unit, 0, crate::conformance::Chain::new(unit.clone()).ops(30))
+        .await
+        .unwrap();
+    let reader = SqliteStore::open_read_only(&path).await.unwrap();
+    let main = folio_core::Branch::default();
+    let expected = store.read_cold(id, &main, true, 100).await.unwrap();
+    let cold = reader.cold.as_ref().expect("a read-only store has its connection");
+    let held = cold.hold();
+    assert!(
+        cold.try_read_cold(id, &main, true, 100).is_none(),
+        "in use: not read here"
+    );
+    assert_eq!(reader.read_cold(id, &main, true, 100).await.unwrap(), expected);
+    drop(held);
+    assert_eq!(reader.read_cold(id, &main, true, 100).await.unwrap(), expected);
+}
