@@ -230,9 +230,9 @@ pub(crate) fn write_hashed_action(out: &mut Vec<u8>, a: &Action) {
         Scope::Local => b",\"scope\":\"local\",\"timestampUtcMs\":\"",
         Scope::Document => b",\"scope\":\"document\",\"timestampUtcMs\":\"",
     });
-    out.extend_from_slice(itoa::Buffer::new().format(a.timestamp_utc_ms).as_bytes());
+    write_int(out, a.timestamp_utc_ms);
     out.extend_from_slice(b"\",\"counter\":");
-    out.extend_from_slice(itoa::Buffer::new().format(a.counter).as_bytes());
+    write_int(out, a.counter);
     out.extend_from_slice(b",\"replica\":");
     write_json_opt_str(out, a.replica.as_deref());
     if !a.context.is_empty() {
@@ -246,11 +246,11 @@ pub(crate) fn write_hashed_action(out: &mut Vec<u8>, a: &Action) {
 /// action}` (the action as [`write_hashed_action`]), byte for byte what serde_json writes for that struct.
 pub(crate) fn write_hashed_operation(out: &mut Vec<u8>, op: &Operation) {
     out.extend_from_slice(b"{\"index\":");
-    out.extend_from_slice(itoa::Buffer::new().format(op.index).as_bytes());
+    write_int(out, op.index);
     out.extend_from_slice(b",\"skip\":");
-    out.extend_from_slice(itoa::Buffer::new().format(op.skip).as_bytes());
+    write_int(out, op.skip);
     out.extend_from_slice(b",\"timestampUtcMs\":\"");
-    out.extend_from_slice(itoa::Buffer::new().format(op.timestamp_utc_ms).as_bytes());
+    write_int(out, op.timestamp_utc_ms);
     out.extend_from_slice(b"\",\"error\":");
     write_json_opt_str(out, op.error.as_deref());
     out.extend_from_slice(b",\"action\":");
@@ -260,6 +260,10 @@ pub(crate) fn write_hashed_operation(out: &mut Vec<u8>, op: &Operation) {
 
 /// A JSON string as serde_json writes it: bytes copied as they are unless one must be escaped (a quote, a
 /// backslash, a control character), which only serde_json's own escaping then writes.
+fn write_int(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
 fn write_json_str(out: &mut Vec<u8>, s: &str) {
     if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
         let _ = serde_json::to_writer(&mut *out, s);
