@@ -105,6 +105,29 @@ fn rehydrate_json_report_follows_the_schema_and_compares() {
 }
 
 #[test]
+fn sync_reports_convergence_the_protocols_floor_and_the_baseline() {
+    let out = folio(&[
+        "bench", "sync", "--ops", "400", "--docs", "2", "--batch", "20", "--rounds", "1", "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    schema_check(&report);
+    let cases: Vec<&str> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["case"].as_str().unwrap())
+        .collect();
+    assert_eq!(cases, ["sync-converge", "sync-floor", "raw-sqlx"]);
+    let ns = |i: usize| report["results"][i]["time"]["medianNs"].as_u64().unwrap();
+    // The floor is measured (its signatures checked, its hashes recomputed equal), and part of what converging did.
+    assert!(ns(1) > 0 && ns(1) < ns(0), "{report}");
+    assert!(report["results"][1]["ratioToBaseline"].as_f64().unwrap() > 0.0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the protocol's floor: 800 entries shipped"), "{stderr}");
+}
+
+#[test]
 fn append_reports_throughput_latency_and_the_baseline() {
     let out = folio(&[
         "bench",

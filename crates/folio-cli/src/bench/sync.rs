@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use folio_core::{Branch, DocumentId, ModelRegistry, Scope};
+use folio_core::{Action, Branch, DocumentId, ModelRegistry, OpHash, Scope, SyncUnit, operation_hash};
 use folio_reactor::{Reactor, ReactorConfig, Submit};
-use folio_store::SqliteStore;
-use folio_sync::{HttpRemote, Replica, RoundOptions, sync_round};
+use folio_store::{OperationStore, SqliteStore};
+use folio_sync::{Filter, HttpRemote, PullRequest, PullResponse, Remote, Replica, RoundOptions, sync_round};
 
 use super::workload::Workload;
 use super::{CaseResult, Progress, Stats, note};
@@ -42,15 +42,124 @@ async fn replica(dir: &std::path::Path, name: &str) -> Result<Replica, CliError>
         .map_err(fail)
 }
 
+/// The work today's protocol cannot leave out of an exchange, timed on one thread after it: every entry shipped
+/// is written as JSON by its sender and read by its receiver, who checks its signature (the pushes carry each
+/// replica's half to the server, the pulls each half to the other replica: twice the operations made), and every
+/// operation a store holds (a rebase's copies included) was hashed once, chained over the one before it. Folds,
+/// storage, HTTP and the merge itself are left out, so the floor is a lower bound, and its wall time assumes every
+/// core busy the whole time.
+#[derive(Debug, Clone, Copy)]
+struct Floor {
+    /// Entries shipped in the exchange.
+    shipped: u64,
+    /// Operations the three stores hold.
+    stored: u64,
+    /// Writing and reading one entry as JSON.
+    json: Duration,
+    /// Checking one entry's signature (its share of its batch's).
+    verify: Duration,
+    /// One operation's hash.
+    hash: Duration,
+}
+
+impl Floor {
+    /// The CPU time of the whole exchange's share of this work.
+    fn cpu(&self) -> Duration {
+        (self.json + self.verify) * self.shipped as u32 + self.hash * self.stored as u32
+    }
+}
+
+/// Measures [`Floor`] on the server's entries and log, and counts what the stores hold.
+async fn floor(remote: &HttpRemote, stores: [&Arc<dyn OperationStore>; 3], shipped: u64) -> Result<Floor, CliError> {
+    let per = |d: Duration, n: usize| d / (n.max(1) as u32);
+    let mut entries = Vec::new();
+    let mut after = 0;
+    loop {
+        let request = PullRequest {
+            after,
+            limit: 10_000,
+            exclude: None,
+            filter: Filter::default(),
+        };
+        let page = remote.pull(&request).await.map_err(fail)?;
+        entries.extend(page.entries);
+        after = page.cursor;
+        if !page.more {
+            break;
+        }
+    }
+    let n = entries.len();
+    let response = PullResponse {
+        entries,
+        cursor: after,
+        more: false,
+    };
+    let t = Instant::now();
+    let bytes = serde_json::to_vec(&response).map_err(fail)?;
+    let back: PullResponse = serde_json::from_slice(&bytes).map_err(fail)?;
+    let json = per(t.elapsed(), n);
+    if back != response {
+        return Err(CliError::fail("the floor's entries did not read back as written"));
+    }
+    let actions: Vec<&Action> = back.entries.iter().map(|e| &e.action).collect();
+    let t = Instant::now();
+    let verdicts = folio_core::signature::verify_all(&actions);
+    let verify = per(t.elapsed(), n);
+    if verdicts.iter().any(|v| !matches!(v, Ok(true))) {
+        return Err(CliError::fail(
+            "an entry of the exchange is not signed, or its signature does not verify",
+        ));
+    }
+
+    let server = stores[0];
+    let mut log = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = server.read_since(after, 10_000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.ordinal;
+        log.extend(page);
+    }
+    let t = Instant::now();
+    let mut last: std::collections::HashMap<&SyncUnit, OpHash> = std::collections::HashMap::new();
+    let mut wrong = 0usize;
+    for c in &log {
+        let prev = last.get(&c.unit).copied().unwrap_or(OpHash::ZERO);
+        let hash = operation_hash(&prev, &c.operation);
+        wrong += usize::from(hash != c.operation.hash);
+        last.insert(&c.unit, hash);
+    }
+    let hash = per(t.elapsed(), log.len());
+    if wrong > 0 {
+        return Err(CliError::fail(format!(
+            "{wrong} operations of the server's log do not hash as stored"
+        )));
+    }
+
+    let mut stored = 0;
+    for store in stores {
+        for unit in store.units().await? {
+            stored += store.head(&unit).await?.0;
+        }
+    }
+    Ok(Floor {
+        shipped,
+        stored,
+        json,
+        verify,
+        hash,
+    })
+}
+
 /// One round: build (untimed), then push and pull until the three agree (timed). Also the bytes on disk of the
-/// three stores, which each hold every operation.
-async fn round(params: &Params, n: u32) -> Result<(Duration, Option<u64>), CliError> {
+/// three stores, which each hold every operation, and the protocol's floor for the exchange.
+async fn round(params: &Params, n: u32) -> Result<(Duration, Option<u64>, Floor), CliError> {
     let dir = tempfile::tempdir()?;
     let server_dir = dir.path().join(format!("server-{n}"));
     std::fs::create_dir_all(&server_dir)?;
-    let store = SqliteStore::open(server_dir.join("folio.db")).await?;
+    let server_store: Arc<dyn OperationStore> = Arc::new(SqliteStore::open(server_dir.join("folio.db")).await?);
     let reactor = Reactor::open(
-        Arc::new(store),
+        server_store.clone(),
         Arc::new(ModelRegistry::with_builtin()),
         ReactorConfig::default(),
     )
@@ -159,6 +268,12 @@ async fn round(params: &Params, n: u32) -> Result<(Duration, Option<u64>), CliEr
             return Err(CliError::fail(format!("document {doc} did not converge")));
         }
     }
+    let floor = floor(
+        &remote,
+        [&server_store, a.reactor().store(), b.reactor().store()],
+        2 * params.ops,
+    )
+    .await?;
     a.reactor().shutdown().await;
     b.reactor().shutdown().await;
     let _ = stop.send(());
@@ -174,15 +289,29 @@ async fn round(params: &Params, n: u32) -> Result<(Duration, Option<u64>), CliEr
             _ => None,
         };
     }
-    Ok((elapsed, bytes))
+    Ok((elapsed, bytes, floor))
 }
 
 /// Runs the rounds and the baseline.
 pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
     let mut times = Vec::new();
+    let mut floors = Vec::new();
     let mut bytes = None;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     for n in 0..params.rounds {
-        let (t, b) = round(params, n).await?;
+        let (t, b, floor) = round(params, n).await?;
+        let wall = floor.cpu() / cores;
+        note(format!(
+            "round {n}: the protocol's floor: {} entries shipped x (JSON {:.2?} + signature {:.2?}) + {} operations \
+             stored x hash {:.2?} = {:.2?} of CPU, {wall:.2?} on {cores} cores",
+            floor.shipped,
+            floor.json,
+            floor.verify,
+            floor.stored,
+            floor.hash,
+            floor.cpu(),
+        ));
+        floors.push(wall);
         let per_op = b.map(|b| b as f64 / (3 * params.ops.max(1)) as f64);
         note(format!(
             "round {n}: converged in {t:.2?}; {} bytes per operation per store",
@@ -207,6 +336,7 @@ pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
         raw.push(super::append::raw_round(&append, &target, n).await?);
     }
     let folio = Stats::of(&times);
+    let floor = Stats::of(&floors);
     let raw_stats = Stats::of(&raw);
     let per_sec = |s: &Stats, ops: u64| (s.median_ns > 0).then(|| ops as f64 * 1e9 / s.median_ns as f64);
     Ok(vec![
@@ -221,6 +351,18 @@ pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
             peak_rss_bytes: None,
             state_bytes: None,
             bytes_per_op: bytes,
+        },
+        CaseResult {
+            case: "sync-floor".into(),
+            ops: params.ops,
+            time: floor,
+            ops_per_sec: per_sec(&floor, params.ops),
+            ratio_to_baseline: (raw_stats.median_ns > 0).then(|| floor.median_ns as f64 / raw_stats.median_ns as f64),
+            latency_p50_ns: None,
+            latency_p99_ns: None,
+            peak_rss_bytes: None,
+            state_bytes: None,
+            bytes_per_op: None,
         },
         CaseResult {
             case: "raw-sqlx".into(),
