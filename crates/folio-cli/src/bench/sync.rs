@@ -44,10 +44,11 @@ async fn replica(dir: &std::path::Path, name: &str) -> Result<Replica, CliError>
 
 /// The work today's protocol cannot leave out of an exchange, timed on one thread after it: every entry shipped
 /// is written as JSON by its sender and read by its receiver, who checks its signature (the pushes carry each
-/// replica's half to the server, the pulls each half to the other replica: twice the operations made), and every
-/// operation a store holds (a rebase's copies included) was hashed once, chained over the one before it. Folds,
-/// storage, HTTP and the merge itself are left out, so the floor is a lower bound, and its wall time assumes every
-/// core busy the whole time.
+/// replica's half to the server, the pulls each half to the other replica: twice the operations made); every
+/// operation a store holds (a rebase's copies included) was hashed once, chained over the one before it; and each
+/// store folded every operation of its effective history once (it must, to mark the ones its reducer refuses:
+/// three times the operations made). Storage, HTTP and the merge's own work are left out, so the floor is a lower
+/// bound, and its wall time assumes every core busy the whole time.
 #[derive(Debug, Clone, Copy)]
 struct Floor {
     /// Entries shipped in the exchange.
@@ -60,17 +61,28 @@ struct Floor {
     verify: Duration,
     /// One operation's hash.
     hash: Duration,
+    /// Operations folded (each store's effective history).
+    folded: u64,
+    /// Folding one operation into its document.
+    fold: Duration,
 }
 
 impl Floor {
     /// The CPU time of the whole exchange's share of this work.
     fn cpu(&self) -> Duration {
-        (self.json + self.verify) * self.shipped as u32 + self.hash * self.stored as u32
+        (self.json + self.verify) * self.shipped as u32
+            + self.hash * self.stored as u32
+            + self.fold * self.folded as u32
     }
 }
 
 /// Measures [`Floor`] on the server's entries and log, and counts what the stores hold.
-async fn floor(remote: &HttpRemote, stores: [&Arc<dyn OperationStore>; 3], shipped: u64) -> Result<Floor, CliError> {
+async fn floor(
+    remote: &HttpRemote,
+    stores: [&Arc<dyn OperationStore>; 3],
+    shipped: u64,
+    folded: u64,
+) -> Result<Floor, CliError> {
     let per = |d: Duration, n: usize| d / (n.max(1) as u32);
     let mut entries = Vec::new();
     let mut after = 0;
@@ -136,6 +148,28 @@ async fn floor(remote: &HttpRemote, stores: [&Arc<dyn OperationStore>; 3], shipp
         )));
     }
 
+    // The server's effective history folded once, document by document (its header scope first: it sets the model).
+    let registry = ModelRegistry::with_builtin();
+    let mut units: std::collections::BTreeMap<(DocumentId, u8), Vec<folio_core::Operation>> = Default::default();
+    for c in log {
+        let order = u8::from(c.unit.scope != Scope::Document);
+        units.entry((c.unit.document_id, order)).or_default().push(c.operation);
+    }
+    let t = Instant::now();
+    let mut effective_ops = 0usize;
+    let mut documents: std::collections::HashMap<DocumentId, folio_core::Document> = Default::default();
+    for ((id, _), ops) in &units {
+        let doc = documents
+            .entry(*id)
+            .or_insert_with(|| folio_core::Document::empty(*id, Branch::default()));
+        for (op, effective) in ops.iter().zip(folio_core::merge::effective_mask(ops)) {
+            doc.fold(op, effective, &registry).map_err(fail)?;
+            effective_ops += usize::from(effective);
+        }
+    }
+    let fold = per(t.elapsed(), effective_ops);
+    drop(documents);
+
     let mut stored = 0;
     for store in stores {
         for unit in store.units().await? {
@@ -148,6 +182,8 @@ async fn floor(remote: &HttpRemote, stores: [&Arc<dyn OperationStore>; 3], shipp
         json,
         verify,
         hash,
+        folded,
+        fold,
     })
 }
 
@@ -272,6 +308,7 @@ async fn round(params: &Params, n: u32) -> Result<(Duration, Option<u64>, Floor)
         &remote,
         [&server_store, a.reactor().store(), b.reactor().store()],
         2 * params.ops,
+        3 * params.ops,
     )
     .await?;
     a.reactor().shutdown().await;
@@ -303,12 +340,14 @@ pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
         let wall = floor.cpu() / cores;
         note(format!(
             "round {n}: the protocol's floor: {} entries shipped x (JSON {:.2?} + signature {:.2?}) + {} operations \
-             stored x hash {:.2?} = {:.2?} of CPU, {wall:.2?} on {cores} cores",
+             stored x hash {:.2?} + {} folded x {:.2?} = {:.2?} of CPU, {wall:.2?} on {cores} cores",
             floor.shipped,
             floor.json,
             floor.verify,
             floor.stored,
             floor.hash,
+            floor.folded,
+            floor.fold,
             floor.cpu(),
         ));
         floors.push(wall);
