@@ -1,7 +1,7 @@
 //! Jobs: a batch of actions for one document and scope, queued, run by an executor, completed or failed.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -43,8 +43,8 @@ pub struct JobOutcome {
     pub job_id: JobId,
     /// The unit's revision after the job: a consistency token reads can wait for.
     pub revision: u64,
-    /// The operations it committed.
-    pub operations: Vec<Operation>,
+    /// The operations it committed (shared with the commit's events).
+    pub operations: Arc<[Operation]>,
     /// Their global ordinals.
     pub ordinals: Vec<u64>,
     /// Times the job was re-run because another writer moved the head first (0: committed at the first try).

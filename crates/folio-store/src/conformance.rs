@@ -944,22 +944,22 @@ pub async fn idempotent_replay(store: &dyn OperationStore) {
             AppendRequest {
                 unit: unit.clone(),
                 expected_revision: 5,
-                operations: next.clone(),
+                operations: next.clone().into(),
             },
             AppendRequest {
                 unit: unit.clone(),
                 expected_revision: 5,
-                operations: next.clone(),
+                operations: next.clone().into(),
             },
             AppendRequest {
                 unit: fresh.clone(),
                 expected_revision: 0,
-                operations: fresh_ops.clone(),
+                operations: fresh_ops.clone().into(),
             },
             AppendRequest {
                 unit: fresh.clone(),
                 expected_revision: 0,
-                operations: fresh_ops.clone(),
+                operations: fresh_ops.clone().into(),
             },
         ])
         .await;
@@ -1194,7 +1194,7 @@ pub async fn batch_shapes(store: &dyn OperationStore) {
                 AppendRequest {
                     unit: chain.unit.clone(),
                     expected_revision,
-                    operations,
+                    operations: operations.into(),
                 }
             })
             .collect();
@@ -1318,7 +1318,7 @@ pub async fn append_batch_mixed(store: &dyn OperationStore) {
     let request = |unit: &SyncUnit, expected_revision, operations: &Vec<Operation>| AppendRequest {
         unit: unit.clone(),
         expected_revision,
-        operations: operations.clone(),
+        operations: operations.clone().into(),
     };
     let results = store
         .append_batch(vec![

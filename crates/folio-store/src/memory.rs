@@ -70,7 +70,7 @@ impl Inner {
                 && end <= stored.len()
                 && stored[expected_revision as usize..end]
                     .iter()
-                    .zip(&operations)
+                    .zip(operations.iter())
                     .all(|(s, o)| s.hash == o.hash)
             {
                 return Ok(Appended {
@@ -103,7 +103,7 @@ impl Inner {
             });
         }
         let mut ordinals = Vec::with_capacity(operations.len());
-        for op in &operations {
+        for op in operations.iter() {
             apply_header_change(&mut self.headers, unit.document_id, op);
             self.ordinals.push((unit.clone(), op.index));
             ordinals.push(self.ordinals.len() as u64);
@@ -112,10 +112,10 @@ impl Inner {
         log.last_ts = operations
             .iter()
             .fold(log.last_ts, |ts, op| ts.max(op.timestamp_utc_ms));
-        for op in &operations {
+        for op in operations.iter() {
             log.by_action.entry(op.action.id).or_default().push(op.index as usize);
         }
-        log.operations.extend(operations.into_iter().map(Arc::new));
+        log.operations.extend(operations.iter().cloned().map(Arc::new));
         Ok(Appended {
             revision: log.operations.len() as u64,
             ordinals,

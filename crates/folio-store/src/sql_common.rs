@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use futures::stream::{self, BoxStream, StreamExt};
 use sqlx::{ColumnIndex, Decode, Row, Type};
@@ -60,7 +61,7 @@ pub(crate) struct Prepared {
     pub(crate) header_changes: Vec<(HeaderChange, u64)>,
     /// The operations themselves, for a backend that encodes them its own way (SQLite's chunks: then the rows'
     /// `operation` text is left empty); empty for one that stores the rows' JSON.
-    pub(crate) operations: Vec<Operation>,
+    pub(crate) operations: Arc<[Operation]>,
 }
 
 /// One operations row, minus its unit id and ordinal (assigned in the transaction).
@@ -85,7 +86,7 @@ pub(crate) fn prepare(request: AppendRequest, keep_operations: bool) -> Result<P
     let mut rows = Vec::with_capacity(operations.len());
     let mut header_changes = Vec::new();
     let mut last_ts = 0;
-    for op in &operations {
+    for op in operations.iter() {
         if let Some(change) = header_change(op) {
             header_changes.push((change, op.timestamp_utc_ms));
         }
@@ -110,7 +111,7 @@ pub(crate) fn prepare(request: AppendRequest, keep_operations: bool) -> Result<P
     Ok(Prepared {
         last_hash: operations.last().map_or(OpHash::ZERO, |op| op.hash),
         first,
-        operations: if keep_operations { operations } else { Vec::new() },
+        operations: if keep_operations { operations } else { Arc::from([]) },
         unit,
         expected_revision,
         rows,

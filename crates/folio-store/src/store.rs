@@ -61,8 +61,9 @@ pub struct AppendRequest {
     pub unit: SyncUnit,
     /// The revision the caller read (the index of the first operation).
     pub expected_revision: u64,
-    /// The operations, indexes dense from `expected_revision`, hashes chained over the unit's last hash.
-    pub operations: Vec<Operation>,
+    /// The operations, indexes dense from `expected_revision`, hashes chained over the unit's last hash. Shared,
+    /// so that the caller keeps them (for its events and replies) without copying what the store takes.
+    pub operations: Arc<[Operation]>,
 }
 
 /// An operation with the unit it belongs to and its global commit ordinal.
@@ -178,7 +179,7 @@ pub trait OperationStore: Send + Sync + 'static {
             .append_batch(vec![AppendRequest {
                 unit: unit.clone(),
                 expected_revision,
-                operations,
+                operations: operations.into(),
             }])
             .await;
         results.pop().unwrap_or(Err(StoreError::Closed))

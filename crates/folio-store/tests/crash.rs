@@ -103,14 +103,14 @@ fn child_process_entry() {
                     requests.push(AppendRequest {
                         unit,
                         expected_revision: revision,
-                        operations: chain.ops(1 + (revision % 3) as usize),
+                        operations: chain.ops(1 + (revision % 3) as usize).into(),
                     });
                 }
                 let results = batcher.append_batch(requests.clone()).await;
                 let mut out = std::io::stdout().lock();
                 for ((n, request), result) in pair.into_iter().zip(&requests).zip(results) {
                     result.unwrap_or_else(|e: StoreError| panic!("child: batch append to unit {n}: {e}"));
-                    for op in &request.operations {
+                    for op in request.operations.iter() {
                         ack(&mut out, n, op);
                     }
                 }

@@ -300,7 +300,7 @@ async fn a_units_ordinals_grow_with_its_indexes_under_overlapping_group_commits(
                         requests.push(folio_store::AppendRequest {
                             unit: unit.clone(),
                             expected_revision: revision,
-                            operations: vec![op],
+                            operations: vec![op].into(),
                         });
                     }
                     for result in store.append_batch(requests).await {

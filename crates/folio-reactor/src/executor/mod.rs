@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use folio_core::{Document, Scope};
+use folio_core::{Document, Operation, Scope, SyncUnit};
 use folio_store::{AppendRequest, StoreError};
 
 use crate::ReactorError;
@@ -40,7 +40,11 @@ struct Group {
 /// An append of the batch and the jobs whose operations it carries (each with its range in `operations`).
 struct Pending {
     key: DocKey,
-    request: AppendRequest,
+    unit: SyncUnit,
+    expected_revision: u64,
+    /// The operations of the append, gathered while the group's jobs run; moved once into the shared slice that
+    /// the store, the commit's events and the jobs' outcomes all read (no copy of an operation on the way).
+    operations: Vec<Operation>,
     jobs: Vec<(Job, std::ops::Range<usize>)>,
     previous_global: u64,
 }
@@ -106,14 +110,24 @@ impl Executor {
         if pending.is_empty() {
             return;
         }
-        let requests: Vec<_> = pending.iter().map(|p| p.request.clone()).collect();
+        let mut requests = Vec::with_capacity(pending.len());
+        let mut committing = Vec::with_capacity(pending.len());
+        for mut p in pending {
+            let ops: Arc<[Operation]> = std::mem::take(&mut p.operations).into();
+            requests.push(AppendRequest {
+                unit: p.unit.clone(),
+                expected_revision: p.expected_revision,
+                operations: ops.clone(),
+            });
+            committing.push((p, ops));
+        }
         let operations: usize = requests.iter().map(|r| r.operations.len()).sum();
         let started = std::time::Instant::now();
         let results = self.shared.store.append_batch(requests).await;
         metrics::histogram!("folio_group_commit_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("folio_group_commit_operations").record(operations as f64);
-        for (p, result) in pending.into_iter().zip(results) {
-            self.settle(p, result).await;
+        for ((p, ops), result) in committing.into_iter().zip(results) {
+            self.settle(p, ops, result).await;
         }
     }
 
@@ -153,15 +167,15 @@ impl Executor {
             if job.kind == JobKind::Local {
                 let pending_ids = by_scope
                     .iter()
-                    .filter(|p| p.request.unit.scope == job.scope)
-                    .flat_map(|p| p.request.operations.iter().map(|op| op.action.id));
+                    .filter(|p| p.unit.scope == job.scope)
+                    .flat_map(|p| p.operations.iter().map(|op| op.action.id));
                 match check_ids(&job, &known, pending_ids) {
                     Ok(IdCheck::New) => {}
                     Ok(IdCheck::Retry(operations)) => {
                         let outcome = JobOutcome {
                             job_id: job.id,
                             revision: operations.last().map_or(0, |op| op.index + 1),
-                            operations,
+                            operations: operations.into(),
                             ordinals: Vec::new(),
                             retries: job.attempts.len() as u32,
                             merge: None,
@@ -194,7 +208,7 @@ impl Executor {
                         let outcome = JobOutcome {
                             job_id: job.id,
                             revision: doc.header.revision.get(job.scope),
-                            operations: Vec::new(),
+                            operations: Arc::from([]),
                             ordinals: Vec::new(),
                             retries: job.attempts.len() as u32,
                             merge: Some(report),
@@ -217,16 +231,14 @@ impl Executor {
             };
             match result {
                 Ok(ops) => {
-                    let slot = match by_scope.iter().position(|p| p.request.unit.scope == job.scope) {
+                    let slot = match by_scope.iter().position(|p| p.unit.scope == job.scope) {
                         Some(i) => i,
                         None => {
                             by_scope.push(Pending {
                                 key: key.clone(),
-                                request: AppendRequest {
-                                    unit: key.unit(job.scope),
-                                    expected_revision: ops.first().map_or(0, |op| op.index),
-                                    operations: Vec::new(),
-                                },
+                                unit: key.unit(job.scope),
+                                expected_revision: ops.first().map_or(0, |op| op.index),
+                                operations: Vec::new(),
                                 jobs: Vec::new(),
                                 previous_global,
                             });
@@ -234,9 +246,9 @@ impl Executor {
                         }
                     };
                     let p = &mut by_scope[slot];
-                    let start = p.request.operations.len();
-                    p.request.operations.extend(ops);
-                    let end = p.request.operations.len();
+                    let start = p.operations.len();
+                    p.operations.extend(ops);
+                    let end = p.operations.len();
                     p.jobs.push((job, start..end));
                     accepted.push((slot, start..end));
                 }
@@ -251,7 +263,7 @@ impl Executor {
                     let mut rebuilt = true;
                     let replay = accepted
                         .iter()
-                        .flat_map(|(slot, range)| &by_scope[*slot].request.operations[range.clone()]);
+                        .flat_map(|(slot, range)| &by_scope[*slot].operations[range.clone()]);
                     for op in replay {
                         let doc = fresh.get_or_insert_with(|| Document::empty(key.id, key.branch.clone()));
                         if doc.apply(op, &self.shared.registry).is_err() {
@@ -270,7 +282,7 @@ impl Executor {
         pending.extend(by_scope);
     }
 
-    async fn settle(&mut self, p: Pending, result: Result<folio_store::Appended, StoreError>) {
+    async fn settle(&mut self, p: Pending, ops: Arc<[Operation]>, result: Result<folio_store::Appended, StoreError>) {
         let shared = self.shared.clone();
         match result {
             Ok(appended) => {
@@ -279,14 +291,13 @@ impl Executor {
                 {
                     *failure = None;
                 }
-                let ops = p.request.operations;
                 let mut completions = Vec::with_capacity(p.jobs.len());
                 shared.view.apply_committed(&p.key, &ops);
                 let rebased = ops.iter().any(|op| op.skip > 0);
-                let document_scope = p.request.unit.scope == Scope::Document;
+                let document_scope = p.unit.scope == Scope::Document;
                 let document_type = match self.working.get(&p.key).and_then(|w| w.doc.as_ref()) {
                     Some(doc) => {
-                        if p.request.unit.scope == Scope::Global {
+                        if p.unit.scope == Scope::Global {
                             if rebased {
                                 // Later reads start past the skip: a single pass again.
                                 shared.view.keyframe_now(&p.key, doc).await;
@@ -300,7 +311,13 @@ impl Executor {
                 };
                 let ordinals = appended.ordinals;
                 for (mut job, range) in p.jobs {
-                    let job_ops = ops[range.clone()].to_vec();
+                    // A job that made the whole append (an integration, a lone job) shares it; one of several
+                    // gets a copy of its own operations.
+                    let job_ops: Arc<[Operation]> = if range == (0..ops.len()) {
+                        ops.clone()
+                    } else {
+                        ops[range.clone()].into()
+                    };
                     let revision = job_ops.last().map_or(appended.revision, |op| op.index + 1);
                     let outcome = JobOutcome {
                         job_id: job.id,
@@ -314,7 +331,7 @@ impl Executor {
                 }
                 // Events go out before the jobs complete: whoever sees a completed job and subscribes afterwards
                 // does not receive its operations again.
-                for event in commit_events(p.request.unit, document_type.into(), ops.into(), ordinals.into()) {
+                for event in commit_events(p.unit, document_type.into(), ops, ordinals.into()) {
                     shared.bus.publish(event);
                 }
                 for (job, outcome) in completions {

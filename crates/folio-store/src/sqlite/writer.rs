@@ -4,6 +4,7 @@
 //! thread (`wal`), and checkpoints the WAL after every 1 MiB of operations.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use sqlx::Row;
 use sqlx::sqlite::SqliteConnection;
@@ -60,7 +61,7 @@ impl SqliteStore {
         append_through_with(requests, true, |mut prepared| async move {
             let mut encoded = Vec::with_capacity(prepared.len());
             for p in &mut prepared {
-                match encode_append(&std::mem::take(&mut p.operations)) {
+                match encode_append(&std::mem::replace(&mut p.operations, Arc::from([]))) {
                     Ok(e) => encoded.push(e),
                     Err(reason) => {
                         return prepared
