@@ -99,7 +99,7 @@ async fn writes_through_either_node_reach_both_in_order() {
                         Scope::Global,
                     );
                     let outcome = node.apply(Submit::new(id, vec![action])).await.expect("apply");
-                    acked.extend(outcome.operations.into_iter().map(|op| op.action.id));
+                    acked.extend(outcome.operations.iter().map(|op| op.action.id));
                 }
                 acked
             })
