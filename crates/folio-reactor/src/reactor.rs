@@ -211,6 +211,17 @@ impl Reactor {
         self.submit_kind(Submit::on(document_id, branch, actions), JobKind::Integrate)
     }
 
+    /// [`Reactor::integrate`], handing the actions back when the queue is full (`Overloaded`), so that a caller
+    /// that waits and tries again needs no copy of them (an integration can carry tens of thousands).
+    pub fn try_integrate(
+        &self,
+        document_id: DocumentId,
+        branch: Branch,
+        actions: Vec<Action>,
+    ) -> Result<JobHandle, (ReactorError, Option<Vec<Action>>)> {
+        self.submit_kind_returning(Submit::on(document_id, branch, actions), JobKind::Integrate)
+    }
+
     /// Replaces this replica's actions `actions` (by id), which must never have been sent to another replica, by
     /// the model's compressed form, when they are the end of the unit's effective history (otherwise nothing
     /// changes). The outcome's `merge` report says how many operations were appended.
@@ -224,6 +235,16 @@ impl Reactor {
     }
 
     fn submit_kind(&self, submit: Submit, kind: JobKind) -> Result<JobHandle, ReactorError> {
+        self.submit_kind_returning(submit, kind).map_err(|(e, _)| e)
+    }
+
+    /// [`Reactor::submit_kind`]; a job the full queue refused gives its actions back with `Overloaded`.
+    fn submit_kind_returning(
+        &self,
+        submit: Submit,
+        kind: JobKind,
+    ) -> Result<JobHandle, (ReactorError, Option<Vec<Action>>)> {
+        let refused = |e| (e, None);
         let Submit {
             document_id,
             branch,
@@ -231,23 +252,25 @@ impl Reactor {
             expected_revision,
         } = submit;
         let Some(first) = actions.first() else {
-            return Err(ReactorError::InvalidRequest("a job needs at least one action".into()));
+            return Err(refused(ReactorError::InvalidRequest(
+                "a job needs at least one action".into(),
+            )));
         };
         let scope = first.scope;
         if actions.iter().any(|a| a.scope != scope) {
-            return Err(ReactorError::InvalidRequest(
+            return Err(refused(ReactorError::InvalidRequest(
                 "all actions of one request must be of the same scope".into(),
-            ));
+            )));
         }
         // A clock far ahead would drag this replica's clock (and every later action) with it.
         let horizon = self.clock_horizon();
         if let Some(a) = actions.iter().find(|a| a.timestamp_utc_ms > horizon) {
-            return Err(ReactorError::InvalidRequest(format!(
+            return Err(refused(ReactorError::InvalidRequest(format!(
                 "action {}: its clock ({} ms) is more than {} s ahead of this replica's",
                 a.id,
                 a.timestamp_utc_ms,
                 self.inner.shared.config.max_clock_ahead.as_secs()
-            )));
+            ))));
         }
         for action in &actions {
             self.inner.shared.clock.observe(action.timestamp());
@@ -266,17 +289,18 @@ impl Reactor {
             kind,
             report: None,
         };
-        self.enqueue(job)?;
+        self.enqueue(job).map_err(|(e, job)| (e, job.map(|j| j.actions)))?;
         Ok(JobHandle { id, done })
     }
 
-    fn enqueue(&self, job: Job) -> Result<(), ReactorError> {
+    /// Queues `job` on its executor; a full queue gives it back with `Overloaded`.
+    fn enqueue(&self, job: Job) -> Result<(), (ReactorError, Option<Box<Job>>)> {
         if !self.inner.accepting.load(Ordering::Acquire) {
-            return Err(ReactorError::ShuttingDown);
+            return Err((ReactorError::ShuttingDown, None));
         }
         let queues = self.inner.queues.read().unwrap_or_else(|e| e.into_inner());
         let Some(queues) = queues.as_ref() else {
-            return Err(ReactorError::ShuttingDown);
+            return Err((ReactorError::ShuttingDown, None));
         };
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         job.key.id.hash(&mut hasher);
@@ -286,8 +310,8 @@ impl Reactor {
         queue.try_send(job).map_err(|e| {
             self.inner.shared.jobs.remove(&id);
             match e {
-                mpsc::error::TrySendError::Full(_) => ReactorError::Overloaded,
-                mpsc::error::TrySendError::Closed(_) => ReactorError::ShuttingDown,
+                mpsc::error::TrySendError::Full(job) => (ReactorError::Overloaded, Some(Box::new(job))),
+                mpsc::error::TrySendError::Closed(_) => (ReactorError::ShuttingDown, None),
             }
         })
     }

@@ -353,10 +353,11 @@ impl Replica {
             .into_iter()
             .partition(|(u, _)| u.scope == Scope::Document);
         for phase in [documents, others] {
-            for chunk in phase.chunks(JOBS_IN_FLIGHT) {
-                let mut handles: Vec<(DocumentId, JobHandle)> = Vec::with_capacity(chunk.len());
-                for (unit, actions) in chunk {
-                    let handle = self.submit_integration(unit, actions.clone()).await?;
+            let mut phase = phase.into_iter().peekable();
+            while phase.peek().is_some() {
+                let mut handles: Vec<(DocumentId, JobHandle)> = Vec::with_capacity(JOBS_IN_FLIGHT);
+                for (unit, actions) in phase.by_ref().take(JOBS_IN_FLIGHT) {
+                    let handle = self.submit_integration(&unit, actions).await?;
                     handles.push((unit.document_id, handle));
                 }
                 for (document_id, handle) in handles {
@@ -393,16 +394,20 @@ impl Replica {
             )));
         }
         let mut pause = Duration::from_millis(1);
+        let mut actions = actions;
         loop {
             match self
                 .reactor
-                .integrate(unit.document_id, unit.branch.clone(), actions.clone())
+                .try_integrate(unit.document_id, unit.branch.clone(), actions)
             {
-                Err(ReactorError::Overloaded) => {
+                Ok(handle) => return Ok(handle),
+                // The queue is full: the actions come back, to be tried again after a pause.
+                Err((ReactorError::Overloaded, Some(back))) => {
+                    actions = back;
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(50));
                 }
-                other => return Ok(other?),
+                Err((e, _)) => return Err(e.into()),
             }
         }
     }
