@@ -175,16 +175,17 @@ pub struct PushPage {
 
 /// The entries a replica's committed operations give a remote: replicated scopes only, effective operations only
 /// (`effective` says which; a compression leaves its originals out), without the actions of `exclude`, only
-/// `own` actions when set, only documents `admit` lets through. Returns the entries with their ordinals.
+/// `own` actions when set, only documents `admit` lets through. Returns the entries with their ordinals. Takes the
+/// operations to move their actions into the entries (a pull or an outbox can carry tens of thousands).
 pub fn entries_of(
-    committed: &[Committed],
+    committed: Vec<Committed>,
     effective: &dyn Fn(&Committed) -> bool,
     exclude: Option<&str>,
     own: Option<&str>,
     admit: &dyn Fn(DocumentId) -> bool,
 ) -> Vec<(u64, SyncEntry)> {
     committed
-        .iter()
+        .into_iter()
         .filter(|c| c.unit.scope != Scope::Local)
         .filter(|c| {
             let author = c.operation.action.replica.as_deref();
@@ -197,8 +198,8 @@ pub fn entries_of(
                 SyncEntry {
                     document_id: c.unit.document_id,
                     scope: c.unit.scope,
-                    branch: c.unit.branch.clone(),
-                    action: c.operation.action.clone(),
+                    branch: c.unit.branch,
+                    action: c.operation.action,
                 },
             )
         })
@@ -311,12 +312,12 @@ mod tests {
             committed(5, doc, Scope::Global, "me"),
         ];
         let all = |_: &Committed| true;
-        let out = entries_of(&log, &all, None, Some("me"), &|_| true);
+        let out = entries_of(log.clone(), &all, None, Some("me"), &|_| true);
         assert_eq!(out.iter().map(|(o, _)| *o).collect::<Vec<_>>(), vec![1, 2, 5]);
         let not_five = |c: &Committed| c.ordinal != 5;
-        let out = entries_of(&log, &not_five, Some("me"), None, &|_| true);
+        let out = entries_of(log.clone(), &not_five, Some("me"), None, &|_| true);
         assert_eq!(out.iter().map(|(o, _)| *o).collect::<Vec<_>>(), vec![4]);
-        let none = entries_of(&log, &all, None, None, &|d| d != doc);
+        let none = entries_of(log.clone(), &all, None, None, &|d| d != doc);
         assert!(none.is_empty());
     }
 
@@ -324,7 +325,7 @@ mod tests {
     fn pages_respect_counts_and_bytes_and_acknowledge_the_whole_range() {
         let doc = DocumentId::new();
         let log: Vec<Committed> = (1..=10).map(|o| committed(o, doc, Scope::Global, "me")).collect();
-        let out = entries_of(&log, &|_| true, None, None, &|_| true);
+        let out = entries_of(log.clone(), &|_| true, None, None, &|_| true);
         let p = pages("me", out.clone(), 12, 4, usize::MAX);
         assert_eq!(
             p.iter().map(|p| p.request.entries.len()).collect::<Vec<_>>(),

@@ -237,7 +237,7 @@ impl Replica {
         let (committed, upto) = self.own_since(after).await?;
         let admitted = self.admitted(&committed, filter).await?;
         let admit = |d: DocumentId| admitted.get(&d).copied().unwrap_or(filter.is_all());
-        Ok((entries_of(&committed, &|_| true, None, Some(self.id()), &admit), upto))
+        Ok((entries_of(committed, &|_| true, None, Some(self.id()), &admit), upto))
     }
 
     /// The random replica id this store had before it had a key, if it had one
@@ -257,7 +257,7 @@ impl Replica {
         let (committed, upto) = self.authored_since(former, after).await?;
         let admitted = self.admitted(&committed, filter).await?;
         let admit = |d: DocumentId| admitted.get(&d).copied().unwrap_or(filter.is_all());
-        Ok((entries_of(&committed, &|_| true, None, Some(former), &admit), upto))
+        Ok((entries_of(committed, &|_| true, None, Some(former), &admit), upto))
     }
 
     /// Compresses this replica's own actions that were never sent (after [`SENT_KEY`]), unit by unit, where the
@@ -308,7 +308,7 @@ impl Replica {
         let more = page.scanned == limit && cursor < self.store().max_ordinal().await?;
         let admitted = self.admitted(&committed, &request.filter).await?;
         let admit = |d: DocumentId| admitted.get(&d).copied().unwrap_or(request.filter.is_all());
-        let entries: Vec<SyncEntry> = entries_of(&committed, &|_| true, request.exclude.as_deref(), None, &admit)
+        let entries: Vec<SyncEntry> = entries_of(committed, &|_| true, request.exclude.as_deref(), None, &admit)
             .into_iter()
             .map(|(_, e)| e)
             .collect();
