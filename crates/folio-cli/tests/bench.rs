@@ -104,6 +104,16 @@ fn rehydrate_json_report_follows_the_schema_and_compares() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a folio bench report"));
 }
 
+/// The report's cases, in order.
+fn case_names(report: &Value) -> Vec<&str> {
+    report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["case"].as_str().unwrap())
+        .collect()
+}
+
 #[test]
 fn sync_reports_convergence_the_protocols_floor_and_the_baseline() {
     let out = folio(&[
@@ -112,12 +122,7 @@ fn sync_reports_convergence_the_protocols_floor_and_the_baseline() {
     assert!(out.status.success(), "{out:?}");
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     schema_check(&report);
-    let cases: Vec<&str> = report["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["case"].as_str().unwrap())
-        .collect();
+    let cases = case_names(&report);
     assert_eq!(cases, ["sync-converge", "sync-floor", "raw-sqlx"]);
     let ns = |i: usize| report["results"][i]["time"]["medianNs"].as_u64().unwrap();
     // The floor is measured (its signatures checked, its hashes recomputed equal), and part of what converging did.
@@ -271,12 +276,7 @@ fn benchmarks_run_on_postgres_with_two_nodes_and_clean_up() {
     assert!(rehydrate.status.success(), "{rehydrate:?}");
     let report: Value = serde_json::from_slice(&rehydrate.stdout).unwrap();
     schema_check(&report);
-    let cases: Vec<&str> = report["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["case"].as_str().unwrap())
-        .collect();
+    let cases = case_names(&report);
     assert_eq!(
         cases,
         ["cold-keyframed", "cold-kf-worst", "full-replay", "raw-sqlx", "warm"]

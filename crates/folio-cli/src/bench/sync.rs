@@ -377,43 +377,26 @@ pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
     let folio = Stats::of(&times);
     let floor = Stats::of(&floors);
     let raw_stats = Stats::of(&raw);
-    let per_sec = |s: &Stats, ops: u64| (s.median_ns > 0).then(|| ops as f64 * 1e9 / s.median_ns as f64);
     Ok(vec![
-        CaseResult {
-            case: "sync-converge".into(),
-            ops: params.ops,
-            time: folio,
-            ops_per_sec: per_sec(&folio, params.ops),
-            ratio_to_baseline: (raw_stats.median_ns > 0).then(|| folio.median_ns as f64 / raw_stats.median_ns as f64),
-            latency_p50_ns: None,
-            latency_p99_ns: None,
-            peak_rss_bytes: None,
-            state_bytes: None,
-            bytes_per_op: bytes,
-        },
-        CaseResult {
-            case: "sync-floor".into(),
-            ops: params.ops,
-            time: floor,
-            ops_per_sec: per_sec(&floor, params.ops),
-            ratio_to_baseline: (raw_stats.median_ns > 0).then(|| floor.median_ns as f64 / raw_stats.median_ns as f64),
-            latency_p50_ns: None,
-            latency_p99_ns: None,
-            peak_rss_bytes: None,
-            state_bytes: None,
-            bytes_per_op: None,
-        },
-        CaseResult {
-            case: "raw-sqlx".into(),
-            ops: rows,
-            time: raw_stats,
-            ops_per_sec: per_sec(&raw_stats, rows),
-            ratio_to_baseline: Some(1.0),
-            latency_p50_ns: None,
-            latency_p99_ns: None,
-            peak_rss_bytes: None,
-            state_bytes: None,
-            bytes_per_op: None,
-        },
+        case("sync-converge", params.ops, folio, &raw_stats, bytes),
+        case("sync-floor", params.ops, floor, &raw_stats, None),
+        case("raw-sqlx", rows, raw_stats, &raw_stats, None),
     ])
+}
+
+/// A row of the report: `time` for `ops` operations beside the raw baseline's median.
+fn case(name: &str, ops: u64, time: Stats, raw: &Stats, bytes_per_op: Option<f64>) -> CaseResult {
+    let per = |a: &Stats, b: f64| (a.median_ns > 0).then(|| b / a.median_ns as f64);
+    CaseResult {
+        case: name.into(),
+        ops,
+        time,
+        ops_per_sec: per(&time, ops as f64 * 1e9),
+        ratio_to_baseline: per(raw, time.median_ns as f64),
+        latency_p50_ns: None,
+        latency_p99_ns: None,
+        peak_rss_bytes: None,
+        state_bytes: None,
+        bytes_per_op,
+    }
 }
