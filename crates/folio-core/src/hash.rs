@@ -258,12 +258,13 @@ pub(crate) fn write_hashed_operation(out: &mut Vec<u8>, op: &Operation) {
     out.push(b'}');
 }
 
-/// A JSON string as serde_json writes it: bytes copied as they are unless one must be escaped (a quote, a
-/// backslash, a control character), which only serde_json's own escaping then writes.
+/// An integer as serde_json writes it.
 fn write_int(out: &mut Vec<u8>, n: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
+/// A JSON string as serde_json writes it: bytes copied as they are unless one must be escaped (a quote, a
+/// backslash, a control character), which only serde_json's own escaping then writes.
 fn write_json_str(out: &mut Vec<u8>, s: &str) {
     if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
         let _ = serde_json::to_writer(&mut *out, s);
