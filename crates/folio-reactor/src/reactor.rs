@@ -244,34 +244,13 @@ impl Reactor {
         submit: Submit,
         kind: JobKind,
     ) -> Result<JobHandle, (ReactorError, Option<Vec<Action>>)> {
-        let refused = |e| (e, None);
         let Submit {
             document_id,
             branch,
             actions,
             expected_revision,
         } = submit;
-        let Some(first) = actions.first() else {
-            return Err(refused(ReactorError::InvalidRequest(
-                "a job needs at least one action".into(),
-            )));
-        };
-        let scope = first.scope;
-        if actions.iter().any(|a| a.scope != scope) {
-            return Err(refused(ReactorError::InvalidRequest(
-                "all actions of one request must be of the same scope".into(),
-            )));
-        }
-        // A clock far ahead would drag this replica's clock (and every later action) with it.
-        let horizon = self.clock_horizon();
-        if let Some(a) = actions.iter().find(|a| a.timestamp_utc_ms > horizon) {
-            return Err(refused(ReactorError::InvalidRequest(format!(
-                "action {}: its clock ({} ms) is more than {} s ahead of this replica's",
-                a.id,
-                a.timestamp_utc_ms,
-                self.inner.shared.config.max_clock_ahead.as_secs()
-            ))));
-        }
+        let scope = self.check_actions(&actions).map_err(|e| (e, None))?;
         for action in &actions {
             self.inner.shared.clock.observe(action.timestamp());
         }
@@ -289,12 +268,36 @@ impl Reactor {
             kind,
             report: None,
         };
-        self.enqueue(job).map_err(|(e, job)| (e, job.map(|j| j.actions)))?;
+        self.enqueue(job)?;
         Ok(JobHandle { id, done })
     }
 
-    /// Queues `job` on its executor; a full queue gives it back with `Overloaded`.
-    fn enqueue(&self, job: Job) -> Result<(), (ReactorError, Option<Box<Job>>)> {
+    /// The scope of a job's `actions`, or why they cannot make one: none, several scopes, or a clock far ahead.
+    fn check_actions(&self, actions: &[Action]) -> Result<Scope, ReactorError> {
+        let Some(first) = actions.first() else {
+            return Err(ReactorError::InvalidRequest("a job needs at least one action".into()));
+        };
+        let scope = first.scope;
+        if actions.iter().any(|a| a.scope != scope) {
+            return Err(ReactorError::InvalidRequest(
+                "all actions of one request must be of the same scope".into(),
+            ));
+        }
+        // A clock far ahead would drag this replica's clock (and every later action) with it.
+        let horizon = self.clock_horizon();
+        if let Some(a) = actions.iter().find(|a| a.timestamp_utc_ms > horizon) {
+            return Err(ReactorError::InvalidRequest(format!(
+                "action {}: its clock ({} ms) is more than {} s ahead of this replica's",
+                a.id,
+                a.timestamp_utc_ms,
+                self.inner.shared.config.max_clock_ahead.as_secs()
+            )));
+        }
+        Ok(scope)
+    }
+
+    /// Queues `job` on its executor; a full queue hands its actions back with `Overloaded`.
+    fn enqueue(&self, job: Job) -> Result<(), (ReactorError, Option<Vec<Action>>)> {
         if !self.inner.accepting.load(Ordering::Acquire) {
             return Err((ReactorError::ShuttingDown, None));
         }
@@ -310,7 +313,7 @@ impl Reactor {
         queue.try_send(job).map_err(|e| {
             self.inner.shared.jobs.remove(&id);
             match e {
-                mpsc::error::TrySendError::Full(job) => (ReactorError::Overloaded, Some(Box::new(job))),
+                mpsc::error::TrySendError::Full(job) => (ReactorError::Overloaded, Some(job.actions)),
                 mpsc::error::TrySendError::Closed(_) => (ReactorError::ShuttingDown, None),
             }
         })

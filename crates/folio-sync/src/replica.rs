@@ -382,7 +382,7 @@ impl Replica {
     async fn submit_integration(
         &self,
         unit: &SyncUnit,
-        actions: Vec<folio_core::Action>,
+        mut actions: Vec<folio_core::Action>,
     ) -> Result<JobHandle, SyncError> {
         if unit.scope == Scope::Local {
             return Err(SyncError::Protocol(format!("{unit}: the local scope is never synced")));
@@ -394,7 +394,6 @@ impl Replica {
             )));
         }
         let mut pause = Duration::from_millis(1);
-        let mut actions = actions;
         loop {
             match self
                 .reactor
