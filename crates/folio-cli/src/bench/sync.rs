@@ -2,13 +2,15 @@
 //! clocks interleaved so that every replica rebases; the time to converge beside raw sqlx inserts of the rows the
 //! three stores receive.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use folio_core::{Action, Branch, DocumentId, ModelRegistry, OpHash, Scope, SyncUnit, operation_hash};
+use folio_core::merge::effective_mask;
+use folio_core::{Action, Branch, Document, DocumentId, ModelRegistry, OpHash, Operation, Scope, SyncUnit};
 use folio_reactor::{Reactor, ReactorConfig, Submit};
 use folio_store::{OperationStore, SqliteStore};
-use folio_sync::{Filter, HttpRemote, PullRequest, PullResponse, Remote, Replica, RoundOptions, sync_round};
+use folio_sync::{HttpRemote, PullResponse, Replica, RoundOptions, SyncEntry, sync_round};
 
 use super::workload::Workload;
 use super::{CaseResult, Progress, Stats, note};
@@ -70,36 +72,72 @@ struct Floor {
 impl Floor {
     /// The CPU time of the whole exchange's share of this work.
     fn cpu(&self) -> Duration {
-        (self.json + self.verify) * self.shipped as u32
-            + self.hash * self.stored as u32
-            + self.fold * self.folded as u32
+        let times = |d: Duration, n: u64| d.mul_f64(n as f64);
+        times(self.json + self.verify, self.shipped) + times(self.hash, self.stored) + times(self.fold, self.folded)
     }
 }
 
-/// Measures [`Floor`] on the server's entries and log, and counts what the stores hold.
-async fn floor(
-    remote: &HttpRemote,
-    stores: [&Arc<dyn OperationStore>; 3],
-    shipped: u64,
-    folded: u64,
-) -> Result<Floor, CliError> {
+/// Measures [`Floor`] on the server's log (every operation made, and the rebases' copies), and counts what the
+/// stores hold.
+async fn floor(stores: [&Arc<dyn OperationStore>; 3], shipped: u64, folded: u64) -> Result<Floor, CliError> {
     let per = |d: Duration, n: usize| d / (n.max(1) as u32);
-    let mut entries = Vec::new();
+    // The server's log unit by unit, each document's header scope first (it sets the model the fold needs).
+    let server = stores[0];
+    let mut units: BTreeMap<(DocumentId, bool), (SyncUnit, Vec<Operation>)> = BTreeMap::new();
     let mut after = 0;
     loop {
-        let request = PullRequest {
-            after,
-            limit: 10_000,
-            exclude: None,
-            filter: Filter::default(),
-        };
-        let page = remote.pull(&request).await.map_err(fail)?;
-        entries.extend(page.entries);
-        after = page.cursor;
-        if !page.more {
-            break;
+        let page = server.read_since(after, 10_000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.ordinal;
+        for c in page {
+            let key = (c.unit.document_id, c.unit.scope != Scope::Document);
+            units
+                .entry(key)
+                .or_insert_with(|| (c.unit, Vec::new()))
+                .1
+                .push(c.operation);
         }
     }
+
+    // Each unit's chain checked from its start, as a store checks an append.
+    let t = Instant::now();
+    let mut hashed = 0;
+    for (unit, ops) in units.values() {
+        folio_core::check_chain(&OpHash::ZERO, 0, ops).map_err(|e| CliError::fail(format!("{unit}: {e}")))?;
+        hashed += ops.len();
+    }
+    let hash = per(t.elapsed(), hashed);
+
+    // Each unit's effective history folded once.
+    let registry = ModelRegistry::with_builtin();
+    let effective: Vec<Vec<bool>> = units.values().map(|(_, ops)| effective_mask(ops)).collect();
+    let t = Instant::now();
+    let mut documents: HashMap<DocumentId, Document> = HashMap::new();
+    for ((unit, ops), mask) in units.values().zip(&effective) {
+        let doc = documents
+            .entry(unit.document_id)
+            .or_insert_with(|| Document::empty(unit.document_id, unit.branch.clone()));
+        for (op, &effective) in ops.iter().zip(mask) {
+            doc.fold(op, effective, &registry).map_err(fail)?;
+        }
+    }
+    let fold = per(t.elapsed(), effective.iter().flatten().filter(|&&e| e).count());
+    drop(documents);
+
+    // The effective operations as a pull ships them: written and read as JSON, their signatures checked.
+    let entries: Vec<SyncEntry> = units
+        .values()
+        .zip(&effective)
+        .filter(|((unit, _), _)| unit.scope != Scope::Local)
+        .flat_map(|((unit, ops), mask)| {
+            ops.iter().zip(mask).filter(|(_, e)| **e).map(|(op, _)| SyncEntry {
+                document_id: unit.document_id,
+                scope: unit.scope,
+                branch: unit.branch.clone(),
+                action: op.action.clone(),
+            })
+        })
+        .collect();
     let n = entries.len();
     let response = PullResponse {
         entries,
@@ -122,53 +160,6 @@ async fn floor(
             "an entry of the exchange is not signed, or its signature does not verify",
         ));
     }
-
-    let server = stores[0];
-    let mut log = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = server.read_since(after, 10_000).await?;
-        let Some(last) = page.last() else { break };
-        after = last.ordinal;
-        log.extend(page);
-    }
-    let t = Instant::now();
-    let mut last: std::collections::HashMap<&SyncUnit, OpHash> = std::collections::HashMap::new();
-    let mut wrong = 0usize;
-    for c in &log {
-        let prev = last.get(&c.unit).copied().unwrap_or(OpHash::ZERO);
-        let hash = operation_hash(&prev, &c.operation);
-        wrong += usize::from(hash != c.operation.hash);
-        last.insert(&c.unit, hash);
-    }
-    let hash = per(t.elapsed(), log.len());
-    if wrong > 0 {
-        return Err(CliError::fail(format!(
-            "{wrong} operations of the server's log do not hash as stored"
-        )));
-    }
-
-    // The server's effective history folded once, document by document (its header scope first: it sets the model).
-    let registry = ModelRegistry::with_builtin();
-    let mut units: std::collections::BTreeMap<(DocumentId, u8), Vec<folio_core::Operation>> = Default::default();
-    for c in log {
-        let order = u8::from(c.unit.scope != Scope::Document);
-        units.entry((c.unit.document_id, order)).or_default().push(c.operation);
-    }
-    let t = Instant::now();
-    let mut effective_ops = 0usize;
-    let mut documents: std::collections::HashMap<DocumentId, folio_core::Document> = Default::default();
-    for ((id, _), ops) in &units {
-        let doc = documents
-            .entry(*id)
-            .or_insert_with(|| folio_core::Document::empty(*id, Branch::default()));
-        for (op, effective) in ops.iter().zip(folio_core::merge::effective_mask(ops)) {
-            doc.fold(op, effective, &registry).map_err(fail)?;
-            effective_ops += usize::from(effective);
-        }
-    }
-    let fold = per(t.elapsed(), effective_ops);
-    drop(documents);
 
     let mut stored = 0;
     for store in stores {
@@ -305,7 +296,6 @@ async fn round(params: &Params, n: u32) -> Result<(Duration, Option<u64>, Floor)
         }
     }
     let floor = floor(
-        &remote,
         [&server_store, a.reactor().store(), b.reactor().store()],
         2 * params.ops,
         3 * params.ops,
