@@ -61,6 +61,8 @@ impl SqliteStore {
         append_through_with(requests, true, |mut prepared| async move {
             let mut encoded = Vec::with_capacity(prepared.len());
             for p in &mut prepared {
+                // The request's share of the operations goes once they are encoded: when the caller kept none (a
+                // plain `append`), they are freed here rather than after the commit.
                 match encode_append(&std::mem::replace(&mut p.operations, Arc::from([]))) {
                     Ok(e) => encoded.push(e),
                     Err(reason) => {
