@@ -258,9 +258,47 @@ fn benchmarks_run_on_postgres_with_two_nodes_and_clean_up() {
     schema_check(&report);
     assert_eq!(report["parameters"]["backend"], "postgres");
     assert_eq!(report["parameters"]["nodes"], 2);
-    assert_eq!(report["results"][0]["case"], "folio");
+    assert_eq!(
+        case_names(&report),
+        ["folio", "raw-sqlx"],
+        "no store floor for two nodes"
+    );
     assert_eq!(report["results"][0]["ops"], 120);
-    assert_eq!(report["results"][1]["case"], "raw-sqlx");
+
+    // One node: the store's floor too, the round's group commits sent again through the store alone (each must be
+    // accepted, or the run fails).
+    let one = folio(&[
+        "bench",
+        "append",
+        "--database-url",
+        &url,
+        "--writers",
+        "6",
+        "--docs",
+        "3",
+        "--ops",
+        "120",
+        "--rounds",
+        "1",
+        "--json",
+    ]);
+    assert!(one.status.success(), "{one:?}");
+    let report: Value = serde_json::from_slice(&one.stdout).unwrap();
+    schema_check(&report);
+    assert_eq!(case_names(&report), ["folio", "raw-sqlx", "store-floor"]);
+    let floor = &report["results"][2];
+    assert_eq!(floor["ops"], 120);
+    assert!(floor["time"]["medianNs"].as_u64().unwrap() > 0, "{report}");
+    assert!(floor["ratioToBaseline"].as_f64().unwrap() > 0.0, "{report}");
+    let stderr = String::from_utf8_lossy(&one.stderr);
+    let commits: u64 = stderr
+        .split("the folio round's ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no store-floor note: {stderr}"));
+    // 6 writers with one job each in flight: at least 120 / 6 commits, at most one an operation.
+    assert!((20..=120).contains(&commits), "{commits} group commits: {stderr}");
 
     let rehydrate = folio(&[
         "bench",

@@ -8,9 +8,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use folio_core::{DocumentId, HybridClock, ModelRegistry, Operation, Scope};
+use folio_core::{DocumentId, HybridClock, ModelRegistry, Operation, Scope, SyncUnit};
 use folio_reactor::{Reactor, ReactorConfig, ReactorError, Submit};
-use folio_store::OperationStore;
+use folio_store::{AppendRequest, OperationStore};
 
 use super::target::{BenchDb, Target};
 use super::workload::Workload;
@@ -39,6 +39,14 @@ struct Round {
     bytes: Option<u64>,
     elapsed: Duration,
     latencies: Vec<Duration>,
+    /// The round's group commits, in commit order, each as the appends it carried (one node on PostgreSQL).
+    commits: Option<Vec<Vec<Append>>>,
+}
+
+/// One unit's operations in a group commit.
+struct Append {
+    unit: SyncUnit,
+    operations: Vec<Operation>,
 }
 
 fn reactor_on(store: Arc<dyn OperationStore>) -> Reactor {
@@ -47,7 +55,8 @@ fn reactor_on(store: Arc<dyn OperationStore>) -> Reactor {
 
 async fn folio_round(params: &Params, target: &Target, n: u32) -> Result<Round, CliError> {
     let db = target.create(&format!("folio-{n}")).await?;
-    let reactor = reactor_on(db.open().await?);
+    let store = db.open().await?;
+    let reactor = reactor_on(store.clone());
     let workload = Workload::Todo;
     let mut ids = Vec::new();
     for d in 0..params.docs {
@@ -80,11 +89,87 @@ async fn folio_round(params: &Params, target: &Target, n: u32) -> Result<Round, 
         BenchDb::Sqlite(path) => super::sqlite_bytes(path).await,
         BenchDb::Postgres(_) => None,
     };
+    let commits = match &db {
+        BenchDb::Postgres(_) if params.nodes <= 1 => Some(group_commits(store.as_ref()).await?),
+        _ => None,
+    };
     Ok(Round {
         elapsed,
         latencies,
         bytes,
+        commits,
     })
+}
+
+/// Every operation of the store, as the group commits that wrote them (PostgreSQL's ordinals tell them apart).
+async fn group_commits(store: &dyn OperationStore) -> Result<Vec<Vec<Append>>, CliError> {
+    let mut commits: Vec<Vec<Append>> = Vec::new();
+    let mut current = None;
+    let mut after = 0;
+    loop {
+        let page = store.read_since(after, 10_000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.ordinal;
+        for c in page {
+            let commit = folio_store::PgStore::group_commit_of(c.ordinal);
+            if current != Some(commit) {
+                current = Some(commit);
+                commits.push(Vec::new());
+            }
+            let appends = commits.last_mut().expect("pushed above");
+            match appends.iter_mut().find(|a| a.unit == c.unit) {
+                Some(a) => a.operations.push(c.operation),
+                None => appends.push(Append {
+                    unit: c.unit,
+                    operations: vec![c.operation],
+                }),
+            }
+        }
+    }
+    Ok(commits)
+}
+
+/// The store's floor: a round's group commits sent again, one after another, through the store alone (no reactor,
+/// no follower, no view) to a fresh database: what the store's client and the server take for the same commits.
+/// The commits that created the documents go first, untimed (the round created them before its clock started).
+async fn floor_round(commits: &[Vec<Append>], target: &Target, n: u32) -> Result<(Duration, usize), CliError> {
+    let db = target.create(&format!("floor-{n}")).await?;
+    let store = db.open().await?;
+    let requests = |appends: &[Append]| -> Vec<AppendRequest> {
+        appends
+            .iter()
+            .map(|a| AppendRequest {
+                unit: a.unit.clone(),
+                expected_revision: a.operations.first().map_or(0, |op| op.index),
+                operations: a.operations.clone().into(),
+            })
+            .collect()
+    };
+    let creating = commits
+        .iter()
+        .rposition(|appends| appends.iter().any(|a| a.unit.scope == Scope::Document))
+        .map_or(0, |i| i + 1);
+    let send = |results: Vec<Result<folio_store::Appended, folio_store::StoreError>>| -> Result<(), CliError> {
+        for r in results {
+            match r {
+                Ok(a) if !a.replayed => {}
+                Ok(_) => return Err(CliError::fail("the floor's replay found its operations already stored")),
+                Err(e) => return Err(CliError::fail(format!("the floor's replay was refused: {e}"))),
+            }
+        }
+        Ok(())
+    };
+    for appends in &commits[..creating] {
+        send(store.append_batch(requests(appends)).await)?;
+    }
+    // Made before the clock starts: the requests as the executors hand them over.
+    let timed: Vec<Vec<AppendRequest>> = commits[creating..].iter().map(|a| requests(a)).collect();
+    let count = timed.len();
+    let start = Instant::now();
+    for batch in timed {
+        send(store.append_batch(batch).await)?;
+    }
+    Ok((start.elapsed(), count))
 }
 
 /// The environment variable naming the network namespace of each node (`ip netns exec`), comma-separated.
@@ -382,7 +467,22 @@ pub async fn run(params: &Params, target: &Target) -> Result<Vec<CaseResult>, Cl
     let mut latencies = Vec::new();
     let mut bytes = None;
     reset_peak_rss();
-    let mut progress = Progress::new("append rounds (folio, raw)", params.rounds as u64 * 2);
+    let mut floor = Vec::new();
+    let mut floor_commits = Vec::new();
+    // On PostgreSQL with one node, a third part a round: the store's floor (see `floor_round`).
+    let parts = if target.backend() == "postgres" && params.nodes <= 1 {
+        3
+    } else {
+        2
+    };
+    let mut progress = Progress::new(
+        if parts == 3 {
+            "append rounds (folio, raw, store floor)"
+        } else {
+            "append rounds (folio, raw)"
+        },
+        params.rounds as u64 * parts,
+    );
     for n in 0..params.rounds {
         let round = folio_round(params, target, n).await?;
         folio.push(round.elapsed);
@@ -391,6 +491,12 @@ pub async fn run(params: &Params, target: &Target) -> Result<Vec<CaseResult>, Cl
         progress.advance(1);
         raw.push(raw_round(params, target, n).await?);
         progress.advance(1);
+        if let Some(commits) = round.commits {
+            let (elapsed, count) = floor_round(&commits, target, n).await?;
+            floor.push(elapsed);
+            floor_commits.push(count);
+            progress.advance(1);
+        }
     }
     progress.finish();
     note(format!(
@@ -407,7 +513,7 @@ pub async fn run(params: &Params, target: &Target) -> Result<Vec<CaseResult>, Cl
     let folio_stats = Stats::of(&folio);
     let ops = params.ops;
     let per_sec = |s: &Stats| (s.median_ns > 0).then(|| ops as f64 * 1e9 / s.median_ns as f64);
-    Ok(vec![
+    let mut results = vec![
         CaseResult {
             case: "folio".into(),
             ops,
@@ -433,5 +539,31 @@ pub async fn run(params: &Params, target: &Target) -> Result<Vec<CaseResult>, Cl
             state_bytes: None,
             bytes_per_op: None,
         },
-    ])
+    ];
+    if !floor.is_empty() {
+        let floor_stats = Stats::of(&floor);
+        let mut counts = floor_commits.clone();
+        counts.sort_unstable();
+        let commits = counts[counts.len() / 2];
+        note(format!(
+            "store-floor: the folio round's {commits} group commits (median of rounds; {:.1} operations each), sent \
+             again one after another through the store alone (no reactor, follower or view) to a fresh database: \
+             the store's encoding, the round trips, the server's function and its WAL flushes, for the same commits",
+            ops as f64 / commits.max(1) as f64
+        ));
+        results.push(CaseResult {
+            case: "store-floor".into(),
+            ops,
+            time: floor_stats,
+            ops_per_sec: per_sec(&floor_stats),
+            ratio_to_baseline: (raw_stats.median_ns > 0)
+                .then(|| floor_stats.median_ns as f64 / raw_stats.median_ns as f64),
+            latency_p50_ns: None,
+            latency_p99_ns: None,
+            peak_rss_bytes: None,
+            state_bytes: None,
+            bytes_per_op: None,
+        });
+    }
+    Ok(results)
 }

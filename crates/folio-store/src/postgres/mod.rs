@@ -98,6 +98,13 @@ impl PgStore {
         &self.pool
     }
 
+    /// The group commit an ordinal of this backend was committed in: operations committed by one call of the
+    /// writer (one transaction) share it, and later calls have larger ones (an ordinal is the transaction's id
+    /// shifted left, plus the operation's position in the call). For tools that look at how commits were grouped.
+    pub fn group_commit_of(ordinal: u64) -> u64 {
+        ordinal >> writer::ORDINAL_SHIFT
+    }
+
     /// The identity this handle's commits carry in the `origin` column and in their notices.
     pub fn origin(&self) -> i64 {
         self.origin
