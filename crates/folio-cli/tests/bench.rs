@@ -236,23 +236,26 @@ fn benchmarks_run_on_postgres_with_two_nodes_and_clean_up() {
         })
     };
     let before = list_databases();
-    let append = folio(&[
-        "bench",
-        "append",
-        "--database-url",
-        &url,
-        "--writers",
-        "6",
-        "--docs",
-        "3",
-        "--ops",
-        "120",
-        "--rounds",
-        "1",
-        "--nodes",
-        "2",
-        "--json",
-    ]);
+    let append_on_pg = |nodes: &str| {
+        folio(&[
+            "bench",
+            "append",
+            "--database-url",
+            &url,
+            "--writers",
+            "6",
+            "--docs",
+            "3",
+            "--ops",
+            "120",
+            "--rounds",
+            "1",
+            "--nodes",
+            nodes,
+            "--json",
+        ])
+    };
+    let append = append_on_pg("2");
     assert!(append.status.success(), "{append:?}");
     let report: Value = serde_json::from_slice(&append.stdout).unwrap();
     schema_check(&report);
@@ -267,21 +270,7 @@ fn benchmarks_run_on_postgres_with_two_nodes_and_clean_up() {
 
     // One node: the store's floor too, the round's group commits sent again through the store alone (each must be
     // accepted, or the run fails).
-    let one = folio(&[
-        "bench",
-        "append",
-        "--database-url",
-        &url,
-        "--writers",
-        "6",
-        "--docs",
-        "3",
-        "--ops",
-        "120",
-        "--rounds",
-        "1",
-        "--json",
-    ]);
+    let one = append_on_pg("1");
     assert!(one.status.success(), "{one:?}");
     let report: Value = serde_json::from_slice(&one.stdout).unwrap();
     schema_check(&report);

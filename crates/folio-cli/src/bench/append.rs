@@ -14,7 +14,7 @@ use folio_store::{AppendRequest, OperationStore};
 
 use super::target::{BenchDb, Target};
 use super::workload::Workload;
-use super::{CaseResult, Progress, Stats, note, peak_rss, reset_peak_rss};
+use super::{CaseResult, Progress, Stats, case, note, peak_rss, reset_peak_rss};
 use crate::CliError;
 
 /// What to run.
@@ -105,25 +105,19 @@ async fn folio_round(params: &Params, target: &Target, n: u32) -> Result<Round, 
 async fn group_commits(store: &dyn OperationStore) -> Result<Vec<Vec<Append>>, CliError> {
     let mut commits: Vec<Vec<Append>> = Vec::new();
     let mut current = None;
-    let mut after = 0;
-    loop {
-        let page = store.read_since(after, 10_000).await?;
-        let Some(last) = page.last() else { break };
-        after = last.ordinal;
-        for c in page {
-            let commit = folio_store::PgStore::group_commit_of(c.ordinal);
-            if current != Some(commit) {
-                current = Some(commit);
-                commits.push(Vec::new());
-            }
-            let appends = commits.last_mut().expect("pushed above");
-            match appends.iter_mut().find(|a| a.unit == c.unit) {
-                Some(a) => a.operations.push(c.operation),
-                None => appends.push(Append {
-                    unit: c.unit,
-                    operations: vec![c.operation],
-                }),
-            }
+    for c in super::whole_log(store).await? {
+        let commit = folio_store::PgStore::group_commit_of(c.ordinal);
+        if current != Some(commit) {
+            current = Some(commit);
+            commits.push(Vec::new());
+        }
+        let appends = commits.last_mut().expect("pushed above");
+        match appends.iter_mut().find(|a| a.unit == c.unit) {
+            Some(a) => a.operations.push(c.operation),
+            None => appends.push(Append {
+                unit: c.unit,
+                operations: vec![c.operation],
+            }),
         }
     }
     Ok(commits)
@@ -512,36 +506,22 @@ pub async fn run(params: &Params, target: &Target) -> Result<Vec<CaseResult>, Cl
     let raw_stats = Stats::of(&raw);
     let folio_stats = Stats::of(&folio);
     let ops = params.ops;
-    let per_sec = |s: &Stats| (s.median_ns > 0).then(|| ops as f64 * 1e9 / s.median_ns as f64);
     let mut results = vec![
         CaseResult {
-            case: "folio".into(),
-            ops,
-            time: folio_stats,
-            ops_per_sec: per_sec(&folio_stats),
-            ratio_to_baseline: (raw_stats.median_ns > 0)
-                .then(|| folio_stats.median_ns as f64 / raw_stats.median_ns as f64),
             latency_p50_ns: Some(percentile(&latencies, 0.50)),
             latency_p99_ns: Some(percentile(&latencies, 0.99)),
             peak_rss_bytes: peak_rss(),
-            state_bytes: None,
-            bytes_per_op: bytes.map(|b| b as f64 / ops.max(1) as f64),
+            ..case(
+                "folio",
+                ops,
+                folio_stats,
+                &raw_stats,
+                bytes.map(|b| b as f64 / ops.max(1) as f64),
+            )
         },
-        CaseResult {
-            case: "raw-sqlx".into(),
-            ops,
-            time: raw_stats,
-            ops_per_sec: per_sec(&raw_stats),
-            ratio_to_baseline: Some(1.0),
-            latency_p50_ns: None,
-            latency_p99_ns: None,
-            peak_rss_bytes: None,
-            state_bytes: None,
-            bytes_per_op: None,
-        },
+        case("raw-sqlx", ops, raw_stats, &raw_stats, None),
     ];
     if !floor.is_empty() {
-        let floor_stats = Stats::of(&floor);
         let mut counts = floor_commits.clone();
         counts.sort_unstable();
         let commits = counts[counts.len() / 2];
@@ -551,19 +531,7 @@ pub async fn run(params: &Params, target: &Target) -> Result<Vec<CaseResult>, Cl
              the store's encoding, the round trips, the server's function and its WAL flushes, for the same commits",
             ops as f64 / commits.max(1) as f64
         ));
-        results.push(CaseResult {
-            case: "store-floor".into(),
-            ops,
-            time: floor_stats,
-            ops_per_sec: per_sec(&floor_stats),
-            ratio_to_baseline: (raw_stats.median_ns > 0)
-                .then(|| floor_stats.median_ns as f64 / raw_stats.median_ns as f64),
-            latency_p50_ns: None,
-            latency_p99_ns: None,
-            peak_rss_bytes: None,
-            state_bytes: None,
-            bytes_per_op: None,
-        });
+        results.push(case("store-floor", ops, Stats::of(&floor), &raw_stats, None));
     }
     Ok(results)
 }

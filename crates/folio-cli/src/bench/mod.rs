@@ -167,3 +167,35 @@ pub(crate) async fn raw_sqlite_pool(path: &std::path::Path) -> Result<sqlx::Sqli
         )
         .await
 }
+
+/// A row of the report: `time` for `ops` operations beside the raw baseline's median.
+pub(crate) fn case(name: &str, ops: u64, time: Stats, raw: &Stats, bytes_per_op: Option<f64>) -> CaseResult {
+    let per = |a: &Stats, b: f64| (a.median_ns > 0).then(|| b / a.median_ns as f64);
+    CaseResult {
+        case: name.into(),
+        ops,
+        time,
+        ops_per_sec: per(&time, ops as f64 * 1e9),
+        ratio_to_baseline: per(raw, time.median_ns as f64),
+        latency_p50_ns: None,
+        latency_p99_ns: None,
+        peak_rss_bytes: None,
+        state_bytes: None,
+        bytes_per_op,
+    }
+}
+
+/// Every operation of `store`, in ordinal order (read a page at a time).
+pub(crate) async fn whole_log(
+    store: &dyn folio_store::OperationStore,
+) -> Result<Vec<folio_store::Committed>, crate::CliError> {
+    let mut log = Vec::new();
+    loop {
+        let after = log.last().map_or(0, |c: &folio_store::Committed| c.ordinal);
+        let page = store.read_since(after, 10_000).await?;
+        if page.is_empty() {
+            return Ok(log);
+        }
+        log.extend(page);
+    }
+}

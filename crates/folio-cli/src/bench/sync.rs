@@ -84,19 +84,16 @@ async fn floor(stores: [&Arc<dyn OperationStore>; 3], shipped: u64, folded: u64)
     // The server's log unit by unit, each document's header scope first (it sets the model the fold needs).
     let server = stores[0];
     let mut units: BTreeMap<(DocumentId, bool), (SyncUnit, Vec<Operation>)> = BTreeMap::new();
-    let mut after = 0;
-    loop {
-        let page = server.read_since(after, 10_000).await?;
-        let Some(last) = page.last() else { break };
-        after = last.ordinal;
-        for c in page {
-            let key = (c.unit.document_id, c.unit.scope != Scope::Document);
-            units
-                .entry(key)
-                .or_insert_with(|| (c.unit, Vec::new()))
-                .1
-                .push(c.operation);
-        }
+    let log = super::whole_log(server.as_ref()).await?;
+    // The cursor a pull of all of it would answer.
+    let after = log.last().map_or(0, |c| c.ordinal);
+    for c in log {
+        let key = (c.unit.document_id, c.unit.scope != Scope::Document);
+        units
+            .entry(key)
+            .or_insert_with(|| (c.unit, Vec::new()))
+            .1
+            .push(c.operation);
     }
 
     // Each unit's chain checked from its start, as a store checks an append.
@@ -368,25 +365,8 @@ pub async fn run(params: &Params) -> Result<Vec<CaseResult>, CliError> {
     let floor = Stats::of(&floors);
     let raw_stats = Stats::of(&raw);
     Ok(vec![
-        case("sync-converge", params.ops, folio, &raw_stats, bytes),
-        case("sync-floor", params.ops, floor, &raw_stats, None),
-        case("raw-sqlx", rows, raw_stats, &raw_stats, None),
+        super::case("sync-converge", params.ops, folio, &raw_stats, bytes),
+        super::case("sync-floor", params.ops, floor, &raw_stats, None),
+        super::case("raw-sqlx", rows, raw_stats, &raw_stats, None),
     ])
-}
-
-/// A row of the report: `time` for `ops` operations beside the raw baseline's median.
-fn case(name: &str, ops: u64, time: Stats, raw: &Stats, bytes_per_op: Option<f64>) -> CaseResult {
-    let per = |a: &Stats, b: f64| (a.median_ns > 0).then(|| b / a.median_ns as f64);
-    CaseResult {
-        case: name.into(),
-        ops,
-        time,
-        ops_per_sec: per(&time, ops as f64 * 1e9),
-        ratio_to_baseline: per(raw, time.median_ns as f64),
-        latency_p50_ns: None,
-        latency_p99_ns: None,
-        peak_rss_bytes: None,
-        state_bytes: None,
-        bytes_per_op,
-    }
 }
