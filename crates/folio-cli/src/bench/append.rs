@@ -39,14 +39,14 @@ struct Round {
     bytes: Option<u64>,
     elapsed: Duration,
     latencies: Vec<Duration>,
-    /// The round's group commits, in commit order, each as the appends it carried (one node on PostgreSQL).
-    commits: Option<Vec<Vec<Append>>>,
+    /// The round's group commits, in commit order, each as the requests it carried (when [`has_store_floor`]).
+    commits: Option<Vec<Vec<AppendRequest>>>,
 }
 
-/// One unit's operations in a group commit.
-struct Append {
-    unit: SyncUnit,
-    operations: Vec<Operation>,
+/// Whether a round has the store's floor: on PostgreSQL (whose ordinals tell group commits apart) with one node
+/// (one writer sending two nodes' commits one after another is no floor for two writers).
+fn has_store_floor(params: &Params, target: &Target) -> bool {
+    matches!(target, Target::Postgres(_)) && params.nodes <= 1
 }
 
 fn reactor_on(store: Arc<dyn OperationStore>) -> Reactor {
@@ -89,9 +89,10 @@ async fn folio_round(params: &Params, target: &Target, n: u32) -> Result<Round, 
         BenchDb::Sqlite(path) => super::sqlite_bytes(path).await,
         BenchDb::Postgres(_) => None,
     };
-    let commits = match &db {
-        BenchDb::Postgres(_) if params.nodes <= 1 => Some(group_commits(store.as_ref()).await?),
-        _ => None,
+    let commits = if has_store_floor(params, target) {
+        Some(group_commits(store.as_ref()).await?)
+    } else {
+        None
     };
     Ok(Round {
         elapsed,
@@ -101,9 +102,10 @@ async fn folio_round(params: &Params, target: &Target, n: u32) -> Result<Round, 
     })
 }
 
-/// Every operation of the store, as the group commits that wrote them (PostgreSQL's ordinals tell them apart).
-async fn group_commits(store: &dyn OperationStore) -> Result<Vec<Vec<Append>>, CliError> {
-    let mut commits: Vec<Vec<Append>> = Vec::new();
+/// Every operation of the store, as the group commits that wrote them (PostgreSQL's ordinals tell them apart), each
+/// commit's operations as one request a unit.
+async fn group_commits(store: &dyn OperationStore) -> Result<Vec<Vec<AppendRequest>>, CliError> {
+    let mut commits: Vec<Vec<(SyncUnit, Vec<Operation>)>> = Vec::new();
     let mut current = None;
     for c in super::whole_log(store).await? {
         let commit = folio_store::PgStore::group_commit_of(c.ordinal);
@@ -111,38 +113,42 @@ async fn group_commits(store: &dyn OperationStore) -> Result<Vec<Vec<Append>>, C
             current = Some(commit);
             commits.push(Vec::new());
         }
-        let appends = commits.last_mut().expect("pushed above");
-        match appends.iter_mut().find(|a| a.unit == c.unit) {
-            Some(a) => a.operations.push(c.operation),
-            None => appends.push(Append {
-                unit: c.unit,
-                operations: vec![c.operation],
-            }),
+        let units = commits.last_mut().expect("pushed above");
+        match units.iter_mut().find(|(unit, _)| *unit == c.unit) {
+            Some((_, ops)) => ops.push(c.operation),
+            None => units.push((c.unit, vec![c.operation])),
         }
     }
-    Ok(commits)
+    Ok(commits
+        .into_iter()
+        .map(|units| {
+            units
+                .into_iter()
+                .map(|(unit, ops)| AppendRequest {
+                    unit,
+                    expected_revision: ops.first().map_or(0, |op| op.index),
+                    operations: ops.into(),
+                })
+                .collect()
+        })
+        .collect())
 }
 
 /// The store's floor: a round's group commits sent again, one after another, through the store alone (no reactor,
 /// no follower, no view) to a fresh database: what the store's client and the server take for the same commits.
 /// The commits that created the documents go first, untimed (the round created them before its clock started).
-async fn floor_round(commits: &[Vec<Append>], target: &Target, n: u32) -> Result<(Duration, usize), CliError> {
+async fn floor_round(
+    mut commits: Vec<Vec<AppendRequest>>,
+    target: &Target,
+    n: u32,
+) -> Result<(Duration, usize), CliError> {
     let db = target.create(&format!("floor-{n}")).await?;
     let store = db.open().await?;
-    let requests = |appends: &[Append]| -> Vec<AppendRequest> {
-        appends
-            .iter()
-            .map(|a| AppendRequest {
-                unit: a.unit.clone(),
-                expected_revision: a.operations.first().map_or(0, |op| op.index),
-                operations: a.operations.clone().into(),
-            })
-            .collect()
-    };
     let creating = commits
         .iter()
-        .rposition(|appends| appends.iter().any(|a| a.unit.scope == Scope::Document))
+        .rposition(|requests| requests.iter().any(|r| r.unit.scope == Scope::Document))
         .map_or(0, |i| i + 1);
+    let timed = commits.split_off(creating);
     let send = |results: Vec<Result<folio_store::Appended, folio_store::StoreError>>| -> Result<(), CliError> {
         for r in results {
             match r {
@@ -153,15 +159,13 @@ async fn floor_round(commits: &[Vec<Append>], target: &Target, n: u32) -> Result
         }
         Ok(())
     };
-    for appends in &commits[..creating] {
-        send(store.append_batch(requests(appends)).await)?;
+    for requests in commits {
+        send(store.append_batch(requests).await)?;
     }
-    // Made before the clock starts: the requests as the executors hand them over.
-    let timed: Vec<Vec<AppendRequest>> = commits[creating..].iter().map(|a| requests(a)).collect();
     let count = timed.len();
     let start = Instant::now();
-    for batch in timed {
-        send(store.append_batch(batch).await)?;
+    for requests in timed {
+        send(store.append_batch(requests).await)?;
     }
     Ok((start.elapsed(), count))
 }
@@ -463,12 +467,8 @@ pub async fn run(params: &Params, target: &Target) -> Result<Vec<CaseResult>, Cl
     reset_peak_rss();
     let mut floor = Vec::new();
     let mut floor_commits = Vec::new();
-    // On PostgreSQL with one node, a third part a round: the store's floor (see `floor_round`).
-    let parts = if target.backend() == "postgres" && params.nodes <= 1 {
-        3
-    } else {
-        2
-    };
+    // With the store's floor, a third part a round (see `floor_round`).
+    let parts = if has_store_floor(params, target) { 3 } else { 2 };
     let mut progress = Progress::new(
         if parts == 3 {
             "append rounds (folio, raw, store floor)"
@@ -486,7 +486,7 @@ pub async fn run(params: &Params, target: &Target) -> Result<Vec<CaseResult>, Cl
         raw.push(raw_round(params, target, n).await?);
         progress.advance(1);
         if let Some(commits) = round.commits {
-            let (elapsed, count) = floor_round(&commits, target, n).await?;
+            let (elapsed, count) = floor_round(commits, target, n).await?;
             floor.push(elapsed);
             floor_commits.push(count);
             progress.advance(1);
@@ -522,9 +522,8 @@ pub async fn run(params: &Params, target: &Target) -> Result<Vec<CaseResult>, Cl
         case("raw-sqlx", ops, raw_stats, &raw_stats, None),
     ];
     if !floor.is_empty() {
-        let mut counts = floor_commits.clone();
-        counts.sort_unstable();
-        let commits = counts[counts.len() / 2];
+        floor_commits.sort_unstable();
+        let commits = floor_commits[floor_commits.len() / 2];
         note(format!(
             "store-floor: the folio round's {commits} group commits (median of rounds; {:.1} operations each), sent \
              again one after another through the store alone (no reactor, follower or view) to a fresh database: \
