@@ -17,9 +17,24 @@ use crate::store::{AppendRequest, Appended, Committed, Keyframe, ListQuery, Oper
 /// How many operations a read stream copies out per lock.
 const READ_CHUNK: usize = 512;
 
+/// A stored operation: its place in the slice its append brought, which the store shares with the appender (its
+/// events and replies) rather than copying each operation in.
+struct Stored {
+    batch: Arc<[Operation]>,
+    at: usize,
+}
+
+impl std::ops::Deref for Stored {
+    type Target = Operation;
+
+    fn deref(&self) -> &Operation {
+        &self.batch[self.at]
+    }
+}
+
 #[derive(Default)]
 struct UnitLog {
-    operations: Vec<Arc<Operation>>,
+    operations: Vec<Stored>,
     /// The indexes of each action id (several when a rebase re-appended it).
     by_action: std::collections::HashMap<uuid::Uuid, Vec<usize>>,
     /// The latest timestamp of its operations: the last modification its branch's header shows.
@@ -115,7 +130,10 @@ impl Inner {
         for op in operations.iter() {
             log.by_action.entry(op.action.id).or_default().push(op.index as usize);
         }
-        log.operations.extend(operations.iter().cloned().map(Arc::new));
+        log.operations.extend((0..operations.len()).map(|at| Stored {
+            batch: operations.clone(),
+            at,
+        }));
         Ok(Appended {
             revision: log.operations.len() as u64,
             ordinals,
